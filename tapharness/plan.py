@@ -1,0 +1,152 @@
+"""Plan once, ask many questions: a working copy of lib/, real `tofu plan` runs and their summaries.
+
+A plan needs no AWS account: it runs against a moto server (``AWS_ENDPOINT_URL``) with
+dummy credentials, so the provider's own calls and the stack's data sources
+(availability zones, caller identity, partition, random passwords) are answered by a
+real API instead of being skipped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tftest
+
+from tapharness import toolchain
+
+ROOT = toolchain.ROOT
+LIB = ROOT / "lib"
+TFVARS = ROOT / "tfvars"
+ENVS = ("dev", "staging", "prod")
+# What a working copy never takes from lib/: local state, init artefacts, built zips.
+COPY_IGNORE = shutil.ignore_patterns(".terraform", "terraform.tfstate*", ".terraform.lock.hcl", "*.zip",
+                                     "__pycache__", "*.pyc")
+
+
+def offline_aws_env(endpoint: str) -> dict[str, str]:
+    """Environment for a provider talking to a local moto server instead of an account."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """The parts of a plan the tests ask about, keyed by resource address."""
+
+    env: str
+    values: dict[str, dict[str, Any]]
+    types: dict[str, str]
+    unknown: dict[str, dict[str, Any]]
+    outputs: dict[str, Any]
+    references: dict[str, dict[str, list[str]]] = field(repr=False)
+    raw: dict[str, Any] = field(repr=False)
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(self.types.values())
+
+    def of_type(self, rtype: str) -> dict[str, dict[str, Any]]:
+        return {addr: self.values[addr] for addr, t in self.types.items() if t == rtype}
+
+    def refs(self, address: str, attribute: str) -> list[str]:
+        """Addresses an attribute's expression refers to (from the configuration, per resource block)."""
+        block = address.split("[", 1)[0]
+        return self.references.get(block, {}).get(attribute, [])
+
+
+def _walk_modules(module: dict[str, Any]) -> list[dict[str, Any]]:
+    found = list(module.get("resources", []))
+    for child in module.get("child_modules", []):
+        found += _walk_modules(child)
+    return found
+
+
+def _config_references(raw: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
+    out: dict[str, dict[str, list[str]]] = {}
+
+    def collect(expr: Any) -> list[str]:
+        refs: list[str] = []
+        if isinstance(expr, dict):
+            refs += expr.get("references", [])
+            for value in expr.values():
+                if isinstance(value, (dict, list)):
+                    refs += collect(value)
+        elif isinstance(expr, list):
+            for item in expr:
+                refs += collect(item)
+        return refs
+
+    for resource in raw.get("configuration", {}).get("root_module", {}).get("resources", []):
+        out[resource["address"]] = {name: collect(expr) for name, expr in resource.get("expressions", {}).items()}
+    return out
+
+
+def summarize(env: str, raw: dict[str, Any]) -> PlanSummary:
+    values: dict[str, dict[str, Any]] = {}
+    types: dict[str, str] = {}
+    for resource in _walk_modules(raw.get("planned_values", {}).get("root_module", {})):
+        if resource.get("mode") == "managed":
+            values[resource["address"]] = resource.get("values", {})
+            types[resource["address"]] = resource["type"]
+    unknown = {rc["address"]: rc["change"].get("after_unknown") or {}
+               for rc in raw.get("resource_changes", []) if rc.get("mode") == "managed"}
+    outputs = {name: out.get("value") for name, out in raw.get("planned_values", {}).get("outputs", {}).items()}
+    return PlanSummary(env, values, types, unknown, outputs, _config_references(raw), raw)
+
+
+class Workspace:
+    """An initialised working copy of lib/ (so state, locks and zips never land in the repo)."""
+
+    def __init__(self, directory: Path, aws_env: dict[str, str]) -> None:
+        self.dir = directory
+        if directory.exists():
+            shutil.rmtree(directory)
+        shutil.copytree(LIB, directory, ignore=COPY_IGNORE)
+        # The Lambda layer is built by `make setup` under lib/.build; link it rather than copy it.
+        layer = LIB / ".build" / "layer"
+        if not layer.is_dir():
+            raise RuntimeError(f"{layer} is missing: run `make setup` first")
+        (directory / ".build").mkdir(exist_ok=True)
+        (directory / ".build" / "layer").symlink_to(layer, target_is_directory=True)
+        self.env = {**toolchain.environment(), **aws_env}
+        self.binary = self.env["TOFU_BIN"]
+        self.tf = tftest.TerraformTest(str(directory), binary=self.binary, env=self.env)
+        self.tf.setup(cleanup_on_exit=False)
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run tofu without raising, for tests that expect failures or exit codes."""
+        return subprocess.run([self.binary, *args], cwd=self.dir, env={**os.environ, **self.env},
+                              capture_output=True, text=True, check=False)
+
+    def plan(self, env: str, tf_vars: dict[str, Any] | None = None) -> PlanSummary:
+        raw = self.tf.plan(output=True, tf_var_file=str(TFVARS / f"{env}.tfvars"), tf_vars=tf_vars)
+        return summarize(env, dict(raw))
+
+
+def shared_plan(cache_dir: Path, env: str, workspace_factory: Any) -> PlanSummary:
+    """One plan per env per test run, shared by every xdist worker through a locked file."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_dir / f"plan-{env}.json"
+    with (cache_dir / f"plan-{env}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.exists():
+            summary = workspace_factory().plan(env)
+            tmp = target.with_suffix(".tmp")
+            tmp.write_text(json.dumps(summary.raw))
+            tmp.replace(target)
+            return summary
+    return summarize(env, json.loads(target.read_text()))

@@ -1,0 +1,56 @@
+"""The toolchain the whole suite stands on: OpenTofu and providers from the local mirror."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tapharness import toolchain
+
+ROOT = toolchain.ROOT
+
+
+def _tofu(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(ROOT / "bin" / "tofu"), *args], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+
+
+def test_wrapper_runs_opentofu_at_the_pinned_version() -> None:
+    version = json.loads(_tofu("version", "-json").stdout)
+    assert version["terraform_version"] == toolchain.OPENTOFU_VERSION, version
+
+
+def test_cli_config_resolves_hashicorp_providers_from_the_local_mirror_only() -> None:
+    config = Path(toolchain.environment()["TF_CLI_CONFIG_FILE"]).read_text()
+    assert f'path    = "{toolchain.CACHE / "mirror"}"' in config
+    assert 'exclude = ["registry.opentofu.org/hashicorp/*"' in config
+
+
+def test_mirror_holds_the_pinned_aws_and_archive_providers() -> None:
+    base = toolchain.CACHE / "mirror" / "registry.opentofu.org" / "hashicorp"
+    for name, version in (("aws", toolchain.AWS_PROVIDER_VERSION), ("archive", toolchain.ARCHIVE_PROVIDER_VERSION)):
+        package = base / name / version / toolchain._platform()
+        binaries = list(package.glob(f"terraform-provider-{name}*"))
+        assert binaries, f"no {name} provider binary in {package}"
+
+
+def test_working_copy_uses_the_pinned_providers(workspace) -> None:
+    result = workspace.run("version", "-json")
+    selections = json.loads(result.stdout)["provider_selections"]
+    assert selections == {
+        "registry.opentofu.org/hashicorp/aws": toolchain.AWS_PROVIDER_VERSION,
+        "registry.opentofu.org/hashicorp/archive": toolchain.ARCHIVE_PROVIDER_VERSION,
+    }
+
+
+def test_lib_is_tofu_fmt_clean() -> None:
+    result = _tofu("fmt", "-check", "-recursive", "-diff", "lib")
+    assert result.returncode == 0, f"tofu fmt would change:\n{result.stdout}{result.stderr}"
+
+
+def test_configuration_is_valid(workspace) -> None:
+    result = workspace.run("validate", "-json")
+    report = json.loads(result.stdout)
+    assert report["valid"], json.dumps(report["diagnostics"], indent=2)
+    assert report["warning_count"] == 0, json.dumps(report["diagnostics"], indent=2)
