@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import logging
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ def toolchain_env() -> dict[str, str]:
 def moto_endpoint() -> Iterator[str]:
     """An in-process moto server answering the provider's calls during plans."""
     port = _free_port()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"

@@ -26,8 +26,8 @@ ROOT = toolchain.ROOT
 LIB = ROOT / "lib"
 TFVARS = ROOT / "tfvars"
 ENVS = ("dev", "staging", "prod")
-# What a working copy never takes from lib/: local state, init artefacts, built zips.
-COPY_IGNORE = shutil.ignore_patterns(".terraform", "terraform.tfstate*", ".terraform.lock.hcl", "*.zip",
+# What a working copy never takes from lib/: local state, init artefacts, build output.
+COPY_IGNORE = shutil.ignore_patterns(".build", ".terraform", "terraform.tfstate*", ".terraform.lock.hcl", "*.zip",
                                      "__pycache__", "*.pyc")
 
 

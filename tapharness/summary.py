@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
 import tempfile
@@ -43,6 +44,7 @@ def describe(summary: PlanSummary) -> list[str]:
 
 def main(envs: list[str]) -> int:
     port = _free_port()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from tapharness import toolchain
 
@@ -54,3 +58,11 @@ def test_configuration_is_valid(workspace) -> None:
     report = json.loads(result.stdout)
     assert report["valid"], json.dumps(report["diagnostics"], indent=2)
     assert report["warning_count"] == 0, json.dumps(report["diagnostics"], indent=2)
+
+
+def test_archive_provider_go_tests_pass() -> None:
+    if shutil.which("go") is None:
+        pytest.skip("no Go toolchain: tools/archive-provider is only built (and tested) where Go exists")
+    result = subprocess.run(["go", "test", "./..."], cwd=ROOT / "tools" / "archive-provider",
+                            env={**os.environ, "GOFLAGS": "-mod=mod"}, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,260 @@
+"""Kinesis consumer: viewing events → user_activity.
+
+Per batch: one BatchGetItem for the SUMMARY items of the batch's users, then per user
+one TransactWriteItems (up to 99 event items, each `attribute_not_exists`, plus the
+SUMMARY put guarded by its version), then one S3 object with the batch's raw events for
+Athena. A transaction cancelled only by existing event items is retried without them,
+so a redelivered batch leaves the same state. Records of a user whose write failed, and
+records that cannot be parsed, are reported in `batchItemFailures`.
+
+The mapping uses a tumbling window: `state` carries per-window counters across
+invocations and, on the final invoke for the window, they are emitted as EMF metrics
+and one structured log line. Durable writes never wait for the window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aggregate import Summary, apply_events, chronological, event_item, window_totals
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
+    KinesisStreamRecord,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
+from tap_common import aws, batch, config, dynamo
+from tap_common.events import ViewingEvent
+from tap_common.logs import logger as make_logger
+
+logger = make_logger()
+
+SUMMARY = "SUMMARY"
+EVENTS_PER_TRANSACTION = dynamo.TRANSACTION_LIMIT - 1
+TRANSACTION_ATTEMPTS = 4
+AWS_ERRORS = (ClientError, BotoCoreError, dynamo.UnprocessedError)
+
+
+class WriteConflict(RuntimeError):
+    """The user's transaction kept being cancelled by concurrent writers."""
+
+
+@dataclass
+class UserResult:
+    applied: list[ViewingEvent] = field(default_factory=list)
+    duplicates: int = 0
+
+
+@dataclass
+class Parsed:
+    record: KinesisStreamRecord
+    event: ViewingEvent
+
+    @property
+    def sequence_number(self) -> str:
+        return self.record.kinesis.sequence_number
+
+
+def _parse(records: list[KinesisStreamRecord]) -> tuple[list[Parsed], list[str]]:
+    parsed, poison = [], []
+    for record in records:
+        try:
+            parsed.append(Parsed(record, ViewingEvent.from_record(record.kinesis.data_as_json())))
+        except ValueError as exc:
+            logger.warning(
+                "poison record", extra={"sequence_number": record.kinesis.sequence_number, "reason": str(exc)}
+            )
+            poison.append(record.kinesis.sequence_number)
+    return parsed, poison
+
+
+def _read_summaries(table: str, users: list[str]) -> dict[str, Summary]:
+    keys = [{"user_id": user, "timestamp": SUMMARY} for user in users]
+    items = dynamo.batch_get({table: keys}, consistent=True)[table]
+    by_user = {item["user_id"]: item for item in items}
+    return {user: Summary.from_item(user, by_user.get(user)) for user in users}
+
+
+def _read_summary(table: str, user: str) -> Summary:
+    response = aws.client("dynamodb").get_item(
+        TableName=table, Key=dynamo.serialize({"user_id": user, "timestamp": SUMMARY}), ConsistentRead=True
+    )
+    item = dynamo.deserialize(response["Item"]) if "Item" in response else None
+    return Summary.from_item(user, item)
+
+
+def _transaction(table: str, summary: Summary, events: list[ViewingEvent], ratio: float) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = [
+        {
+            "Put": {
+                "TableName": table,
+                "Item": dynamo.serialize(event_item(event)),
+                "ConditionExpression": "attribute_not_exists(#ts)",
+                "ExpressionAttributeNames": {"#ts": "timestamp"},
+            }
+        }
+        for event in events
+    ]
+    summary_put: dict[str, Any] = {
+        "TableName": table,
+        "Item": dynamo.serialize(apply_events(summary, events, ratio).to_item()),
+    }
+    if summary.version == 0:
+        summary_put["ConditionExpression"] = "attribute_not_exists(#ts)"
+        summary_put["ExpressionAttributeNames"] = {"#ts": "timestamp"}
+    else:
+        summary_put["ConditionExpression"] = "#v = :v"
+        summary_put["ExpressionAttributeNames"] = {"#v": "version"}
+        summary_put["ExpressionAttributeValues"] = {":v": {"N": str(summary.version)}}
+    items.append({"Put": summary_put})
+    return items
+
+
+def _write_chunk(table: str, summary: Summary, events: list[ViewingEvent], ratio: float, result: UserResult) -> Summary:
+    """Apply one chunk of a user's events; returns the summary as stored afterwards."""
+    pending = list(events)
+    for attempt in range(TRANSACTION_ATTEMPTS):
+        if not pending:
+            return summary
+        # Same token only for the SDK's own retries of this very request.
+        token_source = f"{summary.user_id}|{summary.version}|{attempt}|{','.join(e.event_id for e in pending)}"
+        try:
+            aws.client("dynamodb").transact_write_items(
+                TransactItems=_transaction(table, summary, pending, ratio),
+                ClientRequestToken=hashlib.sha256(token_source.encode()).hexdigest()[:36],
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) != "TransactionCanceledException":
+                raise
+            codes = [reason.get("Code", "None") for reason in exc.response.get("CancellationReasons", [])]
+            event_codes, summary_code = codes[:-1], codes[-1] if codes else "Unknown"
+            existing = {e.event_id for e, code in zip(pending, event_codes) if code == "ConditionalCheckFailed"}
+            only_existing_events = (
+                len(codes) == len(pending) + 1
+                and summary_code == "None"
+                and all(code in ("None", "ConditionalCheckFailed") for code in event_codes)
+            )
+            result.duplicates += len(existing)
+            pending = [e for e in pending if e.event_id not in existing]
+            if not only_existing_events:
+                summary = _read_summary(table, summary.user_id)
+            continue
+        result.applied.extend(pending)
+        return apply_events(summary, pending, ratio)
+    if pending:
+        raise WriteConflict(f"transaction for user {summary.user_id} cancelled {TRANSACTION_ATTEMPTS} times")
+    return summary
+
+
+def _write_user(table: str, summary: Summary, events: list[ViewingEvent], ratio: float) -> UserResult:
+    result = UserResult()
+    ordered = chronological(events)
+    result.duplicates += len(events) - len(ordered)
+    for chunk in batch.chunks(ordered, EVENTS_PER_TRANSACTION):
+        summary = _write_chunk(table, summary, list(chunk), ratio, result)
+    return result
+
+
+def _raw_key(first: KinesisStreamRecord) -> str:
+    arrived = datetime.fromtimestamp(first.kinesis.approximate_arrival_timestamp, tz=UTC)
+    shard = first.event_id.partition(":")[0] or "shard"
+    return (
+        f"{config.optional('RAW_PREFIX', 'raw/')}year={arrived:%Y}/month={arrived:%m}/day={arrived:%d}/"
+        f"{shard}-{first.kinesis.sequence_number}.json"
+    )
+
+
+def _store_raw(stored: list[Parsed]) -> None:
+    """One JSON-lines object per batch, keyed by shard and first sequence number, so a
+    redelivered batch overwrites its own object (the archive query de-duplicates by event_id)."""
+    body = "\n".join(json.dumps(p.event.to_record(), separators=(",", ":")) for p in stored) + "\n"
+    aws.client("s3").put_object(
+        Bucket=config.require("RAW_BUCKET"),
+        Key=_raw_key(stored[0].record),
+        Body=body.encode("utf-8"),
+        ContentType="application/x-ndjson",
+    )
+
+
+def _emit_window(event: dict[str, Any], state: dict[str, Any]) -> None:
+    metrics = Metrics(namespace=config.require("PROJECT"))
+    metrics.add_dimension(name="environment", value=config.require("ENV"))
+    metrics.add_metric(name="WindowEventsApplied", unit=MetricUnit.Count, value=state["applied"])
+    metrics.add_metric(name="WindowDuplicates", unit=MetricUnit.Count, value=state["duplicates"])
+    metrics.add_metric(name="WindowFailedRecords", unit=MetricUnit.Count, value=state["failed"])
+    for event_type, count in sorted(state["by_type"].items()):
+        metrics.add_metric(name=f"WindowEvents_{event_type}", unit=MetricUnit.Count, value=count)
+    metrics.flush_metrics()
+    logger.info(
+        "tumbling window closed",
+        extra={
+            "window": event.get("window"),
+            "shard_id": event.get("shardId"),
+            "terminated_early": bool(event.get("isWindowTerminatedEarly")),
+            "totals": state,
+        },
+    )
+
+
+def process(event: dict[str, Any]) -> tuple[list[str], list[ViewingEvent], int]:
+    """Write the batch; returns (failed sequence numbers, newly applied events, duplicates)."""
+    records = list(KinesisStreamEvent(event).records)
+    parsed, failed = _parse(records)
+    if not parsed:
+        return failed, [], 0
+    table = config.require("ACTIVITY_TABLE")
+    ratio = config.full_completion_ratio()
+    by_user: dict[str, list[Parsed]] = defaultdict(list)
+    for item in parsed:
+        by_user[item.event.user_id].append(item)
+    try:
+        summaries = _read_summaries(table, list(by_user))
+    except AWS_ERRORS:
+        logger.exception("reading summaries failed; whole batch reported")
+        return [r.kinesis.sequence_number for r in records], [], 0
+
+    applied: list[ViewingEvent] = []
+    duplicates = 0
+    stored: list[Parsed] = []
+    for user, items in by_user.items():
+        try:
+            result = _write_user(table, summaries[user], [p.event for p in items], ratio)
+        except (*AWS_ERRORS, WriteConflict):
+            logger.exception("user write failed", extra={"user_id": user, "records": len(items)})
+            failed.extend(p.sequence_number for p in items)
+            continue
+        applied.extend(result.applied)
+        duplicates += result.duplicates
+        stored.extend(items)
+    if stored:
+        try:
+            _store_raw(stored)
+        except (ClientError, BotoCoreError):
+            logger.exception("raw event object not stored; its records are reported for retry")
+            failed.extend(p.sequence_number for p in stored)
+    order = {r.kinesis.sequence_number: i for i, r in enumerate(records)}
+    return sorted(set(failed), key=order.__getitem__), applied, duplicates
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    failed, applied, duplicates = process(event)
+    logger.info(
+        "batch processed",
+        extra={"applied": len(applied), "duplicates": duplicates, "failed": len(failed)},
+    )
+    response = batch.response(failed)
+    if "window" not in event:
+        return response
+    state = window_totals(event.get("state") or {}, applied, duplicates, len(failed))
+    if event.get("isFinalInvokeForWindow"):
+        _emit_window(event, state)
+        state = {}
+    return {"state": state, **response}

@@ -1,0 +1,213 @@
+"""Fixtures for the handler unit tests: Lambda-style imports, moto, real Redis/PostgreSQL."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+import redis
+from hypothesis import settings
+from moto import mock_aws
+from pg8000.native import Connection
+
+from tapharness import services
+
+REPO = Path(__file__).resolve().parents[3]
+LAMBDAS = REPO / "lib" / "lambdas"
+REGION = "us-east-1"
+
+# tap_common is a top-level package in the layer: importable once lib/lambdas is on sys.path.
+if str(LAMBDAS) not in sys.path:
+    sys.path.insert(0, str(LAMBDAS))
+
+import tap_common.aws
+import tap_common.cache
+import tap_common.db
+import tap_common.secrets
+
+# Hypothesis' per-example deadline trips on loaded CI machines; these properties are not about speed.
+relaxed = settings(deadline=None)
+
+TABLES = {
+    "ACTIVITY_TABLE": "tap-test-user_activity",
+    "RECOMMENDATIONS_TABLE": "tap-test-user_recommendations",
+    "ACHIEVEMENTS_TABLE": "tap-test-user_achievements",
+    "CATALOG_TABLE": "tap-test-content_catalog",
+}
+
+
+def _is_package_module(module: ModuleType) -> bool:
+    file = getattr(module, "__file__", None)
+    if not file:
+        return False
+    parent = Path(file).resolve().parent
+    return parent.parent == LAMBDAS and parent.name != "tap_common"
+
+
+def load_package(package: str, *modules: str) -> SimpleNamespace:
+    """Import modules of lib/lambdas/<package> the way Lambda does: the package directory
+    and the layer (lib/lambdas, for tap_common) on sys.path, siblings imported by plain
+    name. Same-named modules of other packages are evicted first, so every package gets
+    its own `handler`; the returned objects stay valid after later loads."""
+    for name, module in list(sys.modules.items()):
+        if _is_package_module(module):
+            del sys.modules[name]
+    package_dir = str(LAMBDAS / package)
+    others = [p for p in sys.path if p not in (package_dir, str(LAMBDAS)) and Path(p).parent != LAMBDAS]
+    sys.path[:] = [package_dir, str(LAMBDAS), *others]
+    loaded = {name: importlib.import_module(name) for name in (modules or ("handler",))}
+    return SimpleNamespace(**loaded)
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "tap-test-function"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:tap-test-function"
+    aws_request_id: str = "00000000-0000-4000-8000-000000000000"
+
+
+@pytest.fixture
+def context() -> FakeContext:
+    return FakeContext()
+
+
+def _reset_tap_common() -> None:
+    tap_common.aws.client.cache_clear()
+    tap_common.secrets.secret_json.cache_clear()
+    tap_common.cache.redis_client.cache_clear()
+    for conn in tap_common.db._connections.values():
+        conn.close()
+    tap_common.db._connections.clear()
+    tap_common.db._schemas_ready.clear()
+
+
+@pytest.fixture(autouse=True)
+def lambda_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The environment the stack gives every function, with dummy credentials and no
+    endpoint override (moto intercepts in-process)."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN", "SSL_CERT_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    common = {"ENV": "test", "PROJECT": "tap", "LOG_LEVEL": "INFO", "POWERTOOLS_SERVICE_NAME": "unit", **TABLES}
+    for name, value in common.items():
+        monkeypatch.setenv(name, value)
+    _reset_tap_common()
+    yield
+    _reset_tap_common()
+
+
+@pytest.fixture
+def aws() -> Iterator[Any]:
+    """moto for every AWS service, with the four DynamoDB tables of the contract."""
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        string = "S"
+        definitions = {
+            "ACTIVITY_TABLE": (("user_id", "timestamp"), True),
+            "RECOMMENDATIONS_TABLE": (("user_id",), False),
+            "ACHIEVEMENTS_TABLE": (("user_id", "badge_id"), False),
+            "CATALOG_TABLE": (("content_id",), False),
+        }
+        for env, (keys, stream) in definitions.items():
+            request: dict[str, Any] = {
+                "TableName": TABLES[env],
+                "KeySchema": [
+                    {"AttributeName": name, "KeyType": "HASH" if i == 0 else "RANGE"} for i, name in enumerate(keys)
+                ],
+                "AttributeDefinitions": [{"AttributeName": name, "AttributeType": string} for name in keys],
+                "BillingMode": "PAY_PER_REQUEST",
+            }
+            if stream:
+                request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+            ddb.create_table(**request)
+        yield ddb
+
+
+def _server_or_skip(start: Any, **kwargs: Any) -> Any:
+    try:
+        return start(**kwargs)
+    except services.ServiceUnavailable as exc:
+        pytest.skip(f"real server needed: {exc}")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[services.RedisServer]:
+    server = _server_or_skip(services.start_redis)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_tls_server() -> Iterator[services.RedisServer]:
+    server = _server_or_skip(services.start_redis, tls=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[services.PostgresServer]:
+    server = _server_or_skip(services.start_postgres)
+    yield server
+    server.stop()
+
+
+def _secret(name: str, value: dict[str, Any]) -> str:
+    client = boto3.client("secretsmanager", region_name=REGION)
+    return client.create_secret(Name=name, SecretString=json.dumps(value))["ARN"]
+
+
+@pytest.fixture
+def redis_env(aws: Any, redis_server: services.RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """REDIS_* pointing at the real server (auth token in Secrets Manager); the database
+    is emptied before each test. Yields a plain client for arranging and asserting."""
+    monkeypatch.setenv("REDIS_HOST", redis_server.host)
+    monkeypatch.setenv("REDIS_PORT", str(redis_server.port))
+    monkeypatch.setenv("REDIS_TLS", "false")
+    monkeypatch.setenv("REDIS_AUTH_SECRET_ARN", _secret("redis-auth", {"auth_token": redis_server.password}))
+    client = redis.Redis(
+        host=redis_server.host, port=redis_server.port, password=redis_server.password, decode_responses=True
+    )
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def postgres_env(aws: Any, postgres_server: services.PostgresServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """DB_* pointing at the real server (credentials in Secrets Manager), tables dropped
+    before each test. Yields a pg8000 connection for arranging and asserting."""
+    secret = {
+        "username": postgres_server.user,
+        "password": postgres_server.password,
+        "engine": "postgres",
+        "host": postgres_server.host,
+        "port": postgres_server.port,
+        "dbname": postgres_server.database,
+    }
+    monkeypatch.setenv("DB_SECRET_ARN", _secret("aurora", secret))
+    monkeypatch.setenv("DB_HOST", postgres_server.host)
+    monkeypatch.setenv("DB_PORT", str(postgres_server.port))
+    monkeypatch.setenv("DB_NAME", postgres_server.database)
+    conn = Connection(
+        user=postgres_server.user,
+        password=postgres_server.password,
+        host=postgres_server.host,
+        port=postgres_server.port,
+        database=postgres_server.database,
+        ssl_context=True,
+    )
+    conn.run("DROP TABLE IF EXISTS content_stats, processed_events, content_licenses")
+    yield conn
+    conn.close()

@@ -1,0 +1,247 @@
+"""activity_consumer: summary aggregation (pure) and the DynamoDB/S3 writes under
+redelivery, poison records, conflicts and tumbling windows."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+import tap_common.aws
+from botocore.exceptions import ClientError
+from tap_common.events import ViewingEvent
+
+from .conftest import REGION, TABLES, load_package
+from .factories import kinesis_event, sequence_numbers, viewing
+
+mod = load_package("activity_consumer", "handler", "aggregate")
+agg = mod.aggregate
+RAW_BUCKET = "tap-test-raw"
+
+
+def events(*records: dict[str, Any]) -> list[ViewingEvent]:
+    return [ViewingEvent.from_record(r) for r in records]
+
+
+def test_watch_seconds_sum_forward_deltas_and_ignore_rewinds() -> None:
+    summary = agg.apply_events(
+        agg.Summary("u"),
+        events(viewing(1, position=60), viewing(2, position=30), viewing(3, position=90)),
+        0.9,
+    )
+    assert summary.watch_seconds == 120
+
+
+def test_watch_seconds_are_tracked_per_content() -> None:
+    summary = agg.apply_events(
+        agg.Summary("u"),
+        events(viewing(1, content="a", position=100), viewing(2, content="b", position=50), viewing(3, content="a", position=130)),
+        0.9,
+    )
+    assert summary.watch_seconds == 180
+
+
+@pytest.mark.parametrize(("position", "counted"), [(539, 0), (540, 1), (600, 1)])
+def test_completed_count_needs_full_completion_ratio(position: int, counted: int) -> None:
+    summary = agg.apply_events(agg.Summary("u"), events(viewing(1, event_type="complete", position=position)), 0.9)
+    assert summary.completed_count == counted
+
+
+def test_pause_at_the_end_is_not_a_completion() -> None:
+    summary = agg.apply_events(agg.Summary("u"), events(viewing(1, event_type="pause", position=600)), 0.9)
+    assert summary.completed_count == 0
+
+
+def test_last_viewed_is_the_newest_event_whatever_the_batch_order() -> None:
+    batch = events(viewing(2, content="new", timestamp="2026-11-23T07:00:00.000Z"), viewing(1, content="old"))
+    summary = agg.apply_events(agg.Summary("u"), agg.chronological(batch), 0.9)
+    assert (summary.last_viewed, summary.last_content_id) == ("2026-11-23T07:00:00.000Z", "new")
+
+
+def test_chronological_drops_repeated_event_ids() -> None:
+    assert len(agg.chronological(events(viewing(1), viewing(1), viewing(2)))) == 2
+
+
+def test_summary_round_trips_through_its_item() -> None:
+    summary = agg.apply_events(agg.Summary("u"), events(viewing(1, event_type="complete", position=600)), 0.9)
+    assert agg.Summary.from_item("u", summary.to_item()) == summary
+
+
+def test_window_totals_accumulate_across_invocations() -> None:
+    first = agg.window_totals({}, events(viewing(1), viewing(2, event_type="pause")), duplicates=1, failed=0)
+    second = agg.window_totals(first, events(viewing(3)), duplicates=0, failed=2)
+    assert second == {
+        "applied": 3,
+        "by_type": {"watch": 2, "pause": 1},
+        "duplicates": 1,
+        "failed": 2,
+        "invocations": 2,
+    }
+
+
+@pytest.fixture
+def env(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=RAW_BUCKET)
+    monkeypatch.setenv("RAW_BUCKET", RAW_BUCKET)
+    monkeypatch.setenv("RAW_PREFIX", "raw/")
+    monkeypatch.setenv("FULL_COMPLETION_RATIO", "0.9")
+    return aws
+
+
+def table_state(ddb: Any) -> list[dict[str, Any]]:
+    items = ddb.scan(TableName=TABLES["ACTIVITY_TABLE"])["Items"]
+    return sorted(items, key=lambda i: (i["user_id"]["S"], i["timestamp"]["S"]))
+
+
+def summary_of(ddb: Any, user: str) -> dict[str, Any]:
+    item = ddb.get_item(TableName=TABLES["ACTIVITY_TABLE"], Key={"user_id": {"S": user}, "timestamp": {"S": "SUMMARY"}})
+    return item["Item"]
+
+
+def num(attribute: dict[str, str]) -> Decimal:
+    return Decimal(attribute["N"])
+
+
+def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return mod.handler.lambda_handler(event, context)
+
+
+def test_batch_writes_event_items_and_summary(env: Any, context: Any) -> None:
+    run(kinesis_event([viewing(1, position=60), viewing(2, event_type="complete", position=600)]), context)
+    summary = summary_of(env, "user-1")
+    assert num(summary["watch_seconds"]) == 600
+    assert num(summary["completed_count"]) == 1
+    assert num(summary["progress_by_content"]["M"]["content-1"]) == 1
+    assert summary["last_viewed"]["S"] == "2026-11-23T06:00:02.000Z"
+    assert len(table_state(env)) == 3
+
+
+def test_event_item_key_is_timestamp_and_event_id(env: Any, context: Any) -> None:
+    record = viewing(1)
+    run(kinesis_event([record]), context)
+    keys = [item["timestamp"]["S"] for item in table_state(env)]
+    assert f"{record['client_timestamp']}#{record['event_id']}" in keys
+
+
+def test_successful_batch_reports_no_failures(env: Any, context: Any) -> None:
+    assert run(kinesis_event([viewing(1), viewing(2, user="user-2")]), context) == {"batchItemFailures": []}
+
+
+def test_same_batch_twice_leaves_the_same_state(env: Any, context: Any) -> None:
+    records = [viewing(1, position=100), viewing(2, user="user-2"), viewing(3, event_type="complete", position=600)]
+    run(kinesis_event(records), context)
+    first = table_state(env)
+    response = run(kinesis_event(records), context)
+    assert response == {"batchItemFailures": []}
+    assert table_state(env) == first
+
+
+def test_redelivered_event_mixed_with_new_ones_counts_only_the_new(env: Any, context: Any) -> None:
+    run(kinesis_event([viewing(1, position=100)]), context)
+    run(kinesis_event([viewing(1, position=100), viewing(2, position=250)]), context)
+    assert num(summary_of(env, "user-1")["watch_seconds"]) == 250
+
+
+def test_same_event_twice_in_one_batch_is_applied_once(env: Any, context: Any) -> None:
+    response = run(kinesis_event([viewing(1, position=100), viewing(1, position=100)]), context)
+    assert response == {"batchItemFailures": []}
+    assert num(summary_of(env, "user-1")["watch_seconds"]) == 100
+
+
+@pytest.mark.parametrize(
+    "poison",
+    [b"not json", json.dumps({"event_id": "x"}).encode(), json.dumps(viewing(9, event_type="rewind")).encode()],
+)
+def test_poison_record_is_the_only_one_reported(env: Any, context: Any, poison: bytes) -> None:
+    event = kinesis_event([viewing(1), poison, viewing(2, user="user-2")])
+    response = run(event, context)
+    assert response == {"batchItemFailures": [{"itemIdentifier": sequence_numbers(event)[1]}]}
+    assert {i["user_id"]["S"] for i in table_state(env)} == {"user-1", "user-2"}
+
+
+def test_failed_user_write_reports_only_that_users_records(
+    env: Any, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = tap_common.aws.client("dynamodb")
+    original = client.transact_write_items
+
+    def fail_for_user_2(**kwargs: Any) -> Any:
+        if any(item["Put"]["Item"]["user_id"]["S"] == "user-2" for item in kwargs["TransactItems"]):
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "TransactWriteItems")
+        return original(**kwargs)
+
+    monkeypatch.setattr(client, "transact_write_items", fail_for_user_2)
+    event = kinesis_event([viewing(1), viewing(2, user="user-2"), viewing(3), viewing(4, user="user-2")])
+    seqs = sequence_numbers(event)
+    response = run(event, context)
+    assert response == {"batchItemFailures": [{"itemIdentifier": seqs[1]}, {"itemIdentifier": seqs[3]}]}
+    assert {i["user_id"]["S"] for i in table_state(env)} == {"user-1"}
+
+
+def test_more_events_than_one_transaction_holds_are_all_applied(env: Any, context: Any) -> None:
+    records = [viewing(n, position=n) for n in range(1, 151)]
+    assert run(kinesis_event(records), context) == {"batchItemFailures": []}
+    summary = summary_of(env, "user-1")
+    assert (num(summary["watch_seconds"]), num(summary["version"])) == (150, 2)
+    assert len(table_state(env)) == 151
+
+
+def test_stale_summary_is_re_read_and_the_write_retried(env: Any) -> None:
+    table = TABLES["ACTIVITY_TABLE"]
+    mod.handler._write_user(table, agg.Summary("user-1"), events(viewing(1, position=100)), 0.9)
+    stale = agg.Summary("user-1")
+    result = mod.handler._write_user(table, stale, events(viewing(2, position=160)), 0.9)
+    assert len(result.applied) == 1
+    summary = summary_of(env, "user-1")
+    assert (num(summary["watch_seconds"]), num(summary["version"])) == (160, 2)
+
+
+def test_raw_events_land_in_s3_as_json_lines(env: Any, context: Any) -> None:
+    event = kinesis_event([viewing(1), viewing(2)])
+    run(event, context)
+    s3 = boto3.client("s3", region_name=REGION)
+    [obj] = s3.list_objects_v2(Bucket=RAW_BUCKET)["Contents"]
+    assert obj["Key"] == f"raw/year=2026/month=11/day=23/shardId-000000000000-{sequence_numbers(event)[0]}.json"
+    lines = s3.get_object(Bucket=RAW_BUCKET, Key=obj["Key"])["Body"].read().decode().splitlines()
+    assert [json.loads(line)["event_id"] for line in lines] == [viewing(1)["event_id"], viewing(2)["event_id"]]
+
+
+def test_raw_store_failure_reports_the_written_records(env: Any, context: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAW_BUCKET", "missing-bucket")
+    event = kinesis_event([viewing(1), viewing(2)])
+    response = run(event, context)
+    assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == sequence_numbers(event)
+
+
+def test_window_state_is_returned_with_the_failures(env: Any, context: Any) -> None:
+    event = kinesis_event([viewing(1), b"poison"], window=True, state={"applied": 5, "invocations": 1})
+    response = run(event, context)
+    assert response["batchItemFailures"] == [{"itemIdentifier": sequence_numbers(event)[1]}]
+    assert (response["state"]["applied"], response["state"]["failed"], response["state"]["invocations"]) == (6, 1, 2)
+
+
+def test_window_counts_only_newly_applied_events(env: Any, context: Any) -> None:
+    run(kinesis_event([viewing(1)]), context)
+    response = run(kinesis_event([viewing(1), viewing(2)], window=True), context)
+    assert (response["state"]["applied"], response["state"]["duplicates"]) == (1, 1)
+
+
+def test_final_window_invoke_emits_metrics_and_clears_state(
+    env: Any, context: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = {"applied": 7, "by_type": {"watch": 7}, "duplicates": 2, "failed": 0, "invocations": 3}
+    response = run(kinesis_event([], window=True, state=state, final=True), context)
+    assert response == {"state": {}, "batchItemFailures": []}
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [metrics] = [m for m in emf if "WindowEventsApplied" in m]
+    assert (metrics["WindowEventsApplied"], metrics["WindowEvents_watch"], metrics["WindowDuplicates"]) == ([7], [7], [2])
+    assert metrics["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "tap"
+
+
+def test_decimal_progress_is_stored_for_each_event(env: Any, context: Any) -> None:
+    run(kinesis_event([viewing(1, position=150, duration=600)]), context)
+    [event_item] = [i for i in table_state(env) if i["timestamp"]["S"] != "SUMMARY"]
+    assert num(event_item["progress"]) == Decimal("0.25")
