@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections import Counter
@@ -26,6 +27,7 @@ ROOT = toolchain.ROOT
 LIB = ROOT / "lib"
 TFVARS = ROOT / "tfvars"
 ENVS = ("dev", "staging", "prod")
+RESOURCE_REF = re.compile(r'^[a-z0-9_]+\.[A-Za-z0-9_-]+(\["[^"]*"\])?')
 # What a working copy never takes from lib/: local state, init artefacts, build output.
 COPY_IGNORE = shutil.ignore_patterns(".build", ".terraform", "terraform.tfstate*", ".terraform.lock.hcl", "*.zip",
                                      "__pycache__", "*.pyc")
@@ -52,6 +54,8 @@ class PlanSummary:
     types: dict[str, str]
     unknown: dict[str, dict[str, Any]]
     outputs: dict[str, Any]
+    variables: dict[str, Any]
+    data: dict[str, dict[str, Any]] = field(repr=False)
     references: dict[str, dict[str, list[str]]] = field(repr=False)
     raw: dict[str, Any] = field(repr=False)
 
@@ -66,6 +70,30 @@ class PlanSummary:
         """Addresses an attribute's expression refers to (from the configuration, per resource block)."""
         block = address.split("[", 1)[0]
         return self.references.get(block, {}).get(attribute, [])
+
+    def targets(self, address: str, attribute: str) -> set[str]:
+        """Resource instances an attribute of one instance refers to.
+
+        A reference like `aws_sqs_queue.consumer` next to `each.key` resolves to the
+        instance with this instance's own key; `x.y["k"]` resolves to itself.
+        """
+        refs = self.refs(address, attribute)
+        key = address[len(address.split("[", 1)[0]):]
+        found: set[str] = set()
+        for ref in refs:
+            if ref.startswith(("var.", "local.", "each.", "data.", "path.", "count.")):
+                continue
+            match = RESOURCE_REF.match(ref)
+            if not match:
+                continue
+            base = match.group(0)
+            if "[" in base:
+                found.add(base)
+            elif base in self.types:
+                found.add(base)
+            elif "each.key" in refs and f"{base}{key}" in self.types:
+                found.add(f"{base}{key}")
+        return found
 
 
 def _walk_modules(module: dict[str, Any]) -> list[dict[str, Any]]:
@@ -105,7 +133,15 @@ def summarize(env: str, raw: dict[str, Any]) -> PlanSummary:
     unknown = {rc["address"]: rc["change"].get("after_unknown") or {}
                for rc in raw.get("resource_changes", []) if rc.get("mode") == "managed"}
     outputs = {name: out.get("value") for name, out in raw.get("planned_values", {}).get("outputs", {}).items()}
-    return PlanSummary(env, values, types, unknown, outputs, _config_references(raw), raw)
+    # Data sources read during the plan sit in prior_state; those deferred to apply
+    # (their inputs are unknown) are "read" changes with their known parts in `after`.
+    data = {r["address"]: r.get("values", {})
+            for r in _walk_modules(raw.get("prior_state", {}).get("values", {}).get("root_module", {}))
+            if r.get("mode") == "data"}
+    data.update({rc["address"]: rc["change"].get("after") or {}
+                 for rc in raw.get("resource_changes", []) if rc.get("mode") == "data"})
+    variables = {name: v.get("value") for name, v in raw.get("variables", {}).items()}
+    return PlanSummary(env, values, types, unknown, outputs, variables, data, _config_references(raw), raw)
 
 
 class Workspace:
