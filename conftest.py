@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import logging
+import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path

@@ -87,9 +87,7 @@ class PlanSummary:
             if not match:
                 continue
             base = match.group(0)
-            if "[" in base:
-                found.add(base)
-            elif base in self.types:
+            if "[" in base or base in self.types:
                 found.add(base)
             elif "each.key" in refs and f"{base}{key}" in self.types:
                 found.add(f"{base}{key}")

@@ -253,9 +253,8 @@ def setup_venvs() -> None:
     main = _venv(ROOT / "requirements.txt", "venv")
     checkov = _venv(ROOT / "requirements-checkov.txt", "checkov")
     link = ROOT / ".venv"
-    if link.is_symlink() or link.exists():
-        if link.resolve() != main.resolve():
-            link.unlink() if link.is_symlink() else shutil.rmtree(link)
+    if (link.is_symlink() or link.exists()) and link.resolve() != main.resolve():
+        link.unlink() if link.is_symlink() else shutil.rmtree(link)
     if not link.exists():
         link.symlink_to(main, target_is_directory=True)
     (CACHE / "checkov-bin").write_text(str(checkov / "bin" / "checkov"))

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,4 +66,10 @@ def test_archive_provider_go_tests_pass() -> None:
         pytest.skip("no Go toolchain: tools/archive-provider is only built (and tested) where Go exists")
     result = subprocess.run(["go", "test", "./..."], cwd=ROOT / "tools" / "archive-provider",
                             env={**os.environ, "GOFLAGS": "-mod=mod"}, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_python_sources_are_ruff_clean() -> None:
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--output-format", "concise", "."], cwd=ROOT,
+                            capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
