@@ -42,7 +42,7 @@ def test_checkov_finds_no_failed_check(plan: PlanSummary, tmp_path: Path) -> Non
     checkov = Path((toolchain.CACHE / "checkov-bin").read_text())
     result = subprocess.run(
         [str(checkov), "-f", str(plan_file), "--config-file", str(CONFIG), "-o", "json", "--compact",
-         "--quiet", "--skip-download"],
+         "--skip-download"],
         capture_output=True, text=True, check=False)
     report = json.loads(result.stdout)
     reports = report if isinstance(report, list) else [report]
