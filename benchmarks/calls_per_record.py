@@ -11,7 +11,6 @@ run twice, first on a cold container (secrets fetched, schema created), then war
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 import os
 import sys
@@ -21,23 +20,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-LAMBDAS = REPO / "lib" / "lambdas"
-sys.path[:0] = [str(REPO), str(LAMBDAS)]
-# The imports below need those paths: tap_common lives in the layer directory.
+sys.path.insert(0, str(REPO))
+# The imports below need the repository on sys.path.
 import boto3
-import tap_common.aws
-import tap_common.cache
-import tap_common.db
-import tap_common.secrets
 from boto3.dynamodb.types import TypeSerializer
 from moto import mock_aws
 from moto.sagemakerruntime.models import sagemakerruntime_backends
 
 from tapharness import services
+from tapharness.lambdas import FakeContext as Context
+from tapharness.lambdas import load_package, reset_container, tap_common
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -58,33 +53,6 @@ class Row:
     records: int
     cold: Counter[str]
     warm: Counter[str]
-
-
-class Context:
-    function_name = "bench"
-    memory_limit_in_mb = 256
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:bench"
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-
-
-def load_handler(package: str) -> ModuleType:
-    """Import lib/lambdas/<package>/handler.py as Lambda would (package dir first on sys.path)."""
-    for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None) or ""
-        if Path(file).parent.parent == LAMBDAS and Path(file).parent.name != "tap_common":
-            del sys.modules[name]
-    sys.path[:] = [str(LAMBDAS / package), *[p for p in sys.path if Path(p).parent != LAMBDAS]]
-    return importlib.import_module("handler")
-
-
-def reset_container() -> None:
-    tap_common.aws.client.cache_clear()
-    tap_common.secrets.secret_json.cache_clear()
-    tap_common.cache.redis_client.cache_clear()
-    for conn in tap_common.db._connections.values():
-        conn.close()
-    tap_common.db._connections.clear()
-    tap_common.db._schemas_ready.clear()
 
 
 @contextmanager
@@ -191,7 +159,7 @@ def secret(name: str, value: dict[str, Any]) -> str:
 def bench_activity() -> Row:
     boto3.client("s3", region_name=REGION).create_bucket(Bucket="bench-raw")
     os.environ.update(RAW_BUCKET="bench-raw", RAW_PREFIX="raw/")
-    handler = load_handler("activity_consumer")
+    handler = load_package("activity_consumer").handler
     first, second = kinesis_event(generated_events(0)), kinesis_event(generated_events(1000))
     cold, warm = measure(lambda: handler.lambda_handler(first, Context()), lambda: handler.lambda_handler(second, Context()))
     return Row("activity_consumer", f"Kinesis, {USERS} users x {EVENTS_PER_USER} events", len(first["Records"]), cold, warm)
@@ -201,7 +169,7 @@ def bench_completion() -> Row:
     sns = boto3.client("sns", region_name=REGION)
     topic = sns.create_topic(Name="bench.fifo", Attributes={"FifoTopic": "true", "ContentBasedDeduplication": "true"})
     os.environ["COMPLETE_TOPIC_ARN"] = topic["TopicArn"]
-    handler = load_handler("completion_detector")
+    handler = load_package("completion_detector").handler
     first, second = kinesis_event(generated_events(0)), kinesis_event(generated_events(1000))
     cold, warm = measure(lambda: handler.lambda_handler(first, Context()), lambda: handler.lambda_handler(second, Context()))
     return Row("completion_detector", "Kinesis, same batch (1/3 complete)", len(first["Records"]), cold, warm)
@@ -253,7 +221,7 @@ def bench_recommendations(redis_server: services.RedisServer | None) -> Row | st
             for i, (name, keys) in enumerate(records)
         ]
     }
-    handler = load_handler("recommendations")
+    handler = load_package("recommendations").handler
     cold, warm = measure(lambda: handler.lambda_handler(event, Context()))
     return Row("recommendations", f"DDB stream, {USERS} users (events + SUMMARY)", len(event["Records"]), cold, warm)
 
@@ -267,7 +235,7 @@ def bench_analytics(pg: services.PostgresServer | None) -> Row | str:
         DB_PORT=str(pg.port),
         DB_NAME=pg.database,
     )
-    handler = load_handler("analytics_consumer")
+    handler = load_package("analytics_consumer").handler
     def completions(offset: int) -> dict[str, Any]:
         done = [r for r in generated_events(offset) if r["event_type"] == "complete"][:10]
         return sqs_event([{**r, "completion_ratio": 1.0} for r in done])
@@ -292,7 +260,7 @@ def bench_achievements() -> Row:
         ):
             ddb.put_item(TableName=os.environ["ACTIVITY_TABLE"], Item={k: serializer.serialize(v) for k, v in item.items()})
         bodies.append({**r, "completion_ratio": 1.0})
-    handler = load_handler("achievements_consumer")
+    handler = load_package("achievements_consumer").handler
     event = sqs_event(bodies)
     cold, warm = measure(lambda: handler.lambda_handler(event, Context()))
     return Row("achievements_consumer", "SQS FIFO, 10 users, 1 earns a badge (cold); redelivery (warm)", 10, cold, warm)
@@ -312,7 +280,7 @@ def bench_thumbnail() -> Row:
             }
         ]
     }
-    handler = load_handler("thumbnail_validator")
+    handler = load_package("thumbnail_validator").handler
     cold, warm = measure(lambda: handler.lambda_handler(event, Context()))
     return Row("thumbnail_validator", "S3 event, 1 PNG", 1, cold, warm)
 
@@ -322,7 +290,7 @@ def bench_event_processor() -> Row:
     os.environ["STREAM_NAME"] = "bench"
     body = {k: v for k, v in viewing(1, "user-1").items() if k not in ("event_type", "received_at")}
     event = {"resource": "/watch", "path": "/watch", "httpMethod": "POST", "body": json.dumps(body), "isBase64Encoded": False}
-    handler = load_handler("event_processor")
+    handler = load_package("event_processor").handler
     cold, warm = measure(lambda: handler.lambda_handler(event, Context()))
     return Row("event_processor", "API request", 1, cold, warm)
 

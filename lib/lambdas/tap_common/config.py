@@ -7,6 +7,10 @@ same environment the function was configured with.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T", int, float)
 
 
 class ConfigError(RuntimeError):
@@ -24,28 +28,24 @@ def optional(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
-def integer(name: str, default: int | None = None) -> int:
+def _parsed(name: str, default: T | None, cast: Callable[[str], T], kind: str) -> T:
     raw = os.environ.get(name)
     if not raw:
         if default is None:
             raise ConfigError(f"environment variable {name} is not set")
         return default
     try:
-        return int(raw)
+        return cast(raw)
     except ValueError as exc:
-        raise ConfigError(f"environment variable {name} is not an integer: {raw!r}") from exc
+        raise ConfigError(f"environment variable {name} is not {kind}: {raw!r}") from exc
+
+
+def integer(name: str, default: int | None = None) -> int:
+    return _parsed(name, default, int, "an integer")
 
 
 def number(name: str, default: float | None = None) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        if default is None:
-            raise ConfigError(f"environment variable {name} is not set")
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"environment variable {name} is not a number: {raw!r}") from exc
+    return _parsed(name, default, float, "a number")
 
 
 def flag(name: str, default: bool = False) -> bool:

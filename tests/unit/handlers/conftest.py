@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import boto3
@@ -19,19 +14,9 @@ from moto import mock_aws
 from pg8000.native import Connection
 
 from tapharness import services
+from tapharness.lambdas import REGION, FakeContext, load_package, reset_container
 
-REPO = Path(__file__).resolve().parents[3]
-LAMBDAS = REPO / "lib" / "lambdas"
-REGION = "us-east-1"
-
-# tap_common is a top-level package in the layer: importable once lib/lambdas is on sys.path.
-if str(LAMBDAS) not in sys.path:
-    sys.path.insert(0, str(LAMBDAS))
-
-import tap_common.aws
-import tap_common.cache
-import tap_common.db
-import tap_common.secrets
+__all__ = ["REGION", "TABLES", "FakeContext", "load_package", "relaxed"]
 
 # Hypothesis' per-example deadline trips on loaded CI machines; these properties are not about speed.
 relaxed = settings(deadline=None)
@@ -44,50 +29,9 @@ TABLES = {
 }
 
 
-def _is_package_module(module: ModuleType) -> bool:
-    file = getattr(module, "__file__", None)
-    if not file:
-        return False
-    parent = Path(file).resolve().parent
-    return parent.parent == LAMBDAS and parent.name != "tap_common"
-
-
-def load_package(package: str, *modules: str) -> SimpleNamespace:
-    """Import modules of lib/lambdas/<package> the way Lambda does: the package directory
-    and the layer (lib/lambdas, for tap_common) on sys.path, siblings imported by plain
-    name. Same-named modules of other packages are evicted first, so every package gets
-    its own `handler`; the returned objects stay valid after later loads."""
-    for name, module in list(sys.modules.items()):
-        if _is_package_module(module):
-            del sys.modules[name]
-    package_dir = str(LAMBDAS / package)
-    others = [p for p in sys.path if p not in (package_dir, str(LAMBDAS)) and Path(p).parent != LAMBDAS]
-    sys.path[:] = [package_dir, str(LAMBDAS), *others]
-    loaded = {name: importlib.import_module(name) for name in (modules or ("handler",))}
-    return SimpleNamespace(**loaded)
-
-
-@dataclass
-class FakeContext:
-    function_name: str = "tap-test-function"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:tap-test-function"
-    aws_request_id: str = "00000000-0000-4000-8000-000000000000"
-
-
 @pytest.fixture
 def context() -> FakeContext:
     return FakeContext()
-
-
-def _reset_tap_common() -> None:
-    tap_common.aws.client.cache_clear()
-    tap_common.secrets.secret_json.cache_clear()
-    tap_common.cache.redis_client.cache_clear()
-    for conn in tap_common.db._connections.values():
-        conn.close()
-    tap_common.db._connections.clear()
-    tap_common.db._schemas_ready.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -103,9 +47,9 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     common = {"ENV": "test", "PROJECT": "tap", "LOG_LEVEL": "INFO", "POWERTOOLS_SERVICE_NAME": "unit", **TABLES}
     for name, value in common.items():
         monkeypatch.setenv(name, value)
-    _reset_tap_common()
+    reset_container()
     yield
-    _reset_tap_common()
+    reset_container()
 
 
 @pytest.fixture
