@@ -222,9 +222,7 @@ def cli_config() -> Path:
         f'  filesystem_mirror {{\n    path    = "{_mirror()}"\n    include = [{patterns}]\n  }}\n'
         f"  direct {{\n    exclude = [{patterns}]\n  }}\n"
         "}\n"
-        f'plugin_cache_dir = "{CACHE / "plugin-cache"}"\n'
     )
-    (CACHE / "plugin-cache").mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
     return path
