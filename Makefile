@@ -1,10 +1,11 @@
 # Two commands do everything on a fresh machine:
-#   make run    the main job (plan every environment and print a summary)
+#   make run    the main job: the dev stack up in the embedded sandbox, events through the API,
+#               where they landed (the sandbox stays up for exploring; `make down` ends it)
 #   make test   set up the toolchain if needed, then the unit suite
 PYTHON  := .venv/bin/python
 PYTEST  := $(PYTHON) -m pytest
 
-.PHONY: setup test run lint fmt integration clean
+.PHONY: setup test run down plan integration signoff lint fmt clean
 
 setup:
 	python3 tapharness/toolchain.py setup
@@ -13,7 +14,23 @@ test: setup
 	$(PYTEST) tests/unit -n auto
 
 run: setup
+	$(PYTHON) -m tapharness.sandbox up --env dev
+	$(PYTHON) -m tapharness.demo --env dev
+
+down: setup
+	$(PYTHON) -m tapharness.sandbox down --env dev
+
+# Plan dev, staging and prod offline and print what differs in capacity.
+plan: setup
 	$(PYTHON) -m tapharness.summary
+
+# The integration suite against a fresh dev sandbox (up, suite, down), with JUnit XML in reports/.
+integration: setup
+	$(PYTHON) -m tapharness.signoff --env dev --suites integration
+
+# Release sign-off: the unit suite, then per environment the integration suite against the sandbox.
+signoff: setup
+	$(PYTHON) -m tapharness.signoff
 
 lint: setup
 	$(PYTHON) -m ruff check .
