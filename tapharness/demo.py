@@ -18,7 +18,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from tapharness.deployed import ENV_VAR, Target, load_target
+from tapharness.deployed import ENV_VAR, NoTarget, Target, load_target
 from tapharness.retry import wait_for
 
 HOP_TIMEOUT_S = 120.0
@@ -94,7 +94,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default=os.environ.get(ENV_VAR, "dev"), choices=("dev", "staging", "prod"))
     args = parser.parse_args(argv)
-    return run(load_target({**os.environ, ENV_VAR: args.env}))
+    try:
+        target = load_target({**os.environ, ENV_VAR: args.env})
+    except NoTarget as error:
+        print(error)
+        return 2
+    return run(target)
 
 
 if __name__ == "__main__":
