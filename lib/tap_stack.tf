@@ -2219,16 +2219,20 @@ resource "aws_api_gateway_deployment" "this" {
   rest_api_id = aws_api_gateway_rest_api.this.id
   description = "Viewing events API"
 
-  # Redeploy whenever any part of the API definition changes.
+  # Redeploy whenever the API definition changes. The hash covers the
+  # configuration (routes, models, responses, integration target) and the ids of
+  # what it wires, never whole resource objects: their optional attributes read
+  # back differently after the first refresh and would redeploy on every plan.
   triggers = {
     redeployment = sha1(jsonencode([
-      aws_api_gateway_resource.route,
-      aws_api_gateway_model.this,
-      aws_api_gateway_request_validator.body_and_params,
-      aws_api_gateway_method.route,
-      aws_api_gateway_method_response.route,
-      aws_api_gateway_integration.route,
-      aws_api_gateway_gateway_response.validation,
+      local.api_routes,
+      local.api_models,
+      local.api_method_responses,
+      local.api_gateway_responses,
+      [for r in aws_api_gateway_resource.route : r.id],
+      [for m in aws_api_gateway_method.route : m.id],
+      [for i in aws_api_gateway_integration.route : [i.id, i.uri]],
+      aws_api_gateway_request_validator.body_and_params.id,
     ]))
   }
 

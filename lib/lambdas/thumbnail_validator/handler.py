@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -76,7 +77,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     errors = 0
     for record in S3Event(event).records:
         bucket, obj = record.s3.bucket.name, record.s3.get_object
-        key = obj.key
+        key = unquote_plus(obj.key)  # S3 events URL-encode keys ('my thumb.png' → 'my+thumb.png')
         content_id = content_id_of(key)
         if bucket != expected_bucket or content_id is None:
             logger.warning("object outside uploads/<content_id>/ ignored", extra={"bucket": bucket, "key": key})

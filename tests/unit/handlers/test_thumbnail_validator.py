@@ -154,6 +154,15 @@ def test_valid_thumbnail_is_recorded_with_its_dimensions(bucket: Any, context: A
     )
 
 
+def test_url_encoded_key_in_the_event_is_decoded(bucket: Any, context: Any) -> None:
+    key = "uploads/c1/my poster+1.png"
+    version = bucket.put_object(Bucket=BUCKET, Key=key, Body=png(64, 64))["VersionId"]
+    encoded = "uploads/c1/my+poster%2B1.png"
+    mod.handler.lambda_handler(s3_event(BUCKET, encoded, len(png(64, 64)), version), context)
+    item = catalog("c1")
+    assert (item["thumbnail_status"], item["thumbnail_key"]) == ("valid", key)
+
+
 def test_non_image_is_rejected_with_its_reason(bucket: Any, context: Any) -> None:
     upload(bucket, "uploads/c1/notes.txt", b"just text", context)
     item = catalog("c1")

@@ -1,0 +1,5 @@
+import sys
+
+from tapharness.sandbox.cli import main
+
+sys.exit(main())

@@ -1,0 +1,359 @@
+"""The deployed REST APIs served over HTTP (moto stores them but does not serve stage URLs).
+
+URL: ``http://127.0.0.1:<gateway port>/restapis/<api_id>/<stage>/<path>``. A stack's invoke URL
+``https://<api_id>.execute-api.<region>.amazonaws.com/<stage>`` maps to
+``http://127.0.0.1:<gateway port>/restapis/<api_id>/<stage>`` (``local_invoke_url``); requests
+whose Host header is ``<api_id>.execute-api.<region>.amazonaws.com`` are served too, with the
+path starting at the stage.
+
+Per request, from the API Gateway API: the stage (404 stage → 403), the resource that matches
+(literal segments before ``{param}`` before ``{proxy+}``) and its method (or ``ANY``); the
+method's request validator (required ``method.request.*`` parameters; the body against the
+request model's JSON schema, draft 4); the ``AWS_PROXY`` integration's function, invoked
+through the Lambda API with the v1 proxy event; the function's response translated back.
+Errors as API Gateway answers them: unknown route ``403 {"message":"Missing Authentication
+Token"}``, validation ``400 {"message": "Invalid request body"}`` (or the API's gateway
+response for ``BAD_REQUEST_BODY``/``BAD_REQUEST_PARAMETERS`` when it defines one), a body over
+10 MB ``413``, a function error or malformed response ``502 {"message": "Internal server
+error"}``. The stage's access log settings, when present, get one line per request.
+Not emulated: authorizers, API keys and usage plans, throttling, non-proxy integrations.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import jsonschema
+from botocore.exceptions import ClientError
+
+from tapharness.sandbox.pollers import AwsClients
+
+log = logging.getLogger("tapharness.sandbox.apigw")
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+_HOST_API = re.compile(r"^(?P<api>[a-z0-9]+)\.execute-api\.[a-z0-9-]+\.amazonaws\.com(:\d+)?$")
+_INVOKE_URL = re.compile(r"^https://(?P<api>[a-z0-9]+)\.execute-api\.[a-z0-9-]+\.amazonaws\.com/(?P<stage>[^/]+)")
+_FUNCTION_IN_URI = re.compile(r"/functions/(?P<arn>arn:[^/]+)/invocations")
+_CONTEXT_VAR = re.compile(r"\$context\.([A-Za-z0-9_.]+)")
+
+
+def local_invoke_url(invoke_url: str, gateway_url: str) -> str:
+    """The sandbox URL for a stack's ``https://<api>.execute-api.<region>.amazonaws.com/<stage>``."""
+    match = _INVOKE_URL.match(invoke_url)
+    if not match:
+        raise ValueError(f"not an API Gateway invoke URL: {invoke_url}")
+    rest = invoke_url[match.end():]
+    return f"{gateway_url.rstrip('/')}/restapis/{match['api']}/{match['stage']}{rest}"
+
+
+@dataclass
+class HttpRequest:
+    method: str
+    path: str
+    query: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    source_ip: str = "127.0.0.1"
+
+    def header(self, name: str) -> str | None:
+        values = [v for k, v in self.headers if k.lower() == name.lower()]
+        return values[-1] if values else None
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def json(cls, status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> HttpResponse:
+        return cls(status, json.dumps(payload).encode(), [("Content-Type", "application/json"), *(headers or [])])
+
+
+def _segments(path: str) -> list[str]:
+    return [s for s in path.split("/") if s]
+
+
+def match_resource(template: str, path: str) -> dict[str, str] | None:
+    """Path parameters when the resource template (``/a/{id}/{proxy+}``) matches the path."""
+    parts, segments = _segments(template), _segments(path)
+    params: dict[str, str] = {}
+    for i, part in enumerate(parts):
+        if part.startswith("{") and part.endswith("+}"):
+            if i >= len(segments):
+                return None
+            params[part[1:-2]] = "/".join(segments[i:])
+            return params
+        if i >= len(segments):
+            return None
+        if part.startswith("{") and part.endswith("}"):
+            params[part[1:-1]] = segments[i]
+        elif part != segments[i]:
+            return None
+    return params if len(parts) == len(segments) else None
+
+
+def _specificity(template: str) -> tuple[int, int]:
+    parts = _segments(template)
+    literal = sum(1 for p in parts if not p.startswith("{"))
+    greedy = sum(1 for p in parts if p.endswith("+}"))
+    return (-greedy, literal)
+
+
+@dataclass
+class _Route:
+    api_id: str
+    stage: str
+    path: str
+
+
+class FrontDoor:
+    """Serves API Gateway REST APIs from moto's configuration, invoking functions through Lambda."""
+
+    def __init__(self, clients: AwsClients, account_id: str = "123456789012") -> None:
+        self.clients = clients
+        self.account_id = account_id
+        self._streams: set[tuple[str, str]] = set()
+        self._streams_lock = threading.Lock()
+
+    def _route(self, request: HttpRequest) -> _Route | None:
+        host = (request.header("Host") or "").lower()
+        host_match = _HOST_API.match(host)
+        segments = request.path.split("/")
+        if host_match and len(segments) >= 2 and segments[1]:
+            return _Route(host_match["api"], segments[1], "/" + "/".join(segments[2:]))
+        if len(segments) >= 4 and segments[1] == "restapis" and segments[2] and segments[3]:
+            return _Route(segments[2], segments[3], "/" + "/".join(segments[4:]))
+        return None
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        """Answer one HTTP request as API Gateway would."""
+        started = time.monotonic()
+        request_id = str(uuid.uuid4())
+        route = self._route(request)
+        context: dict[str, Any] = {"requestId": request_id, "httpMethod": request.method,
+                                   "identity.sourceIp": request.source_ip, "protocol": "HTTP/1.1",
+                                   "requestTime": datetime.now(UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")}
+        stage: dict[str, Any] | None = None
+        try:
+            if route is None:
+                response = self._missing_token()
+            else:
+                context.update(apiId=route.api_id, stage=route.stage, path=f"/{route.stage}{route.path}")
+                stage = self._stage(route)
+                response = (self._missing_token() if stage is None
+                            else self._serve(request, route, stage, request_id, context))
+        except ClientError as exc:
+            log.warning("front door: AWS call failed: %s", exc)
+            response = HttpResponse.json(500, {"message": "Internal server error"})
+        response.headers.append(("x-amzn-RequestId", request_id))
+        if stage and route:
+            context.update(status=response.status, responseLength=len(response.body),
+                           responseLatency=int((time.monotonic() - started) * 1000))
+            self._access_log(route, stage, context)
+        return response
+
+    @staticmethod
+    def _missing_token() -> HttpResponse:
+        return HttpResponse.json(403, {"message": "Missing Authentication Token"},
+                                 [("x-amzn-ErrorType", "MissingAuthenticationTokenException")])
+
+    def _stage(self, route: _Route) -> dict[str, Any] | None:
+        try:
+            return self.clients.client("apigateway").get_stage(restApiId=route.api_id, stageName=route.stage)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NotFoundException", "404"):
+                return None
+            raise
+
+    def _resources(self, api_id: str) -> list[dict[str, Any]]:
+        client = self.clients.client("apigateway")
+        return client.get_resources(restApiId=api_id, limit=500, embed=["methods"])["items"]
+
+    def _gateway_error(self, api_id: str, response_type: str, status: int, message: str,
+                       context: dict[str, Any]) -> HttpResponse:
+        """The API's own gateway response for this error type when it defines one, else AWS's default."""
+        try:
+            custom = self.clients.client("apigateway").get_gateway_response(
+                restApiId=api_id, responseType=response_type)
+        except ClientError:
+            custom = {}
+        template = (custom.get("responseTemplates") or {}).get("application/json")
+        if not template:
+            return HttpResponse.json(status, {"message": message})
+        values = {**context, "error.message": message, "error.messageString": json.dumps(message),
+                  "error.validationErrorString": context.get("error.validationErrorString", message),
+                  "error.responseType": response_type}
+        body = _CONTEXT_VAR.sub(lambda m: str(values.get(m.group(1), "")), template)
+        headers = [(k.rsplit(".", 1)[-1], v.strip("'"))
+                   for k, v in (custom.get("responseParameters") or {}).items()
+                   if k.startswith("gatewayresponse.header.")]
+        return HttpResponse(int(custom.get("statusCode") or status), body.encode(),
+                            [("Content-Type", "application/json"), *headers])
+
+    def _serve(self, request: HttpRequest, route: _Route, stage: dict[str, Any], request_id: str,
+               context: dict[str, Any]) -> HttpResponse:
+        candidates = []
+        for resource in self._resources(route.api_id):
+            params = match_resource(resource["path"], route.path)
+            if params is not None:
+                candidates.append((_specificity(resource["path"]), resource, params))
+        if not candidates:
+            return self._missing_token()
+        _, resource, path_params = max(candidates, key=lambda c: c[0])
+        methods = resource.get("resourceMethods") or {}
+        method_key = request.method if request.method in methods else ("ANY" if "ANY" in methods else None)
+        if method_key is None:
+            return self._missing_token()
+        context.update(resourceId=resource["id"], resourcePath=resource["path"])
+        client = self.clients.client("apigateway")
+        method = client.get_method(restApiId=route.api_id, resourceId=resource["id"], httpMethod=method_key)
+        if len(request.body) > MAX_BODY_BYTES:
+            return HttpResponse.json(413, {"message": "Request Too Long"})
+        query = parse_qsl(request.query, keep_blank_values=True)
+        rejection = self._validate(request, route, method, path_params, query, context)
+        if rejection:
+            return rejection
+        integration = method.get("methodIntegration") or {}
+        function = _FUNCTION_IN_URI.search(integration.get("uri") or "")
+        if integration.get("type") != "AWS_PROXY" or not function:
+            log.warning("front door: %s %s has no AWS_PROXY integration", method_key, resource["path"])
+            return HttpResponse.json(500, {"message": "Internal server error"})
+        event = self._proxy_event(request, route, stage, resource, path_params, query, request_id, context)
+        outcome = self.clients.invoke(function["arn"], event)
+        return self._translate(outcome.function_error, outcome.payload)
+
+    def _validate(self, request: HttpRequest, route: _Route, method: dict[str, Any], path_params: dict[str, str],
+                  query: list[tuple[str, str]], context: dict[str, Any]) -> HttpResponse | None:
+        validator_id = method.get("requestValidatorId")
+        if not validator_id:
+            return None
+        validator = self.clients.client("apigateway").get_request_validator(
+            restApiId=route.api_id, requestValidatorId=validator_id)
+        if validator.get("validateRequestParameters"):
+            present = {
+                "header": {k.lower() for k, _ in request.headers},
+                "querystring": {k for k, _ in query},
+                "path": set(path_params),
+            }
+            missing = []
+            for name, required in (method.get("requestParameters") or {}).items():
+                _, _, location, param = name.split(".", 3)
+                key = param.lower() if location == "header" else param
+                if required and key not in present.get(location, set()):
+                    missing.append(param)
+            if missing:
+                return self._gateway_error(route.api_id, "BAD_REQUEST_PARAMETERS", 400,
+                                           f"Missing required request parameters: [{', '.join(missing)}]", context)
+        if validator.get("validateRequestBody"):
+            schema = self._request_schema(route.api_id, method, request.header("Content-Type"))
+            if schema is not None:
+                error = _schema_error(schema, request.body)
+                if error:
+                    context["error.validationErrorString"] = f"[{error}]"
+                    return self._gateway_error(route.api_id, "BAD_REQUEST_BODY", 400, "Invalid request body", context)
+        return None
+
+    def _request_schema(self, api_id: str, method: dict[str, Any], content_type: str | None) -> dict[str, Any] | None:
+        models = method.get("requestModels") or {}
+        media = (content_type or "application/json").split(";")[0].strip().lower()
+        name = models.get(media) or models.get("$default")
+        if not name:
+            return None
+        model = self.clients.client("apigateway").get_model(restApiId=api_id, modelName=name)
+        return json.loads(model["schema"]) if model.get("schema") else None
+
+    def _proxy_event(self, request: HttpRequest, route: _Route, stage: dict[str, Any], resource: dict[str, Any],
+                     path_params: dict[str, str], query: list[tuple[str, str]], request_id: str,
+                     context: dict[str, Any]) -> dict[str, Any]:
+        headers: dict[str, str] = {}
+        multi_headers: dict[str, list[str]] = {}
+        for key, value in request.headers:
+            headers[key] = value
+            multi_headers.setdefault(key, []).append(value)
+        multi_query: dict[str, list[str]] = {}
+        for key, value in query:
+            multi_query.setdefault(key, []).append(value)
+        try:
+            body: str | None = request.body.decode() if request.body else None
+            is_base64 = False
+        except UnicodeDecodeError:
+            body, is_base64 = base64.b64encode(request.body).decode(), True
+        now = time.time()
+        host = request.header("Host") or "127.0.0.1"
+        return {
+            "resource": resource["path"],
+            "path": route.path,
+            "httpMethod": request.method,
+            "headers": headers or None,
+            "multiValueHeaders": multi_headers or None,
+            "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
+            "multiValueQueryStringParameters": multi_query or None,
+            "pathParameters": path_params or None,
+            "stageVariables": stage.get("variables") or None,
+            "requestContext": {
+                "resourceId": resource["id"], "resourcePath": resource["path"], "httpMethod": request.method,
+                "extendedRequestId": request_id, "requestTime": context["requestTime"],
+                "path": f"/{route.stage}{route.path}", "accountId": self.account_id, "protocol": "HTTP/1.1",
+                "stage": route.stage, "domainPrefix": host.split(".")[0], "requestTimeEpoch": int(now * 1000),
+                "requestId": request_id, "domainName": host, "apiId": route.api_id,
+                "identity": {"sourceIp": request.source_ip, "userAgent": request.header("User-Agent"),
+                             "accountId": None, "caller": None, "user": None, "userArn": None,
+                             "cognitoIdentityId": None, "cognitoIdentityPoolId": None, "accessKey": None},
+            },
+            "body": body,
+            "isBase64Encoded": is_base64,
+        }
+
+    @staticmethod
+    def _translate(function_error: bool, payload: Any) -> HttpResponse:
+        """A Lambda proxy response as an HTTP response; anything malformed is 502, as in API Gateway."""
+        if function_error or not isinstance(payload, dict) or not isinstance(payload.get("statusCode"), int):
+            return HttpResponse.json(502, {"message": "Internal server error"})
+        body = payload.get("body") or ""
+        if not isinstance(body, str):
+            return HttpResponse.json(502, {"message": "Internal server error"})
+        raw = base64.b64decode(body) if payload.get("isBase64Encoded") else body.encode()
+        headers = [(str(k), str(v)) for k, v in (payload.get("headers") or {}).items()]
+        for key, values in (payload.get("multiValueHeaders") or {}).items():
+            headers += [(str(key), str(v)) for v in values]
+        return HttpResponse(payload["statusCode"], raw, headers)
+
+    def _access_log(self, route: _Route, stage: dict[str, Any], context: dict[str, Any]) -> None:
+        settings = stage.get("accessLogSettings") or {}
+        arn, fmt = settings.get("destinationArn"), settings.get("format")
+        if not arn or not fmt:
+            return
+        group = arn.split(":log-group:", 1)[-1].removesuffix(":*")
+        line = _CONTEXT_VAR.sub(lambda m: str(context.get(m.group(1), "-")), fmt)
+        logs = self.clients.client("logs")
+        stream = f"sandbox-{route.api_id}-{route.stage}"
+        with self._streams_lock:
+            if (group, stream) not in self._streams:
+                existing = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=stream)["logStreams"]
+                if not any(s["logStreamName"] == stream for s in existing):
+                    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+                self._streams.add((group, stream))
+        logs.put_log_events(logGroupName=group, logStreamName=stream,
+                            logEvents=[{"timestamp": int(time.time() * 1000), "message": line}])
+
+
+def _schema_error(schema: dict[str, Any], body: bytes) -> str | None:
+    """Why the body does not satisfy the model's schema (draft 4), or None when it does."""
+    try:
+        document = json.loads(body or b"null")
+    except ValueError as exc:
+        return f"body is not JSON: {exc}"
+    error = jsonschema.exceptions.best_match(jsonschema.Draft4Validator(schema).iter_errors(document))
+    return error.message if error else None

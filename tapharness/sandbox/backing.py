@@ -1,0 +1,213 @@
+"""The real Redis and PostgreSQL behind the stack's ElastiCache and Aurora endpoints.
+
+Started with ``tapharness.services`` (Redis TLS-only, PostgreSQL with TLS offered), then:
+
+- TLS: the sandbox has its own CA (``<dir>/tls/ca.crt``). Function workers get
+  ``SSL_CERT_FILE`` = certifi's bundle + that CA, so ``REDIS_TLS=true`` clients verify the
+  server as they would ElastiCache's. Redis's certificate is reissued by that CA for
+  ``localhost``, ``127.0.0.1`` and every ElastiCache endpoint name the stack has
+  (``CONFIG SET tls-cert-file``), so hostname checks pass for the names the handlers use.
+  PostgreSQL keeps its self-signed certificate (the handlers encrypt without verifying, as
+  with Aurora's RDS CA).
+- Auth: ``configure()`` reads the secrets the stack created (the functions'
+  ``REDIS_AUTH_SECRET_ARN`` and ``DB_SECRET_ARN``) and sets Redis ``requirepass`` to the
+  auth token and creates/updates the Aurora master user and database in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import certifi
+import pg8000.native
+import redis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tapharness import services
+from tapharness.sandbox.endpoints import redis_hostnames
+from tapharness.sandbox.pollers import AwsClients
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                       serialization.NoEncryption()))
+    path.chmod(0o600)
+
+
+class LocalCA:
+    """A private certificate authority that issues server certificates for given names."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        self.cert = (
+            x509.CertificateBuilder().subject_name(_name("tapstack sandbox CA")).issuer_name(_name("tapstack sandbox CA"))
+            .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.ca_file = directory / "ca.crt"
+        self.ca_file.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.bundle_file = directory / "bundle.pem"
+        self.bundle_file.write_bytes(Path(certifi.where()).read_bytes() + b"\n" + self.ca_file.read_bytes())
+        self._issued = 0
+
+    def issue(self, names: list[str]) -> tuple[Path, Path]:
+        """A new server certificate and key for the DNS names (and IP addresses) given."""
+        self._issued += 1
+        key = ec.generate_private_key(ec.SECP256R1())
+        alternatives: list[x509.GeneralName] = []
+        for name in names:
+            try:
+                alternatives.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                alternatives.append(x509.DNSName(name))
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder().subject_name(_name(names[0])).issuer_name(self.cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        cert_file = self.directory / f"server-{self._issued}.crt"
+        key_file = self.directory / f"server-{self._issued}.key"
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + self.cert.public_bytes(serialization.Encoding.PEM))
+        _write_key(key, key_file)
+        return cert_file, key_file
+
+
+@dataclass
+class StackSecrets:
+    """What the stack's secrets say the servers' credentials are."""
+
+    redis_auth_token: str | None
+    db: dict[str, Any] | None
+
+
+def read_stack_secrets(clients: AwsClients) -> StackSecrets:
+    """The secrets named by the deployed functions' REDIS_AUTH_SECRET_ARN and DB_SECRET_ARN."""
+    lambda_client, secrets = clients.client("lambda"), clients.client("secretsmanager")
+    arns: dict[str, str] = {}
+    for page in lambda_client.get_paginator("list_functions").paginate():
+        for function in page["Functions"]:
+            variables = (function.get("Environment") or {}).get("Variables") or {}
+            for key in ("REDIS_AUTH_SECRET_ARN", "DB_SECRET_ARN"):
+                if variables.get(key):
+                    arns[key] = variables[key]
+
+    def value(key: str) -> dict[str, Any] | None:
+        if key not in arns:
+            return None
+        return json.loads(secrets.get_secret_value(SecretId=arns[key])["SecretString"])
+
+    redis_secret = value("REDIS_AUTH_SECRET_ARN")
+    return StackSecrets(redis_secret.get("auth_token") if redis_secret else None, value("DB_SECRET_ARN"))
+
+
+class BackingServices:
+    """Redis and PostgreSQL for one sandbox, and their configuration from the deployed stack."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.ca = LocalCA(directory / "tls")
+        self.redis: services.RedisServer | None = None
+        self.postgres: services.PostgresServer | None = None
+        self.redis_password = ""
+        self.postgres_admin_password = ""
+        self.db_credentials: dict[str, str] = {}
+
+    def start(self) -> None:
+        self.redis = services.start_redis(tls=True)
+        self.redis_password = self.redis.password
+        self.postgres = services.start_postgres(ssl_enabled=True)
+        self.postgres_admin_password = self.postgres.password
+        self.db_credentials = {"user": self.postgres.user, "password": self.postgres.password,
+                               "database": self.postgres.database}
+        self.reissue_redis_certificate([])
+
+    def stop(self) -> None:
+        for server in (self.redis, self.postgres):
+            if server is not None:
+                server.stop()
+        self.redis = self.postgres = None
+
+    @property
+    def worker_env(self) -> dict[str, str]:
+        """Variables every function worker gets so TLS to the sandbox's servers verifies."""
+        return {"SSL_CERT_FILE": str(self.ca.bundle_file)}
+
+    def _redis_admin(self) -> redis.Redis:
+        assert self.redis is not None
+        return redis.Redis(host="127.0.0.1", port=self.redis.port, password=self.redis_password, ssl=True,
+                           ssl_cert_reqs="none", ssl_check_hostname=False, socket_timeout=5)
+
+    def reissue_redis_certificate(self, hostnames: list[str]) -> None:
+        """Serve a certificate from the sandbox CA valid for localhost and the given endpoint names."""
+        cert, key = self.ca.issue(["localhost", "127.0.0.1", *sorted(hostnames)])
+        admin = self._redis_admin()
+        admin.execute_command("CONFIG", "SET", "tls-cert-file", str(cert), "tls-key-file", str(key),
+                              "tls-ca-cert-file", str(self.ca.ca_file))
+        admin.close()
+
+    def configure(self, clients: AwsClients) -> dict[str, Any]:
+        """Match the servers to the deployed stack: endpoint names, auth token, master user."""
+        secrets = read_stack_secrets(clients)
+        hostnames = sorted(redis_hostnames(clients.client("elasticache")))
+        self.reissue_redis_certificate(hostnames)
+        if secrets.redis_auth_token:
+            admin = self._redis_admin()
+            admin.config_set("requirepass", secrets.redis_auth_token)
+            admin.close()
+            self.redis_password = secrets.redis_auth_token
+        if secrets.db:
+            self._configure_postgres(secrets.db["username"], secrets.db["password"],
+                                     secrets.db.get("dbname") or self.db_credentials["database"])
+        return self.info()
+
+    def _configure_postgres(self, user: str, password: str, database: str) -> None:
+        assert self.postgres is not None
+        admin = pg8000.native.Connection(self.postgres.user, password=self.postgres_admin_password, host="127.0.0.1",
+                                         port=self.postgres.port, database=self.postgres.database)
+        try:
+            quoted_user, quoted_password = pg8000.native.identifier(user), pg8000.native.literal(password)
+            if admin.run("SELECT 1 FROM pg_roles WHERE rolname = :name", name=user):
+                admin.run(f"ALTER ROLE {quoted_user} WITH LOGIN PASSWORD {quoted_password}")
+            else:
+                admin.run(f"CREATE ROLE {quoted_user} WITH LOGIN CREATEDB PASSWORD {quoted_password}")
+            if not admin.run("SELECT 1 FROM pg_database WHERE datname = :name", name=database):
+                admin.run(f"CREATE DATABASE {pg8000.native.identifier(database)} OWNER {quoted_user}")
+        finally:
+            admin.close()
+        if user == self.postgres.user:
+            self.postgres_admin_password = password
+        self.db_credentials = {"user": user, "password": password, "database": database}
+
+    def info(self) -> dict[str, Any]:
+        """Local connection details (for the outputs file and ``status``)."""
+        assert self.redis is not None and self.postgres is not None
+        return {
+            "redis": {"host": "127.0.0.1", "port": self.redis.port, "tls": True, "ca_file": str(self.ca.ca_file),
+                      "password": self.redis_password},
+            "postgres": {"host": "127.0.0.1", "port": self.postgres.port, "ssl": True, **self.db_credentials},
+            "ca_bundle": str(self.ca.bundle_file),
+        }

@@ -1,0 +1,373 @@
+"""``python -m tapharness.sandbox up|status|down|plan|fire [--env dev]`` (and ``serve``, used by ``up``).
+
+up      start the sandbox process (moto, shims, Lambda runner, pollers, scheduler, API front
+        door, Redis, PostgreSQL) detached, ``tofu apply`` the stack with tfvars/<env>.tfvars
+        from a scratch copy of lib/, match Redis/PostgreSQL to the stack's secrets and
+        endpoints, write ``.sandbox/<env>/outputs.json`` and print the API URL. On failure
+        everything is stopped, unless ``--keep``.
+status  what runs, the pollers' counters, where the outputs are.
+down    ``tofu destroy``, check that the account is empty, stop everything, check that no
+        process or port is left.
+plan    ``tofu plan -detailed-exitcode`` against the running sandbox (exit 2 = changes).
+fire    deliver a scheduled EventBridge rule's targets now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from tapharness.plan import TFVARS
+from tapharness.sandbox.apigw import local_invoke_url
+from tapharness.sandbox.deploy import (
+    StackDeployment,
+    TofuError,
+    empty_buckets,
+    remaining_resources,
+)
+from tapharness.sandbox.state import (
+    REGION,
+    REPO_ROOT,
+    SandboxPaths,
+    SandboxState,
+    free_port,
+    pid_alive,
+    port_open,
+)
+
+READY_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 30.0
+# A second destroy picks up what a flaky first one left (e.g. an object written meanwhile).
+DESTROY_ATTEMPTS = 2
+_API_URL_OUTPUTS = ("api_invoke_url", "api_endpoints")
+
+
+class Progress:
+    """Prints ``[sandbox +12.3s] phase: message`` lines."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def __call__(self, message: str, phase: str = "") -> None:
+        prefix = f"{phase}: " if phase else ""
+        print(f"[sandbox +{time.monotonic() - self.started:6.1f}s] {prefix}{message}", flush=True)
+
+
+class SandboxError(RuntimeError):
+    """A step of up/down failed; the message says which and why."""
+
+
+def tfvars_region(env: str) -> str:
+    """The ``aws_region`` the environment's tfvars set (the sandbox serves that region)."""
+    match = re.search(r'^\s*aws_region\s*=\s*"([^"]+)"', (TFVARS / f"{env}.tfvars").read_text(), re.MULTILINE)
+    return match.group(1) if match else REGION
+
+
+def _parse_vars(items: list[str]) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        if "=" not in item:
+            raise SandboxError(f"--var needs NAME=VALUE, got {item!r}")
+        name, value = item.split("=", 1)
+        pairs[name] = value
+    return pairs
+
+
+def control(state: SandboxState, method: str, path: str, timeout: float = 120.0) -> Any:
+    request = urllib.request.Request(f"{state.gateway_url}/_sandbox/{path}", method=method)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def _client_factory(state: SandboxState) -> Any:
+    def client(service: str) -> Any:
+        return boto3.client(service, endpoint_url=state.endpoint_url, region_name=state.region,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+    return client
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tapharness.sandbox.server import Sandbox, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    paths = SandboxPaths.for_env(args.env)
+    sandbox = Sandbox(cache_dir=paths.lambda_cache, moto_port=args.moto_port, gateway_port=args.gateway_port,
+                      region=args.region, services_dir=None if args.no_services else paths.services_dir)
+    serve(sandbox, Path(args.ready_file) if args.ready_file else None)
+    return 0
+
+
+# --- up ------------------------------------------------------------------------------------
+
+
+def _start_server(paths: SandboxPaths, state: SandboxState, say: Progress) -> dict[str, Any]:
+    ready = paths.base / "ready.json"
+    ready.unlink(missing_ok=True)
+    paths.logs_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "tapharness.sandbox", "serve", "--env", state.env, "--region", state.region,
+               "--moto-port", str(state.moto_port), "--gateway-port", str(state.gateway_port),
+               "--ready-file", str(ready)]
+    with (paths.logs_dir / "server.log").open("ab") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    state.server_pid = process.pid
+    state.save(paths)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not ready.exists():
+        if process.poll() is not None:
+            raise SandboxError(f"the sandbox process exited with {process.returncode}; see "
+                               f"{paths.logs_dir / 'server.log'}")
+        if time.monotonic() > deadline:
+            raise SandboxError(f"the sandbox process was not ready after {READY_TIMEOUT_S:.0f}s")
+        time.sleep(0.1)
+    say(f"moto {state.endpoint_url}, gateway {state.gateway_url} (pid {process.pid})", "server")
+    return json.loads(ready.read_text())
+
+
+def _write_outputs(paths: SandboxPaths, state: SandboxState, outputs: dict[str, Any],
+                   services: dict[str, Any]) -> str:
+    """outputs.json: ``tofu output -json`` with API URLs mapped to the gateway, plus a ``sandbox`` entry."""
+    stack_url = outputs["api_invoke_url"]["value"]
+    mapped = dict(outputs)
+    for name in _API_URL_OUTPUTS:
+        if name in mapped:
+            value = mapped[name]["value"]
+            mapped[name] = {**mapped[name], "value": (
+                {k: local_invoke_url(v, state.gateway_url) for k, v in value.items()} if isinstance(value, dict)
+                else local_invoke_url(value, state.gateway_url))}
+    api_url = mapped["api_invoke_url"]["value"]
+    mapped["sandbox"] = {"sensitive": False, "type": ["object", {}], "value": {
+        "env": state.env, "region": state.region, "endpoint_url": state.endpoint_url,
+        "gateway_url": state.gateway_url, "control_url": f"{state.gateway_url}/_sandbox",
+        "api_url": api_url, "stack_api_invoke_url": stack_url, **services,
+    }}
+    tmp = paths.outputs_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(mapped, indent=2, sort_keys=True))
+    tmp.chmod(0o600)
+    tmp.replace(paths.outputs_file)
+    return api_url
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    say = Progress()
+    paths = SandboxPaths.for_env(args.env)
+    existing = SandboxState.load(paths)
+    if existing and pid_alive(existing.server_pid):
+        print(f"the {args.env} sandbox is already up (pid {existing.server_pid}); "
+              f"`python -m tapharness.sandbox down --env {args.env}` first", file=sys.stderr)
+        return 1
+    if existing:
+        say("a stale state file was found; cleaning up after it", "up")
+        _stop_everything(paths, existing, say)
+    state = SandboxState(env=args.env, region=tfvars_region(args.env), moto_port=free_port(),
+                         gateway_port=free_port(), tofu_vars=_parse_vars(args.var))
+    try:
+        say(f"starting the sandbox process for {args.env} ({state.region})", "server")
+        ready = _start_server(paths, state, say)
+        state.redis_port, state.postgres_port = ready.get("redis_port"), ready.get("postgres_port")
+        state.save(paths)
+        deployment = StackDeployment(paths, args.env, state.endpoint_url, state.tofu_vars, lambda m: say(m, "tofu"))
+        deployment.prepare()
+        step = time.monotonic()
+        deployment.init()
+        say(f"init done in {time.monotonic() - step:.0f}s", "tofu")
+        step = time.monotonic()
+        state.applied = True
+        state.save(paths)
+        deployment.apply()
+        say(f"apply done in {time.monotonic() - step:.0f}s ({len(deployment.state_resources())} resources)",
+            "tofu")
+        services = control(state, "POST", "services")
+        say(f"redis 127.0.0.1:{services['redis']['port']} (TLS), postgres 127.0.0.1:{services['postgres']['port']}"
+            " configured from the stack's secrets", "services")
+        state.api_url = _write_outputs(paths, state, deployment.outputs(), services)
+        state.save(paths)
+    except (SandboxError, TofuError, OSError, KeyError, ValueError, urllib.error.URLError) as exc:
+        say(f"FAILED: {exc}", "up")
+        if args.keep:
+            say(f"left running for inspection (--keep); logs in {paths.logs_dir}; "
+                f"`python -m tapharness.sandbox down --env {args.env}` when done", "up")
+        else:
+            _stop_everything(paths, state, say)
+        return 1
+    say(f"outputs: {paths.outputs_file}", "up")
+    say(f"API URL: {state.api_url}", "up")
+    print(state.api_url, flush=True)
+    return 0
+
+
+# --- down ----------------------------------------------------------------------------------
+
+
+def _lambda_workers(paths: SandboxPaths) -> list[int]:
+    """Function worker processes of this sandbox (their working directory is in its code cache)."""
+    pids = []
+    cache = str(paths.lambda_cache.resolve())
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if cwd.startswith(cache):
+            pids.append(int(proc.name))
+    return pids
+
+
+def _stop_everything(paths: SandboxPaths, state: SandboxState, say: Progress) -> list[str]:
+    """Stop the sandbox process (it stops its servers and workers); returns what is still alive."""
+    pid = state.server_pid
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if pid_alive(pid):
+            say(f"pid {pid} ignored SIGTERM for {STOP_TIMEOUT_S:.0f}s; killing its process group", "down")
+            os.killpg(pid, signal.SIGKILL)
+    left = [f"process {pid}"] if pid_alive(pid) else []
+    ports = {"moto": state.moto_port, "gateway": state.gateway_port, "redis": state.redis_port,
+             "postgres": state.postgres_port}
+    left += [f"{name} still listening on {port}" for name, port in ports.items() if port and port_open(port)]
+    left += [f"lambda worker {worker}" for worker in _lambda_workers(paths)]
+    for stale in (paths.state_file, paths.outputs_file, paths.base / "ready.json"):
+        stale.unlink(missing_ok=True)
+    for name in ("terraform.tfstate", "terraform.tfstate.backup"):
+        (paths.work_dir / "lib" / name).unlink(missing_ok=True)
+    return left
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    say = Progress()
+    paths = SandboxPaths.for_env(args.env)
+    state = SandboxState.load(paths)
+    if state is None:
+        say(f"no {args.env} sandbox is running", "down")
+        return 0
+    leftovers: list[str] = []
+    if pid_alive(state.server_pid) and state.applied:
+        deployment = StackDeployment(paths, args.env, state.endpoint_url, state.tofu_vars,
+                                     lambda m: say(m, "tofu"))
+        step = time.monotonic()
+        for attempt in range(1, DESTROY_ATTEMPTS + 1):
+            emptied = empty_buckets(_client_factory(state))
+            say(f"emptied the stack's buckets ({emptied} object versions)", "down")
+            try:
+                deployment.destroy()
+                break
+            except TofuError as exc:
+                say(f"destroy attempt {attempt} of {DESTROY_ATTEMPTS} FAILED: {exc}", "down")
+        else:
+            if args.keep:
+                return 1
+            leftovers.append("tofu destroy failed")
+        say(f"destroy done in {time.monotonic() - step:.0f}s", "tofu")
+        leftovers += remaining_resources(_client_factory(state))
+    leftovers += _stop_everything(paths, state, say)
+    if leftovers:
+        say("left behind:\n  " + "\n  ".join(leftovers), "down")
+        return 1
+    say("nothing left: no resources, processes or ports", "down")
+    return 0
+
+
+# --- status, plan, fire ----------------------------------------------------------------------
+
+
+def _running_state(env: str) -> SandboxState:
+    state = SandboxState.load(SandboxPaths.for_env(env))
+    if state is None or not pid_alive(state.server_pid):
+        raise SandboxError(f"no {env} sandbox is running: `python -m tapharness.sandbox up --env {env}`")
+    return state
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    paths = SandboxPaths.for_env(args.env)
+    state = SandboxState.load(paths)
+    if state is None:
+        print(f"{args.env}: down")
+        return 1
+    alive = pid_alive(state.server_pid)
+    print(f"{args.env}: {'up' if alive else 'DEAD (stale state; run down)'} (pid {state.server_pid})")
+    print(f"  moto      {state.endpoint_url}\n  gateway   {state.gateway_url}\n  api       {state.api_url}")
+    print(f"  redis     127.0.0.1:{state.redis_port} (TLS)\n  postgres  127.0.0.1:{state.postgres_port}")
+    print(f"  outputs   {paths.outputs_file if paths.outputs_file.exists() else '(not written)'}")
+    if not alive:
+        return 1
+    health = control(state, "GET", "health")
+    print(f"  lambda workers running: {health['lambda_workers']}")
+    for poller in control(state, "GET", "pollers"):
+        print(f"  poller {poller['uuid'][:8]} {poller['shard']:<22} {poller['function'].rsplit(':', 1)[-1]:<40} "
+              f"invocations={poller['invocations']} delivered={poller['delivered']} "
+              f"failed_batches={poller['failed_batches']} last_error={poller['last_error']}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    state = _running_state(args.env)
+    paths = SandboxPaths.for_env(args.env)
+    say = Progress()
+    deployment = StackDeployment(paths, args.env, state.endpoint_url, {**state.tofu_vars, **_parse_vars(args.var)},
+                                 lambda m: say(m, "tofu"))
+    changes = deployment.plan_changes()
+    say("changes pending (see logs/tofu-plan.log)" if changes else "no changes: the stack is in step", "plan")
+    return 2 if changes else 0
+
+
+def cmd_fire(args: argparse.Namespace) -> int:
+    state = _running_state(args.env)
+    fired = control(state, "POST", f"rules/{args.rule}/fire")
+    print(json.dumps(fired, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tapharness.sandbox", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, handler, text in (("up", cmd_up, "start and deploy"), ("status", cmd_status, "show what runs"),
+                                ("down", cmd_down, "destroy and stop"), ("plan", cmd_plan, "idempotency check"),
+                                ("fire", cmd_fire, "fire a scheduled rule now"), ("serve", cmd_serve, "internal")):
+        sub = commands.add_parser(name, help=text)
+        sub.set_defaults(handler=handler)
+        sub.add_argument("--env", default="dev", choices=("dev", "staging", "prod"))
+        if name in ("up", "down"):
+            sub.add_argument("--keep", action="store_true", help="leave everything running after a failure")
+        if name in ("up", "plan"):
+            sub.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                             help="extra tofu variable (repeatable), on top of tfvars/<env>.tfvars")
+        if name == "fire":
+            sub.add_argument("rule", help="EventBridge rule name")
+        if name == "serve":
+            sub.add_argument("--moto-port", type=int, default=0)
+            sub.add_argument("--gateway-port", type=int, default=0)
+            sub.add_argument("--region", default=REGION)
+            sub.add_argument("--ready-file")
+            sub.add_argument("--no-services", action="store_true", help="without Redis and PostgreSQL")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except SandboxError as exc:
+        print(exc, file=sys.stderr)
+        return 1

@@ -1,0 +1,204 @@
+"""The stack applied to the sandbox from a scratch working copy of lib/.
+
+``lib/`` is copied to ``.sandbox/<env>/work/lib`` (as ``tapharness.plan`` does for plans: no
+state, no ``.terraform``, no build output; the built layer is linked), so ``.terraform``, the
+lock file, the zips and the state never land in ``lib/``. One extra file is written there,
+``zz_sandbox_override.tf``, an OpenTofu override of the ``aws`` provider block for moto
+(path-style S3, no metadata or credential checks); the endpoint comes from
+``AWS_ENDPOINT_URL``. The tfvars of the environment are used as they are, plus
+``SANDBOX_VARS`` (deletion protection off, so ``down`` can destroy) and any ``--var`` given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tapharness import toolchain
+from tapharness.plan import COPY_IGNORE, LIB, TFVARS, offline_aws_env
+from tapharness.sandbox.state import SandboxPaths
+
+PROVIDER_OVERRIDE = """\
+# Written by tapharness.sandbox (sandbox working copy only, never in lib/).
+provider "aws" {
+  s3_use_path_style           = true
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+  max_retries                 = 2 # a call moto lacks fails in seconds, not after minutes of backoff
+}
+"""
+# Variables the sandbox always sets on top of the environment's tfvars.
+SANDBOX_VARS = {"deletion_protection": "false"}
+
+
+class TofuError(RuntimeError):
+    """A tofu command failed; the message carries the tail of its log."""
+
+
+class StackDeployment:
+    """tofu init/apply/plan/output/destroy of lib/ for one environment, against one endpoint."""
+
+    def __init__(self, paths: SandboxPaths, env: str, endpoint_url: str, extra_vars: dict[str, str] | None = None,
+                 say: Callable[[str], None] = print) -> None:
+        self.paths = paths
+        self.env = env
+        self.endpoint_url = endpoint_url
+        self.vars = {**SANDBOX_VARS, **(extra_vars or {})}
+        self.say = say
+        self.dir = paths.work_dir / "lib"
+
+    @property
+    def var_args(self) -> list[str]:
+        args = [f"-var-file={TFVARS / f'{self.env}.tfvars'}"]
+        args += [f"-var={key}={value}" for key, value in sorted(self.vars.items())]
+        return args
+
+    def prepare(self) -> None:
+        """A fresh working copy of lib/ with the provider override and the built layer linked."""
+        layer = LIB / ".build" / "layer"
+        if not layer.is_dir():
+            raise TofuError(f"{layer} is missing: run `make setup` first (it builds the Lambda layer)")
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        shutil.copytree(LIB, self.dir, ignore=COPY_IGNORE)
+        (self.dir / ".build").mkdir(exist_ok=True)
+        (self.dir / ".build" / "layer").symlink_to(layer, target_is_directory=True)
+        (self.dir / "zz_sandbox_override.tf").write_text(PROVIDER_OVERRIDE)
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, **toolchain.environment(), **offline_aws_env(self.endpoint_url),
+                "TF_INPUT": "0"}
+
+    def run(self, phase: str, *args: str, ok_codes: tuple[int, ...] = (0,),
+            capture: bool = False) -> subprocess.CompletedProcess[str]:
+        """Run ``tofu <args>`` with its output in logs/tofu-<phase>.log (stdout returned instead when
+        ``capture``) and a progress line every 20 s."""
+        self.paths.logs_dir.mkdir(parents=True, exist_ok=True)
+        log = self.paths.logs_dir / f"tofu-{phase}.log"
+        env = self._env()
+        started = time.monotonic()
+        done = threading.Event()
+
+        def progress() -> None:
+            while not done.wait(20):
+                self.say(f"tofu {phase}: still running ({time.monotonic() - started:.0f}s, log {log})")
+
+        threading.Thread(target=progress, daemon=True).start()
+        try:
+            with log.open("w") as out:
+                out.write(f"$ tofu {' '.join(args)}\n")
+                out.flush()
+                result = subprocess.run([env["TOFU_BIN"], *args], cwd=self.dir, env=env,
+                                        stdout=subprocess.PIPE if capture else out, stderr=out, text=True,
+                                        check=False)
+        finally:
+            done.set()
+        if result.returncode not in ok_codes:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+            raise TofuError(f"tofu {phase} failed (exit {result.returncode}) after "
+                            f"{time.monotonic() - started:.0f}s; last lines of {log}:\n{tail}")
+        return result
+
+    def init(self) -> None:
+        self.run("init", "init", "-input=false", "-no-color")
+
+    def apply(self) -> None:
+        self.run("apply", "apply", "-auto-approve", "-input=false", "-no-color", *self.var_args)
+
+    def plan_changes(self) -> bool:
+        """Whether ``tofu plan -detailed-exitcode`` finds changes (False = the stack is in step)."""
+        result = self.run("plan", "plan", "-detailed-exitcode", "-input=false", "-no-color", *self.var_args,
+                          ok_codes=(0, 2))
+        return result.returncode == 2
+
+    def outputs(self) -> dict[str, Any]:
+        return json.loads(self.run("output", "output", "-json", "-no-color", capture=True).stdout)
+
+    def state_resources(self) -> list[str]:
+        if not (self.dir / "terraform.tfstate").exists():
+            return []
+        result = self.run("state-list", "state", "list", "-no-color", capture=True)
+        return [line for line in result.stdout.splitlines() if line]
+
+    def destroy(self) -> None:
+        self.run("destroy", "destroy", "-auto-approve", "-input=false", "-no-color", *self.var_args)
+
+
+def empty_buckets(client: Callable[[str], Any]) -> int:
+    """Delete every object version and delete marker in every bucket of the sandbox account.
+
+    The stack's data buckets refuse DeleteBucket while they hold objects (as on AWS); the
+    sandbox's data is throwaway, so ``down`` empties them before ``tofu destroy``."""
+    s3 = client("s3")
+    deleted = 0
+    for bucket in s3.list_buckets()["Buckets"]:
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket["Name"]):
+            versions = page.get("Versions", []) + page.get("DeleteMarkers", [])
+            if versions:
+                s3.delete_objects(Bucket=bucket["Name"], Delete={"Objects": [
+                    {"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions]})
+                deleted += len(versions)
+    return deleted
+
+
+def _names(response: dict[str, Any], key: str, field: str | None = None) -> list[str]:
+    return [str(item[field]) if field else str(item) for item in response.get(key, [])]
+
+
+def _customer_keys_in_use(client: Callable[[str], Any]) -> list[str]:
+    """Customer-managed keys not scheduled for deletion. AWS-managed keys (``alias/aws/*``, which moto
+    creates on first use as customer keys) belong to the account, not to the stack."""
+    kms = client("kms")
+    aws_managed = {a["TargetKeyId"] for a in kms.list_aliases()["Aliases"]
+                   if a["AliasName"].startswith("alias/aws/") and a.get("TargetKeyId")}
+    keys = []
+    for key in kms.list_keys()["Keys"]:
+        metadata = kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]
+        if key["KeyId"] in aws_managed:
+            continue
+        if metadata.get("KeyManager") == "CUSTOMER" and metadata["KeyState"] != "PendingDeletion":
+            keys.append(f"{key['KeyId']} ({metadata.get('Description') or 'no description'})")
+    return keys
+
+
+def remaining_resources(client: Callable[[str], Any]) -> list[str]:
+    """What a destroyed stack may have left in the account: one line per resource still there."""
+    checks: list[tuple[str, Callable[[Any], list[str]]]] = [
+        ("lambda function", lambda c: _names(c("lambda").list_functions(), "Functions", "FunctionName")),
+        ("event source mapping", lambda c: _names(c("lambda").list_event_source_mappings(), "EventSourceMappings",
+                                                  "UUID")),
+        ("lambda layer", lambda c: _names(c("lambda").list_layers(), "Layers", "LayerName")),
+        ("dynamodb table", lambda c: _names(c("dynamodb").list_tables(), "TableNames")),
+        ("kinesis stream", lambda c: _names(c("kinesis").list_streams(), "StreamNames")),
+        ("sqs queue", lambda c: _names(c("sqs").list_queues(), "QueueUrls")),
+        ("sns topic", lambda c: _names(c("sns").list_topics(), "Topics", "TopicArn")),
+        ("s3 bucket", lambda c: _names(c("s3").list_buckets(), "Buckets", "Name")),
+        ("state machine", lambda c: _names(c("stepfunctions").list_state_machines(), "stateMachines", "name")),
+        ("rest api", lambda c: _names(c("apigateway").get_rest_apis(), "items", "name")),
+        ("event rule", lambda c: _names(c("events").list_rules(), "Rules", "Name")),
+        ("log group", lambda c: _names(c("logs").describe_log_groups(), "logGroups", "logGroupName")),
+        ("alarm", lambda c: _names(c("cloudwatch").describe_alarms(), "MetricAlarms", "AlarmName")),
+        ("replication group", lambda c: _names(c("elasticache").describe_replication_groups(), "ReplicationGroups",
+                                                "ReplicationGroupId")),
+        ("db cluster", lambda c: _names(c("rds").describe_db_clusters(), "DBClusters", "DBClusterIdentifier")),
+        ("db instance", lambda c: _names(c("rds").describe_db_instances(), "DBInstances", "DBInstanceIdentifier")),
+        ("secret", lambda c: _names(c("secretsmanager").list_secrets(), "SecretList", "Name")),
+        ("glue database", lambda c: _names(c("glue").get_databases(), "DatabaseList", "Name")),
+        ("athena workgroup", lambda c: [n for n in _names(c("athena").list_work_groups(), "WorkGroups", "Name")
+                                        if n != "primary"]),
+        ("kms key", _customer_keys_in_use),
+        ("vpc", lambda c: [v["VpcId"] for v in c("ec2").describe_vpcs()["Vpcs"] if not v.get("IsDefault")]),
+        ("iam role", lambda c: [r["RoleName"] for r in c("iam").list_roles()["Roles"]
+                                if not r["Path"].startswith("/aws-service-role/")]),
+    ]
+    found = []
+    for kind, check in checks:
+        found += [f"{kind}: {name}" for name in check(client)]
+    return found

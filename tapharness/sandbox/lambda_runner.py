@@ -1,0 +1,388 @@
+"""Run deployed Lambda functions for real, without Docker.
+
+Every invoke path in moto (Invoke, Step Functions tasks, S3/SNS notifications, the sandbox's
+own pollers and API front door through Invoke) ends in
+``moto.awslambda.models.LambdaFunction._invoke_lambda(self, event) -> (payload, errored, logs)``.
+``LambdaRunner.install()`` replaces that method:
+
+- the function's zip and its layers' zips (from moto's layer store) are unzipped once into a
+  cache directory keyed by sha256 (``<cache>/code/<sha>``, ``<cache>/layers/<sha>``);
+- the handler runs in a *worker* subprocess (this interpreter, ``_bootstrap.py``) whose
+  environment is the function's variables plus the Lambda runtime variables, dummy
+  credentials and ``AWS_ENDPOINT_URL`` (the moto server). Workers are kept warm and reused,
+  one invocation at a time each, like Lambda's execution environments: module-level state
+  (clients, fetched secrets) survives between invocations; a configuration or code change
+  gives new workers; idle workers are stopped after ``idle_seconds``;
+- the configured timeout is enforced: the worker is killed and the invocation fails with
+  ``Task timed out after N.00 seconds``;
+- everything the handler writes to stdout/stderr goes to CloudWatch Logs (log group
+  ``/aws/lambda/<name>``, one stream per worker, with START/END/REPORT lines) and its tail is
+  returned as the invoke's log result;
+- the handler's exceptions become function errors with Lambda's error payload.
+
+Not emulated: the memory limit (reported, not enforced), the declared runtime version (the
+worker runs this interpreter), concurrency limits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from moto.awslambda.models import LambdaFunction
+from moto.awslambda.utils import get_backend
+from moto.core.utils import unix_time_millis, utcnow
+
+BOOTSTRAP = Path(__file__).with_name("_bootstrap.py")
+LOG_TAIL_BYTES = 4096
+HostMapProvider = Callable[[str, str], dict[str, str]]
+
+
+def _no_host_map(account_id: str, region: str) -> dict[str, str]:
+    return {}
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    """One invocation's outcome, as moto's ``_invoke_lambda`` returns it."""
+
+    payload: str
+    errored: bool
+    logs: str
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything that, if it changes, needs a fresh execution environment."""
+
+    function_name: str
+    function_arn: str
+    version: str
+    handler: str
+    runtime: str
+    timeout: int
+    memory_size: int
+    region: str
+    log_group: str
+    code_dir: str
+    layer_dirs: tuple[str, ...]
+    environment: tuple[tuple[str, str], ...]
+
+
+def _extract(zip_bytes: bytes, dest_root: Path) -> Path:
+    """Unzip once per content hash; concurrent callers end up with the same directory."""
+    dest = dest_root / hashlib.sha256(zip_bytes).hexdigest()
+    if dest.is_dir():
+        return dest
+    dest_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest_root, prefix=".extract-"))
+    with zipfile.ZipFile(io.BytesIO(zip_bytes)) as archive:
+        archive.extractall(tmp)
+    try:
+        tmp.rename(dest)
+    except OSError:
+        if not dest.is_dir():
+            raise
+    return dest
+
+
+def _python_path(code_dir: str, layer_dirs: tuple[str, ...]) -> str:
+    """Lambda's order: the task root, then each layer's python/lib/.../site-packages and python/."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    entries = [code_dir]
+    for layer in layer_dirs:
+        entries += [f"{layer}/python/lib/{version}/site-packages", f"{layer}/python"]
+    return os.pathsep.join(entries)
+
+
+class Worker:
+    """One warm execution environment: a bootstrap subprocess serving invocations one at a time."""
+
+    def __init__(self, spec: WorkerSpec, env: dict[str, str], log_dir: Path) -> None:
+        self.spec = spec
+        self.log_stream = f"{utcnow():%Y/%m/%d}/[{spec.version}]{uuid.uuid4().hex}"
+        self.last_used = time.monotonic()
+        self.invocations = 0
+        self._log_dir = log_dir
+        self._proc = subprocess.Popen(
+            [sys.executable, "-u", str(BOOTSTRAP)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env={**env, "AWS_LAMBDA_LOG_STREAM_NAME": self.log_stream},
+            cwd=spec.code_dir, start_new_session=True,
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def stop(self) -> None:
+        if self.alive:
+            self._proc.kill()
+        self._proc.wait()
+        for stream in (self._proc.stdin, self._proc.stdout):
+            if stream:
+                stream.close()
+
+    def _read_line(self, deadline: float) -> bytes | None:
+        """The worker's next result line, or None on timeout or exit."""
+        assert self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        data = b""
+        while not data.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            data += chunk
+        return data
+
+    def _peak_memory_mb(self) -> int:
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) // 1024
+        except OSError:
+            return 0
+        return 0
+
+    def invoke(self, event_json: str, request_id: str) -> tuple[dict[str, Any], str]:
+        """Run one invocation; returns (reply, captured output). Kills the worker on timeout."""
+        assert self._proc.stdin is not None
+        self.invocations += 1
+        timeout = self.spec.timeout
+        fd, log_path = tempfile.mkstemp(dir=self._log_dir, prefix="invoke-", suffix=".log")
+        os.close(fd)
+        started = time.monotonic()
+        request = {
+            "request_id": request_id, "event": event_json, "log_path": log_path,
+            "deadline_ms": int(time.time() * 1000) + timeout * 1000,
+            "invoked_arn": self.spec.function_arn,
+        }
+        try:
+            self._proc.stdin.write((json.dumps(request) + "\n").encode())
+            self._proc.stdin.flush()
+            line = self._read_line(started + timeout)
+        except BrokenPipeError:
+            line = None
+        elapsed = time.monotonic() - started
+        if line is not None:
+            reply = json.loads(line)
+        elif self.alive:
+            self.stop()
+            message = f"Task timed out after {timeout:.2f} seconds"
+            reply = {"ok": False, "fatal": True, "timed_out": True, "payload": json.dumps(
+                {"errorMessage": f"{utcnow():%Y-%m-%dT%H:%M:%S.%fZ} {request_id} {message}",
+                 "errorType": "Sandbox.Timedout"})}
+        else:
+            code = self._proc.wait()
+            reply = {"ok": False, "fatal": True, "payload": json.dumps(
+                {"errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}",
+                 "errorType": "Runtime.ExitError"})}
+        output = Path(log_path).read_text(errors="replace")
+        os.unlink(log_path)
+        if reply.get("timed_out"):
+            output += f"{utcnow():%Y-%m-%dT%H:%M:%S.%fZ} {request_id} Task timed out after {timeout:.2f} seconds\n"
+        self.last_used = time.monotonic()
+        reply["duration_ms"] = elapsed * 1000
+        reply["max_memory_mb"] = self._peak_memory_mb() if self.alive else 0
+        return reply, output
+
+
+class LambdaRunner:
+    """Pools of warm workers per function configuration, installed into moto's Lambda model."""
+
+    def __init__(self, cache_dir: Path, endpoint_url: str, host_map: HostMapProvider = _no_host_map,
+                 extra_env: dict[str, str] | None = None, idle_seconds: float = 600.0) -> None:
+        self.cache_dir = cache_dir
+        self.endpoint_url = endpoint_url
+        self.host_map = host_map
+        self.extra_env = dict(extra_env or {})
+        self.idle_seconds = idle_seconds
+        self._idle: dict[WorkerSpec, list[Worker]] = {}
+        self._busy: set[Worker] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._original: Any = None
+        self._reaper = threading.Thread(target=self._reap_forever, name="lambda-reaper", daemon=True)
+
+    # --- moto integration -------------------------------------------------------------
+
+    def install(self) -> None:
+        """Replace moto's Docker executor with this runner (process-wide)."""
+        runner = self
+        self._original = LambdaFunction.__dict__["_invoke_lambda"]
+
+        def _invoke_lambda(fn: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
+            result = runner.invoke(fn, event)
+            return result.payload, result.errored, result.logs
+
+        LambdaFunction._invoke_lambda = _invoke_lambda  # type: ignore[method-assign]
+        self._reaper.start()
+
+    def uninstall(self) -> None:
+        """Restore moto's executor and stop every worker."""
+        if self._original is not None:
+            LambdaFunction._invoke_lambda = self._original  # type: ignore[method-assign]
+            self._original = None
+        self._stopping.set()
+        with self._lock:
+            workers = [w for pool in self._idle.values() for w in pool] + list(self._busy)
+            self._idle.clear()
+            self._busy.clear()
+        for worker in workers:
+            worker.stop()
+
+    # --- invocation -------------------------------------------------------------------
+
+    def worker_count(self) -> int:
+        with self._lock:
+            return sum(len(pool) for pool in self._idle.values()) + len(self._busy)
+
+    def _spec(self, fn: LambdaFunction) -> tuple[WorkerSpec, dict[str, str]]:
+        if not fn.code_bytes:
+            raise ValueError(f"function {fn.function_name} has no code (S3 object missing?)")
+        code_dir = _extract(fn.code_bytes, self.cache_dir / "code")
+        backend = get_backend(fn.account_id, fn.region)
+        layer_dirs = []
+        for layer in fn.layers:
+            version = backend.layers_versions_by_arn(layer["Arn"])
+            if version is None:
+                raise ValueError(f"layer {layer['Arn']} of {fn.function_name} does not exist")
+            layer_dirs.append(str(_extract(version.code_bytes, self.cache_dir / "layers")))
+        spec_version = str(fn.version)
+        runtime = fn.run_time or "python3.12"
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            **{str(k): str(v) for k, v in fn.environment_vars.items()},
+            **self.extra_env,
+            "_HANDLER": fn.handler or "",
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}",
+            "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
+            "AWS_LAMBDA_FUNCTION_VERSION": spec_version,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(fn.timeout),
+            "AWS_LAMBDA_LOG_GROUP_NAME": fn.logs_group_name,
+            "AWS_REGION": fn.region,
+            "AWS_DEFAULT_REGION": fn.region,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+            "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+            "LAMBDA_TASK_ROOT": str(code_dir),
+            "LAMBDA_RUNTIME_DIR": str(Path(sys.executable).parent),
+            "PYTHONPATH": _python_path(str(code_dir), tuple(layer_dirs)),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "SANDBOX_HOST_MAP": json.dumps(self.host_map(fn.account_id, fn.region), sort_keys=True),
+        }
+        spec = WorkerSpec(
+            function_name=fn.function_name, function_arn=fn.function_arn, version=spec_version,
+            handler=fn.handler or "", runtime=runtime, timeout=int(fn.timeout),
+            memory_size=int(fn.memory_size), region=fn.region, log_group=fn.logs_group_name,
+            code_dir=str(code_dir), layer_dirs=tuple(layer_dirs), environment=tuple(sorted(env.items())),
+        )
+        return spec, env
+
+    def _acquire(self, spec: WorkerSpec, env: dict[str, str]) -> tuple[Worker, bool]:
+        with self._lock:
+            pool = self._idle.get(spec, [])
+            while pool:
+                worker = pool.pop()
+                if worker.alive:
+                    self._busy.add(worker)
+                    return worker, False
+        log_dir = self.cache_dir / "invocations"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        worker = Worker(spec, env, log_dir)
+        with self._lock:
+            self._busy.add(worker)
+        return worker, True
+
+    def _release(self, worker: Worker) -> None:
+        with self._lock:
+            self._busy.discard(worker)
+            if worker.alive and not self._stopping.is_set():
+                self._idle.setdefault(worker.spec, []).append(worker)
+                return
+        worker.stop()
+
+    def invoke(self, fn: LambdaFunction, event: Any = None) -> InvokeResult:
+        """Run ``fn`` on ``event`` (moto passes the decoded JSON body, or the string "{}")."""
+        event_json = "{}" if event is None or event == "{}" else json.dumps(event)
+        request_id = str(uuid.uuid4())
+        try:
+            spec, env = self._spec(fn)
+        except (ValueError, zipfile.BadZipFile) as exc:
+            payload = json.dumps({"errorMessage": str(exc), "errorType": "Runtime.InvalidEntrypoint"})
+            return InvokeResult(payload, True, "")
+        worker, cold = self._acquire(spec, env)
+        try:
+            reply, output = worker.invoke(event_json, request_id)
+        except BaseException:
+            worker.stop()
+            self._release(worker)
+            raise
+        if reply.get("fatal"):
+            worker.stop()
+        self._release(worker)
+        lines = [f"START RequestId: {request_id} Version: {spec.version}"]
+        lines += output.splitlines()
+        lines.append(f"END RequestId: {request_id}")
+        duration = reply["duration_ms"]
+        report = (f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\t"
+                  f"Billed Duration: {max(1, int(duration + 0.999))} ms\tMemory Size: {spec.memory_size} MB\t"
+                  f"Max Memory Used: {reply['max_memory_mb']} MB")
+        if cold:
+            report += "\t(cold start)"
+        lines.append(report)
+        self._save_logs(fn, worker.log_stream, lines)
+        logs = "\n".join(lines)
+        tail = logs.encode()[-LOG_TAIL_BYTES:].decode(errors="ignore")
+        return InvokeResult(reply["payload"], not reply["ok"], tail)
+
+    @staticmethod
+    def _save_logs(fn: LambdaFunction, stream: str, lines: list[str]) -> None:
+        logs = fn.logs_backend
+        logs.ensure_log_group(fn.logs_group_name)
+        group = logs.groups[fn.logs_group_name]
+        if stream not in group.streams:
+            logs.create_log_stream(fn.logs_group_name, stream)
+        now = unix_time_millis()
+        events = [{"timestamp": now, "message": line} for line in lines if line]
+        logs.put_log_events(fn.logs_group_name, stream, events)
+
+    def _reap_forever(self) -> None:
+        while not self._stopping.wait(min(30.0, self.idle_seconds)):
+            cutoff = time.monotonic() - self.idle_seconds
+            with self._lock:
+                stale = [w for pool in self._idle.values() for w in pool if w.last_used < cutoff]
+                for pool in self._idle.values():
+                    pool[:] = [w for w in pool if w.last_used >= cutoff]
+            for worker in stale:
+                worker.stop()

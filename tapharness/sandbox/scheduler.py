@@ -1,0 +1,213 @@
+"""EventBridge schedules for the sandbox: moto stores scheduled rules but never fires them.
+
+``Scheduler`` lists the enabled rules with a ``ScheduleExpression`` every second, works out
+when each is next due (``rate(...)`` from when the ticker first saw the rule, ``cron(...)`` on
+UTC wall-clock minutes) and, when due, delivers to the rule's targets: Step Functions
+(StartExecution with the target's ``Input``, or the scheduled event when it has none), Lambda
+(asynchronous Invoke), SQS (SendMessage) and SNS (Publish). ``fire(rule_name)`` does the same
+on demand (CLI ``fire``, control endpoint ``POST /_sandbox/rules/<name>/fire``).
+
+Cron fields: minutes, hours, day-of-month, month, day-of-week (1-7 = SUN-SAT, or names),
+year; with ``*``, ``?``, lists, ranges and ``/`` steps (``L``, ``W`` and ``#`` are not supported).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tapharness.sandbox.pollers import POLLER_ERRORS, AwsClients
+
+log = logging.getLogger("tapharness.sandbox.scheduler")
+
+_MONTHS = {name: i for i, name in enumerate(
+    ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], start=1)}
+_DAYS = {name: i for i, name in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"], start=1)}
+_RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def _parse_field(text: str, low: int, high: int, names: dict[str, int] | None = None) -> frozenset[int] | None:
+    """The values one cron field allows; None for ``*``/``?`` (any)."""
+    if text in ("*", "?"):
+        return None
+    values: set[int] = set()
+    for part in text.split(","):
+        step = 1
+        if "/" in part:
+            part, step_text = part.split("/", 1)
+            step = int(step_text)
+        if part in ("*", ""):
+            start, end = low, high
+        elif "-" in part:
+            first, last = part.split("-", 1)
+            start, end = _value(first, names), _value(last, names)
+        else:
+            start = _value(part, names)
+            end = high if step > 1 else start
+        if not (low <= start <= high and low <= end <= high):
+            raise ValueError(f"cron value {part!r} outside {low}-{high}")
+        values.update(range(start, end + 1, step))
+    return frozenset(values)
+
+
+def _value(text: str, names: dict[str, int] | None) -> int:
+    if names and text.upper() in names:
+        return names[text.upper()]
+    if not text.isdigit():
+        raise ValueError(f"unsupported cron value {text!r}")
+    return int(text)
+
+
+@dataclass(frozen=True)
+class Cron:
+    """A parsed AWS cron expression."""
+
+    minutes: frozenset[int] | None
+    hours: frozenset[int] | None
+    days_of_month: frozenset[int] | None
+    months: frozenset[int] | None
+    days_of_week: frozenset[int] | None
+    years: frozenset[int] | None
+
+    @classmethod
+    def parse(cls, body: str) -> Cron:
+        fields = body.split()
+        if len(fields) != 6:
+            raise ValueError(f"cron needs 6 fields, got {len(fields)}: {body!r}")
+        return cls(
+            minutes=_parse_field(fields[0], 0, 59), hours=_parse_field(fields[1], 0, 23),
+            days_of_month=_parse_field(fields[2], 1, 31), months=_parse_field(fields[3], 1, 12, _MONTHS),
+            days_of_week=_parse_field(fields[4], 1, 7, _DAYS), years=_parse_field(fields[5], 1970, 2199),
+        )
+
+    @staticmethod
+    def _allows(allowed: frozenset[int] | None, value: int) -> bool:
+        return allowed is None or value in allowed
+
+    def _day_matches(self, day: datetime) -> bool:
+        aws_weekday = (day.weekday() + 1) % 7 + 1
+        return (self._allows(self.years, day.year) and self._allows(self.months, day.month)
+                and self._allows(self.days_of_month, day.day) and self._allows(self.days_of_week, aws_weekday))
+
+    def next_after(self, moment: datetime) -> datetime:
+        """The first matching minute strictly after ``moment`` (UTC)."""
+        start = moment.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        hours = sorted(self.hours) if self.hours is not None else range(24)
+        minutes = sorted(self.minutes) if self.minutes is not None else range(60)
+        day = start.replace(hour=0, minute=0)
+        for _ in range(366 * 5):
+            if self._day_matches(day):
+                for hour in hours:
+                    for minute in minutes:
+                        candidate = day.replace(hour=hour, minute=minute)
+                        if candidate >= start:
+                            return candidate
+            day += timedelta(days=1)
+        raise ValueError("cron expression never fires in the next five years")
+
+
+def next_fire(expression: str, after: datetime) -> datetime:
+    """When a ``rate(...)`` or ``cron(...)`` schedule is next due after ``after``."""
+    expression = expression.strip()
+    rate = _RATE.match(expression)
+    if rate:
+        unit = rate.group(2).rstrip("s")
+        return after + timedelta(seconds=int(rate.group(1)) * _UNIT_SECONDS[unit])
+    if expression.startswith("cron(") and expression.endswith(")"):
+        return Cron.parse(expression[5:-1]).next_after(after)
+    raise ValueError(f"unsupported schedule expression {expression!r}")
+
+
+class Scheduler(threading.Thread):
+    """Fires scheduled EventBridge rules when they are due, and on demand."""
+
+    def __init__(self, clients: AwsClients, account_id: str = "123456789012", tick: float = 1.0) -> None:
+        super().__init__(name="scheduler", daemon=True)
+        self.clients = clients
+        self.account_id = account_id
+        self.tick = tick
+        self.due: dict[str, datetime] = {}
+        self.fired: list[dict[str, Any]] = []
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def _scheduled_rules(self) -> list[dict[str, Any]]:
+        rules: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {}
+        while True:
+            page = self.clients.client("events").list_rules(**kwargs)
+            rules += [r for r in page["Rules"] if r.get("ScheduleExpression") and r.get("State") == "ENABLED"]
+            if not page.get("NextToken"):
+                return rules
+            kwargs["NextToken"] = page["NextToken"]
+
+    def _scheduled_event(self, rule: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": self.account_id, "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": self.clients.region, "resources": [rule["Arn"]], "detail": {},
+        }
+
+    def fire(self, rule_name: str) -> list[dict[str, Any]]:
+        """Deliver to every target of the rule now; returns what was started or sent, per target."""
+        events = self.clients.client("events")
+        rule = events.describe_rule(Name=rule_name)
+        results = []
+        for target in events.list_targets_by_rule(Rule=rule_name)["Targets"]:
+            payload = target.get("Input") or json.dumps(self._scheduled_event(rule))
+            results.append({"rule": rule_name, "target": target["Id"], "arn": target["Arn"],
+                            **self._deliver(target["Arn"], rule_name, payload)})
+        self.fired += results
+        return results
+
+    def _deliver(self, arn: str, rule_name: str, payload: str) -> dict[str, Any]:
+        service = arn.split(":")[2]
+        if service == "states":
+            name = f"{rule_name[:40]}-{uuid.uuid4().hex[:20]}"
+            execution = self.clients.client("stepfunctions").start_execution(
+                stateMachineArn=arn, name=name, input=payload)
+            return {"executionArn": execution["executionArn"]}
+        if service == "lambda":
+            response = self.clients.client("lambda").invoke(FunctionName=arn, InvocationType="Event",
+                                                            Payload=payload.encode())
+            return {"statusCode": response["StatusCode"]}
+        if service == "sqs":
+            account, name = arn.split(":")[4], arn.split(":")[5]
+            sqs = self.clients.client("sqs")
+            url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+            return {"messageId": sqs.send_message(QueueUrl=url, MessageBody=payload)["MessageId"]}
+        if service == "sns":
+            return {"messageId": self.clients.client("sns").publish(TopicArn=arn, Message=payload)["MessageId"]}
+        raise ValueError(f"unsupported schedule target {arn}")
+
+    def check(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """One tick: fire the rules that are due at ``now``; returns what was fired."""
+        now = now or datetime.now(UTC)
+        fired: list[dict[str, Any]] = []
+        rules = {r["Name"]: r for r in self._scheduled_rules()}
+        for name in [n for n in self.due if n not in rules]:
+            del self.due[name]
+        for name, rule in rules.items():
+            if name not in self.due:
+                self.due[name] = next_fire(rule["ScheduleExpression"], now)
+                continue
+            if now >= self.due[name]:
+                self.due[name] = next_fire(rule["ScheduleExpression"], now)
+                fired += self.fire(name)
+        return fired
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.tick):
+            try:
+                self.check()
+            except POLLER_ERRORS as exc:  # a failed tick is logged; the ticker goes on
+                log.warning("schedule tick failed: %s", exc)

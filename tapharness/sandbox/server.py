@@ -1,0 +1,231 @@
+"""The sandbox's long-running process: moto plus everything that makes the stack run on it.
+
+``Sandbox.start()``:
+1. configures moto (``MOTO_PORT`` for Step Functions' Lambda calls, AWS-managed IAM
+   policies, Step Functions executing definitions) and installs the shims;
+2. detaches moto's inline event-source-mapping delivery (see ``detach_inline_delivery``);
+3. starts ``ThreadedMotoServer`` on 127.0.0.1 (a free port unless given);
+4. installs the Lambda runner (functions run in subprocess workers, with the stack's
+   Redis/Aurora endpoint names mapped to the local servers);
+5. starts the pollers, the EventBridge scheduler and the gateway: one HTTP port serving the
+   REST APIs (``/restapis/<api>/<stage>/...``) and the control endpoints
+   ``GET /_sandbox/health``, ``GET /_sandbox/pollers``, ``GET|POST /_sandbox/services``
+   (POST: match Redis/PostgreSQL to the deployed stack), ``POST /_sandbox/rules/<name>/fire``.
+
+With ``services_dir`` it first starts Redis and PostgreSQL (``backing.BackingServices``).
+
+``python -m tapharness.sandbox serve ...`` runs one in the foreground until SIGTERM; ``up``
+starts that as a detached process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from moto.awslambda.models import LambdaBackend
+from moto.core.config import default_user_config
+from moto.server import ThreadedMotoServer
+
+from tapharness.sandbox import shims
+from tapharness.sandbox.apigw import FrontDoor, HttpRequest, HttpResponse
+from tapharness.sandbox.backing import BackingServices
+from tapharness.sandbox.endpoints import EndpointMap
+from tapharness.sandbox.lambda_runner import LambdaRunner
+from tapharness.sandbox.pollers import (
+    POLLER_ERRORS,
+    AwsClients,
+    PollerManager,
+    PollerSettings,
+)
+from tapharness.sandbox.scheduler import Scheduler
+from tapharness.sandbox.state import REGION
+
+log = logging.getLogger("tapharness.sandbox.server")
+_ORIGINAL_CREATE_ESM = LambdaBackend.create_event_source_mapping
+
+
+def configure_moto(port: int) -> None:
+    """Process-wide moto settings the sandbox relies on."""
+    os.environ["MOTO_PORT"] = str(port)
+    os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+    default_user_config["stepfunctions"]["execute_state_machine"] = True
+
+
+def _detached_create_event_source_mapping(self: LambdaBackend, spec: dict[str, Any]) -> Any:
+    esm = _ORIGINAL_CREATE_ESM(self, spec)
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.kinesis.models import kinesis_backends
+    from moto.sqs.models import sqs_backends
+
+    owners: list[dict[str, Any]] = [q.lambda_event_source_mappings
+                                    for q in sqs_backends[self.account_id][self.region_name].queues.values()]
+    owners += [t.lambda_event_source_mappings for t in dynamodb_backends[self.account_id][self.region_name].tables.values()]
+    owners += [s.lambda_event_source_mappings for s in kinesis_backends[self.account_id][self.region_name].streams.values()]
+    for mappings in owners:
+        for key in [k for k, v in mappings.items() if v is esm]:
+            del mappings[key]
+    return esm
+
+
+def detach_inline_delivery() -> None:
+    """Stop moto delivering to mappings inside PutRecord/SendMessage/PutItem.
+
+    moto registers a new mapping on its queue, table or stream and then invokes the function
+    once per record inside the producing call (and for DynamoDB, drops the stream records it
+    delivered; for Kinesis, keeps one mapping per stream). After this patch the mapping exists
+    only in the Lambda API, where the sandbox's pollers read it; stream records stay readable.
+    """
+    LambdaBackend.create_event_source_mapping = _detached_create_event_source_mapping  # type: ignore[method-assign]
+
+
+class _GatewayHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _GatewayServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.info("gateway %s %s", self.address_string(), format % args)
+
+    def _request(self) -> HttpRequest:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        return HttpRequest(self.command, unquote(parts.path), parts.query, list(self.headers.items()), body,
+                           self.client_address[0])
+
+    def _reply(self, response: HttpResponse) -> None:
+        self.send_response(response.status)
+        for key, value in response.headers:
+            if key.lower() not in ("content-length", "connection"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    def _handle(self) -> None:
+        request = self._request()
+        if request.path.startswith("/_sandbox/"):
+            response = self.server.sandbox.control(request)
+        else:
+            response = self.server.sandbox.front_door.handle(request)
+        self._reply(response)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+
+class _GatewayServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        super().__init__(("127.0.0.1", port), _GatewayHandler)
+
+
+@dataclass
+class Sandbox:
+    """Everything the sandbox runs in-process, started and stopped together."""
+
+    cache_dir: Path
+    moto_port: int = 0
+    gateway_port: int = 0
+    region: str = REGION
+    redis_port: int | None = None
+    postgres_port: int | None = None
+    worker_env: dict[str, str] = field(default_factory=dict)
+    poller_settings: PollerSettings = field(default_factory=PollerSettings)
+    run_pollers: bool = True
+    run_scheduler: bool = True
+    services_dir: Path | None = None
+
+    def start(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self.backing: BackingServices | None = None
+        if self.services_dir is not None:
+            self.backing = BackingServices(self.services_dir)
+            self.backing.start()
+            self.worker_env = {**self.worker_env, **self.backing.worker_env}
+            info = self.backing.info()
+            self.redis_port, self.postgres_port = info["redis"]["port"], info["postgres"]["port"]
+        shims.install()
+        detach_inline_delivery()
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
+        self.moto.start()
+        self.moto_port = self.moto.get_host_and_port()[1]
+        configure_moto(self.moto_port)
+        self.clients = AwsClients(self.endpoint_url, self.region)
+        self.endpoints = EndpointMap(self.clients, self.redis_port, self.postgres_port)
+        self.runner = LambdaRunner(self.cache_dir, self.endpoint_url, self.endpoints, self.worker_env)
+        self.runner.install()
+        self.pollers = PollerManager(self.endpoint_url, self.region, self.poller_settings)
+        self.scheduler = Scheduler(self.clients)
+        self.front_door = FrontDoor(self.clients)
+        self.gateway = _GatewayServer(self.gateway_port, self)
+        self.gateway_port = self.gateway.server_address[1]
+        threading.Thread(target=self.gateway.serve_forever, name="gateway", daemon=True).start()
+        if self.run_pollers:
+            self.pollers.start()
+        if self.run_scheduler:
+            self.scheduler.start()
+
+    def stop(self) -> None:
+        self.gateway.shutdown()
+        self.gateway.server_close()
+        self.scheduler.stop()
+        self.pollers.stop()
+        self.runner.uninstall()
+        self.moto.stop()
+        if self.backing is not None:
+            self.backing.stop()
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.moto_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def control(self, request: HttpRequest) -> HttpResponse:
+        """The ``/_sandbox/`` endpoints: health, pollers, backing services, firing a schedule."""
+        parts = [p for p in request.path.split("/") if p][1:]
+        if request.method == "GET" and parts == ["health"]:
+            return HttpResponse.json(200, {"status": "ok", "endpoint_url": self.endpoint_url,
+                                           "lambda_workers": self.runner.worker_count()})
+        if request.method == "GET" and parts == ["pollers"]:
+            return HttpResponse.json(200, self.pollers.snapshot())
+        if parts == ["services"] and self.backing is not None:
+            if request.method == "POST":
+                return HttpResponse.json(200, self.backing.configure(self.clients))
+            return HttpResponse.json(200, self.backing.info())
+        if request.method == "POST" and len(parts) == 3 and parts[0] == "rules" and parts[2] == "fire":
+            try:
+                return HttpResponse.json(200, {"fired": self.scheduler.fire(parts[1])})
+            except POLLER_ERRORS as exc:  # the caller gets the reason instead of a dropped connection
+                return HttpResponse.json(400, {"error": f"{type(exc).__name__}: {exc}"})
+        return HttpResponse.json(404, {"error": f"no control endpoint {request.method} {request.path}"})
+
+
+def serve(sandbox: Sandbox, ready_file: Path | None = None) -> None:
+    """Run until SIGTERM/SIGINT; ``ready_file`` gets the ports as JSON once everything listens."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sandbox.start()
+    if ready_file:
+        tmp = ready_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"moto_port": sandbox.moto_port, "gateway_port": sandbox.gateway_port,
+                                   "redis_port": sandbox.redis_port, "postgres_port": sandbox.postgres_port,
+                                   "pid": os.getpid()}))
+        tmp.replace(ready_file)
+    log.info("sandbox serving: moto %s, gateway %s", sandbox.endpoint_url, sandbox.gateway_url)
+    stop.wait()
+    sandbox.stop()

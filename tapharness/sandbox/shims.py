@@ -1,0 +1,734 @@
+"""Provider calls moto 5.2.5 lacks, added as methods of moto's response classes.
+
+moto dispatches an API action to the response-class method named after it (snake case), so
+each shim is one small function installed under that name; moto serializes what it returns
+(an ``ActionResult`` for query-protocol services, a JSON string for the JSON and REST ones).
+``MODEL_PATCHES`` fix moto behaviour the provider trips over (SQS RedriveAllowPolicy, a
+SetQueueAttributes that wipes the queue policy, tags of ElastiCache parameter groups,
+replication group members missing from DescribeCacheClusters, deletions that never finish,
+RDS instances' default CA, S3 bucket policies whose conditions moto ignores, S3 event keys with "/" encoded).
+A shim's state lives on the moto backend it belongs to (per account and region), so a moto
+reset clears it. ``SHIMS`` lists them; ``install()`` is idempotent.
+
+Found by running the AWS provider's apply, plan and destroy of lib/tap_stack.tf against moto.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote_plus
+
+from moto.apigateway.responses import APIGatewayResponse
+from moto.athena.responses import AthenaResponse
+from moto.awslambda import urls as lambda_urls
+from moto.awslambda.models import LambdaFunction
+from moto.awslambda.responses import LambdaResponse
+from moto.core.exceptions import ServiceException
+from moto.core.responses import ActionResult, BaseResponse, EmptyResult
+from moto.core.utils import camelcase_to_underscores, unix_time
+from moto.dynamodb.responses import DynamoHandler
+from moto.ec2.models.security_groups import SecurityGroupRule
+from moto.elasticache.models import CacheCluster, ElastiCacheBackend
+from moto.elasticache.responses import ElastiCacheResponse
+from moto.kinesis.responses import KinesisResponse
+from moto.kms.responses import KmsResponse
+from moto.logs.responses import LogsResponse
+from moto.rds.models import DBCluster, RDSBackend
+from moto.s3 import notifications as s3_notifications
+from moto.s3.models import FakeBucket
+from moto.s3.responses import S3Response
+from moto.sns.responses import SNSResponse
+from moto.sqs.models import Queue, SQSBackend
+from moto.stepfunctions.responses import StepFunctionResponse
+
+RUNTIME_MANAGEMENT_PATH = r"{0}/(?P<api_version>[^/]+)/functions/(?P<function_name>[\w_:%-]+)/runtime-management-config/?$"
+
+
+def _store(backend: Any, name: str) -> dict[str, Any]:
+    """A shim's own table on a moto backend instance."""
+    return backend.__dict__.setdefault(f"_sandbox_{name}", {})
+
+
+def _json_error(code: str, message: str, status: int = 400) -> tuple[int, dict[str, str], str]:
+    return status, {"status": str(status), "x-amzn-ErrorType": code}, json.dumps({"__type": code, "message": message})
+
+
+# --- Step Functions ------------------------------------------------------------------
+
+
+def validate_state_machine_definition(self: StepFunctionResponse) -> str:
+    """ValidateStateMachineDefinition: parse the definition; report JSON errors as diagnostics."""
+    try:
+        definition = json.loads(self._get_param("definition"))
+    except (TypeError, ValueError) as exc:
+        diagnostic = {"severity": "ERROR", "code": "INVALID_JSON_DESCRIPTION", "message": str(exc)}
+        return json.dumps({"result": "FAIL", "diagnostics": [diagnostic], "truncated": False})
+    missing = [key for key in ("StartAt", "States") if key not in definition]
+    if missing:
+        diagnostic = {"severity": "ERROR", "code": "SCHEMA_VALIDATION_FAILED",
+                      "message": f"missing required field(s): {', '.join(missing)}"}
+        return json.dumps({"result": "FAIL", "diagnostics": [diagnostic], "truncated": False})
+    return json.dumps({"result": "OK", "diagnostics": [], "truncated": False})
+
+
+def list_state_machine_versions(self: StepFunctionResponse) -> str:
+    """ListStateMachineVersions: the versions moto keeps for the state machine."""
+    machine = self.stepfunction_backend.describe_state_machine(self._get_param("stateMachineArn"))
+    versions = [
+        {"stateMachineVersionArn": version.arn, "creationDate": unix_time(version.creation_date)}
+        for version in machine.versions.values()
+    ]
+    return json.dumps({"stateMachineVersions": versions})
+
+
+# --- DynamoDB ------------------------------------------------------------------------
+
+
+def _insights_key(self: DynamoHandler) -> tuple[str, str]:
+    table = self.body["TableName"]
+    self.dynamodb_backend.get_table(table)
+    return table, self.body.get("IndexName") or ""
+
+
+def _insights(table: str, index: str, status: str) -> dict[str, Any]:
+    description: dict[str, Any] = {"TableName": table, "ContributorInsightsStatus": status}
+    if index:
+        description["IndexName"] = index
+    return description
+
+
+def update_contributor_insights(self: DynamoHandler) -> ActionResult:
+    """UpdateContributorInsights: ENABLE/DISABLE take effect at once (ENABLED/DISABLED)."""
+    table, index = _insights_key(self)
+    status = "ENABLED" if self.body["ContributorInsightsAction"] == "ENABLE" else "DISABLED"
+    _store(self.dynamodb_backend, "contributor_insights")[(table, index)] = status
+    return ActionResult(_insights(table, index, status))
+
+
+def describe_contributor_insights(self: DynamoHandler) -> ActionResult:
+    """DescribeContributorInsights of a table or index (DISABLED until enabled)."""
+    table, index = _insights_key(self)
+    status = _store(self.dynamodb_backend, "contributor_insights").get((table, index), "DISABLED")
+    return ActionResult({**_insights(table, index, status), "ContributorInsightsRuleList": []})
+
+
+def list_contributor_insights(self: DynamoHandler) -> ActionResult:
+    """ListContributorInsights (optionally for one table)."""
+    wanted = self.body.get("TableName")
+    summaries = [
+        {**_insights(table, index, status)}
+        for (table, index), status in _store(self.dynamodb_backend, "contributor_insights").items()
+        if not wanted or table == wanted
+    ]
+    return ActionResult({"ContributorInsightsSummaries": summaries})
+
+
+# --- CloudWatch Logs -----------------------------------------------------------------
+
+
+def put_query_definition(self: LogsResponse) -> str:
+    """PutQueryDefinition: create, or update when queryDefinitionId is given."""
+    definitions = _store(self.logs_backend, "query_definitions")
+    definition_id = self._get_param("queryDefinitionId") or str(uuid.uuid4())
+    definitions[definition_id] = {
+        "queryDefinitionId": definition_id,
+        "name": self._get_param("name"),
+        "queryString": self._get_param("queryString"),
+        "logGroupNames": self._get_param("logGroupNames") or [],
+        "lastModified": int(unix_time() * 1000),
+    }
+    return json.dumps({"queryDefinitionId": definition_id})
+
+
+def describe_query_definitions(self: LogsResponse) -> str:
+    """DescribeQueryDefinitions, filtered by name prefix."""
+    prefix = self._get_param("queryDefinitionNamePrefix") or ""
+    definitions = _store(self.logs_backend, "query_definitions").values()
+    return json.dumps({"queryDefinitions": [d for d in definitions if d["name"].startswith(prefix)]})
+
+
+def delete_query_definition(self: LogsResponse) -> Any:
+    """DeleteQueryDefinition; an unknown id is ResourceNotFoundException, as in AWS."""
+    definitions = _store(self.logs_backend, "query_definitions")
+    if definitions.pop(self._get_param("queryDefinitionId"), None) is None:
+        return _json_error("ResourceNotFoundException", "The specified query definition does not exist.")
+    return json.dumps({"success": True})
+
+
+# --- ElastiCache ---------------------------------------------------------------------
+
+
+def delete_cache_subnet_group(self: ElastiCacheResponse) -> ActionResult:
+    """DeleteCacheSubnetGroup: remove it from moto's table of subnet groups."""
+    self.elasticache_backend.cache_subnet_groups.pop(self._get_param("CacheSubnetGroupName"), None)
+    return EmptyResult()
+
+
+def _parameter_group_arn(self: ElastiCacheResponse, name: str) -> str:
+    return f"arn:aws:elasticache:{self.region}:{self.current_account}:parametergroup:{name}"
+
+
+def create_cache_parameter_group(self: ElastiCacheResponse) -> ActionResult:
+    """CreateCacheParameterGroup: kept on the backend with its (user-set) parameters."""
+    name = self._get_param("CacheParameterGroupName")
+    group = {
+        "CacheParameterGroupName": name,
+        "CacheParameterGroupFamily": self._get_param("CacheParameterGroupFamily"),
+        "Description": self._get_param("Description"),
+        "IsGlobal": False,
+        "ARN": _parameter_group_arn(self, name),
+        "Parameters": {},
+    }
+    _store(self.elasticache_backend, "parameter_groups")[name] = group
+    self.elasticache_backend.tagging_service.tag_resource(group["ARN"], self._get_param("Tags") or [])
+    return ActionResult({"CacheParameterGroup": {k: v for k, v in group.items() if k != "Parameters"}})
+
+
+class CacheParameterGroupNotFound(ServiceException):
+    code = "CacheParameterGroupNotFound"
+
+
+def _parameter_group(self: ElastiCacheResponse) -> dict[str, Any]:
+    name = self._get_param("CacheParameterGroupName")
+    group = _store(self.elasticache_backend, "parameter_groups").get(name)
+    if group is None:
+        raise CacheParameterGroupNotFound(f"CacheParameterGroup {name} not found.")
+    return group
+
+
+def describe_cache_parameter_groups(self: ElastiCacheResponse) -> ActionResult:
+    """DescribeCacheParameterGroups (one by name, or all)."""
+    if self._get_param("CacheParameterGroupName"):
+        selected = [_parameter_group(self)]
+    else:
+        selected = list(_store(self.elasticache_backend, "parameter_groups").values())
+    return ActionResult({"CacheParameterGroups": [
+        {k: v for k, v in group.items() if k != "Parameters"} for group in selected]})
+
+
+def modify_cache_parameter_group(self: ElastiCacheResponse) -> ActionResult:
+    """ModifyCacheParameterGroup: record the parameter values."""
+    group = _parameter_group(self)
+    for item in self._get_param("ParameterNameValues") or []:
+        group["Parameters"][item["ParameterName"]] = item["ParameterValue"]
+    return ActionResult({"CacheParameterGroupName": group["CacheParameterGroupName"]})
+
+
+def reset_cache_parameter_group(self: ElastiCacheResponse) -> ActionResult:
+    """ResetCacheParameterGroup: forget the named (or all) parameter values."""
+    group = _parameter_group(self)
+    names = [item["ParameterName"] for item in self._get_param("ParameterNameValues") or []]
+    if self._get_param("ResetAllParameters") in (True, "true") or not names:
+        group["Parameters"].clear()
+    for parameter in names:
+        group["Parameters"].pop(parameter, None)
+    return ActionResult({"CacheParameterGroupName": group["CacheParameterGroupName"]})
+
+
+def describe_cache_parameters(self: ElastiCacheResponse) -> ActionResult:
+    """DescribeCacheParameters: the user-set parameters (Source=user), which is what the provider reads."""
+    group = _parameter_group(self)
+    parameters = [
+        {"ParameterName": key, "ParameterValue": value, "Source": "user", "DataType": "string",
+         "IsModifiable": True, "ChangeType": "immediate"}
+        for key, value in sorted(group["Parameters"].items())
+    ]
+    return ActionResult({"Parameters": parameters})
+
+
+def delete_cache_parameter_group(self: ElastiCacheResponse) -> ActionResult:
+    """DeleteCacheParameterGroup."""
+    group = _parameter_group(self)
+    del _store(self.elasticache_backend, "parameter_groups")[group["CacheParameterGroupName"]]
+    return EmptyResult()
+
+
+# --- Athena --------------------------------------------------------------------------
+
+
+def athena_list_tags_for_resource(self: AthenaResponse) -> Any:
+    """ListTagsForResource: an existing workgroup without tags has an empty tag list, not an error."""
+    arn = self._get_param("ResourceARN")
+    tags = self.athena_backend.list_tags_for_resource(arn)
+    if tags is None:
+        name = arn.rsplit("/", 1)[-1]
+        if ":workgroup/" in arn and name in self.athena_backend.work_groups:
+            return json.dumps({"Tags": []})
+        return self.error(f"Athena Resource, {arn} Does Not Exist", 400)
+    return json.dumps(tags)
+
+
+def _merge_configuration(configuration: dict[str, Any], updates: dict[str, Any]) -> None:
+    """Apply WorkGroupConfigurationUpdates to a WorkGroupConfiguration in place."""
+    result_updates = updates.get("ResultConfigurationUpdates") or {}
+    result = configuration.setdefault("ResultConfiguration", {})
+    for field in ("OutputLocation", "EncryptionConfiguration", "ExpectedBucketOwner", "AclConfiguration"):
+        if field in result_updates:
+            result[field] = result_updates[field]
+        if result_updates.get(f"Remove{field}"):
+            result.pop(field, None)
+    for key, value in updates.items():
+        if key in ("ResultConfigurationUpdates", "RemoveBytesScannedCutoffPerQuery",
+                   "RemoveCustomerContentEncryptionConfiguration"):
+            continue
+        configuration[key] = value
+    if updates.get("RemoveBytesScannedCutoffPerQuery"):
+        configuration.pop("BytesScannedCutoffPerQuery", None)
+    if updates.get("RemoveCustomerContentEncryptionConfiguration"):
+        configuration.pop("CustomerContentEncryptionConfiguration", None)
+
+
+def update_work_group(self: AthenaResponse) -> Any:
+    """UpdateWorkGroup: description, state and configuration updates."""
+    name = self._get_param("WorkGroup")
+    group = self.athena_backend.work_groups.get(name)
+    if group is None:
+        return self.error(f"WorkGroup {name} does not exist", 400)
+    if self._get_param("Description") is not None:
+        group.description = self._get_param("Description")
+    if self._get_param("State"):
+        group.state = self._get_param("State")
+    _merge_configuration(group.configuration, self._get_param("ConfigurationUpdates") or {})
+    return json.dumps({})
+
+
+# --- API Gateway ---------------------------------------------------------------------
+
+
+def _unescape_pointer(segment: str) -> str:
+    return segment.replace("~1", "/").replace("~0", "~")
+
+
+def _apply_method_patch(method: Any, operation: dict[str, Any]) -> None:
+    op, path, value = operation["op"], operation["path"], operation.get("value")
+    scalar = {
+        "/authorizationType": "authorization_type", "/authorizerId": "authorizer_id",
+        "/operationName": "operation_name", "/requestValidatorId": "request_validator_id",
+    }
+    if path in scalar:
+        setattr(method, scalar[path], None if op == "remove" else value)
+    elif path == "/apiKeyRequired":
+        method.api_key_required = op != "remove" and str(value).lower() == "true"
+    elif path.startswith(("/requestModels/", "/requestParameters/")):
+        attribute = "request_models" if path.startswith("/requestModels/") else "request_parameters"
+        key = _unescape_pointer(path.split("/", 2)[2])
+        mapping = dict(getattr(method, attribute) or {})
+        if op == "remove":
+            mapping.pop(key, None)
+        elif attribute == "request_parameters":
+            mapping[key] = str(value).lower() == "true"
+        else:
+            mapping[key] = value
+        setattr(method, attribute, mapping)
+    elif path.startswith("/authorizationScopes"):
+        scopes = list(method.authorization_scopes or [])
+        if op == "remove":
+            scopes = [s for s in scopes if s != value]
+        else:
+            scopes.append(value)
+        method.authorization_scopes = scopes
+    else:
+        raise ValueError(f"unsupported patch path {path}")
+
+
+def update_method(self: APIGatewayResponse) -> Any:
+    """UpdateMethod: JSON-patch operations on the method's settable fields."""
+    parts = self.path.split("/")
+    method = self.backend.get_method(parts[2], parts[4], parts[6])
+    for operation in self._get_param("patchOperations") or []:
+        try:
+            _apply_method_patch(method, operation)
+        except ValueError as exc:
+            return 400, {}, json.dumps({"message": str(exc)})
+    return 200, {}, json.dumps(method.to_json())
+
+
+# --- Lambda --------------------------------------------------------------------------
+
+
+def get_runtime_management_config(self: LambdaResponse) -> Any:
+    """GetRuntimeManagementConfig: every function updates its runtime automatically."""
+    name = self.path.rstrip("/").split("/")[-2]
+    function = self.backend.get_function(name)
+    return 200, {}, json.dumps({"UpdateRuntimeOn": "Auto", "FunctionArn": function.function_arn})
+
+
+# --- SNS -----------------------------------------------------------------------------
+
+
+def get_data_protection_policy(self: SNSResponse) -> ActionResult:
+    """GetDataProtectionPolicy: topics have none (the provider reads it on every refresh)."""
+    self.backend.get_topic(self._get_param("ResourceArn"))
+    return ActionResult({})
+
+
+# --- moto behaviour fixes (model patches) ---------------------------------------------
+
+_QUEUE_ATTRIBUTES = Queue.attributes
+_QUEUE_SET_ATTRIBUTES = Queue._set_attributes
+_GET_QUEUE_ATTRIBUTES = SQSBackend.get_queue_attributes
+
+
+def _queue_attributes(self: Queue) -> dict[str, Any]:
+    """Queue attributes with RedriveAllowPolicy, and RedrivePolicy as compact JSON (as AWS returns it)."""
+    result = _QUEUE_ATTRIBUTES.fget(self)
+    if isinstance(result.get("RedrivePolicy"), str):
+        result["RedrivePolicy"] = json.dumps(json.loads(result["RedrivePolicy"]), separators=(",", ":"))
+    if self.__dict__.get("redrive_allow_policy"):
+        result["RedriveAllowPolicy"] = self.redrive_allow_policy
+    return result
+
+
+def _queue_set_attributes(self: Queue, attributes: dict[str, Any], now: float | None = None) -> None:
+    """moto resets Policy on every SetQueueAttributes; keep it unless the call sets it."""
+    policy = self.__dict__.get("_policy_json")
+    _QUEUE_SET_ATTRIBUTES(self, attributes, now)
+    if "Policy" not in attributes and policy is not None:
+        self._policy_json = policy
+
+
+def _get_queue_attributes(self: SQSBackend, queue_name: str, attribute_names: list[str]) -> dict[str, Any]:
+    """GetQueueAttributes that also knows RedriveAllowPolicy (which moto stores but never returns)."""
+    others = [name for name in attribute_names if name != "RedriveAllowPolicy"]
+    result = _GET_QUEUE_ATTRIBUTES(self, queue_name, others) if others else {}
+    if "RedriveAllowPolicy" in attribute_names or "All" in attribute_names:
+        allow = self.get_queue(queue_name).__dict__.get("redrive_allow_policy")
+        if allow:
+            result["RedriveAllowPolicy"] = allow
+    return result
+
+
+_ELASTICACHE_LIST_TAGS = ElastiCacheBackend.list_tags_for_resource
+
+
+def _elasticache_list_tags(self: ElastiCacheBackend, arn: str) -> dict[str, list[dict[str, str]]]:
+    """ListTagsForResource that also accepts the ARNs of (shimmed) parameter groups."""
+    if ":parametergroup:" in arn:
+        return self.tagging_service.list_tags_for_resource(arn)
+    return _ELASTICACHE_LIST_TAGS(self, arn)
+
+
+_CREATE_REPLICATION_GROUP = ElastiCacheBackend.create_replication_group
+_DELETE_REPLICATION_GROUP = ElastiCacheBackend.delete_replication_group
+_DELETE_CACHE_CLUSTER = ElastiCacheBackend.delete_cache_cluster
+
+
+def _member_cluster(self: ElastiCacheBackend, group: Any, cluster_id: str) -> CacheCluster:
+    """A cache cluster as AWS lists it for a replication group member, from the group's settings."""
+    names = [n for n in inspect.signature(CacheCluster.__init__).parameters if n != "self"]
+    settings = {name: getattr(group, name, None) for name in names}
+    settings.update(account_id=self.account_id, region_name=self.region_name, cache_cluster_id=cluster_id,
+                    replication_group_id=group.replication_group_id, num_cache_nodes=1, tags=None,
+                    log_delivery_configurations=[])
+    cluster = CacheCluster(**settings)
+    # The provider reads these from the first member cluster.
+    cluster.at_rest_encryption_enabled = group.at_rest_encryption_enabled
+    cluster.auth_token_enabled = group.auth_token_enabled
+    cluster.security_groups = [{"SecurityGroupId": sg, "Status": "active"} for sg in group.security_group_ids or []]
+    return cluster
+
+
+def _create_replication_group(self: ElastiCacheBackend, *args: Any, **kwargs: Any) -> Any:
+    """CreateReplicationGroup whose member clusters also exist as cache clusters (as in AWS)."""
+    group = _CREATE_REPLICATION_GROUP(self, *args, **kwargs)
+    for cluster_id in group.member_clusters:
+        self.cache_clusters.setdefault(cluster_id, _member_cluster(self, group, cluster_id))
+    return group
+
+
+def _delete_replication_group(self: ElastiCacheBackend, replication_group_id: str,
+                              retain_primary_cluster: bool | None) -> Any:
+    """DeleteReplicationGroup that finishes: moto leaves the group 'deleting' forever."""
+    members = list(self.replication_groups[replication_group_id].member_clusters) \
+        if replication_group_id in self.replication_groups else []
+    group = _DELETE_REPLICATION_GROUP(self, replication_group_id, retain_primary_cluster)
+    del self.replication_groups[replication_group_id]
+    for cluster_id in members:
+        self.cache_clusters.pop(cluster_id, None)
+    return group
+
+
+def _delete_cache_cluster(self: ElastiCacheBackend, cache_cluster_id: str) -> Any:
+    """DeleteCacheCluster that finishes: moto leaves the cluster 'deleting' forever."""
+    cluster = _DELETE_CACHE_CLUSTER(self, cache_cluster_id)
+    del self.cache_clusters[cache_cluster_id]
+    return cluster
+
+
+_CREATE_DB_INSTANCE = RDSBackend.create_db_instance
+RDS_DEFAULT_CA = "rds-ca-rsa2048-g1"
+
+
+def _create_db_instance(self: RDSBackend, db_kwargs: dict[str, Any]) -> Any:
+    """New instances get AWS's current default CA (moto says "rds-ca-default", which makes the
+    provider modify and reboot every new instance, with a 30 s wait each)."""
+    instance = _CREATE_DB_INSTANCE(self, db_kwargs)
+    if not db_kwargs.get("ca_certificate_identifier"):
+        instance.ca_certificate_identifier = RDS_DEFAULT_CA
+    _set_performance_insights(instance, db_kwargs)
+    return instance
+
+
+_MODIFY_DB_INSTANCE = RDSBackend.modify_db_instance
+
+
+def _set_performance_insights(instance: Any, db_kwargs: dict[str, Any]) -> None:
+    """Keep the Performance Insights settings moto accepts but drops."""
+    if db_kwargs.get("enable_performance_insights") is not None:
+        instance.performance_insights_enabled = bool(db_kwargs["enable_performance_insights"])
+    for key in ("performance_insights_kms_key_id", "performance_insights_retention_period"):
+        if db_kwargs.get(key) is not None:
+            setattr(instance, key, db_kwargs[key])
+
+
+def _modify_db_instance(self: RDSBackend, db_instance_identifier: str, db_kwargs: dict[str, Any]) -> Any:
+    instance = _MODIFY_DB_INSTANCE(self, db_instance_identifier, db_kwargs)
+    _set_performance_insights(instance, db_kwargs)
+    return instance
+
+
+def _scaling_configuration_info(self: DBCluster) -> dict[str, Any] | None:
+    """Only serverless v1 clusters have ScalingConfigurationInfo (moto answers {} for every cluster,
+    which the provider turns into a scaling_configuration block with defaults to change)."""
+    if not self.scaling_configuration:
+        return None
+    return _SCALING_CONFIGURATION_INFO.fget(self)
+
+
+_SCALING_CONFIGURATION_INFO = DBCluster.scaling_configuration_info
+
+
+# Lambda: DeadLetterConfig and LoggingConfig are accepted and dropped by moto.
+_LAMBDA_INIT = LambdaFunction.__init__
+_LAMBDA_CONFIGURATION = LambdaFunction.get_configuration
+_LAMBDA_UPDATE_CONFIGURATION = LambdaFunction.update_configuration
+
+
+def _apply_lambda_settings(function: LambdaFunction, spec: dict[str, Any]) -> None:
+    if "DeadLetterConfig" in spec:
+        function.dead_letter_config = spec["DeadLetterConfig"] or None
+    if "LoggingConfig" in spec:
+        function.logging_config = spec["LoggingConfig"] or None
+        if (function.logging_config or {}).get("LogGroup"):
+            function.logs_group_name = function.logging_config["LogGroup"]
+
+
+def _lambda_init(self: LambdaFunction, account_id: str, spec: dict[str, Any], region: str,
+                 version: str | int = 1) -> None:
+    _LAMBDA_INIT(self, account_id, spec, region, version)
+    self.dead_letter_config = None
+    self.logging_config = None
+    _apply_lambda_settings(self, spec)
+
+
+def _lambda_configuration(self: LambdaFunction, on_create: bool = False) -> dict[str, Any]:
+    """GetFunctionConfiguration with DeadLetterConfig and LoggingConfig (AWS always returns the latter)."""
+    config = _LAMBDA_CONFIGURATION(self, on_create)
+    if self.__dict__.get("dead_letter_config"):
+        config["DeadLetterConfig"] = self.dead_letter_config
+    config["LoggingConfig"] = {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{self.function_name}",
+                               **(self.__dict__.get("logging_config") or {})}
+    return config
+
+
+def _lambda_update_configuration(self: LambdaFunction, config_updates: dict[str, Any]) -> dict[str, Any]:
+    _apply_lambda_settings(self, config_updates)
+    return _LAMBDA_UPDATE_CONFIGURATION(self, config_updates)
+
+
+# KMS: EnableKeyRotation's RotationPeriodInDays is dropped; GetKeyRotationStatus never reports it.
+_ENABLE_KEY_ROTATION = KmsResponse.enable_key_rotation
+_GET_KEY_ROTATION_STATUS = KmsResponse.get_key_rotation_status
+
+
+def enable_key_rotation(self: KmsResponse) -> str:
+    """EnableKeyRotation that keeps RotationPeriodInDays (default 365)."""
+    response = _ENABLE_KEY_ROTATION(self)
+    key = self.kms_backend.describe_key(self._get_param("KeyId"))
+    key.rotation_period_in_days = int(self._get_param("RotationPeriodInDays") or 365)
+    return response
+
+
+def get_key_rotation_status(self: KmsResponse) -> str:
+    """GetKeyRotationStatus with KeyId and, while rotation is on, RotationPeriodInDays."""
+    status = json.loads(_GET_KEY_ROTATION_STATUS(self))
+    key = self.kms_backend.describe_key(self._get_param("KeyId"))
+    status["KeyId"] = key.id
+    if status.get("KeyRotationEnabled"):
+        status["RotationPeriodInDays"] = key.__dict__.get("rotation_period_in_days", 365)
+    return json.dumps(status)
+
+
+# SNS: attributes moto stores on the topic but leaves out of GetTopicAttributes.
+_GET_TOPIC_ATTRIBUTES = SNSResponse.get_topic_attributes
+EXTRA_TOPIC_ATTRIBUTES = ("TracingConfig", "SignatureVersion", "ArchivePolicy")
+
+
+def get_topic_attributes(self: SNSResponse) -> ActionResult:
+    """GetTopicAttributes including TracingConfig, SignatureVersion and ArchivePolicy when set."""
+    response = _GET_TOPIC_ATTRIBUTES(self)
+    topic = self.backend.get_topic(self._get_param("TopicArn"))
+    attributes = response.result["Attributes"]
+    for name in EXTRA_TOPIC_ATTRIBUTES:
+        value = topic.__dict__.get(camelcase_to_underscores(name))
+        if value:
+            attributes[name] = value
+    return response
+
+
+# Kinesis: CreateStream's Tags are dropped.
+_CREATE_STREAM = KinesisResponse.create_stream
+
+
+def create_stream(self: KinesisResponse) -> ActionResult:
+    """CreateStream that keeps its Tags."""
+    response = _CREATE_STREAM(self)
+    tags = self._get_param("Tags")
+    if tags:
+        self.kinesis_backend.add_tags_to_stream(None, self._get_param("StreamName"), tags)
+    return response
+
+
+# S3: bucket Intelligent-Tiering configurations (?intelligent-tiering) are not implemented by moto.
+_BUCKET_RESPONSE = S3Response._bucket_response
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>\s*")
+_S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+
+def _bucket_response(self: S3Response, request: Any, full_url: str) -> Any:
+    """Bucket requests, with PUT/GET/DELETE/LIST of Intelligent-Tiering configurations kept as sent."""
+    querystring = self._get_querystring(request, full_url)
+    if "intelligent-tiering" not in querystring:
+        return _BUCKET_RESPONSE(self, request, full_url)
+    bucket = self.backend.get_bucket(self.parse_bucket_name_from_url(request, full_url))
+    configurations = bucket.__dict__.setdefault("_sandbox_intelligent_tiering", {})
+    config_id = (querystring.get("id") or [None])[0]
+    if request.method == "PUT":
+        configurations[config_id] = _XML_DECLARATION.sub("", request.data.decode())
+        return 200, {}, ""
+    if request.method == "DELETE":
+        configurations.pop(config_id, None)
+        return 204, {}, ""
+    if config_id is not None:
+        if config_id not in configurations:
+            return 404, {}, ("<Error><Code>NoSuchConfiguration</Code>"
+                             "<Message>The specified configuration does not exist.</Message></Error>")
+        return 200, {}, configurations[config_id]
+    body = "".join(re.sub(r"<IntelligentTieringConfiguration[^>]*>", "<IntelligentTieringConfiguration>", c)
+                   for c in configurations.values())
+    return 200, {}, (f'<ListBucketIntelligentTieringConfigurationsOutput xmlns="{_S3_NAMESPACE}">'
+                     f"<IsTruncated>false</IsTruncated>{body}</ListBucketIntelligentTieringConfigurationsOutput>")
+
+
+# EC2: a rule that references a security group loses its description.
+def _security_group_rule_description(self: SecurityGroupRule) -> str | None:
+    return self.ip_range.get("Description") or self.source_group.get("Description")
+
+
+# S3 event notifications: moto encodes the key with quote_plus, "/" included; AWS keeps "/".
+_GET_S3_EVENT = s3_notifications._get_s3_event
+
+
+def _s3_event(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, list[dict[str, Any]]]:
+    event = _GET_S3_EVENT(event_name, bucket, key, notification_id)
+    for record in event["Records"]:
+        record["s3"]["object"]["key"] = quote_plus(key.name, safe="/")
+    return event
+
+
+# What every request to the sandbox stands for: AWS endpoints are reached over TLS.
+SANDBOX_REQUEST_CONTEXT = {"aws:securetransport": "true"}
+
+
+def _statement_applies(statement: dict[str, Any]) -> bool:
+    """False when a Bool/StringEquals condition on a key of the sandbox's request context fails."""
+    for operator, conditions in (statement.get("Condition") or {}).items():
+        if operator not in ("Bool", "StringEquals"):
+            continue
+        for key, expected in conditions.items():
+            actual = SANDBOX_REQUEST_CONTEXT.get(key.lower())
+            allowed = expected if isinstance(expected, list) else [expected]
+            if actual is not None and actual not in [str(v).lower() for v in allowed]:
+                return False
+    return True
+
+
+def _bucket_permission(self: FakeBucket, action: str, resource: str) -> Any:
+    """Bucket policy evaluation that skips statements whose conditions do not hold.
+
+    moto applies a statement whatever its condition says, so a TLS-only ``Deny`` (condition
+    ``aws:SecureTransport = false``) denies every object call."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    if self.policy is None:
+        return PermissionResult.NEUTRAL
+    policy = json.loads(self.policy)
+    statements = policy["Statement"] if isinstance(policy["Statement"], list) else [policy["Statement"]]
+    applicable = [statement for statement in statements if _statement_applies(statement)]
+    if not applicable:
+        return PermissionResult.NEUTRAL
+    return IAMPolicy(json.dumps({**policy, "Statement": applicable})).is_action_permitted(action, resource)
+
+
+MODEL_PATCHES: dict[tuple[Any, str], Any] = {
+    (s3_notifications, "_get_s3_event"): _s3_event,
+    (SecurityGroupRule, "description"): property(_security_group_rule_description),
+    (LambdaFunction, "__init__"): _lambda_init,
+    (LambdaFunction, "get_configuration"): _lambda_configuration,
+    (LambdaFunction, "update_configuration"): _lambda_update_configuration,
+    (S3Response, "_bucket_response"): _bucket_response,
+    (FakeBucket, "get_permission"): _bucket_permission,
+    (RDSBackend, "create_db_instance"): _create_db_instance,
+    (RDSBackend, "modify_db_instance"): _modify_db_instance,
+    (DBCluster, "scaling_configuration_info"): property(_scaling_configuration_info),
+    (ElastiCacheBackend, "create_replication_group"): _create_replication_group,
+    (ElastiCacheBackend, "delete_replication_group"): _delete_replication_group,
+    (ElastiCacheBackend, "delete_cache_cluster"): _delete_cache_cluster,
+    (ElastiCacheBackend, "list_tags_for_resource"): _elasticache_list_tags,
+    (Queue, "attributes"): property(_queue_attributes),
+    (Queue, "_set_attributes"): _queue_set_attributes,
+    (SQSBackend, "get_queue_attributes"): _get_queue_attributes,
+}
+
+
+ShimMethod = Callable[..., Any]
+SHIMS: dict[tuple[type[BaseResponse], str], ShimMethod] = {
+    (StepFunctionResponse, "validate_state_machine_definition"): validate_state_machine_definition,
+    (StepFunctionResponse, "list_state_machine_versions"): list_state_machine_versions,
+    (DynamoHandler, "update_contributor_insights"): update_contributor_insights,
+    (DynamoHandler, "describe_contributor_insights"): describe_contributor_insights,
+    (DynamoHandler, "list_contributor_insights"): list_contributor_insights,
+    (LogsResponse, "put_query_definition"): put_query_definition,
+    (LogsResponse, "describe_query_definitions"): describe_query_definitions,
+    (LogsResponse, "delete_query_definition"): delete_query_definition,
+    (ElastiCacheResponse, "delete_cache_subnet_group"): delete_cache_subnet_group,
+    (ElastiCacheResponse, "create_cache_parameter_group"): create_cache_parameter_group,
+    (ElastiCacheResponse, "describe_cache_parameter_groups"): describe_cache_parameter_groups,
+    (ElastiCacheResponse, "modify_cache_parameter_group"): modify_cache_parameter_group,
+    (ElastiCacheResponse, "reset_cache_parameter_group"): reset_cache_parameter_group,
+    (ElastiCacheResponse, "describe_cache_parameters"): describe_cache_parameters,
+    (ElastiCacheResponse, "delete_cache_parameter_group"): delete_cache_parameter_group,
+    (AthenaResponse, "list_tags_for_resource"): athena_list_tags_for_resource,
+    (AthenaResponse, "update_work_group"): update_work_group,
+    (APIGatewayResponse, "update_method"): update_method,
+    (LambdaResponse, "get_runtime_management_config"): get_runtime_management_config,
+    (SNSResponse, "get_data_protection_policy"): get_data_protection_policy,
+    (SNSResponse, "get_topic_attributes"): get_topic_attributes,
+    (KmsResponse, "enable_key_rotation"): enable_key_rotation,
+    (KmsResponse, "get_key_rotation_status"): get_key_rotation_status,
+    (KinesisResponse, "create_stream"): create_stream,
+}
+
+
+def install() -> None:
+    """Add every shim to moto (process-wide; call before the server builds its apps)."""
+    for (response_class, name), function in SHIMS.items():
+        setattr(response_class, name, function)
+    for (model, name), replacement in MODEL_PATCHES.items():
+        setattr(model, name, replacement)
+    lambda_urls.url_paths.setdefault(RUNTIME_MANAGEMENT_PATH, LambdaResponse.dispatch)

@@ -1,0 +1,77 @@
+"""One in-process sandbox (moto + runner + pollers + gateway) per test session, and helpers
+that build tiny Lambda functions from source text."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from tapharness.sandbox.pollers import PollerSettings
+from tapharness.sandbox.server import Sandbox
+
+from .helpers import Recorder, unique, zip_sources
+
+REGION = "us-east-1"
+ROLE_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    box = Sandbox(
+        cache_dir=tmp_path_factory.mktemp("lambda-cache"),
+        poller_settings=PollerSettings(poll_interval=0.05, reconcile_interval=0.2, retry_base_delay=0.05,
+                                       retry_max_delay=0.2, sqs_wait_seconds=1),
+        run_scheduler=False,
+    )
+    box.start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture(scope="session")
+def aws(sandbox: Sandbox) -> Callable[[str], Any]:
+    """aws("sqs") -> a boto3 client of the sandbox."""
+    clients: dict[str, Any] = {}
+
+    def get(service: str) -> Any:
+        if service not in clients:
+            clients[service] = boto3.client(
+                service, endpoint_url=sandbox.endpoint_url, region_name=REGION,
+                aws_access_key_id="testing", aws_secret_access_key="testing",
+                config=Config(read_timeout=120, retries={"max_attempts": 1}))
+        return clients[service]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def role_arn(aws: Callable[[str], Any]) -> str:
+    return aws("iam").create_role(RoleName="sandbox-test-role", AssumeRolePolicyDocument=ROLE_POLICY)["Role"]["Arn"]
+
+
+@pytest.fixture
+def make_function(aws: Callable[[str], Any], role_arn: str) -> Callable[..., str]:
+    """make_function(source, env=..., timeout=..., layers=..., handler=...) -> function ARN."""
+
+    def make(source: str, env: dict[str, str] | None = None, timeout: int = 10, layers: list[str] | None = None,
+             handler: str = "handler.lambda_handler", extra_files: dict[str, str] | None = None) -> str:
+        files = {"handler.py": source, **(extra_files or {})}
+        response = aws("lambda").create_function(
+            FunctionName=unique("fn"), Runtime="python3.12", Role=role_arn, Handler=handler,
+            Code={"ZipFile": zip_sources(files)}, Timeout=timeout, MemorySize=256,
+            Environment={"Variables": env or {}}, Layers=layers or [])
+        return response["FunctionArn"]
+
+    return make
+
+
+@pytest.fixture
+def recorder(aws: Callable[[str], Any]) -> Recorder:
+    """An SQS queue that test handlers send what they saw to (env RECORD_QUEUE_URL)."""
+    return Recorder(aws("sqs"), aws("sqs").create_queue(QueueName=unique("record"))["QueueUrl"])

@@ -1,0 +1,154 @@
+"""The Lambda runner: real handler execution in subprocess workers, through moto's Invoke."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from tapharness.sandbox import _bootstrap
+
+from .helpers import unique, wait_until, zip_sources
+
+
+def invoke(aws: Callable[[str], Any], arn: str, event: Any, **kwargs: Any) -> tuple[dict[str, Any], Any]:
+    response = aws("lambda").invoke(FunctionName=arn, Payload=json.dumps(event).encode(), **kwargs)
+    return response, json.loads(response["Payload"].read())
+
+
+def test_handler_result_is_the_invoke_payload(aws, make_function):
+    arn = make_function("def lambda_handler(event, context):\n    return {'doubled': event['n'] * 2}\n")
+    response, payload = invoke(aws, arn, {"n": 21})
+    assert "FunctionError" not in response
+    assert payload == {"doubled": 42}
+
+
+def test_handler_exception_is_a_handled_function_error_with_lambda_error_shape(aws, make_function):
+    arn = make_function("def lambda_handler(event, context):\n    raise ValueError('bad input')\n")
+    response, payload = invoke(aws, arn, {})
+    assert response["FunctionError"] == "Handled"
+    assert payload["errorType"] == "ValueError"
+    assert payload["errorMessage"] == "bad input"
+
+
+def test_timeout_kills_the_invocation_and_reports_task_timed_out(aws, make_function):
+    arn = make_function("import time\ndef lambda_handler(event, context):\n    time.sleep(30)\n", timeout=1)
+    response, payload = invoke(aws, arn, {})
+    assert response["FunctionError"] == "Handled"
+    assert "Task timed out after 1.00 seconds" in payload["errorMessage"]
+
+
+def test_worker_after_a_timeout_serves_the_next_invocation(aws, make_function):
+    source = "import time\ndef lambda_handler(event, context):\n    time.sleep(event['sleep'])\n    return 'ok'\n"
+    arn = make_function(source, timeout=1)
+    invoke(aws, arn, {"sleep": 5})
+    _, payload = invoke(aws, arn, {"sleep": 0})
+    assert payload == "ok"
+
+
+def test_printed_lines_reach_cloudwatch_logs_with_start_end_report(aws, make_function):
+    arn = make_function("def lambda_handler(event, context):\n    print('hello from', context.function_name)\n")
+    name = arn.split(":")[-1]
+    invoke(aws, arn, {})
+    group = f"/aws/lambda/{name}"
+
+    def messages() -> list[str]:
+        events = aws("logs").filter_log_events(logGroupName=group)["events"]
+        return [e["message"] for e in events]
+
+    lines = wait_until(messages, what="log events")
+    assert f"hello from {name}" in lines
+    assert any(line.startswith("START RequestId:") for line in lines)
+    assert any(line.startswith("REPORT RequestId:") for line in lines)
+
+
+def test_tail_log_result_contains_the_handler_output(aws, make_function):
+    arn = make_function("def lambda_handler(event, context):\n    print('tail me')\n")
+    response, _ = invoke(aws, arn, {}, LogType="Tail")
+    assert "tail me" in base64.b64decode(response["LogResult"]).decode()
+
+
+def test_environment_has_function_variables_runtime_variables_and_endpoint(aws, make_function, sandbox):
+    source = """
+import os
+def lambda_handler(event, context):
+    keys = ["GREETING", "AWS_LAMBDA_FUNCTION_NAME", "AWS_REGION", "_HANDLER", "AWS_ENDPOINT_URL",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "LAMBDA_TASK_ROOT"]
+    return {k: os.environ.get(k) for k in keys}
+"""
+    arn = make_function(source, env={"GREETING": "hi"})
+    _, payload = invoke(aws, arn, {})
+    assert payload["GREETING"] == "hi"
+    assert payload["AWS_LAMBDA_FUNCTION_NAME"] == arn.split(":")[-1]
+    assert payload["AWS_REGION"] == "us-east-1"
+    assert payload["_HANDLER"] == "handler.lambda_handler"
+    assert payload["AWS_ENDPOINT_URL"] == sandbox.endpoint_url
+    assert payload["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
+    assert payload["LAMBDA_TASK_ROOT"]
+
+
+def test_handler_reaches_the_sandbox_through_boto3(aws, make_function):
+    bucket = unique("bucket")
+    aws("s3").create_bucket(Bucket=bucket)
+    source = "import boto3\ndef lambda_handler(event, context):\n    return [b['Name'] for b in boto3.client('s3').list_buckets()['Buckets']]\n"
+    arn = make_function(source)
+    _, payload = invoke(aws, arn, {})
+    assert bucket in payload
+
+
+def test_layer_modules_are_importable(aws, make_function):
+    layer = aws("lambda").publish_layer_version(
+        LayerName=unique("layer"), Content={"ZipFile": zip_sources({"python/shared_lib.py": "VALUE = 'from layer'\n"})},
+        CompatibleRuntimes=["python3.12"])
+    arn = make_function("import shared_lib\ndef lambda_handler(event, context):\n    return shared_lib.VALUE\n",
+                        layers=[layer["LayerVersionArn"]])
+    _, payload = invoke(aws, arn, {})
+    assert payload == "from layer"
+
+
+def test_warm_worker_keeps_module_state_between_invocations(aws, make_function):
+    source = "COUNT = 0\ndef lambda_handler(event, context):\n    global COUNT\n    COUNT += 1\n    return COUNT\n"
+    arn = make_function(source)
+    invoke(aws, arn, {})
+    _, second = invoke(aws, arn, {})
+    assert second == 2
+
+
+def test_import_error_is_reported_as_runtime_import_module_error(aws, make_function):
+    arn = make_function("import not_a_module\ndef lambda_handler(event, context):\n    return 1\n")
+    response, payload = invoke(aws, arn, {})
+    assert response["FunctionError"] == "Handled"
+    assert payload["errorType"] == "Runtime.ImportModuleError"
+
+
+def test_unserializable_result_is_a_marshal_error(aws, make_function):
+    arn = make_function("def lambda_handler(event, context):\n    return object()\n")
+    _, payload = invoke(aws, arn, {})
+    assert payload["errorType"] == "Runtime.MarshalError"
+
+
+def test_context_reports_remaining_time_below_the_timeout(aws, make_function):
+    arn = make_function("def lambda_handler(event, context):\n    return context.get_remaining_time_in_millis()\n",
+                        timeout=5)
+    _, remaining = invoke(aws, arn, {})
+    assert 0 < remaining <= 5000
+
+
+def test_host_map_sends_a_mapped_hostname_to_the_local_port():
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[bool] = []
+    thread = threading.Thread(target=lambda: accepted.append(bool(listener.accept())))
+    thread.start()
+    original = socket.getaddrinfo
+    try:
+        _bootstrap.install_host_map({"master.redis.example.cache.amazonaws.com": f"127.0.0.1:{port}"})
+        socket.create_connection(("master.redis.example.cache.amazonaws.com", 6379), timeout=2).close()
+    finally:
+        socket.getaddrinfo = original
+        thread.join(timeout=2)
+        listener.close()
+    assert accepted == [True]

@@ -1,0 +1,111 @@
+"""The sandbox process's wiring (inline delivery detached, control endpoints) and the CLI's pieces."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+from moto.kinesis.models import kinesis_backends
+from moto.sqs.models import sqs_backends
+
+from tapharness.sandbox.cli import _write_outputs, tfvars_region
+from tapharness.sandbox.deploy import (
+    StackDeployment,
+    empty_buckets,
+    remaining_resources,
+)
+from tapharness.sandbox.state import SandboxPaths, SandboxState
+
+from .helpers import unique, zip_sources
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+
+
+def _function(aws, role_arn) -> str:
+    return aws("lambda").create_function(
+        FunctionName=unique("fn"), Runtime="python3.12", Role=role_arn, Handler="h.h",
+        Code={"ZipFile": zip_sources({"h.py": "def h(e, c):\n    return {}\n"})})["FunctionArn"]
+
+
+def test_sqs_mapping_is_not_registered_for_inline_delivery(aws, role_arn):
+    name = unique("queue")
+    url = aws("sqs").create_queue(QueueName=name)["QueueUrl"]
+    arn = aws("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    esm = aws("lambda").create_event_source_mapping(EventSourceArn=arn, FunctionName=_function(aws, role_arn))
+    aws("lambda").delete_event_source_mapping(UUID=esm["UUID"])
+    assert sqs_backends[ACCOUNT][REGION].queues[name].lambda_event_source_mappings == {}
+
+
+def test_two_kinesis_mappings_on_one_stream_are_both_kept(aws, role_arn):
+    name = unique("stream")
+    aws("kinesis").create_stream(StreamName=name, ShardCount=1)
+    arn = aws("kinesis").describe_stream(StreamName=name)["StreamDescription"]["StreamARN"]
+    uuids = [aws("lambda").create_event_source_mapping(EventSourceArn=arn, FunctionName=_function(aws, role_arn),
+                                                       StartingPosition="LATEST")["UUID"] for _ in range(2)]
+    listed = aws("lambda").list_event_source_mappings(EventSourceArn=arn)["EventSourceMappings"]
+    for esm_uuid in uuids:
+        aws("lambda").delete_event_source_mapping(UUID=esm_uuid)
+    assert sorted(m["UUID"] for m in listed) == sorted(uuids)
+    assert kinesis_backends[ACCOUNT][REGION].streams[name].lambda_event_source_mappings == {}
+
+
+def test_health_endpoint_reports_the_moto_endpoint(sandbox):
+    with urllib.request.urlopen(f"{sandbox.gateway_url}/_sandbox/health", timeout=10) as response:
+        health = json.loads(response.read())
+    assert health["status"] == "ok"
+    assert health["endpoint_url"] == sandbox.endpoint_url
+
+
+def test_remaining_resources_names_what_is_still_there(aws):
+    name = unique("leftover")
+    aws("sqs").create_queue(QueueName=name)
+    assert any(line.startswith("sqs queue:") and name in line for line in remaining_resources(aws))
+
+
+def test_aws_managed_keys_are_not_reported_as_left_behind(aws):
+    managed = aws("kms").describe_key(KeyId="alias/aws/s3")["KeyMetadata"]["KeyId"]
+    assert not any(managed in line for line in remaining_resources(aws))
+
+
+def test_customer_key_in_use_is_reported_as_left_behind(aws):
+    key = aws("kms").create_key(Description="stack key")["KeyMetadata"]["KeyId"]
+    assert any(key in line for line in remaining_resources(aws))
+
+
+def test_empty_buckets_removes_every_object_version(aws):
+    bucket = unique("bucket")
+    aws("s3").create_bucket(Bucket=bucket)
+    aws("s3").put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    aws("s3").put_object(Bucket=bucket, Key="k", Body=b"1")
+    aws("s3").put_object(Bucket=bucket, Key="k", Body=b"2")
+    aws("s3").delete_object(Bucket=bucket, Key="k")
+    empty_buckets(aws)
+    aws("s3").delete_bucket(Bucket=bucket)
+    assert bucket not in [b["Name"] for b in aws("s3").list_buckets()["Buckets"]]
+
+
+def test_sandbox_applies_with_deletion_protection_off(tmp_path):
+    deployment = StackDeployment(SandboxPaths(tmp_path), "dev", "http://127.0.0.1:1", {"shard_count": "2"})
+    assert "-var=deletion_protection=false" in deployment.var_args
+    assert "-var=shard_count=2" in deployment.var_args
+
+
+def test_region_comes_from_the_environment_tfvars():
+    assert tfvars_region("dev") == "us-east-1"
+
+
+def test_outputs_file_maps_api_urls_to_the_gateway_and_adds_the_sandbox_entry(tmp_path):
+    paths = SandboxPaths(tmp_path)
+    paths.base.mkdir(parents=True, exist_ok=True)
+    state = SandboxState(env="dev", region=REGION, moto_port=4566, gateway_port=4567)
+    stack = "https://abc123.execute-api.us-east-1.amazonaws.com/v1"
+    outputs = {"api_invoke_url": {"value": stack, "type": "string", "sensitive": False},
+               "api_endpoints": {"value": {"watch": f"{stack}/watch"}, "type": ["map", "string"], "sensitive": False},
+               "vpc_id": {"value": "vpc-1", "type": "string", "sensitive": False}}
+    api_url = _write_outputs(paths, state, outputs, {"redis": {"port": 1}, "postgres": {"port": 2}})
+    written = json.loads(paths.outputs_file.read_text())
+    assert api_url == "http://127.0.0.1:4567/restapis/abc123/v1"
+    assert written["api_endpoints"]["value"]["watch"] == "http://127.0.0.1:4567/restapis/abc123/v1/watch"
+    assert written["vpc_id"]["value"] == "vpc-1"
+    assert written["sandbox"]["value"]["endpoint_url"] == "http://127.0.0.1:4566"
+    assert written["sandbox"]["value"]["stack_api_invoke_url"] == stack

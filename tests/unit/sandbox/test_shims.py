@@ -1,0 +1,352 @@
+"""Each shim: a provider call moto 5.2.5 lacks answers as AWS does."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+from .helpers import Recorder, unique, zip_sources
+
+PASS_MACHINE = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+
+
+def test_validate_state_machine_definition_accepts_a_valid_definition(aws):
+    result = aws("stepfunctions").validate_state_machine_definition(definition=PASS_MACHINE, type="STANDARD")
+    assert result["result"] == "OK"
+
+
+def test_validate_state_machine_definition_reports_broken_json(aws):
+    result = aws("stepfunctions").validate_state_machine_definition(definition="{", type="STANDARD")
+    assert result["result"] == "FAIL"
+
+
+def test_list_state_machine_versions_of_an_unversioned_machine_is_empty(aws, role_arn):
+    arn = aws("stepfunctions").create_state_machine(name=unique("sm"), definition=PASS_MACHINE,
+                                                    roleArn=role_arn)["stateMachineArn"]
+    assert aws("stepfunctions").list_state_machine_versions(stateMachineArn=arn)["stateMachineVersions"] == []
+
+
+def test_query_definition_round_trip(aws):
+    logs = aws("logs")
+    name = unique("viewing-patterns")
+    definition_id = logs.put_query_definition(name=name, queryString="fields @message", logGroupNames=["/g"])[
+        "queryDefinitionId"]
+    found = logs.describe_query_definitions(queryDefinitionNamePrefix=name)["queryDefinitions"]
+    logs.delete_query_definition(queryDefinitionId=definition_id)
+    assert [(d["queryDefinitionId"], d["queryString"]) for d in found] == [(definition_id, "fields @message")]
+    assert logs.describe_query_definitions(queryDefinitionNamePrefix=name)["queryDefinitions"] == []
+
+
+def test_delete_unknown_query_definition_is_resource_not_found(aws):
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        aws("logs").delete_query_definition(queryDefinitionId="nope")
+
+
+def test_delete_cache_subnet_group_removes_it(aws):
+    ec2, elasticache = aws("ec2"), aws("elasticache")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
+    name = unique("subnets")
+    elasticache.create_cache_subnet_group(CacheSubnetGroupName=name, CacheSubnetGroupDescription="d",
+                                          SubnetIds=[subnet])
+    elasticache.delete_cache_subnet_group(CacheSubnetGroupName=name)
+    names = [g["CacheSubnetGroupName"] for g in elasticache.describe_cache_subnet_groups()["CacheSubnetGroups"]]
+    assert name not in names
+
+
+def test_cache_parameter_group_keeps_modified_parameters(aws):
+    elasticache = aws("elasticache")
+    name = unique("params")
+    elasticache.create_cache_parameter_group(CacheParameterGroupName=name, CacheParameterGroupFamily="redis7",
+                                             Description="d")
+    elasticache.modify_cache_parameter_group(CacheParameterGroupName=name, ParameterNameValues=[
+        {"ParameterName": "maxmemory-policy", "ParameterValue": "allkeys-lru"}])
+    parameters = elasticache.describe_cache_parameters(CacheParameterGroupName=name, Source="user")["Parameters"]
+    group = elasticache.describe_cache_parameter_groups(CacheParameterGroupName=name)["CacheParameterGroups"][0]
+    assert [(p["ParameterName"], p["ParameterValue"]) for p in parameters] == [("maxmemory-policy", "allkeys-lru")]
+    assert group["CacheParameterGroupFamily"] == "redis7"
+
+
+def test_cache_parameter_group_tags_are_listed(aws):
+    elasticache = aws("elasticache")
+    group = elasticache.create_cache_parameter_group(
+        CacheParameterGroupName=unique("params"), CacheParameterGroupFamily="redis7", Description="d",
+        Tags=[{"Key": "env", "Value": "dev"}])["CacheParameterGroup"]
+    assert elasticache.list_tags_for_resource(ResourceName=group["ARN"])["TagList"] == [{"Key": "env", "Value": "dev"}]
+
+
+def test_deleted_cache_parameter_group_is_not_found(aws):
+    elasticache = aws("elasticache")
+    name = unique("params")
+    elasticache.create_cache_parameter_group(CacheParameterGroupName=name, CacheParameterGroupFamily="redis7",
+                                             Description="d")
+    elasticache.delete_cache_parameter_group(CacheParameterGroupName=name)
+    with pytest.raises(ClientError, match="CacheParameterGroupNotFound"):
+        elasticache.describe_cache_parameter_groups(CacheParameterGroupName=name)
+
+
+def test_athena_tags_of_an_untagged_workgroup_are_empty(aws):
+    name = unique("wg")
+    aws("athena").create_work_group(Name=name, Configuration={})
+    arn = f"arn:aws:athena:us-east-1:123456789012:workgroup/{name}"
+    assert aws("athena").list_tags_for_resource(ResourceARN=arn)["Tags"] == []
+
+
+def test_athena_update_work_group_changes_output_location(aws):
+    name = unique("wg")
+    aws("athena").create_work_group(Name=name, Configuration={
+        "ResultConfiguration": {"OutputLocation": "s3://old/"}})
+    aws("athena").update_work_group(WorkGroup=name, Description="new", ConfigurationUpdates={
+        "ResultConfigurationUpdates": {"OutputLocation": "s3://new/"}, "EnforceWorkGroupConfiguration": True})
+    group = aws("athena").get_work_group(WorkGroup=name)["WorkGroup"]
+    assert group["Configuration"]["ResultConfiguration"]["OutputLocation"] == "s3://new/"
+    assert group["Configuration"]["EnforceWorkGroupConfiguration"] is True
+    assert group["Description"] == "new"
+
+
+def test_update_method_applies_patch_operations(aws):
+    gateway = aws("apigateway")
+    api = gateway.create_rest_api(name=unique("api"))["id"]
+    root = gateway.get_resources(restApiId=api)["items"][0]["id"]
+    gateway.put_method(restApiId=api, resourceId=root, httpMethod="POST", authorizationType="NONE")
+    updated = gateway.update_method(restApiId=api, resourceId=root, httpMethod="POST", patchOperations=[
+        {"op": "replace", "path": "/requestValidatorId", "value": "v1"},
+        {"op": "add", "path": "/requestModels/application~1json", "value": "ViewingEvent"}])
+    assert updated["requestValidatorId"] == "v1"
+    assert gateway.get_method(restApiId=api, resourceId=root, httpMethod="POST")["requestModels"] == {
+        "application/json": "ViewingEvent"}
+
+
+def test_get_runtime_management_config_is_auto(aws, role_arn):
+    name = unique("fn")
+    aws("lambda").create_function(FunctionName=name, Runtime="python3.12", Role=role_arn, Handler="h.h",
+                                  Code={"ZipFile": zip_sources({"h.py": "def h(e, c):\n    return 1\n"})})
+    config = aws("lambda").get_runtime_management_config(FunctionName=name)
+    assert config["UpdateRuntimeOn"] == "Auto"
+
+
+def test_get_data_protection_policy_of_a_topic_is_empty(aws):
+    topic = aws("sns").create_topic(Name=unique("topic"))["TopicArn"]
+    assert aws("sns").get_data_protection_policy(ResourceArn=topic).get("DataProtectionPolicy", "") == ""
+
+
+def _table(aws) -> str:
+    name = unique("table")
+    aws("dynamodb").create_table(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                                 AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                                 BillingMode="PAY_PER_REQUEST")
+    return name
+
+
+def test_contributor_insights_enabled_on_a_table_is_described_enabled(aws):
+    table = _table(aws)
+    aws("dynamodb").update_contributor_insights(TableName=table, ContributorInsightsAction="ENABLE")
+    described = aws("dynamodb").describe_contributor_insights(TableName=table)
+    assert described["ContributorInsightsStatus"] == "ENABLED"
+
+
+def test_contributor_insights_of_an_untouched_table_are_disabled(aws):
+    described = aws("dynamodb").describe_contributor_insights(TableName=_table(aws))
+    assert described["ContributorInsightsStatus"] == "DISABLED"
+
+
+def test_contributor_insights_are_listed_per_table(aws):
+    table = _table(aws)
+    aws("dynamodb").update_contributor_insights(TableName=table, ContributorInsightsAction="ENABLE")
+    summaries = aws("dynamodb").list_contributor_insights(TableName=table)["ContributorInsightsSummaries"]
+    assert [(s["TableName"], s["ContributorInsightsStatus"]) for s in summaries] == [(table, "ENABLED")]
+
+
+def test_redrive_allow_policy_is_returned_after_it_is_set(aws):
+    url = aws("sqs").create_queue(QueueName=unique("dlq"))["QueueUrl"]
+    policy = json.dumps({"redrivePermission": "denyAll"})
+    aws("sqs").set_queue_attributes(QueueUrl=url, Attributes={"RedriveAllowPolicy": policy})
+    attributes = aws("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attributes["RedriveAllowPolicy"] == policy
+
+
+def test_setting_another_queue_attribute_keeps_the_queue_policy(aws):
+    url = aws("sqs").create_queue(QueueName=unique("q"))["QueueUrl"]
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": "sqs:*", "Resource": "*"}]})
+    aws("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": policy})
+    aws("sqs").set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "5"})
+    attributes = aws("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])["Attributes"]
+    assert json.loads(attributes["Policy"]) == json.loads(policy)
+
+
+def _replication_group(aws) -> dict:
+    return aws("elasticache").create_replication_group(
+        ReplicationGroupId=unique("rg")[:20], ReplicationGroupDescription="d", Engine="redis",
+        CacheNodeType="cache.t4g.micro", NumCacheClusters=1)["ReplicationGroup"]
+
+
+def test_replication_group_members_are_described_as_cache_clusters(aws):
+    group = _replication_group(aws)
+    member = group["MemberClusters"][0]
+    clusters = aws("elasticache").describe_cache_clusters(CacheClusterId=member)["CacheClusters"]
+    assert clusters[0]["ReplicationGroupId"] == group["ReplicationGroupId"]
+
+
+def test_deleted_replication_group_is_gone_with_its_members(aws):
+    group = _replication_group(aws)
+    aws("elasticache").delete_replication_group(ReplicationGroupId=group["ReplicationGroupId"])
+    with pytest.raises(ClientError, match="ReplicationGroupNotFound"):
+        aws("elasticache").describe_replication_groups(ReplicationGroupId=group["ReplicationGroupId"])
+    with pytest.raises(ClientError, match="CacheClusterNotFound"):
+        aws("elasticache").describe_cache_clusters(CacheClusterId=group["MemberClusters"][0])
+
+
+def test_new_db_instance_has_the_current_aws_default_ca(aws):
+    cluster = unique("db")
+    aws("rds").create_db_cluster(DBClusterIdentifier=cluster, Engine="aurora-postgresql", MasterUsername="admin",
+                                 MasterUserPassword="secret-password")
+    instance = aws("rds").create_db_instance(DBInstanceIdentifier=f"{cluster}-1", DBClusterIdentifier=cluster,
+                                             Engine="aurora-postgresql", DBInstanceClass="db.serverless")
+    assert instance["DBInstance"]["CACertificateIdentifier"] == "rds-ca-rsa2048-g1"
+
+
+def test_tls_only_bucket_policy_allows_object_calls_to_the_sandbox(aws):
+    bucket = unique("bucket")
+    aws("s3").create_bucket(Bucket=bucket)
+    aws("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}))
+    aws("s3").put_object(Bucket=bucket, Key="k", Body=b"v")
+    assert aws("s3").get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+
+
+def test_unconditional_bucket_deny_still_denies(aws):
+    bucket = unique("bucket")
+    aws("s3").create_bucket(Bucket=bucket)
+    aws("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    with pytest.raises(ClientError, match="403"):
+        aws("s3").put_object(Bucket=bucket, Key="k", Body=b"v")
+
+
+def test_lambda_keeps_dead_letter_and_logging_config(aws, role_arn):
+    name = unique("fn")
+    aws("lambda").create_function(
+        FunctionName=name, Runtime="python3.12", Role=role_arn, Handler="h.h",
+        Code={"ZipFile": zip_sources({"h.py": "def h(e, c):\n    return 1\n"})},
+        DeadLetterConfig={"TargetArn": "arn:aws:sqs:us-east-1:123456789012:dlq"},
+        LoggingConfig={"LogFormat": "JSON", "LogGroup": f"/custom/{name}"})
+    config = aws("lambda").get_function_configuration(FunctionName=name)
+    assert config["DeadLetterConfig"] == {"TargetArn": "arn:aws:sqs:us-east-1:123456789012:dlq"}
+    assert config["LoggingConfig"] == {"LogFormat": "JSON", "LogGroup": f"/custom/{name}"}
+
+
+def test_function_logs_go_to_the_logging_config_log_group(aws, make_function):
+    arn = make_function("def lambda_handler(event, context):\n    print('custom group')\n")
+    group = f"/custom/{arn.split(':')[-1]}"
+    aws("lambda").update_function_configuration(FunctionName=arn, LoggingConfig={"LogGroup": group})
+    aws("lambda").invoke(FunctionName=arn, Payload=b"{}")
+    messages = [e["message"] for e in aws("logs").filter_log_events(logGroupName=group)["events"]]
+    assert "custom group" in messages
+
+
+def test_key_rotation_period_is_reported(aws):
+    key = aws("kms").create_key()["KeyMetadata"]["KeyId"]
+    aws("kms").enable_key_rotation(KeyId=key, RotationPeriodInDays=180)
+    status = aws("kms").get_key_rotation_status(KeyId=key)
+    assert (status["KeyRotationEnabled"], status["RotationPeriodInDays"]) == (True, 180)
+
+
+def test_topic_tracing_config_is_returned(aws):
+    topic = aws("sns").create_topic(Name=unique("topic"), Attributes={"TracingConfig": "Active"})["TopicArn"]
+    assert aws("sns").get_topic_attributes(TopicArn=topic)["Attributes"]["TracingConfig"] == "Active"
+
+
+def test_stream_tags_given_at_creation_are_kept(aws):
+    name = unique("stream")
+    aws("kinesis").create_stream(StreamName=name, ShardCount=1, Tags={"env": "dev"})
+    assert aws("kinesis").list_tags_for_stream(StreamName=name)["Tags"] == [{"Key": "env", "Value": "dev"}]
+
+
+def test_intelligent_tiering_configuration_round_trip(aws):
+    bucket = unique("bucket")
+    aws("s3").create_bucket(Bucket=bucket)
+    config = {"Id": "archive", "Status": "Enabled", "Filter": {"Prefix": "viewing/"},
+              "Tierings": [{"Days": 90, "AccessTier": "ARCHIVE_ACCESS"}]}
+    aws("s3").put_bucket_intelligent_tiering_configuration(Bucket=bucket, Id="archive",
+                                                           IntelligentTieringConfiguration=config)
+    got = aws("s3").get_bucket_intelligent_tiering_configuration(Bucket=bucket, Id="archive")
+    listed = aws("s3").list_bucket_intelligent_tiering_configurations(Bucket=bucket)
+    assert got["IntelligentTieringConfiguration"] == config
+    assert [c["Id"] for c in listed["IntelligentTieringConfigurationList"]] == ["archive"]
+
+
+def test_deleted_intelligent_tiering_configuration_is_not_found(aws):
+    bucket = unique("bucket")
+    aws("s3").create_bucket(Bucket=bucket)
+    config = {"Id": "a", "Status": "Enabled", "Tierings": [{"Days": 90, "AccessTier": "ARCHIVE_ACCESS"}]}
+    aws("s3").put_bucket_intelligent_tiering_configuration(Bucket=bucket, Id="a", IntelligentTieringConfiguration=config)
+    aws("s3").delete_bucket_intelligent_tiering_configuration(Bucket=bucket, Id="a")
+    with pytest.raises(ClientError, match="NoSuchConfiguration"):
+        aws("s3").get_bucket_intelligent_tiering_configuration(Bucket=bucket, Id="a")
+
+
+def test_provisioned_cluster_has_no_serverless_v1_scaling_info(aws):
+    cluster = aws("rds").create_db_cluster(
+        DBClusterIdentifier=unique("db"), Engine="aurora-postgresql", MasterUsername="admin",
+        MasterUserPassword="secret-password", EngineMode="provisioned",
+        ServerlessV2ScalingConfiguration={"MinCapacity": 0.5, "MaxCapacity": 2})["DBCluster"]
+    assert "ScalingConfigurationInfo" not in cluster
+
+
+def test_db_instance_keeps_performance_insights_settings(aws):
+    cluster = unique("db")
+    aws("rds").create_db_cluster(DBClusterIdentifier=cluster, Engine="aurora-postgresql", MasterUsername="admin",
+                                 MasterUserPassword="secret-password")
+    instance = aws("rds").create_db_instance(
+        DBInstanceIdentifier=f"{cluster}-1", DBClusterIdentifier=cluster, Engine="aurora-postgresql",
+        DBInstanceClass="db.serverless", EnablePerformanceInsights=True, PerformanceInsightsRetentionPeriod=7,
+        PerformanceInsightsKMSKeyId="arn:aws:kms:us-east-1:123456789012:key/k")["DBInstance"]
+    assert (instance["PerformanceInsightsEnabled"], instance["PerformanceInsightsRetentionPeriod"]) == (True, 7)
+
+
+def test_replication_group_member_reports_encryption_and_security_groups(aws):
+    group = aws("elasticache").create_replication_group(
+        ReplicationGroupId=unique("rg")[:20], ReplicationGroupDescription="d", Engine="redis",
+        CacheNodeType="cache.t4g.micro", NumCacheClusters=1, AtRestEncryptionEnabled=True,
+        SecurityGroupIds=["sg-12345678"])["ReplicationGroup"]
+    member = aws("elasticache").describe_cache_clusters(CacheClusterId=group["MemberClusters"][0])["CacheClusters"][0]
+    assert member["AtRestEncryptionEnabled"] is True
+    assert member["SecurityGroups"] == [{"SecurityGroupId": "sg-12345678", "Status": "active"}]
+
+
+def test_redrive_policy_is_returned_as_compact_json(aws):
+    dlq = aws("sqs").create_queue(QueueName=unique("dlq"))["QueueUrl"]
+    dlq_arn = aws("sqs").get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}, separators=(",", ":"))
+    url = aws("sqs").create_queue(QueueName=unique("q"), Attributes={"RedrivePolicy": policy})["QueueUrl"]
+    assert aws("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]["RedrivePolicy"] == policy
+
+
+def test_rule_referencing_a_security_group_keeps_its_description(aws):
+    ec2 = aws("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    source = ec2.create_security_group(GroupName=unique("a"), Description="a", VpcId=vpc)["GroupId"]
+    target = ec2.create_security_group(GroupName=unique("b"), Description="b", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=target, IpPermissions=[{
+        "IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
+        "UserIdGroupPairs": [{"GroupId": source, "Description": "PostgreSQL from Lambda"}]}])
+    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [target]}])
+    assert [r.get("Description") for r in rules["SecurityGroupRules"] if not r["IsEgress"]] == ["PostgreSQL from Lambda"]
+
+
+def test_s3_event_key_keeps_slashes_and_encodes_spaces(aws, make_function, recorder):
+    bucket = unique("bucket")
+    aws("s3").create_bucket(Bucket=bucket)
+    source = Recorder.HANDLER_HELPER + (
+        "def lambda_handler(event, context):\n"
+        "    record(event['Records'][0]['s3']['object']['key'])\n")
+    function = make_function(source, env=recorder.env)
+    aws("s3").put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+        "LambdaFunctionConfigurations": [{"LambdaFunctionArn": function, "Events": ["s3:ObjectCreated:*"]}]})
+    aws("s3").put_object(Bucket=bucket, Key="uploads/c-1/my thumb.png", Body=b"x")
+    assert recorder.wait_for(lambda seen: len(seen) >= 1) == ["uploads/c-1/my+thumb.png"]
