@@ -70,18 +70,21 @@ def run(target: Target) -> int:
     status, body = _post(target.route_url("watch"), {"user_id": user})
     print(f"  POST /watch    without the required fields -> {status} {json.dumps(body)} (nothing written)")
 
-    def landed(label: str, probe: Any, show: Any) -> None:
-        value = wait_for(label, probe, HOP_TIMEOUT_S, retry_on=(OSError,))
+    def landed(label: str, probe: Any, show: Any, ready: Any = bool) -> None:
+        value = wait_for(label, probe, HOP_TIMEOUT_S, ready=ready, retry_on=(OSError,))
         print(f"  after {time.monotonic() - started:5.1f} s  {label}: {show(value)}")
 
     print("where they landed:")
     landed("user_activity SUMMARY (Kinesis -> activity_consumer)",
            lambda: _item(target, "activity", {"user_id": user, "timestamp": "SUMMARY"}),
            lambda item: {k: next(iter(v.values())) for k, v in item.items()
-                         if k in ("last_viewed", "completed_count", "watch_seconds", "last_content_id")})
+                         if k in ("last_viewed", "completed_count", "watch_seconds", "last_content_id")},
+           # The summary exists after the first event; the session has landed once the completion counts.
+           ready=lambda item: bool(item) and item.get("completed_count", {}).get("N") == "1")
     landed("user_recommendations (DynamoDB stream -> recommendations)",
            lambda: _item(target, "recommendations", {"user_id": user}),
-           lambda item: f"{len(item['items']['L'])} items from {item['source']['S']}")
+           lambda item: f"{len(item['items']['L'])} ranked items from {item['source']['S']} "
+                        f"(fallback: no SageMaker endpoint answers here; items come from the Redis/catalog data)")
     landed("Aurora content_stats (watched-complete -> analytics queue -> analytics_consumer)",
            lambda: _content_stats(target, content),
            lambda row: {"view_count": row[0], "full_completions": row[1], "completion_rate": row[2]})

@@ -434,7 +434,10 @@ def _member_cluster(self: ElastiCacheBackend, group: Any, cluster_id: str) -> Ca
 
 
 def _create_replication_group(self: ElastiCacheBackend, *args: Any, **kwargs: Any) -> Any:
-    """CreateReplicationGroup whose member clusters also exist as cache clusters (as in AWS)."""
+    """CreateReplicationGroup whose member clusters also exist as cache clusters (as in AWS), and
+    with as many members as NumCacheClusters asks (moto makes one unless ReplicasPerNodeGroup is set)."""
+    if kwargs.get("num_cache_clusters") and not kwargs.get("replicas_per_node_group"):
+        kwargs["replicas_per_node_group"] = int(kwargs["num_cache_clusters"]) - 1
     group = _CREATE_REPLICATION_GROUP(self, *args, **kwargs)
     for cluster_id in group.member_clusters:
         self.cache_clusters.setdefault(cluster_id, _member_cluster(self, group, cluster_id))

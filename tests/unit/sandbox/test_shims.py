@@ -190,6 +190,15 @@ def test_replication_group_members_are_described_as_cache_clusters(aws):
     assert clusters[0]["ReplicationGroupId"] == group["ReplicationGroupId"]
 
 
+def test_replication_group_has_as_many_members_as_num_cache_clusters(aws):
+    group = aws("elasticache").create_replication_group(
+        ReplicationGroupId=unique("rg")[:20], ReplicationGroupDescription="d", Engine="redis",
+        CacheNodeType="cache.t4g.micro", NumCacheClusters=3)["ReplicationGroup"]
+    assert len(group["MemberClusters"]) == 3
+    described = aws("elasticache").describe_replication_groups(ReplicationGroupId=group["ReplicationGroupId"])
+    assert len(described["ReplicationGroups"][0]["MemberClusters"]) == 3
+
+
 def test_deleted_replication_group_is_gone_with_its_members(aws):
     group = _replication_group(aws)
     aws("elasticache").delete_replication_group(ReplicationGroupId=group["ReplicationGroupId"])
