@@ -83,8 +83,9 @@ def run(target: Target) -> int:
            ready=lambda item: bool(item) and item.get("completed_count", {}).get("N") == "1")
     landed("user_recommendations (DynamoDB stream -> recommendations)",
            lambda: _item(target, "recommendations", {"user_id": user}),
-           lambda item: f"{len(item['items']['L'])} ranked items from {item['source']['S']} "
-                        f"(fallback: no SageMaker endpoint answers here; items come from the Redis/catalog data)")
+           lambda item: f"{len(item['items']['L'])} ranked items from {item['source']['S']}"
+                        + (" (no SageMaker endpoint answered: Redis/catalog ranking)"
+                           if item["source"]["S"] == "fallback" else ""))
     landed("Aurora content_stats (watched-complete -> analytics queue -> analytics_consumer)",
            lambda: _content_stats(target, content),
            lambda row: {"view_count": row[0], "full_completions": row[1], "completion_rate": row[2]})
