@@ -18,6 +18,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from pg8000.exceptions import DatabaseError
+
 from tapharness.deployed import ENV_VAR, NoTarget, Target, load_target
 from tapharness.retry import wait_for
 
@@ -44,11 +46,19 @@ def _item(target: Target, table: str, key: dict[str, str]) -> dict[str, Any] | N
     return response.get("Item")
 
 
+UNDEFINED_TABLE = "42P01"
+
+
 def _content_stats(target: Target, content_id: str) -> list[Any] | None:
     connection = target.connect_db()
     try:
         rows = connection.run("SELECT view_count, full_completions, completion_rate FROM content_stats "
                               "WHERE content_id = :c", c=content_id)
+    except DatabaseError as error:
+        # The analytics consumer creates its schema with its first batch: until then, not yet.
+        if error.args and isinstance(error.args[0], dict) and error.args[0].get("C") == UNDEFINED_TABLE:
+            return None
+        raise
     finally:
         connection.close()
     return rows[0] if rows else None
