@@ -132,7 +132,9 @@ class AwsClients:
             cache[service] = boto3.session.Session().client(
                 service, endpoint_url=self.endpoint_url, region_name=self.region,
                 aws_access_key_id="testing", aws_secret_access_key="testing",
-                config=Config(read_timeout=960, connect_timeout=5, retries={"max_attempts": 2}),
+                # Only Invoke waits for a function (up to its 900 s timeout); every other call is quick.
+                config=Config(read_timeout=960 if service == "lambda" else 30, connect_timeout=5,
+                              retries={"max_attempts": 2}),
             )
         return cache[service]
 
@@ -193,6 +195,7 @@ class KinesisSource:
     """Kinesis Data Streams, read with GetShardIterator/GetRecords."""
 
     batch_info_key = "KinesisBatchInfo"
+    renew_iterator = False
 
     def __init__(self, clients: AwsClients, stream_arn: str) -> None:
         self.clients = clients
@@ -237,6 +240,9 @@ class DynamoDBStreamSource:
     """DynamoDB Streams, read with the dynamodbstreams API."""
 
     batch_info_key = "DDBStreamBatchInfo"
+    # moto replaces a table by a copy when it rolls back a cancelled TransactWriteItems, and
+    # iterators taken before then never see later records: take a new one for every read.
+    renew_iterator = True
 
     def __init__(self, clients: AwsClients, stream_arn: str) -> None:
         self.clients = clients
@@ -314,6 +320,7 @@ class ShardPoller(threading.Thread):
         self._buffered_since: float | None = None
         self._pending: list[_Attempt] = []
         self._checkpoint: str | None = None
+        self._last_read: str | None = None
         self._iterator: str | None = None
         self._window: tuple[int, int] | None = None
         self._window_state: dict[str, Any] = {}
@@ -324,9 +331,12 @@ class ShardPoller(threading.Thread):
     # --- reading ---------------------------------------------------------------------
 
     def _fetch(self) -> None:
-        if self._iterator is None:
-            self._iterator = self.source.iterator(self.shard_id, self.config.starting_position, self._checkpoint)
+        position = self._last_read or self._checkpoint
+        if self._iterator is None or (self.source.renew_iterator and position):
+            self._iterator = self.source.iterator(self.shard_id, self.config.starting_position, position)
         records, self._iterator = self.source.read(self._iterator, self.shard_id, self.role)
+        if records:
+            self._last_read = records[-1].sequence
         for record in records:
             if matches_any(self.config.filters, record.view):
                 if not self._buffer:

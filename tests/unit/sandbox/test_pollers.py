@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tapharness.sandbox.pollers import InvokeOutcome, failed_item_ids
 
@@ -183,6 +184,24 @@ def test_dynamodb_stream_delivers_new_images_in_batches(aws, make_function, mapp
     assert ids_of(seen) == [["a", "b"], ["c"]]
     assert seen[0]["events"] == ["INSERT", "INSERT"]
     assert seen[0]["images"][0] == {"pk": {"S": "a"}, "n": {"N": "1"}}
+
+
+def test_dynamodb_stream_keeps_delivering_after_a_cancelled_transaction(aws, make_function, mapping, recorder):
+    table = unique("table")
+    description = aws("dynamodb").create_table(
+        TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    mapping(make_function(DYNAMODB_HANDLER, env=recorder.env), description["TableDescription"]["LatestStreamArn"],
+            BatchSize=10)
+    aws("dynamodb").put_item(TableName=table, Item={"pk": {"S": "before"}})
+    recorder.wait_for(lambda s: ["before"] in ids_of(s))
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        aws("dynamodb").transact_write_items(TransactItems=[{"Put": {
+            "TableName": table, "Item": {"pk": {"S": "before"}}, "ConditionExpression": "attribute_not_exists(pk)"}}])
+    aws("dynamodb").put_item(TableName=table, Item={"pk": {"S": "after"}})
+    seen = recorder.wait_for(lambda s: ["after"] in ids_of(s))
+    assert ids_of(seen) == [["before"], ["after"]]
 
 
 def test_sqs_partial_failure_redelivers_only_the_failed_message(aws, make_function, mapping, recorder):

@@ -1,0 +1,278 @@
+"""Release sign-off: the unit suite, then per environment the integration suite against the sandbox.
+
+``python -m tapharness.signoff [--env dev --env staging ...] [--suites unit,integration]``
+
+1. unit: ``pytest tests/unit`` once (it plans every environment itself) →
+   ``reports/unit/junit.xml``;
+2. per environment: ``python -m tapharness.sandbox up --env <env>`` (with ``SANDBOX_VARS``),
+   ``pytest tests/integration -m integration`` against it (``TAPSTACK_ENV=<env>``) →
+   ``reports/<env>/integration.xml``, then ``down`` (also after a failure, unless ``--keep``);
+   the sandbox's own output goes to ``reports/<env>/sandbox-up.log`` / ``sandbox-down.log``;
+3. ``reports/signoff.md``: verdict, counts and durations per suite and environment, step
+   durations, failures and skips with their messages, per-flow latencies.
+
+Exit status 0 only when every step ran and no test failed or errored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from xml.etree import ElementTree
+
+from tapharness.plan import ENVS
+from tapharness.sandbox.state import REPO_ROOT
+
+REPORTS = REPO_ROOT / "reports"
+LATENCY_PROPERTY = "latency:"
+# A visibility timeout the poison-message test can wait out (5 receives × 30 s): the stack's
+# default (360 s) makes a redrive to the DLQ take 30 minutes. 30 s is the variable's minimum
+# for timeout_s = 30 and does not change the resource graph.
+SANDBOX_VARS = ("visibility_timeout_seconds=30",)
+# The integration tests mostly wait (for pollers, redeliveries), so more workers than cores pay off.
+INTEGRATION_WORKERS = "4"
+UNIT_TIMEOUT_S = 1800
+SANDBOX_TIMEOUT_S = 1200
+INTEGRATION_TIMEOUT_S = 1800
+
+
+@dataclass
+class Step:
+    """One command of the sign-off and how it went."""
+
+    name: str
+    env: str
+    seconds: float = 0.0
+    returncode: int | None = None
+    log: Path | None = None
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+@dataclass
+class SuiteResult:
+    """The counts of one JUnit XML file."""
+
+    suite: str
+    env: str
+    xml: Path
+    tests: int = 0
+    failures: int = 0
+    errors: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, test id, message)
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    @property
+    def passed(self) -> int:
+        return self.tests - self.failures - self.errors - self.skipped
+
+
+def _first_line(text: str | None) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[0][:300] if lines else ""
+
+
+def read_junit(path: Path, suite: str, env: str) -> SuiteResult:
+    """Counts, failures, skips and ``latency:*`` properties of a pytest JUnit XML file."""
+    result = SuiteResult(suite, env, path)
+    root = ElementTree.parse(path).getroot()
+    for testsuite in root.iter("testsuite"):
+        result.tests += int(testsuite.get("tests", 0))
+        result.failures += int(testsuite.get("failures", 0))
+        result.errors += int(testsuite.get("errors", 0))
+        result.skipped += int(testsuite.get("skipped", 0))
+        result.seconds += float(testsuite.get("time", 0))
+        for case in testsuite.iter("testcase"):
+            test_id = f"{case.get('classname')}::{case.get('name')}"
+            for kind in ("failure", "error", "skipped"):
+                for problem in case.findall(kind):
+                    result.problems.append((kind, test_id, _first_line(problem.get("message") or problem.text)))
+            for prop in case.iter("property"):
+                name = prop.get("name", "")
+                if name.startswith(LATENCY_PROPERTY):
+                    result.latencies[name[len(LATENCY_PROPERTY):]].append(float(prop.get("value", "nan")))
+    return result
+
+
+def run_step(step: Step, command: list[str], timeout: float, env: dict[str, str] | None = None) -> Step:
+    """Run a command, echoing its output and keeping it in ``step.log``; fills in time and status."""
+    assert step.log is not None
+    step.log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"\n== {step.name} ({step.env}): {' '.join(command)}", flush=True)
+    started = time.monotonic()
+    with step.log.open("w") as log, subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                                                     stderr=subprocess.STDOUT, text=True) as process:
+        watchdog = threading.Timer(timeout, process.kill)
+        watchdog.start()
+        assert process.stdout is not None
+        for line in process.stdout:
+            sys.stdout.write(line)
+            log.write(line)
+        step.returncode = process.wait()
+        watchdog.cancel()
+    step.seconds = time.monotonic() - started
+    if step.seconds >= timeout:
+        step.note = f"killed after {timeout:.0f}s"
+    print(f"== {step.name} ({step.env}): exit {step.returncode} after {step.seconds:.0f}s {step.note}", flush=True)
+    return step
+
+
+def pytest_command(paths: list[str], xml: Path, suite_name: str, workers: str, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pytest", *paths, "-n", workers, "-p", "no:cacheprovider",
+            f"--junitxml={xml}", "-o", f"junit_suite_name={suite_name}", *extra]
+
+
+@dataclass
+class SignOff:
+    """Runs the steps and keeps what they produced."""
+
+    reports: Path
+    workers: str
+    keep: bool
+    sandbox_vars: tuple[str, ...]
+    steps: list[Step] = field(default_factory=list)
+    suites: list[SuiteResult] = field(default_factory=list)
+
+    def _suite(self, step: Step, xml: Path, suite: str) -> None:
+        if xml.exists():
+            self.suites.append(read_junit(xml, suite, step.env))
+        elif step.ok:
+            step.note = f"no JUnit XML at {xml}"
+            step.returncode = step.returncode or 1
+
+    def unit(self) -> None:
+        xml = self.reports / "unit" / "junit.xml"
+        xml.unlink(missing_ok=True)
+        step = Step("unit suite", "all", log=self.reports / "unit" / "pytest.log")
+        self.steps.append(run_step(step, pytest_command(["tests/unit"], xml, "unit", "auto", []),
+                                   UNIT_TIMEOUT_S))
+        self._suite(step, xml, "unit")
+
+    def integration(self, env: str) -> None:
+        directory = self.reports / env
+        xml = directory / "integration.xml"
+        xml.unlink(missing_ok=True)
+        sandbox = [sys.executable, "-m", "tapharness.sandbox"]
+        up_args = [arg for var in self.sandbox_vars for arg in ("--var", var)]
+        up = run_step(Step("sandbox up", env, log=directory / "sandbox-up.log"),
+                      [*sandbox, "up", "--env", env, *up_args, *(["--keep"] if self.keep else [])], SANDBOX_TIMEOUT_S)
+        self.steps.append(up)
+        if up.ok:
+            suite_env = {k: v for k, v in os.environ.items() if k != "TAPSTACK_OUTPUTS"} | {"TAPSTACK_ENV": env}
+            suite = run_step(Step("integration suite", env, log=directory / "pytest.log"),
+                             pytest_command(["tests/integration"], xml, f"integration-{env}", self.workers,
+                                            ["-m", "integration"]), INTEGRATION_TIMEOUT_S, env=suite_env)
+            self.steps.append(suite)
+            self._suite(suite, xml, "integration")
+        failed = not all(step.ok for step in self.steps if step.env == env)
+        if self.keep and failed:
+            print(f"== {env}: left running for inspection (--keep); "
+                  f"`python -m tapharness.sandbox down --env {env}` when done", flush=True)
+            return
+        self.steps.append(run_step(Step("sandbox down", env, log=directory / "sandbox-down.log"),
+                                   [*sandbox, "down", "--env", env], SANDBOX_TIMEOUT_S))
+
+    @property
+    def passed(self) -> bool:
+        """Every step ran, nothing failed, and every flow of the sandbox was exercised (no skips there)."""
+        return (all(step.ok for step in self.steps)
+                and all(s.failures == 0 and s.errors == 0 and s.passed > 0 for s in self.suites)
+                and all(s.skipped == 0 for s in self.suites if s.suite == "integration"))
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+def render(signoff: SignOff, started: datetime, seconds: float) -> str:
+    """The markdown summary."""
+    commit = _git("rev-parse", "--short", "HEAD")
+    dirty = " (with uncommitted changes)" if _git("status", "--porcelain") not in ("", "unknown") else ""
+    lines = [
+        "# Release sign-off",
+        "",
+        (f"**{'PASS' if signoff.passed else 'FAIL'}** · {started:%Y-%m-%d %H:%M} UTC · commit {commit}{dirty} · "
+        f"{seconds / 60:.1f} min"),
+        "",
+        "## Suites",
+        "",
+        "| suite | env | tests | passed | failed | errors | skipped | duration |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in signoff.suites:
+        lines.append(f"| {s.suite} | {s.env} | {s.tests} | {s.passed} | {s.failures} | {s.errors} | {s.skipped} "
+                     f"| {s.seconds:.0f} s |")
+    lines += ["", "## Steps", "", "| step | env | exit | duration | log |", "|---|---|---:|---:|---|"]
+    for step in signoff.steps:
+        log = step.log.relative_to(signoff.reports) if step.log else ""
+        note = f" ({step.note})" if step.note else ""
+        lines.append(f"| {step.name} | {step.env} | {step.returncode}{note} | {step.seconds:.0f} s | {log} |")
+    failures = [(s, kind, test, message) for s in signoff.suites for kind, test, message in s.problems
+                if kind != "skipped"]
+    if failures:
+        lines += ["", "## Failures", ""]
+        lines += [f"- {s.suite}/{s.env} `{test}` ({kind}): {message}" for s, kind, test, message in failures]
+    skips: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for s in signoff.suites:
+        for kind, test, message in s.problems:
+            if kind == "skipped":
+                skips[(s.suite, s.env, message)].append(test)
+    if skips:
+        lines += ["", "## Skipped (a skip in an integration suite fails the sign-off)", ""]
+        lines += [f"- {suite}/{env}, {len(tests)} test(s), e.g. `{tests[0]}`: {message}"
+                  for (suite, env, message), tests in skips.items()]
+    latencies = [(s.env, flow, values) for s in signoff.suites for flow, values in sorted(s.latencies.items())]
+    if latencies:
+        lines += ["", "## Per-flow latency (request to observed outcome, seconds)", "",
+                  "| env | flow | n | min | median | max |", "|---|---|---:|---:|---:|---:|"]
+        lines += [f"| {env} | {flow} | {len(v)} | {min(v):.2f} | {statistics.median(v):.2f} | {max(v):.2f} |"
+                  for env, flow, v in latencies]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tapharness.signoff", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", action="append", choices=ENVS, help="environment (repeatable; default: all)")
+    parser.add_argument("--suites", default="unit,integration", help="comma-separated: unit, integration")
+    parser.add_argument("--reports", type=Path, default=REPORTS, help="output directory (default: reports/)")
+    parser.add_argument("--workers", default=INTEGRATION_WORKERS,
+                        help=f"pytest-xdist workers of the integration suite (default: {INTEGRATION_WORKERS})")
+    parser.add_argument("--keep", action="store_true", help="leave a sandbox running after a failure")
+    args = parser.parse_args(argv)
+    suites = {s.strip() for s in args.suites.split(",") if s.strip()}
+    unknown = suites - {"unit", "integration"}
+    if unknown or not suites:
+        parser.error(f"--suites takes unit and/or integration, got {args.suites!r}")
+
+    started, clock = datetime.now(UTC), time.monotonic()
+    args.reports.mkdir(parents=True, exist_ok=True)
+    signoff = SignOff(args.reports.resolve(), args.workers, args.keep, SANDBOX_VARS)
+    if "unit" in suites:
+        signoff.unit()
+    if "integration" in suites:
+        for env in args.env or list(ENVS):
+            signoff.integration(env)
+    summary = args.reports / "signoff.md"
+    summary.write_text(render(signoff, started, time.monotonic() - clock))
+    print(f"\n{summary}:\n\n{summary.read_text()}", flush=True)
+    return 0 if signoff.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

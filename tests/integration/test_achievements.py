@@ -1,0 +1,84 @@
+"""Flow 3: ten completed videos → exactly one ``videos_10`` badge in user_achievements and one
+message on user-notifications; an eleventh adds none.
+
+"Exactly one" needs every completion to have been handled by the achievements consumer, which
+leaves no trace when it awards nothing. The achievements queue is FIFO per user, so a later
+message of the same user that does leave a trace proves the earlier ones were handled: the
+tests finish with a sentinel, 5 × 24 h of watching plus one more completion, which earns
+``hours_100``; once that badge and its notification exist, every earlier completion has been
+processed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tapharness.deployed import Target
+from tapharness.retry import wait_for
+
+from .flows import Api, Clock, Inbox, ViewingEvent, badges, new_id, redelivery_bound
+
+pytestmark = pytest.mark.integration
+
+DAY_S = 86400.0
+
+
+def complete_videos(api: Api, user: str, clock: Clock, count: int) -> list[ViewingEvent]:
+    events = [ViewingEvent("complete", user, new_id("content"), 600.0, 600.0, clock.tick()) for _ in range(count)]
+    for event in events:
+        api.send(event)
+    return events
+
+
+def notified_badges(inbox: Inbox, user: str) -> list[str]:
+    return sorted(str(body.get("badge_id")) for body in inbox.for_user(user))
+
+
+def wait_for_badge_notified(target: Target, inbox: Inbox, user: str, badge: str) -> dict[str, Any]:
+    """The badge item once it exists, is marked notified, and its notification arrived."""
+    bound = redelivery_bound(target, "achievements")
+    item = wait_for(f"the {badge} badge of {user} marked notified",
+                    lambda: badges(target, user).get(badge), bound, ready=lambda b: b is not None and "notified_at" in b)
+    wait_for(f"a {badge} notification for {user} on user-notifications", lambda: notified_badges(inbox, user),
+             bound, ready=lambda seen: badge in seen)
+    return item
+
+
+def drain_with_sentinel(target: Target, api: Api, inbox: Inbox, user: str, clock: Clock) -> None:
+    """Returns once every earlier completion of the user has been handled (see the module docstring)."""
+    for _ in range(5):
+        api.send(ViewingEvent("watch", user, new_id("content"), DAY_S, DAY_S, clock.tick()))
+    complete_videos(api, user, clock, 1)
+    wait_for_badge_notified(target, inbox, user, "hours_100")
+
+
+def test_ten_completed_videos_award_one_videos_10_badge_and_one_notification(
+        target: Target, api: Api, notifications: Inbox, latency: Callable[..., float]) -> None:
+    user, clock = new_id("user"), Clock()
+    started = time.monotonic()
+    completions = complete_videos(api, user, clock, 10)
+    badge = wait_for_badge_notified(target, notifications, user, "videos_10")
+    latency("10 × POST /complete → videos_10 badge + notification", started)
+    assert badge["event_id"] in {e.event_id for e in completions}, (
+        f"badge item {badge} names an event that is not one of the user's completions")
+
+    drain_with_sentinel(target, api, notifications, user, clock)
+    assert notified_badges(notifications, user) == ["hours_100", "videos_10"]
+    assert sorted(badges(target, user)) == ["hours_100", "videos_10"]
+
+
+def test_eleventh_completed_video_adds_no_badge_or_notification(
+        target: Target, api: Api, notifications: Inbox) -> None:
+    user, clock = new_id("user"), Clock()
+    complete_videos(api, user, clock, 10)
+    awarded = wait_for_badge_notified(target, notifications, user, "videos_10")
+
+    complete_videos(api, user, clock, 1)
+    drain_with_sentinel(target, api, notifications, user, clock)
+    assert badges(target, user)["videos_10"] == awarded, "the eleventh completion rewrote the videos_10 badge"
+    assert notified_badges(notifications, user) == ["hours_100", "videos_10"], (
+        "expected one videos_10 notification (and the sentinel's hours_100), not a second videos_10")
