@@ -108,7 +108,11 @@ def _cached_tofu() -> Path:
 def find_tofu() -> Path | None:
     """OpenTofu from $TOFU_BIN, PATH or the cache; Terraform >= 1.5 on PATH as a last resort."""
     candidates = [os.environ.get("TOFU_BIN"), shutil.which("tofu"), str(_cached_tofu())]
+    wrapper = (ROOT / "bin" / "tofu").resolve()
     for candidate in candidates:
+        # bin/tofu on PATH is this project's wrapper, which asks this function: skip it.
+        if candidate and Path(candidate).resolve() == wrapper:
+            continue
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             version = _version_of(candidate)
             if version and version >= MIN_TERRAFORM:

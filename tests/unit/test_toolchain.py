@@ -73,3 +73,11 @@ def test_python_sources_are_ruff_clean() -> None:
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "--output-format", "concise", "."], cwd=ROOT,
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_wrapper_works_with_itself_on_path() -> None:
+    env = {**os.environ, "PATH": f"{ROOT / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("TOFU_BIN", None)
+    result = subprocess.run(["tofu", "version"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
+                            check=False)
+    assert result.returncode == 0 and "OpenTofu" in result.stdout, result.stdout + result.stderr
