@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tapharness import plan as planlib
 from tapharness import toolchain
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -30,12 +21,8 @@ def toolchain_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """An in-process moto server answering the provider's calls during plans."""
-    port = _free_port()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with planlib.moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="session")

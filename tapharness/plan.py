@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
+import socket
 import subprocess
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tftest
+from moto.server import ThreadedMotoServer
 
 from tapharness import toolchain
 
@@ -31,6 +36,21 @@ RESOURCE_REF = re.compile(r'^[a-z0-9_]+\.[A-Za-z0-9_-]+(\["[^"]*"\])?')
 # What a working copy never takes from lib/: local state, init artefacts, build output.
 COPY_IGNORE = shutil.ignore_patterns(".build", ".terraform", "terraform.tfstate*", ".terraform.lock.hcl", "*.zip",
                                      "__pycache__", "*.pyc")
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto server on a free loopback port for the plans' provider calls; yields its endpoint."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
 
 
 def offline_aws_env(endpoint: str) -> dict[str, str]:

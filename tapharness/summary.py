@@ -5,16 +5,12 @@
 
 from __future__ import annotations
 
-import logging
-import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from moto.server import ThreadedMotoServer
-
-from tapharness.plan import ENVS, PlanSummary, Workspace, offline_aws_env
+from tapharness.plan import ENVS, PlanSummary, Workspace, moto_server, offline_aws_env
 
 # Capacity attributes worth a glance per environment: (resource type, attribute).
 CAPACITY = (
@@ -23,12 +19,6 @@ CAPACITY = (
     ("aws_api_gateway_method_settings", "settings"),
     ("aws_rds_cluster", "serverlessv2_scaling_configuration"),
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def describe(summary: PlanSummary) -> list[str]:
@@ -43,28 +33,21 @@ def describe(summary: PlanSummary) -> list[str]:
 
 
 def main(envs: list[str]) -> int:
-    port = _free_port()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        with tempfile.TemporaryDirectory(prefix="tapstack-plan-") as tmp:
+    with moto_server() as endpoint, tempfile.TemporaryDirectory(prefix="tapstack-plan-") as tmp:
+        start = time.monotonic()
+        workspace = Workspace(Path(tmp) / "lib", offline_aws_env(endpoint))
+        print(f"init: {time.monotonic() - start:.1f}s", flush=True)
+        summaries = []
+        for env in envs:
             start = time.monotonic()
-            workspace = Workspace(Path(tmp) / "lib", offline_aws_env(f"http://127.0.0.1:{port}"))
-            print(f"init: {time.monotonic() - start:.1f}s", flush=True)
-            summaries = []
-            for env in envs:
-                start = time.monotonic()
-                summaries.append(workspace.plan(env))
-                print(f"plan {env}: {time.monotonic() - start:.1f}s", flush=True)
-            for summary in summaries:
-                print("\n".join(describe(summary)))
-            graphs = {s.env: sorted(s.types.items()) for s in summaries}
-            same = all(graph == graphs[envs[0]] for graph in graphs.values())
-            print(f"resource graph identical across {', '.join(envs)}: {'yes' if same else 'NO'}")
-            return 0 if same else 1
-    finally:
-        server.stop()
+            summaries.append(workspace.plan(env))
+            print(f"plan {env}: {time.monotonic() - start:.1f}s", flush=True)
+    for summary in summaries:
+        print("\n".join(describe(summary)))
+    graphs = {s.env: sorted(s.types.items()) for s in summaries}
+    same = all(graph == graphs[envs[0]] for graph in graphs.values())
+    print(f"resource graph identical across {', '.join(envs)}: {'yes' if same else 'NO'}")
+    return 0 if same else 1
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from tapharness.sandbox.pollers import (
     PollerSettings,
 )
 from tapharness.sandbox.scheduler import Scheduler
-from tapharness.sandbox.state import REGION
+from tapharness.sandbox.state import REGION, local_url
 
 log = logging.getLogger("tapharness.sandbox.server")
 _ORIGINAL_CREATE_ESM = LambdaBackend.create_event_source_mapping
@@ -188,11 +188,11 @@ class Sandbox:
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.moto_port}"
+        return local_url(self.moto_port)
 
     @property
     def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.gateway_port}"
+        return local_url(self.gateway_port)
 
     def control(self, request: HttpRequest) -> HttpResponse:
         """The ``/_sandbox/`` endpoints: health, pollers, backing services, firing a schedule."""

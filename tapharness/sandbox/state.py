@@ -27,6 +27,12 @@ def sandbox_root() -> Path:
     return Path(os.environ.get("TAPSTACK_SANDBOX_DIR", REPO_ROOT / ".sandbox"))
 
 
+
+def local_url(port: int) -> str:
+    """The URL of a sandbox port on the loopback address."""
+    return f"http://127.0.0.1:{port}"
+
+
 @dataclass(frozen=True)
 class SandboxPaths:
     """The files of one environment's sandbox."""
@@ -79,11 +85,11 @@ class SandboxState:
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.moto_port}"
+        return local_url(self.moto_port)
 
     @property
     def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.gateway_port}"
+        return local_url(self.gateway_port)
 
     def save(self, paths: SandboxPaths) -> None:
         paths.base.mkdir(parents=True, exist_ok=True)

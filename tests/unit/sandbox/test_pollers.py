@@ -170,15 +170,21 @@ def test_tumbling_window_carries_state_and_ends_with_a_final_invocation(aws, mak
     assert seen[0]["state"] == {} and seen[0]["window"]["start"] < seen[0]["window"]["end"]
 
 
-def test_dynamodb_stream_delivers_new_images_in_batches(aws, make_function, mapping, recorder):
+def stream_table(aws) -> tuple[str, str]:
+    """A table with a NEW_AND_OLD_IMAGES stream: (table name, stream ARN)."""
     table = unique("table")
     description = aws("dynamodb").create_table(
         TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    return table, description["TableDescription"]["LatestStreamArn"]
+
+
+def test_dynamodb_stream_delivers_new_images_in_batches(aws, make_function, mapping, recorder):
+    table, stream_arn = stream_table(aws)
     for key in ("a", "b", "c"):
         aws("dynamodb").put_item(TableName=table, Item={"pk": {"S": key}, "n": {"N": "1"}})
-    mapping(make_function(DYNAMODB_HANDLER, env=recorder.env), description["TableDescription"]["LatestStreamArn"],
+    mapping(make_function(DYNAMODB_HANDLER, env=recorder.env), stream_arn,
             BatchSize=2)
     seen = recorder.wait_for(lambda s: sum(len(e["ids"]) for e in s) >= 3)
     assert ids_of(seen) == [["a", "b"], ["c"]]
@@ -187,12 +193,8 @@ def test_dynamodb_stream_delivers_new_images_in_batches(aws, make_function, mapp
 
 
 def test_dynamodb_stream_keeps_delivering_after_a_cancelled_transaction(aws, make_function, mapping, recorder):
-    table = unique("table")
-    description = aws("dynamodb").create_table(
-        TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
-    mapping(make_function(DYNAMODB_HANDLER, env=recorder.env), description["TableDescription"]["LatestStreamArn"],
+    table, stream_arn = stream_table(aws)
+    mapping(make_function(DYNAMODB_HANDLER, env=recorder.env), stream_arn,
             BatchSize=10)
     aws("dynamodb").put_item(TableName=table, Item={"pk": {"S": "before"}})
     recorder.wait_for(lambda s: ["before"] in ids_of(s))
