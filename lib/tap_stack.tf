@@ -1075,21 +1075,26 @@ locals {
     event_processor = {
       STREAM_NAME = aws_kinesis_stream.activity.name
     }
+    # FULL_COMPLETION_RATIO goes to the functions that count completions: progress,
+    # recommendation signals and completion statistics.
     activity_consumer = {
-      RAW_BUCKET = aws_s3_bucket.this["archive"].id
-      RAW_PREFIX = local.flow.raw_prefix
+      RAW_BUCKET            = aws_s3_bucket.this["archive"].id
+      RAW_PREFIX            = local.flow.raw_prefix
+      FULL_COMPLETION_RATIO = local.flow.full_completion_ratio
     }
     completion_detector = {
-      COMPLETE_TOPIC_ARN    = aws_sns_topic.this["complete"].arn
-      FULL_COMPLETION_RATIO = local.flow.full_completion_ratio
+      COMPLETE_TOPIC_ARN = aws_sns_topic.this["complete"].arn
     }
     recommendations = merge(local.redis_env, {
       SAGEMAKER_ENDPOINT       = var.recommendations_endpoint_name
       RECOMMENDATION_TTL_HOURS = tostring(var.recommendation_ttl_hours)
       TTL_ATTRIBUTE            = var.ttl_attribute
       TOP_N                    = local.flow.top_n
+      FULL_COMPLETION_RATIO    = local.flow.full_completion_ratio
     })
-    analytics_consumer = local.db_env
+    analytics_consumer = merge(local.db_env, {
+      FULL_COMPLETION_RATIO = local.flow.full_completion_ratio
+    })
     achievements_consumer = {
       NOTIFICATIONS_TOPIC_ARN = aws_sns_topic.this["notifications"].arn
     }
@@ -1107,6 +1112,14 @@ locals {
       THUMBNAILS_BUCKET   = aws_s3_bucket.this["thumbnails"].id
       MAX_THUMBNAIL_BYTES = local.flow.max_thumbnail_bytes
     }
+  }
+
+  lambda_environment = {
+    for k in keys(local.lambda_functions) : k => merge(
+      local.lambda_common_env,
+      { POWERTOOLS_SERVICE_NAME = k },
+      local.lambda_function_env[k],
+    )
   }
 
   # Stage variables of the API stage (informational for clients and logs; the
@@ -1661,7 +1674,7 @@ locals {
     event_processor = [
       {
         sid       = "PutViewingEvents"
-        actions   = ["kinesis:PutRecord", "kinesis:PutRecords"]
+        actions   = ["kinesis:PutRecord"]
         resources = [aws_kinesis_stream.activity.arn]
       },
     ]
@@ -1672,10 +1685,10 @@ locals {
         resources = [aws_kinesis_stream.activity.arn]
       },
       {
-        # TransactWriteItems is authorised per item: Put (event items), Update
-        # (summary item) and ConditionCheck.
+        # The summaries (BatchGetItem, GetItem after a lost race); TransactWriteItems is
+        # authorised per item, and every item is a conditional Put (event items, summary).
         sid       = "WriteUserActivity"
-        actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
+        actions   = ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem"]
         resources = [local.tables["activity"].arn]
       },
       {
@@ -1714,13 +1727,13 @@ locals {
       },
       {
         sid       = "QueryViewingPatterns"
-        actions   = ["dynamodb:GetItem", "dynamodb:Query"]
+        actions   = ["dynamodb:Query"]
         resources = [local.tables["activity"].arn, "${local.tables["activity"].arn}/index/*"]
       },
       {
-        # Previous lists (BatchGetItem) and the new top-N (BatchWriteItem/PutItem).
+        # Previous lists (BatchGetItem) and the new top-N (BatchWriteItem).
         sid       = "ReadWriteRecommendations"
-        actions   = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem"]
+        actions   = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"]
         resources = [local.tables["recommendations"].arn]
       },
       {
@@ -1759,13 +1772,13 @@ locals {
       },
       {
         sid       = "ReadActivitySummary"
-        actions   = ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"]
+        actions   = ["dynamodb:BatchGetItem"]
         resources = [local.tables["activity"].arn]
       },
       {
         # Conditional PutItem awards a badge once; UpdateItem marks it notified.
         sid       = "WriteBadges"
-        actions   = ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"]
+        actions   = ["dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
         resources = [local.tables["achievements"].arn]
       },
       {
@@ -1784,7 +1797,7 @@ locals {
     expiration_mark = [
       {
         sid       = "FlagExpiredContent"
-        actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"]
+        actions   = ["dynamodb:BatchGetItem", "dynamodb:UpdateItem"]
         resources = [local.tables["catalog"].arn]
       },
     ]
@@ -1838,13 +1851,14 @@ locals {
     ]
     thumbnail_validator = [
       {
+        # HeadObject, and GetObject of the version the event names (s3:GetObjectVersion).
         sid       = "ReadUploadedThumbnails"
-        actions   = ["s3:GetObject"]
+        actions   = ["s3:GetObject", "s3:GetObjectVersion"]
         resources = ["${aws_s3_bucket.this["thumbnails"].arn}/${local.flow.thumbnail_prefix}*"]
       },
       {
         sid       = "RecordThumbnailStatus"
-        actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+        actions   = ["dynamodb:UpdateItem"]
         resources = [local.tables["catalog"].arn]
       },
     ]
@@ -2344,11 +2358,7 @@ resource "aws_lambda_function" "this" {
   kms_key_arn      = local.data_key
 
   environment {
-    variables = merge(
-      local.lambda_common_env,
-      { POWERTOOLS_SERVICE_NAME = each.key },
-      local.lambda_function_env[each.key],
-    )
+    variables = local.lambda_environment[each.key]
   }
 
   vpc_config {
@@ -3890,6 +3900,11 @@ output "lambda_function_arns" {
 output "lambda_function_names" {
   description = "Lambda function names by contract key."
   value       = { for k, f in aws_lambda_function.this : k => f.function_name }
+}
+
+output "lambda_environment_variable_names" {
+  description = "Names of the environment variables each function receives (values are in its configuration)."
+  value       = { for k, variables in local.lambda_environment : k => sort(keys(variables)) }
 }
 
 output "lambda_layer_arn" {

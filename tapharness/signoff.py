@@ -17,6 +17,7 @@ Exit status 0 only when every step ran and no test failed or errored.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -33,6 +34,7 @@ from tapharness.plan import ENVS
 from tapharness.sandbox.state import REPO_ROOT
 
 REPORTS = REPO_ROOT / "reports"
+GAPS = REPO_ROOT / "docs" / "emulation-gaps.md"
 LATENCY_PROPERTY = "latency:"
 # A visibility timeout the poison-message test can wait out (5 receives × 30 s): the stack's
 # default (360 s) makes a redrive to the DLQ take 30 minutes. 30 s is the variable's minimum
@@ -146,6 +148,7 @@ class SignOff:
     sandbox_vars: tuple[str, ...]
     steps: list[Step] = field(default_factory=list)
     suites: list[SuiteResult] = field(default_factory=list)
+    iam: dict[str, dict] = field(default_factory=dict)  # env -> the sandbox's IAM report
 
     def _suite(self, step: Step, xml: Path, suite: str) -> None:
         if xml.exists():
@@ -178,6 +181,7 @@ class SignOff:
                                             ["-m", "integration"]), INTEGRATION_TIMEOUT_S, env=suite_env)
             self.steps.append(suite)
             self._suite(suite, xml, "integration")
+            self._iam_report(env, directory)
         failed = not all(step.ok for step in self.steps if step.env == env)
         if self.keep and failed:
             print(f"== {env}: left running for inspection (--keep); "
@@ -185,6 +189,20 @@ class SignOff:
             return
         self.steps.append(run_step(Step("sandbox down", env, log=directory / "sandbox-down.log"),
                                    [*sandbox, "down", "--env", env], SANDBOX_TIMEOUT_S))
+
+    def _iam_report(self, env: str, directory: Path) -> None:
+        report = directory / "iam.json"
+        step = run_step(Step("IAM report", env, log=directory / "iam.log"),
+                        [sys.executable, "-m", "tapharness.sandbox", "iam", "--env", env, "--json"], SANDBOX_TIMEOUT_S)
+        self.steps.append(step)
+        assert step.log is not None
+        try:
+            self.iam[env] = json.loads(step.log.read_text())
+        except ValueError:
+            step.note = "no IAM report"
+            step.returncode = step.returncode or 1
+            return
+        report.write_text(json.dumps(self.iam[env], indent=2))
 
     @property
     def passed(self) -> bool:
@@ -236,13 +254,42 @@ def render(signoff: SignOff, started: datetime, seconds: float) -> str:
         lines += ["", "## Skipped (a skip in an integration suite fails the sign-off)", ""]
         lines += [f"- {suite}/{env}, {len(tests)} test(s), e.g. `{tests[0]}`: {message}"
                   for (suite, env, message), tests in skips.items()]
+    lines += _iam_lines(signoff)
     latencies = [(s.env, flow, values) for s in signoff.suites for flow, values in sorted(s.latencies.items())]
     if latencies:
         lines += ["", "## Per-flow latency (request to observed outcome, seconds)", "",
                   "| env | flow | n | min | median | max |", "|---|---|---:|---:|---:|---:|"]
         lines += [f"| {env} | {flow} | {len(v)} | {min(v):.2f} | {statistics.median(v):.2f} | {max(v):.2f} |"
                   for env, flow, v in latencies]
+    lines += _gap_lines()
     return "\n".join(lines) + "\n"
+
+
+def _iam_lines(signoff: SignOff) -> list[str]:
+    lines: list[str] = []
+    for env, report in signoff.iam.items():
+        principals = report["principals"]
+        used = sum(len(p["used"]) for p in principals)
+        unused = sum(len(p["unused"]) for p in principals)
+        heading = (f"## IAM ({env}): {report['denials']} denied, {used} (action, resource) pairs used, "
+                   f"{unused} granted actions never used")
+        lines += ["", heading, ""]
+        denied = [(p["principal"], d) for p in principals for d in p["denied"]]
+        if denied:
+            lines += ["| principal | action | resource | call | reason |", "|---|---|---|---|---|"]
+            lines += [f"| {who} | {d['action']} | {d['resource']} | {d['call']} | {d['reason']} |" for who, d in denied]
+        never = [(p["principal"].rsplit("/", 1)[-1], u) for p in principals for u in p["unused"]]
+        if never:
+            lines += ["", ("Granted, never used in this run (exercised by AWS services the sandbox does not run, "
+                           "or by flows the suite did not reach):"), ""]
+            lines += [f"- {role}: {u['action']} on {', '.join(u['resources'])}" for role, u in never]
+    return lines
+
+
+def _gap_lines() -> list[str]:
+    """The top-level bullets of docs/emulation-gaps.md: what a sandbox PASS does not prove."""
+    bullets = [line[2:].strip() for line in GAPS.read_text().splitlines() if line.startswith("- ")]
+    return ["", f"## Not emulated by the sandbox ({GAPS.relative_to(REPO_ROOT)})", "", *[f"- {b}" for b in bullets]]
 
 
 def main(argv: list[str] | None = None) -> int:

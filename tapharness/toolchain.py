@@ -262,9 +262,9 @@ def setup_venvs() -> None:
     (CACHE / "checkov-bin").write_text(str(checkov / "bin" / "checkov"))
 
 
-def build_layer() -> Path:
-    """lib/.build/layer/python: the pinned third-party packages for Lambda's Python, plus tap_common."""
-    requirements = ROOT / "lib" / "layer" / "requirements.txt"
+def build_layer(lib: Path = ROOT / "lib") -> Path:
+    """<lib>/.build/layer/python: the pinned third-party packages for Lambda's Python, plus tap_common."""
+    requirements = lib / "layer" / "requirements.txt"
     key = _hash_files([requirements])
     site = CACHE / f"layer-{key}"
     if not site.exists():
@@ -275,10 +275,10 @@ def build_layer() -> Path:
                      "--python-version", LAMBDA_PYTHON_VERSION, "--only-binary=:all:", "-r", str(requirements)],
                     CACHE / "logs" / f"layer-{key}.log", "layer pip install")
         os.replace(tmp, site)
-    layer = ROOT / "lib" / ".build" / "layer" / "python"
+    layer = lib / ".build" / "layer" / "python"
     shutil.rmtree(layer.parent, ignore_errors=True)
     shutil.copytree(site, layer, ignore=shutil.ignore_patterns("bin", "__pycache__"))
-    shutil.copytree(ROOT / "lib" / "lambdas" / "tap_common", layer / "tap_common",
+    shutil.copytree(lib / "lambdas" / "tap_common", layer / "tap_common",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return layer
 

@@ -10,7 +10,9 @@ Per request, from the API Gateway API: the stage (404 stage → 403), the resour
 (literal segments before ``{param}`` before ``{proxy+}``) and its method (or ``ANY``); the
 method's request validator (required ``method.request.*`` parameters; the body against the
 request model's JSON schema, draft 4); the ``AWS_PROXY`` integration's function, invoked
-through the Lambda API with the v1 proxy event; the function's response translated back.
+through the Lambda API with the v1 proxy event, once the function's resource policy lets
+``apigateway.amazonaws.com`` in for this method's ``execute-api`` ARN (else 500, as API
+Gateway answers "Invalid permissions on Lambda function"); the function's response translated back.
 Errors as API Gateway answers them: unknown route ``403 {"message":"Missing Authentication
 Token"}``, validation ``400 {"message": "Invalid request body"}`` (or the API's gateway
 response for ``BAD_REQUEST_BODY``/``BAD_REQUEST_PARAMETERS`` when it defines one), a body over
@@ -30,13 +32,16 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import jsonschema
 from botocore.exceptions import ClientError
 
 from tapharness.sandbox.pollers import AwsClients
+
+if TYPE_CHECKING:
+    from tapharness.sandbox.iam.sessions import ServiceGuard
 
 log = logging.getLogger("tapharness.sandbox.apigw")
 
@@ -121,8 +126,10 @@ class _Route:
 class FrontDoor:
     """Serves API Gateway REST APIs from moto's configuration, invoking functions through Lambda."""
 
-    def __init__(self, clients: AwsClients, account_id: str = "123456789012") -> None:
+    def __init__(self, clients: AwsClients, guard: ServiceGuard | None = None,
+                 account_id: str = "123456789012") -> None:
         self.clients = clients
+        self.guard = guard
         self.account_id = account_id
         self._streams: set[tuple[str, str]] = set()
         self._streams_lock = threading.Lock()
@@ -229,6 +236,13 @@ class FrontDoor:
         function = _FUNCTION_IN_URI.search(integration.get("uri") or "")
         if integration.get("type") != "AWS_PROXY" or not function:
             log.warning("front door: %s %s has no AWS_PROXY integration", method_key, resource["path"])
+            return HttpResponse.json(500, {"message": "Internal server error"})
+        source_arn = (f"arn:aws:execute-api:{self.clients.region}:{self.account_id}:{route.api_id}/{route.stage}/"
+                      f"{request.method}{resource['path']}")
+        if self.guard is not None and not self.guard.may_deliver("apigateway.amazonaws.com", function["arn"],
+                                                                 source_arn, self.account_id):
+            # API Gateway: "Execution failed due to configuration error: Invalid permissions on Lambda function"
+            log.warning("front door: %s may not invoke %s", source_arn, function["arn"])
             return HttpResponse.json(500, {"message": "Internal server error"})
         event = self._proxy_event(request, route, stage, resource, path_params, query, request_id, context)
         outcome = self.clients.invoke(function["arn"], event)

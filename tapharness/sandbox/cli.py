@@ -10,6 +10,12 @@ down    ``tofu destroy``, check that the account is empty, stop everything, chec
         process or port is left.
 plan    ``tofu plan -detailed-exitcode`` against the running sandbox (exit 2 = changes).
 fire    deliver a scheduled EventBridge rule's targets now.
+iam     the IAM report of the run: per role, what it used, what was denied and why, what it
+        never used (``--json`` for the data); exit 1 when anything was denied.
+
+``up --stack DIR`` deploys the stack in DIR (a directory shaped like the repository root:
+``lib/tap_stack.tf`` and ``tfvars/<env>.tfvars``) instead of the repository's own, e.g. a
+scratch copy with one permission removed; ``plan`` and ``down`` use the stack ``up`` deployed.
 """
 
 from __future__ import annotations
@@ -30,7 +36,6 @@ from typing import Any
 
 import boto3
 
-from tapharness.plan import TFVARS
 from tapharness.sandbox.apigw import local_invoke_url
 from tapharness.sandbox.deploy import (
     StackDeployment,
@@ -70,9 +75,12 @@ class SandboxError(RuntimeError):
     """A step of up/down failed; the message says which and why."""
 
 
-def tfvars_region(env: str) -> str:
+def tfvars_region(env: str, stack: Path = REPO_ROOT) -> str:
     """The ``aws_region`` the environment's tfvars set (the sandbox serves that region)."""
-    match = re.search(r'^\s*aws_region\s*=\s*"([^"]+)"', (TFVARS / f"{env}.tfvars").read_text(), re.MULTILINE)
+    tfvars = stack / "tfvars" / f"{env}.tfvars"
+    if not tfvars.is_file():
+        raise SandboxError(f"{tfvars} is missing: --stack needs a directory with lib/ and tfvars/<env>.tfvars")
+    match = re.search(r'^\s*aws_region\s*=\s*"([^"]+)"', tfvars.read_text(), re.MULTILINE)
     return match.group(1) if match else REGION
 
 
@@ -175,14 +183,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     if existing:
         say("a stale state file was found; cleaning up after it", "up")
         _stop_everything(paths, existing, say)
-    state = SandboxState(env=args.env, region=tfvars_region(args.env), moto_port=free_port(),
-                         gateway_port=free_port(), tofu_vars=_parse_vars(args.var))
+    stack = Path(args.stack).resolve()
+    state = SandboxState(env=args.env, region=tfvars_region(args.env, stack), moto_port=free_port(),
+                         gateway_port=free_port(), tofu_vars=_parse_vars(args.var), stack_dir=str(stack))
     try:
         say(f"starting the sandbox process for {args.env} ({state.region})", "server")
         ready = _start_server(paths, state, say)
         state.redis_port, state.postgres_port = ready.get("redis_port"), ready.get("postgres_port")
         state.save(paths)
-        deployment = StackDeployment(paths, args.env, state.endpoint_url, state.tofu_vars, lambda m: say(m, "tofu"))
+        deployment = StackDeployment(paths, args.env, state.endpoint_url, state.tofu_vars, lambda m: say(m, "tofu"),
+                                     stack)
         deployment.prepare()
         step = time.monotonic()
         deployment.init()
@@ -264,7 +274,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     leftovers: list[str] = []
     if pid_alive(state.server_pid) and state.applied:
         deployment = StackDeployment(paths, args.env, state.endpoint_url, state.tofu_vars,
-                                     lambda m: say(m, "tofu"))
+                                     lambda m: say(m, "tofu"), Path(state.stack_dir))
         step = time.monotonic()
         for attempt in range(1, DESTROY_ATTEMPTS + 1):
             emptied = empty_buckets(_client_factory(state))
@@ -325,7 +335,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     paths = SandboxPaths.for_env(args.env)
     say = Progress()
     deployment = StackDeployment(paths, args.env, state.endpoint_url, {**state.tofu_vars, **_parse_vars(args.var)},
-                                 lambda m: say(m, "tofu"))
+                                 lambda m: say(m, "tofu"), Path(state.stack_dir))
     changes = deployment.plan_changes()
     say("changes pending (see logs/tofu-plan.log)" if changes else "no changes: the stack is in step", "plan")
     return 2 if changes else 0
@@ -338,13 +348,22 @@ def cmd_fire(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_iam(args: argparse.Namespace) -> int:
+    from tapharness.sandbox.iam.report import format_report
+
+    report = control(_running_state(args.env), "GET", "iam")
+    print(json.dumps(report, indent=2) if args.json else format_report(report, show_unused=not args.denials_only))
+    return 1 if report["denials"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tapharness.sandbox", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, handler, text in (("up", cmd_up, "start and deploy"), ("status", cmd_status, "show what runs"),
                                 ("down", cmd_down, "destroy and stop"), ("plan", cmd_plan, "idempotency check"),
-                                ("fire", cmd_fire, "fire a scheduled rule now"), ("serve", cmd_serve, "internal")):
+                                ("fire", cmd_fire, "fire a scheduled rule now"),
+                                ("iam", cmd_iam, "the IAM report of the run"), ("serve", cmd_serve, "internal")):
         sub = commands.add_parser(name, help=text)
         sub.set_defaults(handler=handler)
         sub.add_argument("--env", default="dev", choices=("dev", "staging", "prod"))
@@ -353,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("up", "plan"):
             sub.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                              help="extra tofu variable (repeatable), on top of tfvars/<env>.tfvars")
+        if name == "up":
+            sub.add_argument("--stack", default=str(REPO_ROOT), metavar="DIR",
+                             help="the stack to deploy: a directory with lib/ and tfvars/ (default: this repository)")
+        if name == "iam":
+            sub.add_argument("--json", action="store_true", help="the report as JSON")
+            sub.add_argument("--denials-only", action="store_true", help="leave out the granted-but-unused actions")
         if name == "fire":
             sub.add_argument("rule", help="EventBridge rule name")
         if name == "serve":

@@ -1,6 +1,8 @@
-"""The stack applied to the sandbox from a scratch working copy of lib/.
+"""The stack applied to the sandbox from a scratch working copy of its lib/.
 
-``lib/`` is copied to ``.sandbox/<env>/work/lib`` (as ``tapharness.plan`` does for plans: no
+A stack is a directory with ``lib/`` (``tap_stack.tf``, ``provider.tf``, ``lambdas/``, ``layer/``)
+and ``tfvars/<env>.tfvars``: the repository root by default, or any copy of it
+(``python -m tapharness.sandbox up --stack DIR``). Its ``lib/`` is copied to ``.sandbox/<env>/work/lib`` (as ``tapharness.plan`` does for plans: no
 state, no ``.terraform``, no build output; the built layer is linked), so ``.terraform``, the
 lock file, the zips and the state never land in ``lib/``. One extra file is written there,
 ``zz_sandbox_override.tf``, an OpenTofu override of the ``aws`` provider block for moto
@@ -18,10 +20,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tapharness import toolchain
-from tapharness.plan import COPY_IGNORE, LIB, TFVARS, offline_aws_env
+from tapharness.plan import COPY_IGNORE, ROOT, offline_aws_env
 from tapharness.sandbox.state import SandboxPaths
 
 PROVIDER_OVERRIDE = """\
@@ -46,9 +49,11 @@ class StackDeployment:
     """tofu init/apply/plan/output/destroy of lib/ for one environment, against one endpoint."""
 
     def __init__(self, paths: SandboxPaths, env: str, endpoint_url: str, extra_vars: dict[str, str] | None = None,
-                 say: Callable[[str], None] = print) -> None:
+                 say: Callable[[str], None] = print, stack: Path = ROOT) -> None:
         self.paths = paths
         self.env = env
+        self.lib = stack / "lib"
+        self.tfvars = stack / "tfvars"
         self.endpoint_url = endpoint_url
         self.vars = {**SANDBOX_VARS, **(extra_vars or {})}
         self.say = say
@@ -56,18 +61,24 @@ class StackDeployment:
 
     @property
     def var_args(self) -> list[str]:
-        args = [f"-var-file={TFVARS / f'{self.env}.tfvars'}"]
+        args = [f"-var-file={self.tfvars / f'{self.env}.tfvars'}"]
         args += [f"-var={key}={value}" for key, value in sorted(self.vars.items())]
         return args
 
     def prepare(self) -> None:
-        """A fresh working copy of lib/ with the provider override and the built layer linked."""
-        layer = LIB / ".build" / "layer"
+        """A fresh working copy of lib/ with the provider override and the built layer linked
+        (a stack outside the repository gets its layer built from its own lib/layer and tap_common)."""
+        for needed in (self.lib / "tap_stack.tf", self.tfvars / f"{self.env}.tfvars"):
+            if not needed.is_file():
+                raise TofuError(f"{needed} is missing: a stack directory holds lib/tap_stack.tf and tfvars/<env>.tfvars")
+        layer = self.lib / ".build" / "layer"
         if not layer.is_dir():
-            raise TofuError(f"{layer} is missing: run `make setup` first (it builds the Lambda layer)")
+            if self.lib == ROOT / "lib":
+                raise TofuError(f"{layer} is missing: run `make setup` first (it builds the Lambda layer)")
+            toolchain.build_layer(self.lib)
         if self.dir.exists():
             shutil.rmtree(self.dir)
-        shutil.copytree(LIB, self.dir, ignore=COPY_IGNORE)
+        shutil.copytree(self.lib, self.dir, ignore=COPY_IGNORE)
         (self.dir / ".build").mkdir(exist_ok=True)
         (self.dir / ".build" / "layer").symlink_to(layer, target_is_directory=True)
         (self.dir / "zz_sandbox_override.tf").write_text(PROVIDER_OVERRIDE)

@@ -6,18 +6,20 @@ own pollers and API front door through Invoke) ends in
 ``LambdaRunner.install()`` replaces that method:
 
 - the function's zip and its layers' zips (from moto's layer store) are unzipped once into a
-  cache directory keyed by sha256 (``<cache>/code/<sha>``, ``<cache>/layers/<sha>``);
+  cache directory keyed by sha256 (``<cache>/code/<sha>``, ``<cache>/layers/<sha>``), once per
+  code version;
 - the handler runs in a *worker* subprocess (this interpreter, ``_bootstrap.py``) whose
-  environment is the function's variables plus the Lambda runtime variables, dummy
-  credentials and ``AWS_ENDPOINT_URL`` (the moto server). Workers are kept warm and reused,
+  environment is the function's variables plus the Lambda runtime variables, the
+  credentials of its execution role (``credentials``; the sandbox assumes the role as Lambda
+  would) and ``AWS_ENDPOINT_URL`` (the moto server). Workers are kept warm and reused,
   one invocation at a time each, like Lambda's execution environments: module-level state
   (clients, fetched secrets) survives between invocations; a configuration or code change
   gives new workers; idle workers are stopped after ``idle_seconds``;
 - the configured timeout is enforced: the worker is killed and the invocation fails with
   ``Task timed out after N.00 seconds``;
 - everything the handler writes to stdout/stderr goes to CloudWatch Logs (log group
-  ``/aws/lambda/<name>``, one stream per worker, with START/END/REPORT lines) and its tail is
-  returned as the invoke's log result;
+  ``/aws/lambda/<name>``, one stream per worker, with START/END/REPORT lines) when the role
+  may write it (``may_write_logs``), and its tail is returned as the invoke's log result;
 - the handler's exceptions become function errors with Lambda's error payload.
 
 Not emulated: the memory limit (reported, not enforced), the declared runtime version (the
@@ -50,10 +52,24 @@ from moto.core.utils import unix_time_millis, utcnow
 BOOTSTRAP = Path(__file__).with_name("_bootstrap.py")
 LOG_TAIL_BYTES = 4096
 HostMapProvider = Callable[[str, str], dict[str, str]]
+# The environment variables of a function's credentials (its execution role's session).
+CredentialsProvider = Callable[[LambdaFunction], dict[str, str]]
+# Whether the function's role may write its log stream (Lambda drops the logs otherwise).
+LogGate = Callable[[LambdaFunction, str], bool]
+_DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                      "AWS_SESSION_TOKEN": "testing"}
 
 
 def _no_host_map(account_id: str, region: str) -> dict[str, str]:
     return {}
+
+
+def _dummy_credentials(fn: LambdaFunction) -> dict[str, str]:
+    return _DUMMY_CREDENTIALS
+
+
+def _logs_allowed(fn: LambdaFunction, stream: str) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
@@ -215,10 +231,14 @@ class LambdaRunner:
     """Pools of warm workers per function configuration, installed into moto's Lambda model."""
 
     def __init__(self, cache_dir: Path, endpoint_url: str, host_map: HostMapProvider = _no_host_map,
-                 extra_env: dict[str, str] | None = None, idle_seconds: float = 600.0) -> None:
+                 extra_env: dict[str, str] | None = None, idle_seconds: float = 600.0,
+                 credentials: CredentialsProvider = _dummy_credentials, may_write_logs: LogGate = _logs_allowed) -> None:
         self.cache_dir = cache_dir
         self.endpoint_url = endpoint_url
         self.host_map = host_map
+        self.credentials = credentials
+        self.may_write_logs = may_write_logs
+        self._code_dirs: dict[tuple[str, str], Path] = {}
         self.extra_env = dict(extra_env or {})
         self.idle_seconds = idle_seconds
         self._idle: dict[WorkerSpec, list[Worker]] = {}
@@ -264,14 +284,14 @@ class LambdaRunner:
     def _spec(self, fn: LambdaFunction) -> tuple[WorkerSpec, dict[str, str]]:
         if not fn.code_bytes:
             raise ValueError(f"function {fn.function_name} has no code (S3 object missing?)")
-        code_dir = _extract(fn.code_bytes, self.cache_dir / "code")
+        code_dir = self._unzipped(fn.function_arn, fn.code_sha_256, fn.code_bytes, "code")
         backend = get_backend(fn.account_id, fn.region)
         layer_dirs = []
         for layer in fn.layers:
             version = backend.layers_versions_by_arn(layer["Arn"])
             if version is None:
                 raise ValueError(f"layer {layer['Arn']} of {fn.function_name} does not exist")
-            layer_dirs.append(str(_extract(version.code_bytes, self.cache_dir / "layers")))
+            layer_dirs.append(str(self._unzipped(layer["Arn"], version.code_sha_256, version.code_bytes, "layers")))
         spec_version = str(fn.version)
         runtime = fn.run_time or "python3.12"
         env = {
@@ -289,9 +309,7 @@ class LambdaRunner:
             "AWS_LAMBDA_LOG_GROUP_NAME": fn.logs_group_name,
             "AWS_REGION": fn.region,
             "AWS_DEFAULT_REGION": fn.region,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
+            **self.credentials(fn),
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
             "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
@@ -308,6 +326,14 @@ class LambdaRunner:
             code_dir=str(code_dir), layer_dirs=tuple(layer_dirs), environment=tuple(sorted(env.items())),
         )
         return spec, env
+
+    def _unzipped(self, arn: str, sha: str, zip_bytes: bytes, kind: str) -> Path:
+        """The directory of a zip, hashed and unzipped once per code version."""
+        key = (arn, sha)
+        found = self._code_dirs.get(key)
+        if found is None or not found.is_dir():
+            found = self._code_dirs[key] = _extract(zip_bytes, self.cache_dir / kind)
+        return found
 
     def _acquire(self, spec: WorkerSpec, env: dict[str, str]) -> tuple[Worker, bool]:
         with self._lock:
@@ -341,6 +367,10 @@ class LambdaRunner:
         except (ValueError, zipfile.BadZipFile) as exc:
             payload = json.dumps({"errorMessage": str(exc), "errorType": "Runtime.InvalidEntrypoint"})
             return InvokeResult(payload, True, "")
+        except PermissionError as exc:  # the execution role cannot be assumed by Lambda
+            payload = json.dumps({"errorMessage": f"The role defined for the function cannot be assumed by Lambda. {exc}",
+                                  "errorType": "InvalidParameterValueException"})
+            return InvokeResult(payload, True, "")
         worker, cold = self._acquire(spec, env)
         try:
             reply, output = worker.invoke(event_json, request_id)
@@ -361,7 +391,8 @@ class LambdaRunner:
         if cold:
             report += "\t(cold start)"
         lines.append(report)
-        self._save_logs(fn, worker.log_stream, lines)
+        if self.may_write_logs(fn, worker.log_stream):
+            self._save_logs(fn, worker.log_stream, lines)
         logs = "\n".join(lines)
         tail = logs.encode()[-LOG_TAIL_BYTES:].decode(errors="ignore")
         return InvokeResult(reply["payload"], not reply["ok"], tail)

@@ -40,6 +40,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -118,25 +119,72 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-class AwsClients:
-    """boto3 clients against the sandbox endpoint, created once per poller thread."""
+@dataclass(frozen=True)
+class Credentials:
+    """An access key, as STS AssumeRole returns it."""
 
-    def __init__(self, endpoint_url: str, region: str) -> None:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+    def env(self) -> dict[str, str]:
+        """The variables an SDK reads them from."""
+        env = {"AWS_ACCESS_KEY_ID": self.access_key_id, "AWS_SECRET_ACCESS_KEY": self.secret_access_key}
+        if self.session_token:
+            env["AWS_SESSION_TOKEN"] = self.session_token
+        return env
+
+
+ADMIN = Credentials("testing", "testing")
+
+
+class AwsClients:
+    """The one factory of boto3 clients against the sandbox endpoint.
+
+    Clients are created once per (service, credentials) and shared by every thread (boto3
+    clients are thread-safe; only creating them is not, hence the lock). ``as_principal``
+    gives the factory of another principal's credentials (a function's execution role).
+    """
+
+    def __init__(self, endpoint_url: str, region: str, credentials: Credentials = ADMIN) -> None:
         self.endpoint_url = endpoint_url
         self.region = region
-        self._local = threading.local()
+        self.credentials = credentials
+        self._clients: dict[str, Any] = {}
+        self._variants: dict[Credentials, AwsClients] = {}
+        self._lock = threading.Lock()
+        self._session = boto3.session.Session()
 
     def client(self, service: str) -> Any:
-        cache = self._local.__dict__.setdefault("clients", {})
-        if service not in cache:
-            cache[service] = boto3.session.Session().client(
-                service, endpoint_url=self.endpoint_url, region_name=self.region,
-                aws_access_key_id="testing", aws_secret_access_key="testing",
-                # Only Invoke waits for a function (up to its 900 s timeout); every other call is quick.
-                config=Config(read_timeout=960 if service == "lambda" else 30, connect_timeout=5,
-                              retries={"max_attempts": 2}),
-            )
-        return cache[service]
+        found = self._clients.get(service)
+        if found is not None:
+            return found
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self._session.client(
+                    service, endpoint_url=self.endpoint_url, region_name=self.region,
+                    aws_access_key_id=self.credentials.access_key_id,
+                    aws_secret_access_key=self.credentials.secret_access_key,
+                    aws_session_token=self.credentials.session_token,
+                    # Only Invoke waits for a function (up to its 900 s timeout); every other call is quick.
+                    config=Config(read_timeout=960 if service == "lambda" else 30, connect_timeout=5,
+                                  retries={"max_attempts": 2}, max_pool_connections=64),
+                )
+            return self._clients[service]
+
+    def queue_url(self, queue_arn: str) -> str:
+        """The URL of a queue from its ARN, with no call (Lambda and EventBridge need no GetQueueUrl)."""
+        _, _, _, _, account, name = queue_arn.split(":")
+        return f"{self.endpoint_url}/{account}/{name}"
+
+    def as_principal(self, credentials: Credentials) -> AwsClients:
+        """The factory whose clients sign with ``credentials``."""
+        if credentials == self.credentials:
+            return self
+        with self._lock:
+            if credentials not in self._variants:
+                self._variants[credentials] = AwsClients(self.endpoint_url, self.region, credentials)
+            return self._variants[credentials]
 
     def invoke(self, function_arn: str, event: dict[str, Any]) -> InvokeOutcome:
         response = self.client("lambda").invoke(FunctionName=function_arn, Payload=json.dumps(event).encode())
@@ -148,9 +196,7 @@ class AwsClients:
         service = arn.split(":")[2]
         body = json.dumps(message)
         if service == "sqs":
-            account, name = arn.split(":")[4], arn.split(":")[5]
-            url = self.client("sqs").get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-            self.client("sqs").send_message(QueueUrl=url, MessageBody=body)
+            self.client("sqs").send_message(QueueUrl=self.queue_url(arn), MessageBody=body)
         elif service == "sns":
             self.client("sns").publish(TopicArn=arn, Message=body)
         else:
@@ -306,12 +352,13 @@ class ShardPoller(threading.Thread):
     """Delivers one shard of a stream to one mapping's function."""
 
     def __init__(self, config: MappingConfig, source: StreamSource, shard_id: str, clients: AwsClients,
-                 settings: PollerSettings, role: str = "") -> None:
+                 settings: PollerSettings, role: str = "", invoker: AwsClients | None = None) -> None:
         super().__init__(name=f"poller-{config.uuid[:8]}-{shard_id}", daemon=True)
         self.config = config
         self.source = source
         self.shard_id = shard_id
         self.clients = clients
+        self.invoker = invoker or clients
         self.settings = settings
         self.role = role
         self.stats = PollerStats()
@@ -385,7 +432,7 @@ class ShardPoller(threading.Thread):
 
     def _invoke(self, records: list[StreamRecord], final: bool = False) -> InvokeOutcome:
         event = self._event(records, final)
-        outcome = self.clients.invoke(self.config.function_arn, event)
+        outcome = self.invoker.invoke(self.config.function_arn, event)
         self.stats.invocations += 1
         return outcome
 
@@ -533,10 +580,12 @@ def sqs_event_record(message: dict[str, Any], queue_arn: str, region: str) -> di
 class QueuePoller(threading.Thread):
     """Delivers one SQS queue to one mapping's function."""
 
-    def __init__(self, config: MappingConfig, clients: AwsClients, settings: PollerSettings) -> None:
+    def __init__(self, config: MappingConfig, clients: AwsClients, settings: PollerSettings,
+                 invoker: AwsClients | None = None) -> None:
         super().__init__(name=f"poller-{config.uuid[:8]}-sqs", daemon=True)
         self.config = config
         self.clients = clients
+        self.invoker = invoker or clients
         self.settings = settings
         self.stats = PollerStats()
         self._stop_event = threading.Event()
@@ -547,9 +596,7 @@ class QueuePoller(threading.Thread):
 
     def _url(self) -> str:
         if self._queue_url is None:
-            _, _, _, _, account, name = self.config.source_arn.split(":")
-            self._queue_url = self.clients.client("sqs").get_queue_url(
-                QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+            self._queue_url = self.clients.queue_url(self.config.source_arn)
         return self._queue_url
 
     def _receive(self) -> list[dict[str, Any]]:
@@ -589,7 +636,7 @@ class QueuePoller(threading.Thread):
             self._delete_messages([m for m, _ in skipped])
         if not wanted:
             return
-        outcome = self.clients.invoke(self.config.function_arn, {"Records": [r for _, r in wanted]})
+        outcome = self.invoker.invoke(self.config.function_arn, {"Records": [r for _, r in wanted]})
         self.stats.invocations += 1
         ids = [r["messageId"] for _, r in wanted]
         if outcome.function_error:
@@ -623,12 +670,22 @@ class QueuePoller(threading.Thread):
 Poller = ShardPoller | QueuePoller
 
 
-class PollerManager(threading.Thread):
-    """Keeps the pollers in step with the deployed event source mappings."""
+# (execution role ARN, function name) -> the clients of that role's session
+RoleClients = Callable[[str, str], AwsClients]
 
-    def __init__(self, endpoint_url: str, region: str, settings: PollerSettings | None = None) -> None:
+
+class PollerManager(threading.Thread):
+    """Keeps the pollers in step with the deployed event source mappings.
+
+    As in Lambda, a mapping reads its source and sends to its on-failure destination with the
+    function's execution role (``as_role``), while the invocation itself is the service's.
+    """
+
+    def __init__(self, clients: AwsClients, settings: PollerSettings | None = None,
+                 as_role: RoleClients | None = None) -> None:
         super().__init__(name="poller-manager", daemon=True)
-        self.clients = AwsClients(endpoint_url, region)
+        self.clients = clients
+        self.as_role = as_role
         self.settings = settings or PollerSettings()
         self.pollers: dict[tuple[str, str], Poller] = {}
         self._stop_event = threading.Event()
@@ -655,6 +712,11 @@ class PollerManager(threading.Thread):
             self._roles[function_arn] = config["Role"]
         return self._roles[function_arn]
 
+    def _role_clients(self, function_arn: str) -> AwsClients:
+        if self.as_role is None:
+            return self.clients
+        return self.as_role(self._role(function_arn), function_arn.split(":")[6])
+
     def _start(self, key: tuple[str, str], poller: Poller) -> None:
         self.pollers[key] = poller
         poller.start()
@@ -666,22 +728,24 @@ class PollerManager(threading.Thread):
             if not config.enabled:
                 continue
             kind = config.source_kind
+            if kind not in ("sqs", "kinesis", "dynamodb"):
+                continue
+            as_role = self._role_clients(config.function_arn)
             if kind == "sqs":
                 keys: list[tuple[str, str]] = [(config.uuid, "queue")]
                 with self._lock:
                     if keys[0] not in self.pollers:
-                        self._start(keys[0], QueuePoller(config, self.clients, self.settings))
-            elif kind in ("kinesis", "dynamodb"):
-                source: StreamSource = (KinesisSource(self.clients, config.source_arn) if kind == "kinesis"
-                                        else DynamoDBStreamSource(self.clients, config.source_arn))
+                        self._start(keys[0], QueuePoller(config, as_role, self.settings, self.clients))
+            else:
+                source: StreamSource = (KinesisSource(as_role, config.source_arn) if kind == "kinesis"
+                                        else DynamoDBStreamSource(as_role, config.source_arn))
                 keys = [(config.uuid, shard) for shard in source.shard_ids()]
                 role = self._role(config.function_arn)
                 with self._lock:
                     for key in keys:
                         if key not in self.pollers:
-                            self._start(key, ShardPoller(config, source, key[1], self.clients, self.settings, role))
-            else:
-                continue
+                            self._start(key, ShardPoller(config, source, key[1], as_role, self.settings, role,
+                                                         self.clients))
             wanted.update(keys)
             with self._lock:
                 for key in keys:

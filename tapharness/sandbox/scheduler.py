@@ -20,9 +20,14 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
 
 from tapharness.sandbox.pollers import POLLER_ERRORS, AwsClients
+
+if TYPE_CHECKING:
+    from tapharness.sandbox.iam.sessions import ServiceGuard
 
 log = logging.getLogger("tapharness.sandbox.scheduler")
 
@@ -128,9 +133,11 @@ def next_fire(expression: str, after: datetime) -> datetime:
 class Scheduler(threading.Thread):
     """Fires scheduled EventBridge rules when they are due, and on demand."""
 
-    def __init__(self, clients: AwsClients, account_id: str = "123456789012", tick: float = 1.0) -> None:
+    def __init__(self, clients: AwsClients, guard: ServiceGuard | None = None, account_id: str = "123456789012",
+                 tick: float = 1.0) -> None:
         super().__init__(name="scheduler", daemon=True)
         self.clients = clients
+        self.guard = guard
         self.account_id = account_id
         self.tick = tick
         self.due: dict[str, datetime] = {}
@@ -165,28 +172,44 @@ class Scheduler(threading.Thread):
         for target in events.list_targets_by_rule(Rule=rule_name)["Targets"]:
             payload = target.get("Input") or json.dumps(self._scheduled_event(rule))
             results.append({"rule": rule_name, "target": target["Id"], "arn": target["Arn"],
-                            **self._deliver(target["Arn"], rule_name, payload)})
+                            **self._deliver(target, rule, payload)})
         self.fired += results
         return results
 
-    def _deliver(self, arn: str, rule_name: str, payload: str) -> dict[str, Any]:
+    def _deliver(self, target: dict[str, Any], rule: dict[str, Any], payload: str) -> dict[str, Any]:
+        """Start or send to one target, as EventBridge: a Step Functions target as the target's
+        ``RoleArn``; a function, queue or topic if its resource policy lets events.amazonaws.com in."""
+        arn, rule_name = target["Arn"], rule["Name"]
         service = arn.split(":")[2]
+        clients = self.clients
+        if self.guard is not None:
+            if service == "states":
+                if not target.get("RoleArn"):
+                    return {"error": "a Step Functions target needs a RoleArn"}
+                try:
+                    clients = self.guard.sessions.clients_for(target["RoleArn"], f"events-{rule_name}"[:64],
+                                                              "events.amazonaws.com", rule["Arn"])
+                except PermissionError as exc:
+                    return {"error": str(exc)}
+            elif not self.guard.may_deliver("events.amazonaws.com", arn, rule["Arn"], self.account_id):
+                return {"error": f"the resource policy of {arn} does not allow events.amazonaws.com for {rule['Arn']}"}
         if service == "states":
             name = f"{rule_name[:40]}-{uuid.uuid4().hex[:20]}"
-            execution = self.clients.client("stepfunctions").start_execution(
-                stateMachineArn=arn, name=name, input=payload)
+            try:
+                execution = clients.client("stepfunctions").start_execution(
+                    stateMachineArn=arn, name=name, input=payload)
+            except ClientError as exc:
+                return {"error": f"{exc.response['Error']['Code']}: {exc.response['Error']['Message']}"}
             return {"executionArn": execution["executionArn"]}
         if service == "lambda":
-            response = self.clients.client("lambda").invoke(FunctionName=arn, InvocationType="Event",
-                                                            Payload=payload.encode())
+            response = clients.client("lambda").invoke(FunctionName=arn, InvocationType="Event",
+                                                       Payload=payload.encode())
             return {"statusCode": response["StatusCode"]}
         if service == "sqs":
-            account, name = arn.split(":")[4], arn.split(":")[5]
-            sqs = self.clients.client("sqs")
-            url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-            return {"messageId": sqs.send_message(QueueUrl=url, MessageBody=payload)["MessageId"]}
+            return {"messageId": clients.client("sqs").send_message(QueueUrl=clients.queue_url(arn),
+                                                                    MessageBody=payload)["MessageId"]}
         if service == "sns":
-            return {"messageId": self.clients.client("sns").publish(TopicArn=arn, Message=payload)["MessageId"]}
+            return {"messageId": clients.client("sns").publish(TopicArn=arn, Message=payload)["MessageId"]}
         raise ValueError(f"unsupported schedule target {arn}")
 
     def check(self, now: datetime | None = None) -> list[dict[str, Any]]:

@@ -1,15 +1,18 @@
 """The sandbox's long-running process: moto plus everything that makes the stack run on it.
 
 ``Sandbox.start()``:
-1. configures moto (``MOTO_PORT`` for Step Functions' Lambda calls, AWS-managed IAM
-   policies, Step Functions executing definitions) and installs the shims;
-2. detaches moto's inline event-source-mapping delivery (see ``detach_inline_delivery``);
-3. starts ``ThreadedMotoServer`` on 127.0.0.1 (a free port unless given);
-4. installs the Lambda runner (functions run in subprocess workers, with the stack's
-   Redis/Aurora endpoint names mapped to the local servers);
+1. detaches moto's inline event-source-mapping delivery (see ``detach_inline_delivery``);
+2. starts moto's server on 127.0.0.1 (a free port unless given) behind the IAM gate
+   (``iam.gate``: requests signed by role sessions and users are authorised as AWS would);
+3. configures moto (``MOTO_PORT`` for Step Functions' Lambda calls, AWS-managed IAM
+   policies, Step Functions executing definitions) and installs the shims, with IAM checks
+   on service-to-service deliveries;
+4. installs the Lambda runner (functions run in subprocess workers as their execution
+   role, with the stack's Redis/Aurora endpoint names mapped to the local servers);
 5. starts the pollers, the EventBridge scheduler and the gateway: one HTTP port serving the
    REST APIs (``/restapis/<api>/<stage>/...``) and the control endpoints
-   ``GET /_sandbox/health``, ``GET /_sandbox/pollers``, ``GET|POST /_sandbox/services``
+   ``GET /_sandbox/health``, ``GET /_sandbox/pollers``, ``GET /_sandbox/iam`` (the IAM report),
+   ``GET|POST /_sandbox/services``
    (POST: match Redis/PostgreSQL to the deployed stack), ``POST /_sandbox/rules/<name>/fire``.
 
 With ``services_dir`` it first starts Redis and PostgreSQL (``backing.BackingServices``).
@@ -31,14 +34,25 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from moto.awslambda.models import LambdaBackend
+from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.core.config import default_user_config
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
 from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
 
 from tapharness.sandbox import shims
 from tapharness.sandbox.apigw import FrontDoor, HttpRequest, HttpResponse
 from tapharness.sandbox.backing import BackingServices
 from tapharness.sandbox.endpoints import EndpointMap
+from tapharness.sandbox.iam import wire
+from tapharness.sandbox.iam.authorizer import Authorizer
+from tapharness.sandbox.iam.gate import IamGate
+from tapharness.sandbox.iam.report import build_report
+from tapharness.sandbox.iam.sessions import RoleSessions, ServiceGuard
 from tapharness.sandbox.lambda_runner import LambdaRunner
 from tapharness.sandbox.pollers import (
     POLLER_ERRORS,
@@ -85,6 +99,20 @@ def detach_inline_delivery() -> None:
     only in the Lambda API, where the sandbox's pollers read it; stream records stay readable.
     """
     LambdaBackend.create_event_source_mapping = _detached_create_event_source_mapping  # type: ignore[method-assign]
+
+
+class GatedMotoServer(ThreadedMotoServer):
+    """moto's threaded server with the IAM gate in front of its WSGI application."""
+
+    def __init__(self, authorizer: Authorizer, ip_address: str, port: int) -> None:
+        super().__init__(ip_address=ip_address, port=port, verbose=False)
+        self.authorizer = authorizer
+
+    def _server_entry(self) -> None:
+        app = IamGate(DomainDispatcherApplication(create_backend_app), self.authorizer)
+        self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+        self._server_ready_event.set()
+        self._server.serve_forever()
 
 
 class _GatewayHandler(BaseHTTPRequestHandler):
@@ -155,19 +183,24 @@ class Sandbox:
             self.worker_env = {**self.worker_env, **self.backing.worker_env}
             info = self.backing.info()
             self.redis_port, self.postgres_port = info["redis"]["port"], info["postgres"]["port"]
-        shims.install()
+        self.authorizer = Authorizer()
+        threading.Thread(target=wire.warm, name="iam-index", daemon=True).start()
         detach_inline_delivery()
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
+        self.moto = GatedMotoServer(self.authorizer, "127.0.0.1", self.moto_port)
         self.moto.start()
         self.moto_port = self.moto.get_host_and_port()[1]
         configure_moto(self.moto_port)
         self.clients = AwsClients(self.endpoint_url, self.region)
+        self.sessions = RoleSessions(self.clients, self.authorizer)
+        self.guard = ServiceGuard(self.authorizer, self.sessions)
+        shims.install(self.guard)
         self.endpoints = EndpointMap(self.clients, self.redis_port, self.postgres_port)
-        self.runner = LambdaRunner(self.cache_dir, self.endpoint_url, self.endpoints, self.worker_env)
+        self.runner = LambdaRunner(self.cache_dir, self.endpoint_url, self.endpoints, self.worker_env,
+                                   credentials=self._function_credentials, may_write_logs=self._function_may_log)
         self.runner.install()
-        self.pollers = PollerManager(self.endpoint_url, self.region, self.poller_settings)
-        self.scheduler = Scheduler(self.clients)
-        self.front_door = FrontDoor(self.clients)
+        self.pollers = PollerManager(self.clients, self.poller_settings, as_role=self._mapping_clients)
+        self.scheduler = Scheduler(self.clients, self.guard)
+        self.front_door = FrontDoor(self.clients, self.guard)
         self.gateway = _GatewayServer(self.gateway_port, self)
         self.gateway_port = self.gateway.server_address[1]
         threading.Thread(target=self.gateway.serve_forever, name="gateway", daemon=True).start()
@@ -186,6 +219,26 @@ class Sandbox:
         if self.backing is not None:
             self.backing.stop()
 
+    # --- principals of the services the sandbox plays ---------------------------------
+
+    def _function_credentials(self, fn: LambdaFunction) -> dict[str, str]:
+        """Lambda runs a function as its execution role, in a session named after the function."""
+        return self.sessions.credentials(fn.role, fn.function_name, "lambda.amazonaws.com").env()
+
+    def _function_may_log(self, fn: LambdaFunction, stream: str) -> bool:
+        """Lambda writes a function's logs with its role: no logs:PutLogEvents, no logs."""
+        credentials = self.sessions.credentials(fn.role, fn.function_name, "lambda.amazonaws.com")
+        principal = self.authorizer.principal_for_key(credentials.access_key_id)
+        if principal is None:
+            return True
+        group = f"arn:aws:logs:{fn.region}:{fn.account_id}:log-group:{fn.logs_group_name}"
+        return all(self.authorizer.check(principal, action, resource, "lambda.logs", fn.region).allowed
+                   for action, resource in (("logs:CreateLogStream", f"{group}:log-stream:{stream}"),
+                                            ("logs:PutLogEvents", f"{group}:log-stream:{stream}")))
+
+    def _mapping_clients(self, role_arn: str, function_name: str) -> AwsClients:
+        return self.sessions.clients_for(role_arn, function_name, "lambda.amazonaws.com")
+
     @property
     def endpoint_url(self) -> str:
         return local_url(self.moto_port)
@@ -202,6 +255,8 @@ class Sandbox:
                                            "lambda_workers": self.runner.worker_count()})
         if request.method == "GET" and parts == ["pollers"]:
             return HttpResponse.json(200, self.pollers.snapshot())
+        if request.method == "GET" and parts == ["iam"]:
+            return HttpResponse.json(200, build_report(self.authorizer))
         if parts == ["services"] and self.backing is not None:
             if request.method == "POST":
                 return HttpResponse.json(200, self.backing.configure(self.clients))

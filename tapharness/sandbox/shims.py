@@ -6,7 +6,8 @@ each shim is one small function installed under that name; moto serializes what 
 ``MODEL_PATCHES`` fix moto behaviour the provider trips over (SQS RedriveAllowPolicy, a
 SetQueueAttributes that wipes the queue policy, tags of ElastiCache parameter groups,
 replication group members missing from DescribeCacheClusters, deletions that never finish,
-RDS instances' default CA, S3 bucket policies whose conditions moto ignores, S3 event keys with "/" encoded).
+RDS instances' default CA, S3 bucket policies whose conditions moto ignores (now judged by the
+IAM evaluator), S3 event keys with "/" encoded).
 A shim's state lives on the moto backend it belongs to (per account and region), so a moto
 reset clears it. ``SHIMS`` lists them; ``install()`` is idempotent.
 
@@ -18,9 +19,10 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import threading
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
 from moto.apigateway.responses import APIGatewayResponse
@@ -42,9 +44,16 @@ from moto.rds.models import DBCluster, RDSBackend
 from moto.s3 import notifications as s3_notifications
 from moto.s3.models import FakeBucket
 from moto.s3.responses import S3Response
+from moto.sns.models import Subscription
 from moto.sns.responses import SNSResponse
 from moto.sqs.models import Queue, SQSBackend
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import (
+    lambda_eval_utils,
+)
 from moto.stepfunctions.responses import StepFunctionResponse
+
+if TYPE_CHECKING:
+    from tapharness.sandbox.iam.sessions import ServiceGuard
 
 RUNTIME_MANAGEMENT_PATH = r"{0}/(?P<api_version>[^/]+)/functions/(?P<function_name>[\w_:%-]+)/runtime-management-config/?$"
 
@@ -644,41 +653,113 @@ def _s3_event(event_name: str, bucket: Any, key: Any, notification_id: str) -> d
     return event
 
 
-# What every request to the sandbox stands for: AWS endpoints are reached over TLS.
-SANDBOX_REQUEST_CONTEXT = {"aws:securetransport": "true"}
-
-
-def _statement_applies(statement: dict[str, Any]) -> bool:
-    """False when a Bool/StringEquals condition on a key of the sandbox's request context fails."""
-    for operator, conditions in (statement.get("Condition") or {}).items():
-        if operator not in ("Bool", "StringEquals"):
-            continue
-        for key, expected in conditions.items():
-            actual = SANDBOX_REQUEST_CONTEXT.get(key.lower())
-            allowed = expected if isinstance(expected, list) else [expected]
-            if actual is not None and actual not in [str(v).lower() for v in allowed]:
-                return False
-    return True
-
-
 def _bucket_permission(self: FakeBucket, action: str, resource: str) -> Any:
-    """Bucket policy evaluation that skips statements whose conditions do not hold.
+    """moto's own bucket-policy check (it runs for every object request, whoever signs it),
+    made by the sandbox's IAM evaluator: DENIED on an explicit ``Deny`` that applies, or on a
+    policy AWS would have refused (an undefined condition operator); otherwise NEUTRAL, and
+    the IAM gate decides the caller's own permissions. moto's check applied a statement
+    whatever its condition said, so a TLS-only ``Deny`` denied every object call.
+    """
+    from moto.iam.access_control import PermissionResult
 
-    moto applies a statement whatever its condition says, so a TLS-only ``Deny`` (condition
-    ``aws:SecureTransport = false``) denies every object call."""
-    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from tapharness.sandbox.iam.authorizer import request_context
+    from tapharness.sandbox.iam.policy import (
+        AuthzRequest,
+        PolicySource,
+        Principal,
+        evaluate,
+    )
 
     if self.policy is None:
         return PermissionResult.NEUTRAL
-    policy = json.loads(self.policy)
-    statements = policy["Statement"] if isinstance(policy["Statement"], list) else [policy["Statement"]]
-    applicable = [statement for statement in statements if _statement_applies(statement)]
-    if not applicable:
-        return PermissionResult.NEUTRAL
-    return IAMPolicy(json.dumps({**policy, "Statement": applicable})).is_action_permitted(action, resource)
+    document = self.policy.decode() if isinstance(self.policy, bytes) else self.policy
+    caller = Principal(f"arn:aws:iam::{self.account_id}:root", self.account_id)
+    context = request_context(caller, self.region_name)
+    decision = evaluate(AuthzRequest(caller, action, resource, context), (),
+                        PolicySource(f"bucket policy of {self.name}", document))
+    if decision.reason.startswith(("explicit deny", "policy error")):
+        return PermissionResult.DENIED
+    return PermissionResult.NEUTRAL
+
+
+# --- Service-to-service calls under IAM ---------------------------------------------------
+# moto delivers S3 notifications and SNS subscriptions inline, and Step Functions calls its
+# Lambda tasks with a fixed dummy key. Under IAM, AWS checks each of these: the target's
+# resource policy (function permission, queue policy, and the queue's key policy for an
+# encrypted queue) for the service principal with aws:SourceArn/aws:SourceAccount, and the
+# state machine's role for its tasks. ``install(guard=...)`` (an ``iam.sessions.ServiceGuard``)
+# turns these checks on.
+
+_GUARD: ServiceGuard | None = None
+_SUBSCRIPTION_PUBLISH = Subscription.publish
+
+
+def _subscription_publish(self: Subscription, message: str, message_id: str, *args: Any, **kwargs: Any) -> None:
+    """SNS delivery: dropped (as AWS drops it after its retries) when the target's policy refuses."""
+    if _GUARD is not None and self.protocol in ("sqs", "lambda") and not _GUARD.may_deliver(
+            "sns.amazonaws.com", self.endpoint, self.topic.arn, self.account_id):
+        return
+    _SUBSCRIPTION_PUBLISH(self, message, message_id, *args, **kwargs)
+
+
+_S3_SEND_EVENT = s3_notifications.send_event
+
+
+def _s3_send_event(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
+    """S3 event notifications, each target first checked for s3.amazonaws.com and the bucket."""
+    config = bucket.notification_configuration
+    if _GUARD is None or config is None:
+        _S3_SEND_EVENT(account_id, event_name, bucket, key)
+        return
+    senders: list[tuple[list[Any], Callable[[str, Any, str, str], None]]] = [
+        (config.cloud_function, s3_notifications._invoke_awslambda),
+        (config.queue, lambda account, body, arn, region: s3_notifications._send_sqs_message(
+            account, body, arn.split(":")[-1], region)),
+        (config.topic, s3_notifications._send_sns_message),
+    ]
+    for notifications, send in senders:
+        for notification in notifications:
+            if notification.matches(event_name, key.name) and _GUARD.may_deliver(
+                    "s3.amazonaws.com", notification.arn, bucket.arn, account_id):
+                body = s3_notifications._get_s3_event(event_name, bucket, key, notification.id)
+                send(account_id, body, notification.arn, notification.arn.split(":")[3])
+    if config.event_bridge is not None:
+        s3_notifications._send_event_bridge_message(account_id, bucket, event_name, key)
+
+
+_TASK_ROLE = threading.local()
+_BOTO_CLIENT_FOR = lambda_eval_utils.boto_client_for
+_EXECUTE_INTEGRATION = lambda_eval_utils.execute_lambda_function_integration
+_EXEC_LAMBDA = lambda_eval_utils.exec_lambda_function
+
+
+def _task_client(region: str, service: str, state_credentials: Any = None) -> Any:
+    """Step Functions' client for a task: signed as the state machine's role when IAM is on."""
+    role = getattr(_TASK_ROLE, "current", None)
+    if _GUARD is None or role is None:
+        return _BOTO_CLIENT_FOR(region, service, state_credentials)
+    role_arn, machine_arn = role
+    return _GUARD.sessions.clients_for(role_arn, machine_arn.split(":")[-1], "states.amazonaws.com",
+                                       machine_arn).client(service)
+
+
+def _as_machine_role(original: Callable[..., Any]) -> Callable[..., Any]:
+    def run(env: Any, *args: Any, **kwargs: Any) -> Any:
+        context = env.states.context_object.context_object_data
+        _TASK_ROLE.current = (context["Execution"]["RoleArn"], context["StateMachine"]["Id"])
+        try:
+            return original(env, *args, **kwargs)
+        finally:
+            _TASK_ROLE.current = None
+    return run
 
 
 MODEL_PATCHES: dict[tuple[Any, str], Any] = {
+    (Subscription, "publish"): _subscription_publish,
+    (s3_notifications, "send_event"): _s3_send_event,
+    (lambda_eval_utils, "boto_client_for"): _task_client,
+    (lambda_eval_utils, "execute_lambda_function_integration"): _as_machine_role(_EXECUTE_INTEGRATION),
+    (lambda_eval_utils, "exec_lambda_function"): _as_machine_role(_EXEC_LAMBDA),
     (s3_notifications, "_get_s3_event"): _s3_event,
     (SecurityGroupRule, "description"): property(_security_group_rule_description),
     (LambdaFunction, "__init__"): _lambda_init,
@@ -728,8 +809,13 @@ SHIMS: dict[tuple[type[BaseResponse], str], ShimMethod] = {
 }
 
 
-def install() -> None:
-    """Add every shim to moto (process-wide; call before the server builds its apps)."""
+def install(guard: ServiceGuard | None = None) -> None:
+    """Add every shim to moto (process-wide; call before the server builds its apps).
+
+    ``guard`` turns on IAM for service-to-service calls (see ``ServiceGuard``); None leaves
+    them unchecked."""
+    global _GUARD
+    _GUARD = guard
     for (response_class, name), function in SHIMS.items():
         setattr(response_class, name, function)
     for (model, name), replacement in MODEL_PATCHES.items():

@@ -82,6 +82,7 @@ class SandboxState:
     applied: bool = False
     api_url: str | None = None
     tofu_vars: dict[str, str] = field(default_factory=dict)
+    stack_dir: str = str(REPO_ROOT)
 
     @property
     def endpoint_url(self) -> str:

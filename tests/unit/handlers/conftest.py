@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,10 @@ from moto import mock_aws
 from pg8000.native import Connection
 
 from tapharness import services
+from tapharness.inventory import Inventory
 from tapharness.lambdas import REGION, FakeContext, load_package, reset_container
+from tapharness.sandbox.iam.catalog import UnmappedCall, action_for, iam_prefix, needs
+from tapharness.sandbox.iam.wire import ApiCall
 
 __all__ = ["REGION", "TABLES", "FakeContext", "load_package", "relaxed"]
 
@@ -27,6 +31,48 @@ TABLES = {
     "ACHIEVEMENTS_TABLE": "tap-test-user_achievements",
     "CATALOG_TABLE": "tap-test-content_catalog",
 }
+
+
+INVENTORY = Inventory.load()
+SOURCES = {entry["source"] for entry in INVENTORY.functions.values()}
+
+
+def _actions(service: str, signing_name: str, operation: str, params: dict[str, Any]) -> list[str]:
+    call = ApiCall(service, signing_name, operation, REGION, "handler", params)
+    try:
+        return [need.action for need in needs(call, "123456789012")]
+    except UnmappedCall:
+        return [action_for(iam_prefix(call), operation)]
+
+
+@pytest.fixture(autouse=True)
+def calls_stay_within_the_inventory(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every AWS call the handler code makes needs only actions docs/iam_inventory.yaml lists for it."""
+    source = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    seen: list[tuple[str, str]] = []
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        service = model.service_model
+        for action in _actions(service.service_name, service.signing_name, model.name, params):
+            seen.append((f"{service.service_name}.{model.name}", action))
+
+    aws_module = importlib.import_module("tap_common.aws")  # importable once tapharness.lambdas has set the path
+    original = aws_module.client
+
+    def recording_client(service: str) -> Any:
+        client = original(service)
+        if not getattr(client, "_inventory_recorder", False):
+            client.meta.events.register("before-parameter-build", record)
+            client._inventory_recorder = True
+        return client
+
+    recording_client.cache_clear = original.cache_clear  # type: ignore[attr-defined]
+    monkeypatch.setattr(aws_module, "client", recording_client)
+    yield
+    if source in SOURCES:
+        allowed = INVENTORY.handler_actions(source)
+        outside = sorted({f"{call} needs {action}" for call, action in seen if action not in allowed})
+        assert not outside, f"{source} made calls docs/iam_inventory.yaml does not list: {outside}"
 
 
 @pytest.fixture

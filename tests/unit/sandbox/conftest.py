@@ -18,7 +18,8 @@ from .helpers import Recorder, unique, zip_sources
 
 REGION = "us-east-1"
 ROLE_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    {"Effect": "Allow", "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com", "events.amazonaws.com"]},
+     "Action": "sts:AssumeRole"}]})
 
 
 @pytest.fixture(scope="session")
@@ -50,9 +51,15 @@ def aws(sandbox: Sandbox) -> Callable[[str], Any]:
     return get
 
 
+# The delivery tests' functions may do anything: what IAM allows is test_iam_*'s subject.
+ALLOW_ALL = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+
+
 @pytest.fixture(scope="session")
 def role_arn(aws: Callable[[str], Any]) -> str:
-    return aws("iam").create_role(RoleName="sandbox-test-role", AssumeRolePolicyDocument=ROLE_POLICY)["Role"]["Arn"]
+    arn = aws("iam").create_role(RoleName="sandbox-test-role", AssumeRolePolicyDocument=ROLE_POLICY)["Role"]["Arn"]
+    aws("iam").put_role_policy(RoleName="sandbox-test-role", PolicyName="allow-all", PolicyDocument=ALLOW_ALL)
+    return arn
 
 
 @pytest.fixture

@@ -44,6 +44,9 @@ def api(aws: Callable[[str], Any], role_arn: str, sandbox: Any) -> Api:
         Code={"ZipFile": zip_sources({"handler.py": ECHO})})["FunctionArn"]
     uri = f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{function}/invocations"
     api_id = gateway.create_rest_api(name=unique("api"))["id"]
+    aws("lambda").add_permission(FunctionName=function, StatementId="api", Action="lambda:InvokeFunction",
+                                 Principal="apigateway.amazonaws.com",
+                                 SourceArn=f"arn:aws:execute-api:us-east-1:123456789012:{api_id}/*/*/*")
     root = next(r["id"] for r in gateway.get_resources(restApiId=api_id)["items"] if r["path"] == "/")
     gateway.create_model(restApiId=api_id, name="ViewingEvent", contentType="application/json",
                          schema=json.dumps(SCHEMA))

@@ -237,6 +237,27 @@ def test_unconditional_bucket_deny_still_denies(aws):
         aws("s3").put_object(Bucket=bucket, Key="k", Body=b"v")
 
 
+def _deny_put(aws, bucket: str, condition: dict) -> None:
+    aws("s3").create_bucket(Bucket=bucket)
+    aws("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*",
+        "Condition": condition}]}))
+
+
+def test_bucket_deny_on_a_header_the_request_lacks_denies(aws):
+    bucket = unique("bucket")
+    _deny_put(aws, bucket, {"StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}})
+    with pytest.raises(ClientError, match="403"):
+        aws("s3").put_object(Bucket=bucket, Key="plain", Body=b"v")
+
+
+def test_bucket_policy_with_an_undefined_operator_denies(aws):
+    bucket = unique("bucket")
+    _deny_put(aws, bucket, {"StringMaybeEquals": {"aws:SourceVpce": "vpce-1"}})
+    with pytest.raises(ClientError, match="403"):
+        aws("s3").put_object(Bucket=bucket, Key="k", Body=b"v")
+
+
 def test_lambda_keeps_dead_letter_and_logging_config(aws, role_arn):
     name = unique("fn")
     aws("lambda").create_function(
@@ -355,6 +376,8 @@ def test_s3_event_key_keeps_slashes_and_encodes_spaces(aws, make_function, recor
         "def lambda_handler(event, context):\n"
         "    record(event['Records'][0]['s3']['object']['key'])\n")
     function = make_function(source, env=recorder.env)
+    aws("lambda").add_permission(FunctionName=function, StatementId="s3", Action="lambda:InvokeFunction",
+                                 Principal="s3.amazonaws.com", SourceArn=f"arn:aws:s3:::{bucket}")
     aws("s3").put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
         "LambdaFunctionConfigurations": [{"LambdaFunctionArn": function, "Events": ["s3:ObjectCreated:*"]}]})
     aws("s3").put_object(Bucket=bucket, Key="uploads/c-1/my thumb.png", Body=b"x")

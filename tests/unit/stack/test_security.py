@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
-
 import pytest
 
 from tapharness.plan import PlanSummary
@@ -20,27 +18,6 @@ WILDCARD_RESOURCE_SIDS = {
 }
 # In a key policy, resource "*" means "this key": the policy is attached to one key.
 KEY_POLICIES = ("data.aws_iam_policy_document.kms_",)
-
-# Least privilege, per function: the only actions each role may carry beyond the base
-# statements (logs, ENIs, X-Ray, the data key, the async-failure queue).
-BASE_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents", "ec2:CreateNetworkInterface",
-                "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DeleteNetworkInterface",
-                "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses", "xray:PutTraceSegments",
-                "xray:PutTelemetryRecords", "kms:Decrypt", "kms:GenerateDataKey", "sqs:SendMessage"}
-FORBIDDEN_PER_FUNCTION = {
-    "event_processor": ["dynamodb:*", "sns:*", "rds*", "secretsmanager:*", "kinesis:GetRecords"],
-    "activity_consumer": ["sns:*", "secretsmanager:*", "kinesis:Put*", "dynamodb:DeleteItem"],
-    "completion_detector": ["dynamodb:*", "secretsmanager:*", "kinesis:Put*"],
-    "recommendations": ["sns:*", "kinesis:*", "dynamodb:DeleteItem"],
-    "analytics_consumer": ["dynamodb:*", "kinesis:*", "sns:*"],
-    "achievements_consumer": ["kinesis:*", "secretsmanager:*", "dynamodb:DeleteItem"],
-    "expiration_find": ["dynamodb:*", "kinesis:*", "sns:*", "athena:*"],
-    "expiration_mark": ["kinesis:*", "sns:*", "secretsmanager:*", "athena:*"],
-    "expiration_purge": ["dynamodb:*", "kinesis:*", "sns:*", "athena:*"],
-    "expiration_archive": ["dynamodb:*", "kinesis:*", "sns:*", "secretsmanager:*"],
-    "thumbnail_validator": ["kinesis:*", "sns:*", "secretsmanager:*", "s3:PutObject", "s3:DeleteObject"],
-}
-
 
 def _statements(plan: PlanSummary) -> list[tuple[str, dict]]:
     return [(address, statement) for address, values in plan.data.items()
@@ -116,15 +93,6 @@ def test_wildcard_resources_only_where_aws_forces_them(plan: PlanSummary) -> Non
             if s.get("effect", "Allow") == "Allow" and "*" in (s.get("resources") or [])
             and s["sid"] not in WILDCARD_RESOURCE_SIDS and not a.startswith(KEY_POLICIES)]
     assert not wild, f"Allow statements on resource '*' outside the documented exceptions: {wild}"
-
-
-@pytest.mark.parametrize("function", sorted(FORBIDDEN_PER_FUNCTION))
-def test_function_role_carries_only_what_the_function_calls(plan: PlanSummary, function: str) -> None:
-    document = plan.data[f'data.aws_iam_policy_document.lambda["{function}"]']
-    actions = {action for s in document["statement"] for action in s["actions"]}
-    assert BASE_ACTIONS <= actions | BASE_ACTIONS
-    excess = sorted(a for a in actions for pattern in FORBIDDEN_PER_FUNCTION[function] if fnmatchcase(a, pattern))
-    assert not excess, f"{function} may call {excess}, which it never needs"
 
 
 def test_every_function_has_its_own_role(plan: PlanSummary) -> None:

@@ -1,0 +1,424 @@
+"""Who is calling, which policies apply, what AWS would decide, and a record of every decision.
+
+Principals come from moto's own credential stores: an access key issued by STS AssumeRole is
+that role's session (``arn:aws:sts::<acct>:assumed-role/<role>/<session>``), a key made by
+IAM CreateAccessKey is that user. Any other key is the harness itself (tests, deploys,
+the demo), which stays administrator and is not recorded.
+
+Policies are read from moto's backends at decision time (so a policy changed through the
+API applies to the next call): a role's inline and attached managed policies and its
+permissions boundary; a user's, plus its groups'; and the resource's own policy (S3
+bucket, SQS queue, SNS topic, Lambda function, KMS key, Secrets Manager secret).
+
+Calls on resources encrypted with a customer managed KMS key also need the KMS actions AWS
+checks on the caller's behalf (``_KMS_ON_BEHALF``): S3 objects in a bucket whose default
+encryption is SSE-KMS, SQS queues and SNS topics with ``KmsMasterKeyId``, Kinesis streams
+with KMS encryption, Secrets Manager secrets with a ``KmsKeyId``. AWS-managed keys
+(``alias/aws/...``) allow every principal of the account through the service, so they need
+nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tapharness.sandbox.iam import catalog
+from tapharness.sandbox.iam.catalog import Need, UnmappedCall
+from tapharness.sandbox.iam.policy import (
+    AuthzRequest,
+    Decision,
+    PolicySource,
+    Principal,
+    evaluate,
+)
+from tapharness.sandbox.iam.wire import ApiCall
+
+PARTITION = "aws"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One (action, resource) of a call and what was decided."""
+
+    need: Need
+    decision: Decision
+
+
+@dataclass
+class Record:
+    """Aggregated decisions of one principal for one (action, resource, outcome)."""
+
+    principal: str
+    role: str
+    action: str
+    resource: str
+    allowed: bool
+    reason: str
+    call: str
+    count: int = 0
+    first: float = 0.0
+    last: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class DecisionLog:
+    """Every decision of the run, aggregated so that load does not grow it."""
+
+    def __init__(self) -> None:
+        self._records: dict[tuple[str, str, str, bool, str], Record] = {}
+        self._lock = threading.Lock()
+
+    def add(self, principal: Principal, call: str, need: Need, decision: Decision) -> None:
+        role = principal.role_arn or principal.service or principal.arn
+        key = (principal.arn, need.action, need.resource, decision.allowed, call)
+        now = time.time()
+        with self._lock:
+            record = self._records.get(key)
+            if record is None:
+                record = self._records[key] = Record(principal.arn, role, need.action, need.resource,
+                                                     decision.allowed, decision.reason, call, first=now)
+            record.count += 1
+            record.last = now
+
+    def records(self) -> list[Record]:
+        with self._lock:
+            return [Record(**r.as_dict()) for r in self._records.values()]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+
+_BACKEND_MODULES = {"awslambda": ("moto.awslambda.models", "lambda_backends")}
+
+
+def backends(name: str) -> Any:
+    """moto's backends of a service (``backends("sqs")[account][region]``)."""
+    module_name, attribute = _BACKEND_MODULES.get(name, (f"moto.{name}.models", f"{name}_backends"))
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def _default_version(policy: Any) -> str:
+    for version in policy.versions:
+        if version.is_default:
+            return version.document
+    return policy.versions[-1].document
+
+
+class Authorizer:
+    """Decides requests of role sessions, users and service principals against moto's IAM."""
+
+    def __init__(self) -> None:
+        self.log = DecisionLog()
+        self._principals: dict[str, Principal | None] = {}
+        self._lock = threading.Lock()
+
+    # --- principals -------------------------------------------------------------------
+
+    def principal_for_key(self, access_key: str) -> Principal | None:
+        """The role session or user an access key belongs to; None for the harness's own keys."""
+        with self._lock:
+            if access_key in self._principals and self._principals[access_key] is not None:
+                return self._principals[access_key]
+        principal = self._lookup(access_key)
+        with self._lock:
+            self._principals[access_key] = principal
+        return principal
+
+    @staticmethod
+    def _lookup(access_key: str) -> Principal | None:
+        sts = backends("sts")
+        for account in list(sts.keys()):
+            assumed = sts[account][PARTITION].get_assumed_role_from_access_key(access_key)
+            if assumed:
+                return Principal(assumed.arn, assumed.role_arn.split(":")[4], role_arn=assumed.role_arn)
+        iam = backends("iam")
+        for account in list(iam.keys()):
+            user = iam[account][PARTITION].get_user_from_access_key_id(access_key)
+            if user:
+                return Principal(user.arn, account)
+        return None
+
+    # --- policies ---------------------------------------------------------------------
+
+    @staticmethod
+    def identity_policies(principal: Principal) -> tuple[list[PolicySource], list[PolicySource] | None]:
+        """(identity policies, permissions boundary or None) of a role session or user."""
+        iam = backends("iam")[principal.account][PARTITION]
+        sources: list[PolicySource] = []
+        boundary_arn = None
+        if principal.role_arn:
+            try:
+                entity = iam.get_role_by_arn(principal.role_arn)
+            except Exception:  # noqa: BLE001 - moto raises its own not-found types; a deleted role has no policies
+                return [], None
+            owners = [(f"role/{entity.name}", entity)]
+            boundary_arn = entity.permissions_boundary_arn
+        else:
+            name = principal.arn.rsplit("/", 1)[-1]
+            entity = iam.get_user(name)
+            owners = [(f"user/{name}", entity)]
+            owners += [(f"group/{g.name}", g) for g in iam.get_groups_for_user(name)]
+            boundary_arn = getattr(entity, "permissions_boundary_arn", None)
+        for owner, holder in owners:
+            for policy_name, document in holder.policies.items():
+                sources.append(PolicySource(f"{owner} inline policy {policy_name}", document))
+            for arn, managed in holder.managed_policies.items():
+                sources.append(PolicySource(f"managed policy {arn}", _default_version(managed)))
+        boundary = None
+        if boundary_arn:
+            boundary = [PolicySource(f"permissions boundary {boundary_arn}",
+                                     _default_version(iam.get_policy(boundary_arn)))]
+        return sources, boundary
+
+    @staticmethod
+    def resource_policy(arn: str) -> PolicySource | None:
+        """The resource-based policy of ``arn``, when its service has them and one is set."""
+        if arn == "*" or not arn.startswith("arn:"):
+            return None
+        _, _, service, region, account, rest = arn.split(":", 5)
+        document: Any = None
+        try:
+            if service == "s3":
+                account_id = _s3_owner(rest.split("/", 1)[0])
+                bucket = backends("s3")[account_id][PARTITION].buckets.get(rest.split("/", 1)[0])
+                document = bucket.policy if bucket else None
+            elif service == "sqs":
+                queue = backends("sqs")[account][region].queues.get(rest)
+                document = queue.policy if queue else None
+            elif service == "sns":
+                topic = backends("sns")[account][region].topics.get(arn)
+                document = topic.policy if topic else None
+            elif service == "lambda":
+                function = backends("awslambda")[account][region].get_function(rest.split(":")[1])
+                statements = function.policy.statements if function.policy else []
+                document = {"Version": "2012-10-17", "Statement": statements} if statements else None
+            elif service == "kms":
+                key = backends("kms")[account][region].keys.get(rest.split("/", 1)[1])
+                document = key.policy if key else None
+            elif service == "iam" and rest.startswith("role/"):
+                document = backends("iam")[account][PARTITION].get_role_by_arn(arn).assume_role_policy_document
+            elif service == "secretsmanager":
+                secret = backends("secretsmanager")[account][region].secrets.get(arn)
+                document = getattr(secret, "policy", None) if secret else None
+        except (KeyError, IndexError, AttributeError, LookupError):
+            return None
+        except Exception:  # noqa: BLE001 - moto's not-found exceptions share no base class
+            return None
+        if not document:
+            return None
+        if isinstance(document, bytes):
+            document = document.decode()
+        return PolicySource(f"{service} resource policy of {arn}", document)
+
+    # --- decisions --------------------------------------------------------------------
+
+    def authorize(self, principal: Principal, call: ApiCall) -> list[Verdict]:
+        """Every (action, resource) the call needs, each decided; an unmappable call is one denial."""
+        label = f"{call.service or call.signing_name}.{call.operation or '?'}"
+        try:
+            needs = catalog.needs(call, principal.account)
+            needs += kms_on_behalf(call, needs, principal.account)
+        except UnmappedCall as exc:
+            need = Need(f"{catalog.iam_prefix(call)}:{call.operation or '?'}", "*")
+            decision = Decision(False, f"the sandbox cannot authorize this call: {exc}")
+            self.log.add(principal, label, need, decision)
+            return [Verdict(need, decision)]
+        identity, boundary = self.identity_policies(principal)
+        return [Verdict(need, self._decide(principal, need, label, call.region, identity, boundary)) for need in needs]
+
+    def check(self, principal: Principal, action: str, resource: str, label: str, region: str) -> Decision:
+        """One (action, resource) the service performs with the principal's credentials (e.g. Lambda's logs)."""
+        identity, boundary = self.identity_policies(principal)
+        return self._decide(principal, Need(action, resource), label, region, identity, boundary)
+
+    def _decide(self, principal: Principal, need: Need, label: str, region: str, identity: list[PolicySource],
+                boundary: list[PolicySource] | None) -> Decision:
+        if need.action in catalog.ALWAYS_ALLOWED:
+            decision = Decision(True, "always allowed")
+        else:
+            context = {**request_context(principal, region), **need.context}
+            resource = self.resource_policy(need.resource)
+            decision = evaluate(AuthzRequest(principal, need.action, need.resource, context),
+                                identity, resource, boundary, key_policy=need.action.startswith("kms:"))
+        self.log.add(principal, label, need, decision)
+        return decision
+
+    def authorize_service(self, service: str, action: str, resource: str, source_arn: str | None,
+                          source_account: str, region: str) -> Decision:
+        """May ``service`` (``apigateway.amazonaws.com``) perform ``action`` on ``resource`` for ``source_arn``?
+
+        The resource's own policy decides (a function's permissions, a queue's or topic's
+        policy, a key policy, a role's trust policy); the service sends ``aws:SourceArn``
+        (when it has one) and ``aws:SourceAccount``, as AWS services do.
+        """
+        principal = Principal(f"service:{service}", source_account, service=service)
+        context = {**request_context(principal, region), "aws:sourceaccount": [source_account]}
+        if source_arn:
+            context["aws:sourcearn"] = [source_arn]
+        policy = self.resource_policy(resource)
+        decision = evaluate(AuthzRequest(principal, action, resource, context), (), policy)
+        self.log.add(principal, f"{service} → {action}", Need(action, resource), decision)
+        return decision
+
+
+def _s3_owner(bucket: str) -> str:
+    s3 = backends("s3")
+    for account in list(s3.keys()):
+        if bucket in s3[account][PARTITION].buckets:
+            return account
+    raise LookupError(bucket)
+
+
+def request_context(principal: Principal, region: str) -> dict[str, list[str]]:
+    """The global condition keys every request carries."""
+    now = time.time()
+    context = {
+        "aws:securetransport": ["true"],
+        "aws:currenttime": [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))],
+        "aws:epochtime": [str(int(now))],
+        "aws:requestedregion": [region],
+        "aws:principalaccount": [principal.account],
+    }
+    if principal.service:
+        context["aws:principalservicename"] = [principal.service]
+    else:
+        context["aws:principalarn"] = [principal.role_arn or principal.arn]
+        context["aws:principaltype"] = ["AssumedRole" if principal.role_arn else "User"]
+        if not principal.role_arn:
+            context["aws:username"] = [principal.arn.rsplit("/", 1)[-1]]
+    return context
+
+
+# --- KMS on the caller's behalf ----------------------------------------------------------
+
+
+def _s3_key(call: ApiCall, need: Need) -> str | None:
+    """Reads: the key the object was written with; writes: the request's or the bucket default's."""
+    bucket_name, _, key_name = need.resource.split(":::", 1)[-1].partition("/")
+    bucket = backends("s3")[_s3_owner(bucket_name)][PARTITION].buckets[bucket_name]
+    if need.action != "s3:PutObject":
+        stored = bucket.keys.get(key_name)
+        if stored is None or stored.encryption != "aws:kms":
+            return None
+        return stored.kms_key_id or "alias/aws/s3"
+    if call.headers.get("x-amz-server-side-encryption") == "AES256":
+        return None
+    header = call.headers.get("x-amz-server-side-encryption-aws-kms-key-id")
+    if header:
+        return header
+    rules = (bucket.encryption or {}).get("Rule")
+    for rule in rules if isinstance(rules, list) else [rules] if rules else []:
+        default = rule.get("ApplyServerSideEncryptionByDefault") or {}
+        if default.get("SSEAlgorithm") in ("aws:kms", "aws:kms:dsse"):
+            return default.get("KMSMasterKeyID") or "alias/aws/s3"
+    return None
+
+
+def _target_key(arn: str) -> str | None:
+    """The KMS key id/alias of an SQS queue or SNS topic (from moto's model), if encrypted."""
+    _, _, service, region, account, name = arn.split(":", 5)
+    if service == "sqs":
+        target = backends("sqs")[account][region].queues.get(name)
+    elif service == "sns":
+        target = backends("sns")[account][region].topics.get(arn)
+    else:
+        return None
+    return getattr(target, "kms_master_key_id", None) or None
+
+
+def _queue_key(call: ApiCall, need: Need) -> str | None:
+    return _target_key(need.resource)
+
+
+def _topic_key(call: ApiCall, need: Need) -> str | None:
+    return _target_key(need.resource)
+
+
+def delivery_key_arn(target_arn: str) -> str | None:
+    """The customer managed key a service must be allowed to use to deliver to a queue or topic."""
+    key = _target_key(target_arn)
+    _, _, _, region, account, _ = target_arn.split(":", 5)
+    return _key_arn(key, region, account) if key else None
+
+
+def _stream_key(call: ApiCall, need: Need) -> str | None:
+    _, _, _, region, account, rest = need.resource.split(":", 5)
+    stream = backends("kinesis")[account][region].streams.get(rest.split("/", 1)[1])
+    if stream and getattr(stream, "encryption_type", "NONE") == "KMS":
+        return stream.key_id
+    return None
+
+
+def _secret_key(call: ApiCall, need: Need) -> str | None:
+    _, _, _, region, account, _ = need.resource.split(":", 5)
+    secret = backends("secretsmanager")[account][region].secrets.get(need.resource)
+    return getattr(secret, "kms_key_id", None) if secret else None
+
+
+KeyFinder = Callable[[ApiCall, Need], "str | None"]
+# action -> (the KMS actions AWS checks for the caller, where the key is found)
+_KMS_ON_BEHALF: dict[str, tuple[tuple[str, ...], KeyFinder]] = {
+    "s3:PutObject": (("kms:GenerateDataKey",), _s3_key),
+    "s3:GetObject": (("kms:Decrypt",), _s3_key),
+    "s3:GetObjectVersion": (("kms:Decrypt",), _s3_key),
+    "sqs:SendMessage": (("kms:GenerateDataKey",), _queue_key),
+    "sqs:ReceiveMessage": (("kms:Decrypt",), _queue_key),
+    "sns:Publish": (("kms:GenerateDataKey", "kms:Decrypt"), _topic_key),
+    "kinesis:PutRecord": (("kms:GenerateDataKey",), _stream_key),
+    "kinesis:PutRecords": (("kms:GenerateDataKey",), _stream_key),
+    "kinesis:GetRecords": (("kms:Decrypt",), _stream_key),
+    "secretsmanager:GetSecretValue": (("kms:Decrypt",), _secret_key),
+}
+
+
+def _key_arn(key: str, region: str, account: str) -> str | None:
+    """A key id, key ARN, alias name or alias ARN as the key's ARN; None for AWS-managed keys."""
+    if "alias/aws/" in key:
+        return None
+    try:
+        key_id = backends("kms")[account][region].any_id_to_key_id(key)
+    except (KeyError, LookupError, TypeError):
+        return None
+    return f"arn:{PARTITION}:kms:{region}:{account}:key/{key_id}"
+
+
+def kms_on_behalf(call: ApiCall, needs: list[Need], account: str) -> list[Need]:
+    """The KMS (action, key) pairs AWS checks for the caller of ``needs``."""
+    extra = []
+    for need in needs:
+        entry = _KMS_ON_BEHALF.get(need.action)
+        if entry is None or need.resource == "*":
+            continue
+        actions, find = entry
+        try:
+            key = find(call, need)
+        except (KeyError, IndexError, LookupError):
+            continue
+        key_arn = _key_arn(key, call.region, account) if key else None
+        if key_arn is None:
+            continue
+        service = need.action.split(":")[0]
+        context = {"kms:viaservice": [f"{service}.{call.region}.amazonaws.com"], "kms:calleraccount": [account]}
+        extra += [Need(action, key_arn, context) for action in actions]
+    return extra
+
+
+def describe_denial(principal: Principal, verdict: Verdict) -> str:
+    """AWS's AccessDenied message for a denied (action, resource)."""
+    reason = verdict.decision.reason
+    if reason.startswith("explicit deny"):
+        why = f"with an {reason}"
+    elif reason.startswith("no identity-based policy"):
+        why = f"because no identity-based policy allows the {verdict.need.action} action"
+    else:
+        why = f"because {reason}"
+    return (f"User: {principal.arn} is not authorized to perform: {verdict.need.action} "
+            f"on resource: {verdict.need.resource} {why}")

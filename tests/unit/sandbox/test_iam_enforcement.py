@@ -1,0 +1,254 @@
+"""IAM enforced on every call of a small stack of its own: each principal the sandbox plays, each way."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tapharness.sandbox.iam.report import build_report
+
+from .helpers import unique, wait_until, zip_sources
+
+ACCOUNT = "123456789012"
+PUTTER = """
+import json, os, boto3
+kinesis = boto3.client("kinesis")
+def lambda_handler(event, context):
+    try:
+        kinesis.put_record(StreamName=os.environ["STREAM"], Data=b"{}", PartitionKey="u1")
+    except Exception as exc:
+        return {"statusCode": 500, "body": json.dumps({"error": str(exc)})}
+    return {"statusCode": 202, "body": "{}"}
+"""
+WRITE_LOGS = {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Resource": "*"}
+RECORDER = """
+import json, os, boto3
+sqs = boto3.client("sqs")
+def lambda_handler(event, context):
+    sqs.send_message(QueueUrl=os.environ["OUT"], MessageBody=json.dumps(event))
+    return {}
+"""
+
+
+def trust(*services: str) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": list(services)}, "Action": "sts:AssumeRole"}]})
+
+
+@pytest.fixture
+def role(aws: Callable[[str], Any]) -> Callable[..., str]:
+    """role(statement, ..., services=("lambda.amazonaws.com",)) -> a new role's ARN."""
+
+    def make(*statements: dict[str, Any], services: tuple[str, ...] = ("lambda.amazonaws.com",)) -> str:
+        name = unique("role")
+        arn = aws("iam").create_role(RoleName=name, AssumeRolePolicyDocument=trust(*services))["Role"]["Arn"]
+        if statements:
+            aws("iam").put_role_policy(RoleName=name, PolicyName="least-privilege", PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": list(statements)}))
+        return arn
+
+    return make
+
+
+def function(aws: Callable[[str], Any], role_arn: str, source: str, env: dict[str, str]) -> str:
+    return aws("lambda").create_function(
+        FunctionName=unique("fn"), Runtime="python3.12", Role=role_arn, Handler="handler.lambda_handler",
+        Code={"ZipFile": zip_sources({"handler.py": source})}, Timeout=30,
+        Environment={"Variables": env})["FunctionArn"]
+
+
+def invoke(aws: Callable[[str], Any], arn: str) -> dict[str, Any]:
+    return json.loads(aws("lambda").invoke(FunctionName=arn, Payload=b"{}")["Payload"].read())
+
+
+def stream(aws: Callable[[str], Any]) -> tuple[str, str]:
+    name = unique("stream")
+    aws("kinesis").create_stream(StreamName=name, ShardCount=1)
+    return name, aws("kinesis").describe_stream(StreamName=name)["StreamDescription"]["StreamARN"]
+
+
+def denials(sandbox: Any, principal_part: str) -> list[dict[str, Any]]:
+    return [d for p in build_report(sandbox.authorizer)["principals"] if principal_part in p["principal"]
+            for d in p["denied"]]
+
+
+def records_in(aws: Callable[[str], Any], stream_name: str) -> int:
+    shard = aws("kinesis").list_shards(StreamName=stream_name)["Shards"][0]["ShardId"]
+    iterator = aws("kinesis").get_shard_iterator(StreamName=stream_name, ShardId=shard,
+                                                 ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    return len(aws("kinesis").get_records(ShardIterator=iterator)["Records"])
+
+
+def test_function_runs_as_its_execution_role_session(aws, sandbox, role):
+    role_arn = role({"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"})
+    queue = aws("sqs").create_queue(QueueName=unique("out"))["QueueUrl"]
+    source = ("import boto3, json, os\n"
+              "def lambda_handler(event, context):\n"
+              "    return boto3.client('sts').get_caller_identity()['Arn']\n")
+    arn = function(aws, role_arn, source, {"OUT": queue})
+    assert invoke(aws, arn) == f"arn:aws:sts::{ACCOUNT}:assumed-role/{role_arn.split('/')[-1]}/{arn.split(':')[-1]}"
+
+
+def test_call_the_role_does_not_allow_gets_aws_access_denied_and_writes_nothing(aws, sandbox, role):
+    name, stream_arn = stream(aws)
+    role_arn = role({"Effect": "Allow", "Action": "kinesis:DescribeStream", "Resource": stream_arn}, WRITE_LOGS)
+    arn = function(aws, role_arn, PUTTER, {"STREAM": name})
+    body = json.loads(invoke(aws, arn)["body"])
+    session = f"arn:aws:sts::{ACCOUNT}:assumed-role/{role_arn.split('/')[-1]}/{arn.split(':')[-1]}"
+    assert body["error"] == (
+        "An error occurred (AccessDeniedException) when calling the PutRecord operation: "
+        f"User: {session} is not authorized to perform: kinesis:PutRecord on resource: {stream_arn} "
+        "because no identity-based policy allows the kinesis:PutRecord action")
+    assert records_in(aws, name) == 0
+    assert [(d["action"], d["resource"]) for d in denials(sandbox, role_arn)] == [("kinesis:PutRecord", stream_arn)]
+
+
+def test_call_the_role_allows_goes_through_and_is_reported_as_used(aws, sandbox, role):
+    name, stream_arn = stream(aws)
+    role_arn = role({"Effect": "Allow", "Action": ["kinesis:PutRecord", "kinesis:PutRecords"], "Resource": stream_arn},
+                    WRITE_LOGS)
+    arn = function(aws, role_arn, PUTTER, {"STREAM": name})
+    assert invoke(aws, arn)["statusCode"] == 202
+    assert records_in(aws, name) == 1
+    [entry] = [p for p in build_report(sandbox.authorizer)["principals"] if p["principal"] == role_arn]
+    assert entry["denied"] == []
+    assert {(u["action"], u["resource"]) for u in entry["used"]} >= {("kinesis:PutRecord", stream_arn)}
+    assert [u["action"] for u in entry["unused"]] == ["kinesis:PutRecords"]
+
+
+def test_kms_encrypted_stream_also_needs_the_key(aws, sandbox, role):
+    name, stream_arn = stream(aws)
+    key = aws("kms").create_key()["KeyMetadata"]["Arn"]
+    aws("kinesis").start_stream_encryption(StreamName=name, EncryptionType="KMS", KeyId=key)
+    role_arn = role({"Effect": "Allow", "Action": "kinesis:PutRecord", "Resource": stream_arn})
+    arn = function(aws, role_arn, PUTTER, {"STREAM": name})
+    assert "kms:GenerateDataKey" in json.loads(invoke(aws, arn)["body"])["error"]
+    assert records_in(aws, name) == 0
+
+
+def test_role_lambda_cannot_assume_makes_the_invocation_fail(aws, sandbox, role):
+    role_arn = role(services=("states.amazonaws.com",))
+    arn = function(aws, role_arn, "def lambda_handler(e, c):\n    return 1\n", {})
+    response = aws("lambda").invoke(FunctionName=arn, Payload=b"{}")
+    assert response.get("FunctionError")
+    assert "cannot be assumed by Lambda" in json.loads(response["Payload"].read())["errorMessage"]
+
+
+def test_event_source_mapping_reads_its_stream_as_the_function_role(aws, sandbox, role):
+    name, stream_arn = stream(aws)
+    out = aws("sqs").create_queue(QueueName=unique("out"))
+    out_arn = f"arn:aws:sqs:us-east-1:{ACCOUNT}:{out['QueueUrl'].rsplit('/', 1)[-1]}"
+    role_arn = role({"Effect": "Allow", "Action": ["kinesis:DescribeStream", "kinesis:ListShards",
+                                                    "kinesis:GetShardIterator"], "Resource": stream_arn},
+                    {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": out_arn})
+    arn = function(aws, role_arn, RECORDER, {"OUT": out["QueueUrl"]})
+    aws("kinesis").put_record(StreamName=name, Data=b"{}", PartitionKey="u1")
+    aws("lambda").create_event_source_mapping(FunctionName=arn, EventSourceArn=stream_arn,
+                                              StartingPosition="TRIM_HORIZON", BatchSize=10)
+    found = wait_until(lambda: [d for d in denials(sandbox, role_arn) if d["action"] == "kinesis:GetRecords"],
+                       what="the mapping's GetRecords denial")
+    assert found[0]["resource"] == stream_arn
+    assert aws("sqs").receive_message(QueueUrl=out["QueueUrl"], WaitTimeSeconds=1).get("Messages") is None
+
+
+def test_api_gateway_needs_the_function_permission(aws, sandbox, role):
+    arn = function(aws, role(), "def lambda_handler(e, c):\n    return {'statusCode': 200, 'body': 'ok'}\n", {})
+    gateway = aws("apigateway")
+    api_id = gateway.create_rest_api(name=unique("api"))["id"]
+    root = gateway.get_resources(restApiId=api_id)["items"][0]["id"]
+    gateway.put_method(restApiId=api_id, resourceId=root, httpMethod="GET", authorizationType="NONE")
+    gateway.put_integration(restApiId=api_id, resourceId=root, httpMethod="GET", type="AWS_PROXY",
+                            integrationHttpMethod="POST",
+                            uri=f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{arn}/invocations")
+    gateway.create_deployment(restApiId=api_id, stageName="dev")
+    url = f"{sandbox.gateway_url}/restapis/{api_id}/dev/"
+
+    def status() -> int:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert status() == 500
+    aws("lambda").add_permission(FunctionName=arn, StatementId="api", Action="lambda:InvokeFunction",
+                                 Principal="apigateway.amazonaws.com",
+                                 SourceArn=f"arn:aws:execute-api:us-east-1:{ACCOUNT}:{api_id}/*/GET/")
+    assert status() == 200
+
+
+def test_sns_delivers_to_a_queue_only_when_its_policy_lets_the_topic_in(aws, sandbox):
+    topic = aws("sns").create_topic(Name=unique("topic"))["TopicArn"]
+    url = aws("sqs").create_queue(QueueName=unique("fanout"))["QueueUrl"]
+    queue_arn = aws("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    aws("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    aws("sns").publish(TopicArn=topic, Message="refused")
+    assert aws("sqs").receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None
+    aws("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps({"Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
+        "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic}}}]})})
+    aws("sns").publish(TopicArn=topic, Message="delivered")
+    [message] = aws("sqs").receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"]
+    assert json.loads(message["Body"])["Message"] == "delivered"
+
+
+def test_state_machine_tasks_run_as_the_state_machine_role(aws, sandbox, role):
+    target = function(aws, role(), "def lambda_handler(e, c):\n    return {'ok': True}\n", {})
+    definition = json.dumps({"StartAt": "Call", "States": {"Call": {
+        "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": target, "Payload": {}}, "End": True}}})
+
+    def run(role_arn: str) -> str:
+        machine = aws("stepfunctions").create_state_machine(name=unique("machine"), definition=definition,
+                                                            roleArn=role_arn)["stateMachineArn"]
+        execution = aws("stepfunctions").start_execution(stateMachineArn=machine, name=unique("run"))["executionArn"]
+
+        def finished() -> str | None:
+            status = aws("stepfunctions").describe_execution(executionArn=execution)["status"]
+            return None if status == "RUNNING" else status
+
+        return wait_until(finished, what="execution end")
+
+    assert run(role(services=("states.amazonaws.com",))) == "FAILED"
+    allowed = role({"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": target},
+                   services=("states.amazonaws.com",))
+    assert run(allowed) == "SUCCEEDED"
+
+
+def test_schedule_target_needs_a_role_events_may_assume(aws, sandbox, role):
+    machine = aws("stepfunctions").create_state_machine(
+        name=unique("machine"), roleArn=role(services=("states.amazonaws.com",)),
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}))["stateMachineArn"]
+    rule = unique("rule")
+    aws("events").put_rule(Name=rule, ScheduleExpression="rate(1 day)", State="ENABLED")
+    starter = role({"Effect": "Allow", "Action": "states:StartExecution", "Resource": machine},
+                   services=("lambda.amazonaws.com",))
+    aws("events").put_targets(Rule=rule, Targets=[{"Id": "m", "Arn": machine, "RoleArn": starter}])
+    [result] = sandbox.scheduler.fire(rule)
+    assert "cannot assume" in result["error"]
+    assert aws("stepfunctions").list_executions(stateMachineArn=machine)["executions"] == []
+
+
+def test_harness_calls_stay_administrator_and_unrecorded(aws, sandbox):
+    before = len(sandbox.authorizer.log.records())
+    aws("sqs").create_queue(QueueName=unique("admin"))
+    time.sleep(0.1)
+    assert len(sandbox.authorizer.log.records()) == before
+
+
+def test_denied_json_call_parses_as_the_service_s_own_error(aws, sandbox, role):
+    name, _ = stream(aws)
+    role_arn = role()
+    credentials = sandbox.sessions.credentials(role_arn, "probe", "lambda.amazonaws.com")
+    kinesis = sandbox.clients.as_principal(credentials).client("kinesis")
+    with pytest.raises(ClientError) as error:
+        kinesis.describe_stream(StreamName=name)
+    assert error.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
