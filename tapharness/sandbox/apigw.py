@@ -6,7 +6,9 @@ URL: ``http://127.0.0.1:<gateway port>/restapis/<api_id>/<stage>/<path>``. A sta
 whose Host header is ``<api_id>.execute-api.<region>.amazonaws.com`` are served too, with the
 path starting at the stage.
 
-Per request, from the API Gateway API: the stage (404 stage → 403), the resource that matches
+Per request, from the API Gateway API (the stage every time; the rest once per deployment of
+the stage, since a deployment is immutable and a change takes effect with the next one, as on
+AWS): the stage (404 stage → 403), the resource that matches
 (literal segments before ``{param}`` before ``{proxy+}``) and its method (or ``ANY``); the
 method's request validator (required ``method.request.*`` parameters; the body against the
 request model's JSON schema, draft 4); the ``AWS_PROXY`` integration's function, invoked
@@ -133,6 +135,10 @@ class FrontDoor:
         self.account_id = account_id
         self._streams: set[tuple[str, str]] = set()
         self._streams_lock = threading.Lock()
+        # (api, deployment id, kind, key) -> what the API Gateway API answered: a deployment
+        # is immutable, so its routes, methods, validators and models are read once.
+        self._deployed: dict[tuple[str, str, str, str], Any] = {}
+        self._deployed_lock = threading.Lock()
 
     def _route(self, request: HttpRequest) -> _Route | None:
         host = (request.header("Host") or "").lower()
@@ -184,9 +190,26 @@ class FrontDoor:
                 return None
             raise
 
-    def _resources(self, api_id: str) -> list[dict[str, Any]]:
+    def _cached(self, route: _Route, stage: dict[str, Any], kind: str, key: str, read: Any) -> Any:
+        """``read()`` once per deployment of the stage (every time when moto names no deployment)."""
+        deployment = stage.get("deploymentId")
+        if not deployment:
+            return read()
+        cache_key = (route.api_id, deployment, kind, key)
+        with self._deployed_lock:
+            if cache_key in self._deployed:
+                return self._deployed[cache_key]
+        value = read()
+        with self._deployed_lock:
+            if len(self._deployed) > 10_000:
+                self._deployed.clear()
+            self._deployed[cache_key] = value
+        return value
+
+    def _resources(self, route: _Route, stage: dict[str, Any]) -> list[dict[str, Any]]:
         client = self.clients.client("apigateway")
-        return client.get_resources(restApiId=api_id, limit=500, embed=["methods"])["items"]
+        return self._cached(route, stage, "resources", "", lambda: client.get_resources(
+            restApiId=route.api_id, limit=500, embed=["methods"])["items"])
 
     def _gateway_error(self, api_id: str, response_type: str, status: int, message: str,
                        context: dict[str, Any]) -> HttpResponse:
@@ -212,7 +235,7 @@ class FrontDoor:
     def _serve(self, request: HttpRequest, route: _Route, stage: dict[str, Any], request_id: str,
                context: dict[str, Any]) -> HttpResponse:
         candidates = []
-        for resource in self._resources(route.api_id):
+        for resource in self._resources(route, stage):
             params = match_resource(resource["path"], route.path)
             if params is not None:
                 candidates.append((_specificity(resource["path"]), resource, params))
@@ -225,11 +248,12 @@ class FrontDoor:
             return self._missing_token()
         context.update(resourceId=resource["id"], resourcePath=resource["path"])
         client = self.clients.client("apigateway")
-        method = client.get_method(restApiId=route.api_id, resourceId=resource["id"], httpMethod=method_key)
+        method = self._cached(route, stage, "method", f"{resource['id']} {method_key}", lambda: client.get_method(
+            restApiId=route.api_id, resourceId=resource["id"], httpMethod=method_key))
         if len(request.body) > MAX_BODY_BYTES:
             return HttpResponse.json(413, {"message": "Request Too Long"})
         query = parse_qsl(request.query, keep_blank_values=True)
-        rejection = self._validate(request, route, method, path_params, query, context)
+        rejection = self._validate(request, route, stage, method, path_params, query, context)
         if rejection:
             return rejection
         integration = method.get("methodIntegration") or {}
@@ -248,13 +272,14 @@ class FrontDoor:
         outcome = self.clients.invoke(function["arn"], event)
         return self._translate(outcome.function_error, outcome.payload)
 
-    def _validate(self, request: HttpRequest, route: _Route, method: dict[str, Any], path_params: dict[str, str],
-                  query: list[tuple[str, str]], context: dict[str, Any]) -> HttpResponse | None:
+    def _validate(self, request: HttpRequest, route: _Route, stage: dict[str, Any], method: dict[str, Any],
+                  path_params: dict[str, str], query: list[tuple[str, str]],
+                  context: dict[str, Any]) -> HttpResponse | None:
         validator_id = method.get("requestValidatorId")
         if not validator_id:
             return None
-        validator = self.clients.client("apigateway").get_request_validator(
-            restApiId=route.api_id, requestValidatorId=validator_id)
+        validator = self._cached(route, stage, "validator", validator_id, lambda: self.clients.client(
+            "apigateway").get_request_validator(restApiId=route.api_id, requestValidatorId=validator_id))
         if validator.get("validateRequestParameters"):
             present = {
                 "header": {k.lower() for k, _ in request.headers},
@@ -271,7 +296,7 @@ class FrontDoor:
                 return self._gateway_error(route.api_id, "BAD_REQUEST_PARAMETERS", 400,
                                            f"Missing required request parameters: [{', '.join(missing)}]", context)
         if validator.get("validateRequestBody"):
-            schema = self._request_schema(route.api_id, method, request.header("Content-Type"))
+            schema = self._request_schema(route, stage, method, request.header("Content-Type"))
             if schema is not None:
                 error = _schema_error(schema, request.body)
                 if error:
@@ -279,13 +304,15 @@ class FrontDoor:
                     return self._gateway_error(route.api_id, "BAD_REQUEST_BODY", 400, "Invalid request body", context)
         return None
 
-    def _request_schema(self, api_id: str, method: dict[str, Any], content_type: str | None) -> dict[str, Any] | None:
+    def _request_schema(self, route: _Route, stage: dict[str, Any], method: dict[str, Any],
+                        content_type: str | None) -> dict[str, Any] | None:
         models = method.get("requestModels") or {}
         media = (content_type or "application/json").split(";")[0].strip().lower()
         name = models.get(media) or models.get("$default")
         if not name:
             return None
-        model = self.clients.client("apigateway").get_model(restApiId=api_id, modelName=name)
+        model = self._cached(route, stage, "model", name, lambda: self.clients.client("apigateway").get_model(
+            restApiId=route.api_id, modelName=name))
         return json.loads(model["schema"]) if model.get("schema") else None
 
     def _proxy_event(self, request: HttpRequest, route: _Route, stage: dict[str, Any], resource: dict[str, Any],

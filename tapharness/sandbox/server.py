@@ -28,6 +28,7 @@ import logging
 import os
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -64,6 +65,7 @@ from tapharness.sandbox.scheduler import Scheduler
 from tapharness.sandbox.state import REGION, local_url
 
 log = logging.getLogger("tapharness.sandbox.server")
+GATEWAY_WORKERS = 64
 _ORIGINAL_CREATE_ESM = LambdaBackend.create_event_source_mapping
 
 
@@ -151,11 +153,23 @@ class _GatewayHandler(BaseHTTPRequestHandler):
 
 
 class _GatewayServer(ThreadingHTTPServer):
+    """The gateway's HTTP server: connections are served by a bounded pool of threads
+    (``GATEWAY_WORKERS``; a keep-alive connection holds one while it is open), not a new
+    thread each."""
+
     daemon_threads = True
 
     def __init__(self, port: int, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
+        self._pool = ThreadPoolExecutor(max_workers=GATEWAY_WORKERS, thread_name_prefix="gateway")
         super().__init__(("127.0.0.1", port), _GatewayHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._pool.submit(self.process_request_thread, request, client_address)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass

@@ -643,13 +643,19 @@ def _security_group_rule_description(self: SecurityGroupRule) -> str | None:
 
 
 # S3 event notifications: moto encodes the key with quote_plus, "/" included; AWS keeps "/".
+# moto also leaves out the object's versionId (AWS sends it for a versioning-enabled bucket,
+# and a reader of that version needs s3:GetObjectVersion) and the sequencer.
 _GET_S3_EVENT = s3_notifications._get_s3_event
 
 
 def _s3_event(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, list[dict[str, Any]]]:
     event = _GET_S3_EVENT(event_name, bucket, key, notification_id)
     for record in event["Records"]:
-        record["s3"]["object"]["key"] = quote_plus(key.name, safe="/")
+        obj = record["s3"]["object"]
+        obj["key"] = quote_plus(key.name, safe="/")
+        if bucket.is_versioned and getattr(key, "version_id", None):
+            obj["versionId"] = key.version_id
+        obj["sequencer"] = f"{int(unix_time() * 1_000_000):016X}"
     return event
 
 

@@ -165,6 +165,22 @@ def test_custom_bad_request_body_gateway_response_is_rendered(api, aws):
     assert "position_seconds" in body["detail"]
 
 
+def test_a_new_method_is_served_only_after_the_next_deployment(api, aws):
+    gateway = aws("apigateway")
+    root = next(r["id"] for r in gateway.get_resources(restApiId=api.api_id)["items"] if r["path"] == "/")
+    uri = gateway.get_integration(restApiId=api.api_id, resourceId=next(
+        r["id"] for r in gateway.get_resources(restApiId=api.api_id)["items"] if r["path"] == "/watch"),
+        httpMethod="POST")["uri"]
+    assert call(f"{api.base}/watch", body=VALID)[0] == 202  # the deployment is now read
+    later = gateway.create_resource(restApiId=api.api_id, parentId=root, pathPart="later")["id"]
+    gateway.put_method(restApiId=api.api_id, resourceId=later, httpMethod="POST", authorizationType="NONE")
+    gateway.put_integration(restApiId=api.api_id, resourceId=later, httpMethod="POST", type="AWS_PROXY",
+                            integrationHttpMethod="POST", uri=uri)
+    assert call(f"{api.base}/later", body={})[0] == 403
+    gateway.create_deployment(restApiId=api.api_id, stageName="dev")
+    assert call(f"{api.base}/later", body={})[0] == 202
+
+
 def test_stack_invoke_url_maps_to_the_local_gateway():
     url = local_invoke_url("https://abc123.execute-api.us-east-1.amazonaws.com/dev", "http://127.0.0.1:9000")
     assert url == "http://127.0.0.1:9000/restapis/abc123/dev"
