@@ -278,11 +278,12 @@ def _iam_lines(signoff: SignOff) -> list[str]:
         if denied:
             lines += ["| principal | action | resource | call | reason |", "|---|---|---|---|---|"]
             lines += [f"| {who} | {d['action']} | {d['resource']} | {d['call']} | {d['reason']} |" for who, d in denied]
-        never = [(p["principal"].rsplit("/", 1)[-1], u) for p in principals for u in p["unused"]]
+        never = {p["principal"].rsplit("/", 1)[-1]: sorted({u["action"] for u in p["unused"]})
+                 for p in principals if p["unused"]}
         if never:
             lines += ["", ("Granted, never used in this run (exercised by AWS services the sandbox does not run, "
-                           "or by flows the suite did not reach):"), ""]
-            lines += [f"- {role}: {u['action']} on {', '.join(u['resources'])}" for role, u in never]
+                           "or by flows the suite did not reach; `iam.json` has the resources):"), ""]
+            lines += [f"- {role}: {', '.join(actions)}" for role, actions in sorted(never.items())]
     return lines
 
 
