@@ -258,6 +258,52 @@ def test_bucket_policy_with_an_undefined_operator_denies(aws):
         aws("s3").put_object(Bucket=bucket, Key="k", Body=b"v")
 
 
+def _table(aws) -> str:
+    name = unique("table")
+    aws("dynamodb").create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                                 KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                                 AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    return name
+
+
+def _put(table: str, pk: str, condition: str | None = None) -> dict:
+    put = {"TableName": table, "Item": {"pk": {"S": pk}, "n": {"N": "1"}}}
+    if condition:
+        put["ConditionExpression"] = condition
+    return {"Put": put}
+
+
+def test_cancelled_transaction_writes_nothing_and_names_each_reason(aws):
+    table = _table(aws)
+    aws("dynamodb").put_item(TableName=table, Item={"pk": {"S": "taken"}})
+    with pytest.raises(ClientError) as error:
+        aws("dynamodb").transact_write_items(TransactItems=[
+            _put(table, "fresh"), _put(table, "taken", "attribute_not_exists(pk)")])
+    reasons = [r["Code"] for r in error.value.response["CancellationReasons"]]
+    assert (error.value.response["Error"]["Code"], reasons) == ("TransactionCanceledException",
+                                                                ["None", "ConditionalCheckFailed"])
+    assert "Item" not in aws("dynamodb").get_item(TableName=table, Key={"pk": {"S": "fresh"}})
+
+
+def test_transaction_applies_every_write_when_all_conditions_hold(aws):
+    table = _table(aws)
+    aws("dynamodb").transact_write_items(TransactItems=[
+        _put(table, "a", "attribute_not_exists(pk)"), _put(table, "b"),
+        {"Update": {"TableName": table, "Key": {"pk": {"S": "c"}}, "UpdateExpression": "SET n = :n",
+                    "ExpressionAttributeValues": {":n": {"N": "3"}}}}])
+    items = aws("dynamodb").scan(TableName=table, ConsistentRead=True)["Items"]
+    assert sorted((i["pk"]["S"], i["n"]["N"]) for i in items) == [("a", "1"), ("b", "1"), ("c", "3")]
+
+
+def test_transaction_with_a_malformed_update_writes_nothing(aws):
+    table = _table(aws)
+    with pytest.raises(ClientError, match="ValidationException"):
+        aws("dynamodb").transact_write_items(TransactItems=[
+            _put(table, "a"), {"Update": {"TableName": table, "Key": {"pk": {"S": "c"}},
+                                          "UpdateExpression": "SET = oops"}}])
+    assert aws("dynamodb").scan(TableName=table)["Items"] == []
+
+
 def test_lambda_keeps_dead_letter_and_logging_config(aws, role_arn):
     name = unique("fn")
     aws("lambda").create_function(
