@@ -241,7 +241,6 @@ class KinesisSource:
     """Kinesis Data Streams, read with GetShardIterator/GetRecords."""
 
     batch_info_key = "KinesisBatchInfo"
-    renew_iterator = False
 
     def __init__(self, clients: AwsClients, stream_arn: str) -> None:
         self.clients = clients
@@ -286,9 +285,6 @@ class DynamoDBStreamSource:
     """DynamoDB Streams, read with the dynamodbstreams API."""
 
     batch_info_key = "DDBStreamBatchInfo"
-    # moto replaces a table by a copy when it rolls back a cancelled TransactWriteItems, and
-    # iterators taken before then never see later records: take a new one for every read.
-    renew_iterator = True
 
     def __init__(self, clients: AwsClients, stream_arn: str) -> None:
         self.clients = clients
@@ -379,7 +375,7 @@ class ShardPoller(threading.Thread):
 
     def _fetch(self) -> None:
         position = self._last_read or self._checkpoint
-        if self._iterator is None or (self.source.renew_iterator and position):
+        if self._iterator is None:
             self._iterator = self.source.iterator(self.shard_id, self.config.starting_position, position)
         records, self._iterator = self.source.read(self._iterator, self.shard_id, self.role)
         if records:

@@ -304,6 +304,28 @@ def test_transaction_with_a_malformed_update_writes_nothing(aws):
     assert aws("dynamodb").scan(TableName=table)["Items"] == []
 
 
+def test_query_on_the_table_key_reads_only_its_partition_in_key_order(aws):
+    table = unique("table")
+    aws("dynamodb").create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                                 KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                            {"AttributeName": "sk", "KeyType": "RANGE"}],
+                                 AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                                       {"AttributeName": "sk", "AttributeType": "S"}])
+    for pk in ("u1", "u2"):
+        for sk in ("2026-03", "2026-01", "SUMMARY", "2026-02"):
+            aws("dynamodb").put_item(TableName=table, Item={"pk": {"S": pk}, "sk": {"S": sk}})
+    newest_first = aws("dynamodb").query(
+        TableName=table, KeyConditionExpression="pk = :p AND sk < :s", ScanIndexForward=False, Limit=2,
+        ExpressionAttributeValues={":p": {"S": "u1"}, ":s": {"S": "SUMMARY"}})
+    assert [i["sk"]["S"] for i in newest_first["Items"]] == ["2026-03", "2026-02"]
+    assert newest_first["LastEvaluatedKey"] == {"pk": {"S": "u1"}, "sk": {"S": "2026-02"}}
+    everything = aws("dynamodb").query(TableName=table, KeyConditionExpression="pk = :p",
+                                       ExpressionAttributeValues={":p": {"S": "u2"}})
+    assert [i["sk"]["S"] for i in everything["Items"]] == ["2026-01", "2026-02", "2026-03", "SUMMARY"]
+    assert aws("dynamodb").query(TableName=table, KeyConditionExpression="pk = :p",
+                                 ExpressionAttributeValues={":p": {"S": "nobody"}})["Items"] == []
+
+
 def test_lambda_keeps_dead_letter_and_logging_config(aws, role_arn):
     name = unique("fn")
     aws("lambda").create_function(
