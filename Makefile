@@ -5,7 +5,7 @@
 PYTHON  := .venv/bin/python
 PYTEST  := $(PYTHON) -m pytest
 
-.PHONY: setup test run down plan integration signoff lint fmt clean
+.PHONY: setup test run down plan integration signoff load lint fmt clean
 
 setup:
 	python3 tapharness/toolchain.py setup
@@ -31,6 +31,10 @@ integration: setup
 # Release sign-off: the unit suite, then per environment the integration suite against the sandbox.
 signoff: setup
 	$(PYTHON) -m tapharness.signoff
+
+# Load through a running sandbox (or TAPSTACK_OUTPUTS): 10,000 events over 60 s, every one accounted for.
+load: setup
+	$(PYTHON) benchmarks/load.py --env dev
 
 lint: setup
 	$(PYTHON) -m ruff check .

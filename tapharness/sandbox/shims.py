@@ -804,6 +804,13 @@ def _table_query(self: Table, *args: Any, **kwargs: Any) -> Any:
     return _TABLE_QUERY(_Partition(self, arguments["hash_key"]), *args, **kwargs)  # type: ignore[arg-type]
 
 
+# SQS ReceiveMessage: for each message moto builds every attribute of the queue (counting its
+# messages) to read the retention period, so a receive costs the square of the queue's depth.
+def _within_retention(self: SQSBackend, queue_name: str, message: Any) -> bool:
+    period = int(self.queues[queue_name].message_retention_period)
+    return period + message.sent_timestamp / 1000 > unix_time()
+
+
 # --- Service-to-service calls under IAM ---------------------------------------------------
 # moto delivers S3 notifications and SNS subscriptions inline, and Step Functions calls its
 # Lambda tasks with a fixed dummy key. Under IAM, AWS checks each of these: the target's
@@ -880,6 +887,7 @@ MODEL_PATCHES: dict[tuple[Any, str], Any] = {
     (moto_backends, "list_of_moto_modules"): _list_of_moto_modules,
     (DynamoDBBackend, "transact_write_items"): _transact_write_items,
     (Table, "query"): _table_query,
+    (SQSBackend, "is_message_valid_based_on_retention_period"): _within_retention,
     (Subscription, "publish"): _subscription_publish,
     (s3_notifications, "send_event"): _s3_send_event,
     (lambda_eval_utils, "boto_client_for"): _task_client,

@@ -326,6 +326,17 @@ def test_query_on_the_table_key_reads_only_its_partition_in_key_order(aws):
                                  ExpressionAttributeValues={":p": {"S": "nobody"}})["Items"] == []
 
 
+def test_message_past_the_retention_period_is_not_received(aws):
+    from moto.sqs.models import sqs_backends
+
+    name = unique("retained")
+    url = aws("sqs").create_queue(QueueName=name, Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+    aws("sqs").send_message(QueueUrl=url, MessageBody="kept")
+    assert [m["Body"] for m in aws("sqs").receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"]] == ["kept"]
+    sqs_backends["123456789012"]["us-east-1"].queues[name]._messages[0].sent_timestamp -= 61_000
+    assert "Messages" not in aws("sqs").receive_message(QueueUrl=url)
+
+
 def test_lambda_keeps_dead_letter_and_logging_config(aws, role_arn):
     name = unique("fn")
     aws("lambda").create_function(
