@@ -124,8 +124,9 @@ class Authorizer:
 
     def principal_for_key(self, access_key: str) -> Principal | None:
         """The role session or user an access key belongs to; None for the harness's own keys."""
+        # A key is only ever seen after the call that issued it, so "not moto's" is final too.
         with self._lock:
-            if access_key in self._principals and self._principals[access_key] is not None:
+            if access_key in self._principals:
                 return self._principals[access_key]
         principal = self._lookup(access_key)
         with self._lock:

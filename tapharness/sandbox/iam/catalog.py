@@ -216,14 +216,11 @@ def _transact(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any]]]:
     return needs
 
 
-def _s3_read(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any]]]:
-    action = "s3:GetObjectVersion" if call.params.get("VersionId") else "s3:GetObject"
-    return [(action, call.params)]
-
-
-def _s3_delete(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any]]]:
-    action = "s3:DeleteObjectVersion" if call.params.get("VersionId") else "s3:DeleteObject"
-    return [(action, call.params)]
+def _versioned(action: str) -> Expansion:
+    """``action``, or ``<action>Version`` when the request names a ``VersionId``."""
+    def expand(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(f"{action}Version" if call.params.get("VersionId") else action, call.params)]
+    return expand
 
 
 def _s3_put(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any]]]:
@@ -267,10 +264,10 @@ _EXPANSIONS: dict[tuple[str, str], Expansion] = {
     ("dynamodb", "BatchWriteItem"): _per_table("dynamodb:BatchWriteItem"),
     ("dynamodb", "TransactWriteItems"): _transact,
     ("dynamodb", "TransactGetItems"): _transact,
-    ("s3", "GetObject"): _s3_read,
-    ("s3", "HeadObject"): _s3_read,
-    ("s3", "GetObjectAttributes"): _s3_read,
-    ("s3", "DeleteObject"): _s3_delete,
+    ("s3", "GetObject"): _versioned("s3:GetObject"),
+    ("s3", "HeadObject"): _versioned("s3:GetObject"),
+    ("s3", "GetObjectAttributes"): _versioned("s3:GetObject"),
+    ("s3", "DeleteObject"): _versioned("s3:DeleteObject"),
     ("s3", "PutObject"): _s3_put,
     ("s3", "CopyObject"): _s3_copy,
     ("s3", "DeleteObjects"): _s3_delete_many,

@@ -448,10 +448,12 @@ def test_rule_referencing_a_security_group_keeps_its_description(aws):
     assert [r.get("Description") for r in rules["SecurityGroupRules"] if not r["IsEgress"]] == ["PostgreSQL from Lambda"]
 
 
-def test_s3_event_of_a_versioned_bucket_names_the_object_version(aws, make_function, recorder):
+def _bucket_notifying_a_recorder(aws, make_function, recorder, versioned: bool = False) -> str:
+    """A bucket whose object-created events reach a function that records their ``s3.object``."""
     bucket = unique("bucket")
     aws("s3").create_bucket(Bucket=bucket)
-    aws("s3").put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    if versioned:
+        aws("s3").put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     source = Recorder.HANDLER_HELPER + (
         "def lambda_handler(event, context):\n"
         "    record(event['Records'][0]['s3']['object'])\n")
@@ -460,6 +462,11 @@ def test_s3_event_of_a_versioned_bucket_names_the_object_version(aws, make_funct
                                  Principal="s3.amazonaws.com", SourceArn=f"arn:aws:s3:::{bucket}")
     aws("s3").put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
         "LambdaFunctionConfigurations": [{"LambdaFunctionArn": function, "Events": ["s3:ObjectCreated:*"]}]})
+    return bucket
+
+
+def test_s3_event_of_a_versioned_bucket_names_the_object_version(aws, make_function, recorder):
+    bucket = _bucket_notifying_a_recorder(aws, make_function, recorder, versioned=True)
     version = aws("s3").put_object(Bucket=bucket, Key="uploads/c-1/a.png", Body=b"x")["VersionId"]
     [obj] = recorder.wait_for(lambda seen: len(seen) >= 1)
     assert obj["versionId"] == version
@@ -467,15 +474,6 @@ def test_s3_event_of_a_versioned_bucket_names_the_object_version(aws, make_funct
 
 
 def test_s3_event_key_keeps_slashes_and_encodes_spaces(aws, make_function, recorder):
-    bucket = unique("bucket")
-    aws("s3").create_bucket(Bucket=bucket)
-    source = Recorder.HANDLER_HELPER + (
-        "def lambda_handler(event, context):\n"
-        "    record(event['Records'][0]['s3']['object']['key'])\n")
-    function = make_function(source, env=recorder.env)
-    aws("lambda").add_permission(FunctionName=function, StatementId="s3", Action="lambda:InvokeFunction",
-                                 Principal="s3.amazonaws.com", SourceArn=f"arn:aws:s3:::{bucket}")
-    aws("s3").put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
-        "LambdaFunctionConfigurations": [{"LambdaFunctionArn": function, "Events": ["s3:ObjectCreated:*"]}]})
+    bucket = _bucket_notifying_a_recorder(aws, make_function, recorder)
     aws("s3").put_object(Bucket=bucket, Key="uploads/c-1/my thumb.png", Body=b"x")
-    assert recorder.wait_for(lambda seen: len(seen) >= 1) == ["uploads/c-1/my+thumb.png"]
+    assert [obj["key"] for obj in recorder.wait_for(lambda seen: len(seen) >= 1)] == ["uploads/c-1/my+thumb.png"]
