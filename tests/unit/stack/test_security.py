@@ -89,7 +89,9 @@ def test_no_iam_statement_grants_wildcard_actions(plan: PlanSummary) -> None:
 
 
 def test_wildcard_resources_only_where_aws_forces_them(plan: PlanSummary) -> None:
-    wild = [(a, s["sid"]) for a, s in _statements(plan)
+    statements = _statements(plan)
+    assert statements
+    wild = [(a, s["sid"]) for a, s in statements
             if s.get("effect", "Allow") == "Allow" and "*" in (s.get("resources") or [])
             and s["sid"] not in WILDCARD_RESOURCE_SIDS and not a.startswith(KEY_POLICIES)]
     assert not wild, f"Allow statements on resource '*' outside the documented exceptions: {wild}"
@@ -97,6 +99,7 @@ def test_wildcard_resources_only_where_aws_forces_them(plan: PlanSummary) -> Non
 
 def test_every_function_has_its_own_role(plan: PlanSummary) -> None:
     functions = plan.of_type("aws_lambda_function")
+    assert functions
     roles = {tuple(sorted(plan.targets(a, "role"))) for a in functions}
     assert len(roles) == len(functions) == len(plan.of_type("aws_iam_role")) - len(
         [a for a in plan.types if a.startswith("aws_iam_role.service")])
@@ -104,6 +107,7 @@ def test_every_function_has_its_own_role(plan: PlanSummary) -> None:
 
 def test_buckets_block_every_kind_of_public_access(plan: PlanSummary) -> None:
     blocks = plan.of_type("aws_s3_bucket_public_access_block")
+    assert blocks
     assert len(blocks) == len(plan.of_type("aws_s3_bucket"))
     flags = ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")
     assert [a for a, v in blocks.items() if not all(v[f] for f in flags)] == []
@@ -131,7 +135,9 @@ def test_nothing_but_the_api_is_reachable_from_outside(plan: PlanSummary) -> Non
 
 
 def test_every_function_runs_in_the_private_subnets(plan: PlanSummary) -> None:
-    for address in plan.of_type("aws_lambda_function"):
+    functions = plan.of_type("aws_lambda_function")
+    assert functions
+    for address in functions:
         assert plan.targets(address, "vpc_config") >= {'aws_security_group.this["lambda"]'}, address
         assert "aws_subnet.private" in plan.refs(address, "vpc_config"), address
 
@@ -148,11 +154,16 @@ def test_redis_and_aurora_live_in_private_subnets_behind_their_groups(plan: Plan
         assert ingress[rule].get("cidr_ipv4") is None and plan.unknown[rule]["referenced_security_group_id"]
 
 
-def test_sensitive_outputs_are_marked_sensitive(plan: PlanSummary) -> None:
-    outputs = plan.raw["planned_values"]["outputs"]
-    exposed = [name for name, out in outputs.items()
-               if any(w in name for w in ("password", "token", "secret_string")) and not out["sensitive"]]
-    assert not exposed, exposed
+SECRET_ATTRIBUTES = (".secret_string", ".master_password", ".auth_token", ".password", "random_password")
+
+
+def test_no_output_carries_a_secret_value(plan: PlanSummary) -> None:
+    outputs = plan.raw["configuration"]["root_module"]["outputs"]
+    assert outputs
+    exposed = {name: refs for name, out in outputs.items() if not out.get("sensitive")
+               for refs in [[r for r in out["expression"].get("references", []) if r.endswith(SECRET_ATTRIBUTES)]]
+               if refs}
+    assert not exposed, f"outputs built from secret values: {exposed}"
 
 
 @pytest.mark.parametrize("queue", ["analytics", "achievements"])
