@@ -245,10 +245,9 @@ class Sandbox:
         principal = self.authorizer.principal_for_key(credentials.access_key_id)
         if principal is None:
             return True
-        group = f"arn:aws:logs:{fn.region}:{fn.account_id}:log-group:{fn.logs_group_name}"
-        return all(self.authorizer.check(principal, action, resource, "lambda.logs", fn.region).allowed
-                   for action, resource in (("logs:CreateLogStream", f"{group}:log-stream:{stream}"),
-                                            ("logs:PutLogEvents", f"{group}:log-stream:{stream}")))
+        stream_arn = f"arn:aws:logs:{fn.region}:{fn.account_id}:log-group:{fn.logs_group_name}:log-stream:{stream}"
+        return self.authorizer.allows(principal, ("logs:CreateLogStream", "logs:PutLogEvents"), stream_arn,
+                                      "lambda.logs", fn.region)
 
     def _mapping_clients(self, role_arn: str, function_name: str) -> AwsClients:
         return self.sessions.clients_for(role_arn, function_name, "lambda.amazonaws.com")

@@ -24,7 +24,7 @@ import importlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tapharness.sandbox.iam import catalog
@@ -64,9 +64,6 @@ class Record:
     first: float = 0.0
     last: float = 0.0
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 class DecisionLog:
     """Every decision of the run, aggregated so that load does not grow it."""
@@ -89,11 +86,7 @@ class DecisionLog:
 
     def records(self) -> list[Record]:
         with self._lock:
-            return [Record(**r.as_dict()) for r in self._records.values()]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._records.clear()
+            return [replace(r) for r in self._records.values()]
 
 
 _BACKEND_MODULES = {"awslambda": ("moto.awslambda.models", "lambda_backends")}
@@ -209,9 +202,7 @@ class Authorizer:
             elif service == "secretsmanager":
                 secret = backends("secretsmanager")[account][region].secrets.get(arn)
                 document = getattr(secret, "policy", None) if secret else None
-        except (KeyError, IndexError, AttributeError, LookupError):
-            return None
-        except Exception:  # noqa: BLE001 - moto's not-found exceptions share no base class
+        except Exception:  # noqa: BLE001 - no such resource: moto's not-found errors share no base class
             return None
         if not document:
             return None
@@ -232,20 +223,25 @@ class Authorizer:
             decision = Decision(False, f"the sandbox cannot authorize this call: {exc}")
             self.log.add(principal, label, need, decision)
             return [Verdict(need, decision)]
-        identity, boundary = self.identity_policies(principal)
-        return [Verdict(need, self._decide(principal, need, label, call.region, identity, boundary)) for need in needs]
+        return [Verdict(need, decision) for need, decision in
+                zip(needs, self._decide_all(principal, needs, label, call.region), strict=True)]
 
-    def check(self, principal: Principal, action: str, resource: str, label: str, region: str) -> Decision:
-        """One (action, resource) the service performs with the principal's credentials (e.g. Lambda's logs)."""
-        identity, boundary = self.identity_policies(principal)
-        return self._decide(principal, Need(action, resource), label, region, identity, boundary)
+    def allows(self, principal: Principal, actions: tuple[str, ...], resource: str, label: str, region: str) -> bool:
+        """Whether every action a service performs with the principal's credentials (Lambda's logs) is allowed."""
+        needs = [Need(action, resource) for action in actions]
+        return all(d.allowed for d in self._decide_all(principal, needs, label, region))
 
-    def _decide(self, principal: Principal, need: Need, label: str, region: str, identity: list[PolicySource],
-                boundary: list[PolicySource] | None) -> Decision:
+    def _decide_all(self, principal: Principal, needs: list[Need], label: str, region: str) -> list[Decision]:
+        identity, boundary = self.identity_policies(principal)
+        base = request_context(principal, region)
+        return [self._decide(principal, need, label, base, identity, boundary) for need in needs]
+
+    def _decide(self, principal: Principal, need: Need, label: str, base: dict[str, list[str]],
+                identity: list[PolicySource], boundary: list[PolicySource] | None) -> Decision:
         if need.action in catalog.ALWAYS_ALLOWED:
             decision = Decision(True, "always allowed")
         else:
-            context = {**request_context(principal, region), **need.context}
+            context = {**base, **need.context}
             resource = self.resource_policy(need.resource)
             decision = evaluate(AuthzRequest(principal, need.action, need.resource, context),
                                 identity, resource, boundary, key_policy=need.action.startswith("kms:"))
@@ -335,11 +331,7 @@ def _target_key(arn: str) -> str | None:
     return getattr(target, "kms_master_key_id", None) or None
 
 
-def _queue_key(call: ApiCall, need: Need) -> str | None:
-    return _target_key(need.resource)
-
-
-def _topic_key(call: ApiCall, need: Need) -> str | None:
+def _queue_or_topic_key(call: ApiCall, need: Need) -> str | None:
     return _target_key(need.resource)
 
 
@@ -370,9 +362,9 @@ _KMS_ON_BEHALF: dict[str, tuple[tuple[str, ...], KeyFinder]] = {
     "s3:PutObject": (("kms:GenerateDataKey",), _s3_key),
     "s3:GetObject": (("kms:Decrypt",), _s3_key),
     "s3:GetObjectVersion": (("kms:Decrypt",), _s3_key),
-    "sqs:SendMessage": (("kms:GenerateDataKey",), _queue_key),
-    "sqs:ReceiveMessage": (("kms:Decrypt",), _queue_key),
-    "sns:Publish": (("kms:GenerateDataKey", "kms:Decrypt"), _topic_key),
+    "sqs:SendMessage": (("kms:GenerateDataKey",), _queue_or_topic_key),
+    "sqs:ReceiveMessage": (("kms:Decrypt",), _queue_or_topic_key),
+    "sns:Publish": (("kms:GenerateDataKey", "kms:Decrypt"), _queue_or_topic_key),
     "kinesis:PutRecord": (("kms:GenerateDataKey",), _stream_key),
     "kinesis:PutRecords": (("kms:GenerateDataKey",), _stream_key),
     "kinesis:GetRecords": (("kms:Decrypt",), _stream_key),

@@ -174,18 +174,20 @@ def resource_for(action: str, params: dict[str, Any], region: str, account: str)
     return "*"
 
 
+@cache
+def _service_condition_keys(action: str) -> tuple[tuple[str, str], ...]:
+    """(condition key, its name without the prefix, lower case) of the action's own service."""
+    prefix, name = action.split(":", 1)
+    keys = {key for resource_type in _service(prefix)["privileges"][name]["resource_types"].values()
+            for key in resource_type.get("condition_keys") or [] if key.startswith(f"{prefix}:")}
+    return tuple((key, key.split(":", 1)[1].lower()) for key in sorted(keys))
+
+
 def _context(action: str, call: ApiCall) -> dict[str, list[str]]:
     """Service condition keys the request itself sets (``s3:prefix``, ``s3:x-amz-acl``, ``dynamodb:Select``)."""
-    prefix, name = action.split(":", 1)
-    keys: set[str] = set()
-    for resource_type in _service(prefix)["privileges"][name]["resource_types"].values():
-        keys.update(resource_type.get("condition_keys") or [])
     lowered = {k.lower(): v for k, v in call.params.items() if isinstance(v, str | int | bool)}
     context: dict[str, list[str]] = {}
-    for key in keys:
-        if not key.startswith(f"{prefix}:"):
-            continue
-        bare = key.split(":", 1)[1].lower()
+    for key, bare in _service_condition_keys(action):
         value = call.headers.get(bare, lowered.get(bare.replace("-", "")))
         if value is not None:
             context[key.lower()] = [str(value).lower() if isinstance(value, bool) else str(value)]

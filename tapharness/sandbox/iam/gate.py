@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape
 
 from tapharness.sandbox.iam.authorizer import Authorizer, describe_denial
 from tapharness.sandbox.iam.catalog import iam_prefix
-from tapharness.sandbox.iam.wire import ApiCall, decode, service_model
+from tapharness.sandbox.iam.wire import ApiCall, decode, service_model, signature
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -75,19 +75,13 @@ class IamGate:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         headers = _headers(environ)
-        authorization = headers.get("authorization", "")
         query = environ.get("QUERY_STRING", "")
-        if "Credential=" not in authorization and "X-Amz-Credential" not in query:
-            return self.app(environ, start_response)
-        access_key = (authorization.split("Credential=", 1)[1] if authorization else
-                      query.split("X-Amz-Credential=", 1)[1]).split("/", 1)[0].split("%2F", 1)[0]
-        principal = self.authorizer.principal_for_key(access_key)
-        if principal is None:
+        signed = signature(headers, query)
+        principal = self.authorizer.principal_for_key(signed.access_key) if signed else None
+        if signed is None or principal is None:
             return self.app(environ, start_response)
         body = _read_body(environ)
-        call = decode(environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/"), query, headers, body)
-        if call is None:
-            return self.app(environ, start_response)
+        call = decode(environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/"), query, headers, body, signed)
         for verdict in self.authorizer.authorize(principal, call):
             if not verdict.decision.allowed:
                 status, response_headers, payload = denied_response(call, describe_denial(principal, verdict))

@@ -22,10 +22,11 @@ import fnmatch
 import ipaddress
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from operator import eq, ge, gt, le, lt
 from typing import Any
 
 Context = dict[str, list[str]]
@@ -158,10 +159,6 @@ def _principal_match(block: Any, principal: Principal) -> str | None:
 # --- conditions ------------------------------------------------------------------------
 
 
-def _parse_number(text: str) -> float:
-    return float(text)
-
-
 def _parse_date(text: str) -> float:
     if re.fullmatch(r"-?\d+(\.\d+)?", text):
         return float(text)
@@ -180,13 +177,12 @@ def _string_like(actual: str, expected: str) -> bool:
     return wildcard_match(expected, actual)
 
 
-def _compare(parse: Any, op: str) -> Any:
+def _compare(parse: Callable[[str], float], compare: Callable[[float, float], bool]) -> Any:
     def check(actual: str, expected: str) -> bool:
         try:
-            a, b = parse(actual), parse(expected)
+            return compare(parse(actual), parse(expected))
         except ValueError:
             return False
-        return {"eq": a == b, "lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b}[op]
     return check
 
 
@@ -224,18 +220,18 @@ _OPERATORS: dict[str, tuple[Any, bool]] = {
     "StringNotEqualsIgnoreCase": (_string_equals_ignore_case, True),
     "StringLike": (_string_like, False),
     "StringNotLike": (_string_like, True),
-    "NumericEquals": (_compare(_parse_number, "eq"), False),
-    "NumericNotEquals": (_compare(_parse_number, "eq"), True),
-    "NumericLessThan": (_compare(_parse_number, "lt"), False),
-    "NumericLessThanEquals": (_compare(_parse_number, "le"), False),
-    "NumericGreaterThan": (_compare(_parse_number, "gt"), False),
-    "NumericGreaterThanEquals": (_compare(_parse_number, "ge"), False),
-    "DateEquals": (_compare(_parse_date, "eq"), False),
-    "DateNotEquals": (_compare(_parse_date, "eq"), True),
-    "DateLessThan": (_compare(_parse_date, "lt"), False),
-    "DateLessThanEquals": (_compare(_parse_date, "le"), False),
-    "DateGreaterThan": (_compare(_parse_date, "gt"), False),
-    "DateGreaterThanEquals": (_compare(_parse_date, "ge"), False),
+    "NumericEquals": (_compare(float, eq), False),
+    "NumericNotEquals": (_compare(float, eq), True),
+    "NumericLessThan": (_compare(float, lt), False),
+    "NumericLessThanEquals": (_compare(float, le), False),
+    "NumericGreaterThan": (_compare(float, gt), False),
+    "NumericGreaterThanEquals": (_compare(float, ge), False),
+    "DateEquals": (_compare(_parse_date, eq), False),
+    "DateNotEquals": (_compare(_parse_date, eq), True),
+    "DateLessThan": (_compare(_parse_date, lt), False),
+    "DateLessThanEquals": (_compare(_parse_date, le), False),
+    "DateGreaterThan": (_compare(_parse_date, gt), False),
+    "DateGreaterThanEquals": (_compare(_parse_date, ge), False),
     "Bool": (_bool, False),
     "BinaryEquals": (_binary_equals, False),
     "IpAddress": (_ip_address, False),
@@ -267,23 +263,14 @@ def _condition_holds(operator: str, key: str, expected_raw: Any, context: Contex
         if qualifier == "ForAllValues":
             return True
         return if_exists or negated
-    if policy_variables_in(expected):
-        expected = [v for v in (_substitute(e, context) for e in expected) if v is not None]
+    expected = [v for v in (_substitute(e, context) for e in expected) if v is not None]
 
     def one(value: str) -> bool:
         hit = any(test(value, e) for e in expected)
         return not hit if negated else hit
 
-    if qualifier == "ForAllValues":
-        return all(one(v) for v in actual)
-    if qualifier == "ForAnyValue" or len(actual) == 1:
-        return any(one(v) for v in actual)
-    # A multivalued key without a set qualifier: AWS compares each value (any match).
-    return any(one(v) for v in actual)
-
-
-def policy_variables_in(values: Iterable[str]) -> bool:
-    return any("${" in v for v in values)
+    # Without a set qualifier a multivalued key matches when any of its values does.
+    return all(map(one, actual)) if qualifier == "ForAllValues" else any(map(one, actual))
 
 
 def _conditions_hold(block: Any, context: Context) -> bool:

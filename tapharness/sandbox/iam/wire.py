@@ -29,6 +29,29 @@ from tapharness.toolchain import CACHE
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
 
+@dataclass(frozen=True)
+class Signature:
+    """Who signed a request (SigV4 credential scope): the key, the region and the signing service."""
+
+    access_key: str
+    region: str
+    signer: str
+
+
+def signature(headers: dict[str, str], query_string: str) -> Signature | None:
+    """The SigV4 credential of a request (``Authorization`` header or presigned query); None if unsigned."""
+    credential = _CREDENTIAL.search(headers.get("authorization", ""))
+    if credential:
+        return Signature(*credential.groups())
+    if "X-Amz-Credential" not in query_string:
+        return None
+    values = parse_qs(query_string).get("X-Amz-Credential")
+    if not values:
+        return None
+    access_key, _, region, signer, _ = values[0].split("/")
+    return Signature(access_key, region, signer)
+
+
 @dataclass
 class ApiCall:
     """One request to the sandbox endpoint, decoded."""
@@ -110,23 +133,24 @@ class _Route:
     score: tuple[int, int]
 
 
+def _group(label: str) -> str:
+    """A URI label as a regex group name (``Key+`` → ``Key``, ``Bucket-Name`` → ``Bucket_Name``)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", label.rstrip("+"))
+
+
 def _route(operation: OperationModel) -> _Route:
     uri = operation.http["requestUri"]
     path, _, query = uri.partition("?")
     pattern = ""
     for piece in re.split(r"(\{[^}]+\})", path):
         if piece.startswith("{"):
-            name = piece[1:-1]
-            greedy = name.endswith("+")
-            name = name.rstrip("+")
-            pattern += f"(?P<{re.sub(r'[^A-Za-z0-9_]', '_', name)}>{'.+' if greedy else '[^/]+'})"
+            pattern += f"(?P<{_group(piece[1:-1])}>{'.+' if piece.endswith('+}') else '[^/]+'})"
         else:
             pattern += re.escape(piece)
     if pattern != "/":
         pattern = pattern.rstrip("/") + "/?"
-    required = tuple((k, v[0] if v else None) for k, v in
-                     ((part.partition("=")[0], [part.partition("=")[2]] if "=" in part else [])
-                      for part in query.split("&") if part))
+    required = tuple((key, value if sep else None)
+                     for key, sep, value in (part.partition("=") for part in query.split("&") if part))
     literal = len(re.sub(r"\{[^}]+\}", "", path))
     shape = operation.input_shape
     members = shape.members if shape is not None else {}
@@ -187,9 +211,8 @@ def _rest_params(operation: OperationModel, labels: dict[str, str], query: dict[
         location = member_shape.serialization.get("location")
         wire_name = member_shape.serialization.get("name", member)
         if location == "uri":
-            label = re.sub(r"[^A-Za-z0-9_]", "_", wire_name)
-            if label in labels:
-                params[member] = labels[label]
+            if _group(wire_name) in labels:
+                params[member] = labels[_group(wire_name)]
         elif location == "querystring":
             if wire_name in query:
                 params[member] = query[wire_name][0]
@@ -201,23 +224,17 @@ def _rest_params(operation: OperationModel, labels: dict[str, str], query: dict[
     return params
 
 
-def decode(method: str, path: str, query_string: str, headers: dict[str, str], body: bytes) -> ApiCall | None:
-    """The API call an HTTP request makes, or None when it is not a signed AWS API request.
+def decode(method: str, path: str, query_string: str, headers: dict[str, str], body: bytes,
+           signed: Signature) -> ApiCall:
+    """The API call an HTTP request signed as ``signed`` makes (``headers`` with lower-case names).
 
-    ``headers`` must have lower-case names.
+    A request no model of the signing service recognises comes back with an empty operation.
     """
-    credential = _CREDENTIAL.search(headers.get("authorization", ""))
+    access_key, region, signer = signed.access_key, signed.region, signed.signer
     query = parse_qs(query_string, keep_blank_values=True)
-    if credential:
-        access_key, region, signer = credential.groups()
-    elif "X-Amz-Credential" in query:
-        access_key, _, region, signer, _ = query["X-Amz-Credential"][0].split("/")
-    else:
-        return None
-    lowered = {k.lower(): v for k, v in headers.items()}
-    target = lowered.get("x-amz-target", "")
+    target = headers.get("x-amz-target", "")
     form: dict[str, list[str]] = {}
-    if "x-www-form-urlencoded" in lowered.get("content-type", ""):
+    if "x-www-form-urlencoded" in headers.get("content-type", ""):
         form = parse_qs(body.decode(errors="replace"), keep_blank_values=True)
     for service in candidate_services(signer):
         model = service_model(service)
@@ -231,18 +248,18 @@ def decode(method: str, path: str, query_string: str, headers: dict[str, str], b
             except ValueError:
                 params = {}
             return ApiCall(service, signer, operation, region, access_key,
-                           params if isinstance(params, dict) else {}, lowered, body)
+                           params if isinstance(params, dict) else {}, headers, body)
         if protocol in ("query", "ec2") and ("Action" in form or "Action" in query):
             fields = {**{k: v[0] for k, v in query.items()}, **{k: v[0] for k, v in form.items()}}
-            return ApiCall(service, signer, fields.pop("Action"), region, access_key, fields, lowered, body)
+            return ApiCall(service, signer, fields.pop("Action"), region, access_key, fields, headers, body)
         rpc = re.fullmatch(r"/service/[^/]+/operation/([^/]+)", path)
         if rpc and "smithy-rpc-v2-cbor" in model.metadata.get("protocols", [protocol]):
-            return ApiCall(service, signer, rpc.group(1), region, access_key, {}, lowered, body)
+            return ApiCall(service, signer, rpc.group(1), region, access_key, {}, headers, body)
         if protocol in ("rest-json", "rest-xml"):
-            found = _rest_operation(service, method, path, query, lowered)
+            found = _rest_operation(service, method, path, query, headers)
             if found is None:
                 continue
             operation_model, labels = found
-            params = _rest_params(operation_model, labels, query, lowered, body, protocol)
-            return ApiCall(service, signer, operation_model.name, region, access_key, params, lowered, body)
-    return ApiCall("", signer, "", region, access_key, {}, lowered, body)
+            params = _rest_params(operation_model, labels, query, headers, body, protocol)
+            return ApiCall(service, signer, operation_model.name, region, access_key, params, headers, body)
+    return ApiCall("", signer, "", region, access_key, {}, headers, body)

@@ -11,14 +11,14 @@ import pytest
 from botocore.config import Config
 
 from tapharness.sandbox.iam.catalog import UnmappedCall, action_for, needs
-from tapharness.sandbox.iam.wire import ApiCall, decode
+from tapharness.sandbox.iam.wire import ApiCall, decode, signature
 
 ACCOUNT = "123456789012"
 ARN = f"arn:aws:%s:us-east-1:{ACCOUNT}:%s"
 
 
 class _Captured(Exception):
-    def __init__(self, call: ApiCall | None) -> None:
+    def __init__(self, call: ApiCall) -> None:
         self.call = call
 
 
@@ -33,12 +33,13 @@ def wire(service: str, operation: str, **params: Any) -> ApiCall:
         headers = {k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
         body = request.body if isinstance(request.body, bytes) else (request.body or "").encode() \
             if not hasattr(request.body, "read") else request.body.read()
-        raise _Captured(decode(request.method, parts.path, parts.query, headers, body))
+        signed = signature(headers, parts.query)
+        assert signed is not None
+        raise _Captured(decode(request.method, parts.path, parts.query, headers, body, signed))
 
     client.meta.events.register("before-send", capture)
     with pytest.raises(_Captured) as captured:
         getattr(client, operation)(**params)
-    assert captured.value.call is not None
     return captured.value.call
 
 
