@@ -33,7 +33,9 @@ import os
 import sys
 import threading
 import time
+import urllib.request
 import uuid
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -314,6 +316,13 @@ def _sandbox_usage(env: str) -> tuple[float, int] | None:
     return cpu, rss
 
 
+def _sandbox_requests(target: Target) -> Counter[str]:
+    """Requests the sandbox's AWS endpoint has served so far, by service and operation."""
+    url = f"{target.sandbox['control_url']}/requests"  # type: ignore[index]
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return Counter(json.loads(response.read()))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="dev")
@@ -336,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     ordered, by_viewer = plan_events(args.events, args.events_per_viewer, rate)
     say(f"{len(ordered)} events from {len(by_viewer)} viewers at {rate:.0f}/s against {target.describe()}")
     usage_before = _sandbox_usage(args.env) if target.is_sandbox else None
+    requests_before = _sandbox_requests(target) if target.is_sandbox else None
     ledger = Ledger()
     sending = threading.Event()
     sending.set()
@@ -384,6 +394,11 @@ def main(argv: list[str] | None = None) -> int:
               f"({(after[0] - usage_before[0]) / wall:.2f} cores) |")
         print(f"| sandbox peak RSS | {peak_rss[0] / 2**20:.0f} MiB (the process and its children: function "
               "workers, Redis, PostgreSQL) |")
+    if requests_before is not None:
+        served = _sandbox_requests(target) - requests_before
+        top = ", ".join(f"{label} {count / len(ordered):.2f}" for label, count in served.most_common(8))
+        print(f"| AWS requests per event | {sum(served.values()) / len(ordered):.1f} (the benchmark's own "
+              f"polling included); most: {top} |")
     return 0 if accepted and complete and duplicates == 0 else 1
 
 

@@ -61,3 +61,7 @@ class FakeContext:
     memory_limit_in_mb: int = 256
     invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:tap-test-function"
     aws_request_id: str = "00000000-0000-4000-8000-000000000000"
+    remaining_ms: int = 30_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms

@@ -6,20 +6,23 @@ URL: ``http://127.0.0.1:<gateway port>/restapis/<api_id>/<stage>/<path>``. A sta
 whose Host header is ``<api_id>.execute-api.<region>.amazonaws.com`` are served too, with the
 path starting at the stage.
 
-Per request, from the API Gateway API (the stage every time; the rest once per deployment of
-the stage, since a deployment is immutable and a change takes effect with the next one, as on
-AWS): the stage (404 stage → 403), the resource that matches
+Per request: the stage, read from moto's API Gateway model in this process (a redeploy shows at
+once); the rest from the API Gateway API once per deployment of the stage, since a deployment
+is immutable and a change takes effect with the next one, as on AWS: the stage (404 stage →
+403), the resource that matches
 (literal segments before ``{param}`` before ``{proxy+}``) and its method (or ``ANY``); the
 method's request validator (required ``method.request.*`` parameters; the body against the
-request model's JSON schema, draft 4); the ``AWS_PROXY`` integration's function, invoked
-through the Lambda API with the v1 proxy event, once the function's resource policy lets
+request model's JSON schema, draft 4); the ``AWS_PROXY`` integration's function, invoked as the
+Lambda service invokes it (``invoker``: in-process in the sandbox) with the v1 proxy event, once
+the function's resource policy lets
 ``apigateway.amazonaws.com`` in for this method's ``execute-api`` ARN (else 500, as API
 Gateway answers "Invalid permissions on Lambda function"); the function's response translated back.
 Errors as API Gateway answers them: unknown route ``403 {"message":"Missing Authentication
 Token"}``, validation ``400 {"message": "Invalid request body"}`` (or the API's gateway
 response for ``BAD_REQUEST_BODY``/``BAD_REQUEST_PARAMETERS`` when it defines one), a body over
 10 MB ``413``, a function error or malformed response ``502 {"message": "Internal server
-error"}``. The stage's access log settings, when present, get one line per request.
+error"}``. The stage's access log settings, when present, get one line per request (written
+to moto's CloudWatch Logs model in this process).
 Not emulated: authorizers, API keys and usage plans, throttling, non-proxy integrations.
 """
 
@@ -39,8 +42,11 @@ from urllib.parse import parse_qsl
 
 import jsonschema
 from botocore.exceptions import ClientError
+from moto.apigateway.exceptions import RestAPINotFound, StageNotFoundException
+from moto.apigateway.models import apigateway_backends
+from moto.logs.models import logs_backends
 
-from tapharness.sandbox.pollers import AwsClients
+from tapharness.sandbox.pollers import AwsClients, Invoker
 
 if TYPE_CHECKING:
     from tapharness.sandbox.iam.sessions import ServiceGuard
@@ -129,11 +135,11 @@ class FrontDoor:
     """Serves API Gateway REST APIs from moto's configuration, invoking functions through Lambda."""
 
     def __init__(self, clients: AwsClients, guard: ServiceGuard | None = None,
-                 account_id: str = "123456789012") -> None:
+                 account_id: str = "123456789012", invoker: Invoker | None = None) -> None:
         self.clients = clients
         self.guard = guard
         self.account_id = account_id
-        self._streams: set[tuple[str, str]] = set()
+        self.invoker: Invoker = invoker or clients
         self._streams_lock = threading.Lock()
         # (api, deployment id, kind, key) -> what the API Gateway API answered: a deployment
         # is immutable, so its routes, methods, validators and models are read once.
@@ -183,12 +189,11 @@ class FrontDoor:
                                  [("x-amzn-ErrorType", "MissingAuthenticationTokenException")])
 
     def _stage(self, route: _Route) -> dict[str, Any] | None:
+        backend = apigateway_backends[self.account_id][self.clients.region]
         try:
-            return self.clients.client("apigateway").get_stage(restApiId=route.api_id, stageName=route.stage)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("NotFoundException", "404"):
-                return None
-            raise
+            return backend.get_stage(route.api_id, route.stage).to_json()
+        except (RestAPINotFound, StageNotFoundException):
+            return None
 
     def _cached(self, route: _Route, stage: dict[str, Any], kind: str, key: str, read: Any) -> Any:
         """``read()`` once per deployment of the stage (every time when moto names no deployment)."""
@@ -269,7 +274,7 @@ class FrontDoor:
             log.warning("front door: %s may not invoke %s", source_arn, function["arn"])
             return HttpResponse.json(500, {"message": "Internal server error"})
         event = self._proxy_event(request, route, stage, resource, path_params, query, request_id, context)
-        outcome = self.clients.invoke(function["arn"], event)
+        outcome = self.invoker.invoke(function["arn"], event)
         return self._translate(outcome.function_error, outcome.payload)
 
     def _validate(self, request: HttpRequest, route: _Route, stage: dict[str, Any], method: dict[str, Any],
@@ -378,16 +383,14 @@ class FrontDoor:
             return
         group = arn.split(":log-group:", 1)[-1].removesuffix(":*")
         line = _CONTEXT_VAR.sub(lambda m: str(context.get(m.group(1), "-")), fmt)
-        logs = self.clients.client("logs")
+        logs = logs_backends[self.account_id][arn.split(":")[3]]
         stream = f"sandbox-{route.api_id}-{route.stage}"
-        with self._streams_lock:
-            if (group, stream) not in self._streams:
-                existing = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=stream)["logStreams"]
-                if not any(s["logStreamName"] == stream for s in existing):
-                    logs.create_log_stream(logGroupName=group, logStreamName=stream)
-                self._streams.add((group, stream))
-        logs.put_log_events(logGroupName=group, logStreamName=stream,
-                            logEvents=[{"timestamp": int(time.time() * 1000), "message": line}])
+        with self._streams_lock:  # moto's log streams are not thread-safe
+            if group not in logs.groups:
+                log.warning("front door: access log group %s does not exist", group)
+                return
+            logs.ensure_log_stream(group, stream)
+            logs.put_log_events(group, stream, [{"timestamp": int(time.time() * 1000), "message": line}])
 
 
 def _schema_error(schema: dict[str, Any], body: bytes) -> str | None:

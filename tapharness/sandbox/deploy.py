@@ -37,6 +37,11 @@ provider "aws" {
   max_retries                 = 2 # a call moto lacks fails in seconds, not after minutes of backoff
 }
 """
+# Resources tofu applies or destroys at once. The AWS provider's waiters hold a slot for 25 to
+# 55 s each while they poll for propagation (SQS attributes and policies, S3 lifecycle, KMS,
+# Aurora, ElastiCache) though a local server answers at once; tofu's default of 10 leaves the
+# resources behind them queued.
+PARALLELISM = 48
 # Variables the sandbox always sets on top of the environment's tfvars.
 SANDBOX_VARS = {"deletion_protection": "false"}
 
@@ -121,7 +126,8 @@ class StackDeployment:
         self.run("init", "init", "-input=false", "-no-color")
 
     def apply(self) -> None:
-        self.run("apply", "apply", "-auto-approve", "-input=false", "-no-color", *self.var_args)
+        self.run("apply", "apply", "-auto-approve", "-input=false", "-no-color", f"-parallelism={PARALLELISM}",
+                 *self.var_args)
 
     def plan_changes(self) -> bool:
         """Whether ``tofu plan -detailed-exitcode`` finds changes (False = the stack is in step)."""
@@ -139,7 +145,8 @@ class StackDeployment:
         return [line for line in result.stdout.splitlines() if line]
 
     def destroy(self) -> None:
-        self.run("destroy", "destroy", "-auto-approve", "-input=false", "-no-color", *self.var_args)
+        self.run("destroy", "destroy", "-auto-approve", "-input=false", "-no-color", f"-parallelism={PARALLELISM}",
+                 *self.var_args)
 
 
 def empty_buckets(client: Callable[[str], Any]) -> int:

@@ -48,7 +48,11 @@ def postgres_hostnames(rds: Any) -> set[str]:
 
 
 class EndpointMap:
-    """``(account, region) -> {hostname: "127.0.0.1:port"}``, cached for ``ttl`` seconds."""
+    """``(account, region) -> {hostname: "127.0.0.1:port"}``, cached for ``ttl`` seconds.
+
+    Every invocation asks (the map is part of a worker's environment), so once the map is
+    older than ``ttl`` one caller reads it again while the others keep the map they have: four
+    describe calls per ``ttl``, not four per invocation."""
 
     def __init__(self, clients: AwsClients, redis_port: int | None, postgres_port: int | None,
                  ttl: float = 2.0) -> None:
@@ -57,7 +61,7 @@ class EndpointMap:
         self.postgres_port = postgres_port
         self.ttl = ttl
         self._cached: tuple[float, dict[str, str]] | None = None
-        self._lock = threading.Lock()
+        self._refreshing = threading.Lock()
 
     def current(self) -> dict[str, str]:
         mapping: dict[str, str] = {}
@@ -70,10 +74,18 @@ class EndpointMap:
         return mapping
 
     def __call__(self, account_id: str, region: str) -> dict[str, str]:
-        with self._lock:
-            if self._cached and time.monotonic() - self._cached[0] < self.ttl:
+        cached = self._cached
+        if cached and time.monotonic() - cached[0] < self.ttl:
+            return cached[1]
+        if cached and not self._refreshing.acquire(blocking=False):
+            return cached[1]
+        if not cached:
+            self._refreshing.acquire()
+        try:
+            if self._cached is not cached and self._cached is not None:
                 return self._cached[1]
-        mapping = self.current()
-        with self._lock:
+            mapping = self.current()
             self._cached = (time.monotonic(), mapping)
-        return mapping
+            return mapping
+        finally:
+            self._refreshing.release()

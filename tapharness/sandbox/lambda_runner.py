@@ -22,8 +22,11 @@ own pollers and API front door through Invoke) ends in
   may write it (``may_write_logs``), and its tail is returned as the invoke's log result;
 - the handler's exceptions become function errors with Lambda's error payload.
 
+- at most ``max_environments`` workers per function run at once (default ``MAX_ENVIRONMENTS``);
+  an invocation beyond that waits for a free one instead of starting another.
+
 Not emulated: the memory limit (reported, not enforced), the declared runtime version (the
-worker runs this interpreter), concurrency limits.
+worker runs this interpreter), concurrency limits and throttling (see ``max_environments``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import io
 import json
 import os
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,12 +49,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
 from moto.awslambda.models import LambdaFunction
 from moto.awslambda.utils import get_backend
+from moto.core.exceptions import JsonRESTError
 from moto.core.utils import unix_time_millis, utcnow
+
+from tapharness.sandbox.filters import decode_json
+from tapharness.sandbox.pollers import InvokeOutcome
 
 BOOTSTRAP = Path(__file__).with_name("_bootstrap.py")
 LOG_TAIL_BYTES = 4096
+# Execution environments per function at once; further invocations wait for one. Lambda would
+# scale out to the account's concurrency; on one machine more workers than a few per core only
+# add cold starts and memory (each is a Python process of about 50 MB).
+MAX_ENVIRONMENTS = 8
+# Lambda's limit on a synchronous invocation's response.
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 HostMapProvider = Callable[[str, str], dict[str, str]]
 # The environment variables of a function's credentials (its execution role's session).
 CredentialsProvider = Callable[[LambdaFunction], dict[str, str]]
@@ -100,19 +115,22 @@ class WorkerSpec:
 
 
 def _extract(zip_bytes: bytes, dest_root: Path) -> Path:
-    """Unzip once per content hash; concurrent callers end up with the same directory."""
+    """Unzip once per content hash; another process racing for the same directory is harmless."""
     dest = dest_root / hashlib.sha256(zip_bytes).hexdigest()
     if dest.is_dir():
         return dest
     dest_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest_root, prefix=".extract-"))
-    with zipfile.ZipFile(io.BytesIO(zip_bytes)) as archive:
-        archive.extractall(tmp)
     try:
+        with zipfile.ZipFile(io.BytesIO(zip_bytes)) as archive:
+            archive.extractall(tmp)
         tmp.rename(dest)
     except OSError:
         if not dest.is_dir():
             raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
@@ -232,13 +250,17 @@ class LambdaRunner:
 
     def __init__(self, cache_dir: Path, endpoint_url: str, host_map: HostMapProvider = _no_host_map,
                  extra_env: dict[str, str] | None = None, idle_seconds: float = 600.0,
-                 credentials: CredentialsProvider = _dummy_credentials, may_write_logs: LogGate = _logs_allowed) -> None:
+                 credentials: CredentialsProvider = _dummy_credentials, may_write_logs: LogGate = _logs_allowed,
+                 max_environments: int = MAX_ENVIRONMENTS) -> None:
         self.cache_dir = cache_dir
+        self.max_environments = max_environments
+        self._concurrency: dict[str, threading.BoundedSemaphore] = {}
         self.endpoint_url = endpoint_url
         self.host_map = host_map
         self.credentials = credentials
         self.may_write_logs = may_write_logs
         self._code_dirs: dict[tuple[str, str], Path] = {}
+        self._extracting: dict[tuple[str, str], threading.Lock] = {}
         self.extra_env = dict(extra_env or {})
         self.idle_seconds = idle_seconds
         self._idle: dict[WorkerSpec, list[Worker]] = {}
@@ -328,11 +350,18 @@ class LambdaRunner:
         return spec, env
 
     def _unzipped(self, arn: str, sha: str, zip_bytes: bytes, kind: str) -> Path:
-        """The directory of a zip, hashed and unzipped once per code version."""
+        """The directory of a zip, hashed and unzipped once per code version: the first invocations
+        of a new version wait for one extraction instead of each unzipping the layer again."""
         key = (arn, sha)
         found = self._code_dirs.get(key)
-        if found is None or not found.is_dir():
-            found = self._code_dirs[key] = _extract(zip_bytes, self.cache_dir / kind)
+        if found is not None and found.is_dir():
+            return found
+        with self._lock:
+            extracting = self._extracting.setdefault(key, threading.Lock())
+        with extracting:
+            found = self._code_dirs.get(key)
+            if found is None or not found.is_dir():
+                found = self._code_dirs[key] = _extract(zip_bytes, self.cache_dir / kind)
         return found
 
     def _acquire(self, spec: WorkerSpec, env: dict[str, str]) -> tuple[Worker, bool]:
@@ -371,16 +400,19 @@ class LambdaRunner:
             payload = json.dumps({"errorMessage": f"The role defined for the function cannot be assumed by Lambda. {exc}",
                                   "errorType": "InvalidParameterValueException"})
             return InvokeResult(payload, True, "")
-        worker, cold = self._acquire(spec, env)
-        try:
-            reply, output = worker.invoke(event_json, request_id)
-        except BaseException:
-            worker.stop()
+        with self._lock:
+            slots = self._concurrency.setdefault(fn.function_arn, threading.BoundedSemaphore(self.max_environments))
+        with slots:
+            worker, cold = self._acquire(spec, env)
+            try:
+                reply, output = worker.invoke(event_json, request_id)
+            except BaseException:
+                worker.stop()
+                self._release(worker)
+                raise
+            if reply.get("fatal"):
+                worker.stop()
             self._release(worker)
-            raise
-        if reply.get("fatal"):
-            worker.stop()
-        self._release(worker)
         lines = [f"START RequestId: {request_id} Version: {spec.version}"]
         lines += output.splitlines()
         lines.append(f"END RequestId: {request_id}")
@@ -417,3 +449,27 @@ class LambdaRunner:
                     pool[:] = [w for w in pool if w.last_used >= cutoff]
             for worker in stale:
                 worker.stop()
+
+
+class LocalLambda:
+    """Lambda's synchronous Invoke as the services the sandbox plays make it (API Gateway, event
+    source mappings): straight into moto's Lambda model in this process, so into the runner, with
+    no HTTP round trip from the sandbox to its own server. The answer is the Invoke API's:
+    function errors, a response over 6 MB as ``Function.ResponseSizeTooLarge``, an unknown
+    function as the ``ResourceNotFoundException`` the API raises."""
+
+    def invoke(self, function_arn: str, event: dict[str, Any]) -> InvokeOutcome:
+        _, _, _, region, account, *_ = function_arn.split(":")
+        try:
+            fn = get_backend(account, region).get_function(function_arn, None)
+        except JsonRESTError as exc:
+            raise ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": exc.message}},
+                              "Invoke") from exc
+        headers: dict[str, str] = {}
+        raw = fn.invoke(json.dumps(event), {}, headers)
+        payload = raw.decode() if isinstance(raw, bytes) else raw
+        if len(payload) > MAX_RESPONSE_BYTES:
+            return InvokeOutcome(True, {"errorType": "Function.ResponseSizeTooLarge", "errorMessage":
+                                        "Response payload size exceeded maximum allowed payload size (6291556 bytes)."},
+                                 200)
+        return InvokeOutcome("x-amz-function-error" in headers, decode_json(payload) if payload else None, 200)

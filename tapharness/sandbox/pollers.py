@@ -43,7 +43,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
@@ -113,6 +113,13 @@ class InvokeOutcome:
     function_error: bool
     payload: Any
     status_code: int
+
+
+class Invoker(Protocol):
+    """Whatever invokes a function as the Lambda service does for its event sources and for API
+    Gateway: ``AwsClients`` (the Invoke API) or the sandbox's in-process ``LocalLambda``."""
+
+    def invoke(self, function_arn: str, event: dict[str, Any]) -> InvokeOutcome: ...
 
 
 def _iso(ts: float) -> str:
@@ -348,7 +355,7 @@ class ShardPoller(threading.Thread):
     """Delivers one shard of a stream to one mapping's function."""
 
     def __init__(self, config: MappingConfig, source: StreamSource, shard_id: str, clients: AwsClients,
-                 settings: PollerSettings, role: str = "", invoker: AwsClients | None = None) -> None:
+                 settings: PollerSettings, role: str = "", invoker: Invoker | None = None) -> None:
         super().__init__(name=f"poller-{config.uuid[:8]}-{shard_id}", daemon=True)
         self.config = config
         self.source = source
@@ -577,7 +584,7 @@ class QueuePoller(threading.Thread):
     """Delivers one SQS queue to one mapping's function."""
 
     def __init__(self, config: MappingConfig, clients: AwsClients, settings: PollerSettings,
-                 invoker: AwsClients | None = None) -> None:
+                 invoker: Invoker | None = None) -> None:
         super().__init__(name=f"poller-{config.uuid[:8]}-sqs", daemon=True)
         self.config = config
         self.clients = clients
@@ -674,13 +681,15 @@ class PollerManager(threading.Thread):
     """Keeps the pollers in step with the deployed event source mappings.
 
     As in Lambda, a mapping reads its source and sends to its on-failure destination with the
-    function's execution role (``as_role``), while the invocation itself is the service's.
+    function's execution role (``as_role``), while the invocation itself is the service's
+    (``invoker``, the Invoke API as administrator unless given).
     """
 
     def __init__(self, clients: AwsClients, settings: PollerSettings | None = None,
-                 as_role: RoleClients | None = None) -> None:
+                 as_role: RoleClients | None = None, invoker: Invoker | None = None) -> None:
         super().__init__(name="poller-manager", daemon=True)
         self.clients = clients
+        self.invoker: Invoker = invoker or clients
         self.as_role = as_role
         self.settings = settings or PollerSettings()
         self.pollers: dict[tuple[str, str], Poller] = {}
@@ -731,7 +740,7 @@ class PollerManager(threading.Thread):
                 keys: list[tuple[str, str]] = [(config.uuid, "queue")]
                 with self._lock:
                     if keys[0] not in self.pollers:
-                        self._start(keys[0], QueuePoller(config, as_role, self.settings, self.clients))
+                        self._start(keys[0], QueuePoller(config, as_role, self.settings, self.invoker))
             else:
                 source: StreamSource = (KinesisSource(as_role, config.source_arn) if kind == "kinesis"
                                         else DynamoDBStreamSource(as_role, config.source_arn))
@@ -741,7 +750,7 @@ class PollerManager(threading.Thread):
                     for key in keys:
                         if key not in self.pollers:
                             self._start(key, ShardPoller(config, source, key[1], as_role, self.settings, role,
-                                                         self.clients))
+                                                         self.invoker))
             wanted.update(keys)
             with self._lock:
                 for key in keys:

@@ -12,6 +12,7 @@
 5. starts the pollers, the EventBridge scheduler and the gateway: one HTTP port serving the
    REST APIs (``/restapis/<api>/<stage>/...``) and the control endpoints
    ``GET /_sandbox/health``, ``GET /_sandbox/pollers``, ``GET /_sandbox/iam`` (the IAM report),
+   ``GET /_sandbox/requests`` (requests served, by service and operation),
    ``GET|POST /_sandbox/services``
    (POST: match Redis/PostgreSQL to the deployed stack), ``POST /_sandbox/rules/<name>/fire``.
 
@@ -54,7 +55,7 @@ from tapharness.sandbox.iam.authorizer import Authorizer
 from tapharness.sandbox.iam.gate import IamGate
 from tapharness.sandbox.iam.report import build_report
 from tapharness.sandbox.iam.sessions import RoleSessions, ServiceGuard
-from tapharness.sandbox.lambda_runner import LambdaRunner
+from tapharness.sandbox.lambda_runner import LambdaRunner, LocalLambda
 from tapharness.sandbox.pollers import (
     POLLER_ERRORS,
     AwsClients,
@@ -111,8 +112,8 @@ class GatedMotoServer(ThreadedMotoServer):
         self.authorizer = authorizer
 
     def _server_entry(self) -> None:
-        app = IamGate(DomainDispatcherApplication(create_backend_app), self.authorizer)
-        self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+        self.gate = IamGate(DomainDispatcherApplication(create_backend_app), self.authorizer)
+        self._server = make_server(self._ip_address, self._port, self.gate, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever()
 
@@ -212,9 +213,11 @@ class Sandbox:
         self.runner = LambdaRunner(self.cache_dir, self.endpoint_url, self.endpoints, self.worker_env,
                                    credentials=self._function_credentials, may_write_logs=self._function_may_log)
         self.runner.install()
-        self.pollers = PollerManager(self.clients, self.poller_settings, as_role=self._mapping_clients)
+        lambda_service = LocalLambda()
+        self.pollers = PollerManager(self.clients, self.poller_settings, as_role=self._mapping_clients,
+                                     invoker=lambda_service)
         self.scheduler = Scheduler(self.clients, self.guard)
-        self.front_door = FrontDoor(self.clients, self.guard)
+        self.front_door = FrontDoor(self.clients, self.guard, invoker=lambda_service)
         self.gateway = _GatewayServer(self.gateway_port, self)
         self.gateway_port = self.gateway.server_address[1]
         threading.Thread(target=self.gateway.serve_forever, name="gateway", daemon=True).start()
@@ -268,6 +271,8 @@ class Sandbox:
                                            "lambda_workers": self.runner.worker_count()})
         if request.method == "GET" and parts == ["pollers"]:
             return HttpResponse.json(200, self.pollers.snapshot())
+        if request.method == "GET" and parts == ["requests"]:
+            return HttpResponse.json(200, dict(self.moto.gate.served))
         if request.method == "GET" and parts == ["iam"]:
             return HttpResponse.json(200, build_report(self.authorizer))
         if parts == ["services"] and self.backing is not None:

@@ -16,12 +16,15 @@ Found by running the AWS provider's apply, plan and destroy of lib/tap_stack.tf 
 
 from __future__ import annotations
 
+import base64
+import calendar
 import inspect
 import json
 import re
 import threading
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
@@ -31,9 +34,10 @@ from moto.athena.responses import AthenaResponse
 from moto.awslambda import urls as lambda_urls
 from moto.awslambda.models import LambdaFunction
 from moto.awslambda.responses import LambdaResponse
+from moto.core import responses as core_responses
 from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult, BaseResponse, EmptyResult
-from moto.core.utils import camelcase_to_underscores, unix_time
+from moto.core.utils import camelcase_to_underscores, method_names_from_class, unix_time
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     MockValidationException,
@@ -45,10 +49,12 @@ from moto.dynamodb.exceptions import (
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
-from moto.dynamodb.responses import DynamoHandler
+from moto.dynamodb.responses import DynamoHandler, DynamoResult
+from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.ec2.models.security_groups import SecurityGroupRule
 from moto.elasticache.models import CacheCluster, ElastiCacheBackend
 from moto.elasticache.responses import ElastiCacheResponse
+from moto.kinesis.models import Record, Shard
 from moto.kinesis.responses import KinesisResponse
 from moto.kms.responses import KmsResponse
 from moto.logs.responses import LogsResponse
@@ -811,6 +817,116 @@ def _within_retention(self: SQSBackend, queue_name: str, message: Any) -> bool:
     return period + message.sent_timestamp / 1000 > unix_time()
 
 
+# Kinesis: moto finds a shard's last sequence number by listing every record's key, on every
+# PutRecord and every LATEST iterator, and reads GetRecords by scanning the shard from its first
+# record, so both cost the shard's length. Its sequence numbers are consecutive integers, so the
+# last one is the newest key and a read starts right after the iterator's. PutRecord, which moto
+# marks "not safe for concurrency", takes a lock: two concurrent puts could get the same number
+# and the second would overwrite the first record.
+_SHARD_LOCK = threading.Lock()
+
+
+def _shard_max_sequence(self: Shard) -> int:
+    return next(reversed(self.records), 0)
+
+
+def _shard_min_sequence(self: Shard) -> int:
+    return next(iter(self.records), 0)
+
+
+def _shard_put_record(self: Shard, partition_key: str, data: str, explicit_hash_key: str) -> str:
+    with _SHARD_LOCK:
+        sequence = _shard_max_sequence(self) + 1
+        self.records[sequence] = Record(partition_key, data, sequence, explicit_hash_key)
+    return str(sequence)
+
+
+def _shard_get_records(self: Shard, last_sequence_id: str, limit: int | None) -> tuple[list[Record], int, int]:
+    last = int(last_sequence_id)
+    newest = _shard_max_sequence(self)
+    results: list[Record] = []
+    sequence = max(last + 1, _shard_min_sequence(self))
+    while sequence <= newest and (limit is None or len(results) < limit):
+        record = self.records.get(sequence)
+        if record is not None:
+            results.append(record)
+            last = sequence
+        sequence += 1
+    behind = self.records[newest].created_at - results[-1].created_at if results else 0.0
+    return results, last, int(behind * 1000)
+
+
+# Every request: moto lists the handler class's methods with inspect.getmembers to find the
+# action's method. The classes do not change once the shims are installed.
+_METHOD_NAMES: dict[type, frozenset[str]] = {}
+
+
+def _method_names(clazz: type) -> frozenset[str]:
+    names = _METHOD_NAMES.get(clazz)
+    if names is None:
+        names = _METHOD_NAMES[clazz] = frozenset(method_names_from_class(clazz))
+    return names
+
+
+# DynamoDB answers with items (GetItem, Query, BatchGetItem, ...) went through moto's
+# model-driven serializer, attribute value by attribute value (a fifth of the sandbox's CPU under
+# load). Those results are already in the wire's JSON shape; only binary values need base64, as
+# the serializer gives them, and absent members (None) are left out. A result holding anything
+# else (the datetimes of DescribeTable) keeps moto's serializer.
+_DYNAMO_EXECUTE = DynamoResult.execute_result
+_DYNAMO_HEADERS = {"Content-Type": "application/x-amz-json-1.0"}
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
+
+
+def _blob(value: Any) -> str:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(type(value).__name__)
+
+
+def _dynamo_result(self: DynamoResult, context: Any) -> Any:
+    try:
+        body = json.dumps(_without_none(self.result), default=_blob)
+    except TypeError:
+        return _DYNAMO_EXECUTE(self, context)
+    return 200, dict(_DYNAMO_HEADERS), body
+
+
+# DynamoDB Streams GetRecords: the same serializer, over every record's keys and images (an
+# eighth of the sandbox's CPU under load, for the recommendations mapping alone). The records
+# are in the wire's shape but for ApproximateCreationDateTime, a datetime the JSON protocol
+# sends as epoch seconds (with milliseconds), as moto's serializer does.
+class _StreamRecords(ActionResult):
+    def execute_result(self, context: Any) -> Any:
+        result = dict(self.result)  # type: ignore[call-overload]
+        result["Records"] = [_stream_record(r) for r in result["Records"]]
+        return 200, dict(_DYNAMO_HEADERS), json.dumps(_without_none(result), default=_blob)
+
+
+def _epoch(value: datetime) -> int | float:
+    seconds = calendar.timegm(value.timetuple())
+    return seconds + (value.microsecond // 1000) / 1000.0 if value.microsecond else seconds
+
+
+def _stream_record(record: dict[str, Any]) -> dict[str, Any]:
+    created = record["dynamodb"].get("ApproximateCreationDateTime")
+    if not isinstance(created, datetime):
+        return record
+    return {**record, "dynamodb": {**record["dynamodb"], "ApproximateCreationDateTime": _epoch(created)}}
+
+
+def streams_get_records(self: DynamoDBStreamsHandler) -> ActionResult:
+    limit = self._get_param("Limit")
+    return _StreamRecords(self.backend.get_records(self._get_param("ShardIterator"), 1000 if limit is None else limit))
+
+
 # --- Service-to-service calls under IAM ---------------------------------------------------
 # moto delivers S3 notifications and SNS subscriptions inline, and Step Functions calls its
 # Lambda tasks with a fixed dummy key. Under IAM, AWS checks each of these: the target's
@@ -888,6 +1004,12 @@ MODEL_PATCHES: dict[tuple[Any, str], Any] = {
     (DynamoDBBackend, "transact_write_items"): _transact_write_items,
     (Table, "query"): _table_query,
     (SQSBackend, "is_message_valid_based_on_retention_period"): _within_retention,
+    (core_responses, "method_names_from_class"): _method_names,
+    (DynamoResult, "execute_result"): _dynamo_result,
+    (Shard, "get_max_sequence_number"): _shard_max_sequence,
+    (Shard, "get_min_sequence_number"): _shard_min_sequence,
+    (Shard, "put_record"): _shard_put_record,
+    (Shard, "get_records"): _shard_get_records,
     (Subscription, "publish"): _subscription_publish,
     (s3_notifications, "send_event"): _s3_send_event,
     (lambda_eval_utils, "boto_client_for"): _task_client,
@@ -939,6 +1061,7 @@ SHIMS: dict[tuple[type[BaseResponse], str], ShimMethod] = {
     (KmsResponse, "enable_key_rotation"): enable_key_rotation,
     (KmsResponse, "get_key_rotation_status"): get_key_rotation_status,
     (KinesisResponse, "create_stream"): create_stream,
+    (DynamoDBStreamsHandler, "get_records"): streams_get_records,
 }
 
 

@@ -1,8 +1,13 @@
 """SQS (achievements FIFO queue) → user_achievements + user-notifications.
 
 The activity consumer and this consumer run in parallel, so a message can arrive before
-its event is in user_activity: such a message (and, FIFO order, the later ones of its
-user) is reported as failed and SQS redelivers it later.
+its event is in user_activity. That race usually lasts a second or two (the activity
+mapping's batching window), so the consumer first reads again a few times within
+`READY_WAIT_S` seconds, which spends none of the DLQ's receive budget. A message still not
+ready after that (and, FIFO order, the later ones of its user) is reported as failed. Every
+reported message is made visible again sooner than the queue's visibility timeout: after
+`RETRY_DELAYS_S[n - 1]` seconds on its n-th receive, then at the queue's own timeout, so an
+activity path that is really behind still has its receives before the DLQ.
 
 Per batch one BatchGetItem reads the messages' event items, the users' SUMMARY items and
 their existing badges. Milestones come from SUMMARY. A new badge is written with a
@@ -14,6 +19,7 @@ succeeded, or when an earlier attempt wrote the badge but never recorded `notifi
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +38,11 @@ logger = make_logger()
 SUMMARY = "SUMMARY"
 BADGES = (VIDEOS_10, HOURS_100)
 PUBLISH_BATCH_LIMIT = 10
+READY_WAIT_S = 5.0
+READY_POLL_S = (0.25, 0.5, 1.0)  # then every second
+# Time the invocation keeps for its own writes after waiting.
+RESERVE_MS = 10_000
+RETRY_DELAYS_S = (5, 20, 80)
 AWS_ERRORS = (ClientError, BotoCoreError, dynamo.UnprocessedError)
 
 
@@ -73,6 +84,54 @@ def _read_state(
     summaries = {str(i["user_id"]): i for i in found[activity] if i["timestamp"] == SUMMARY}
     badges = {(str(i["user_id"]), str(i["badge_id"])): i for i in found[achievements]}
     return present, summaries, badges
+
+
+def _not_ready(by_user: dict[str, list[tuple[str, ViewingEvent]]], present: set[tuple[str, str]]) -> set[str]:
+    return {user for user, messages in by_user.items() if any((user, e.sort_key) not in present for _, e in messages)}
+
+
+def _read_when_ready(
+    activity: str, achievements: str, by_user: dict[str, list[tuple[str, ViewingEvent]]], context: LambdaContext
+) -> tuple[set[tuple[str, str]], dict[str, dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
+    """`_read_state`, read again for up to READY_WAIT_S (and never into the time the rest of the
+    invocation needs) while some event is not yet in user_activity."""
+    state = _read_state(activity, achievements, by_user)
+    deadline = time.monotonic() + min(READY_WAIT_S, max(0.0, (context.get_remaining_time_in_millis() - RESERVE_MS) / 1000))
+    attempt = 0
+    while _not_ready(by_user, state[0]):
+        pause = READY_POLL_S[attempt] if attempt < len(READY_POLL_S) else 1.0
+        if time.monotonic() + pause > deadline:
+            break
+        time.sleep(pause)
+        attempt += 1
+        state = _read_state(activity, achievements, by_user)
+    return state
+
+
+def retry_delay(receive_count: int) -> int | None:
+    """Seconds until a not-yet-ready message is received again, or None for the queue's own timeout."""
+    return RETRY_DELAYS_S[receive_count - 1] if 1 <= receive_count <= len(RETRY_DELAYS_S) else None
+
+
+def _retry_sooner(records: list[Any], failed: list[str]) -> None:
+    """Shorten the visibility timeout of the reported messages (best effort: if this fails, SQS
+    redelivers them at the queue's timeout, as it would have anyway)."""
+    by_id = {r.message_id: r for r in records}
+    entries = []
+    for message_id in failed:
+        record = by_id[message_id]
+        delay = retry_delay(int(record.attributes.approximate_receive_count))
+        if delay is not None:
+            entries.append({"Id": str(len(entries)), "ReceiptHandle": record.receipt_handle, "VisibilityTimeout": delay})
+    if not entries:
+        return
+    _, _, _, region, account, name = records[0].event_source_arn.split(":")
+    url = f"https://sqs.{region}.amazonaws.com/{account}/{name}"
+    for chunk in batch.chunks(entries, 10):
+        try:
+            aws.client("sqs").change_message_visibility_batch(QueueUrl=url, Entries=list(chunk))
+        except (ClientError, BotoCoreError):
+            logger.exception("shortening the visibility of retried messages failed", extra={"entries": len(chunk)})
 
 
 def _award(table: str, user: str, badge: str, event_id: str, now: str) -> Award | None:
@@ -136,7 +195,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     activity = config.require("ACTIVITY_TABLE")
     achievements = config.require("ACHIEVEMENTS_TABLE")
     try:
-        present, summaries, badges = _read_state(activity, achievements, by_user)
+        present, summaries, badges = _read_when_ready(activity, achievements, by_user, context)
     except AWS_ERRORS:
         logger.exception("reading activity failed; whole batch reported")
         return batch.response(message_id for message_id, _ in order)
@@ -181,4 +240,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         for user in unnotified:
             failed.extend(ready_messages.get(user, []))
         logger.info("badges awarded", extra={"awards": [a.__dict__ for a in awards], "unnotified": sorted(unnotified)})
-    return batch.response(batch.fifo_failures(order, failed))
+    reported = batch.fifo_failures(order, failed)
+    _retry_sooner(records, reported)
+    return batch.response(reported)

@@ -1,7 +1,7 @@
 """Kinesis consumer: viewing events → user_activity.
 
 Per batch: one BatchGetItem for the SUMMARY items of the batch's users, then per user
-one TransactWriteItems (up to 99 event items, each `attribute_not_exists`, plus the
+(up to eight users at once) one TransactWriteItems (up to 99 event items, each `attribute_not_exists`, plus the
 SUMMARY put guarded by its version), then one S3 object with the batch's raw events for
 Athena. A transaction cancelled only by existing event items is retried without them,
 so a redelivered batch leaves the same state. Records of a user whose write failed, and
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,9 @@ logger = make_logger()
 SUMMARY = "SUMMARY"
 EVENTS_PER_TRANSACTION = dynamo.TRANSACTION_LIMIT - 1
 TRANSACTION_ATTEMPTS = 4
+# Users' writes are independent: a batch of many viewers writes them side by side, so its
+# duration is not the sum of one round trip per user (the boto3 client is thread-safe).
+_WRITERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="user-writer")
 AWS_ERRORS = (ClientError, BotoCoreError, dynamo.UnprocessedError)
 
 
@@ -220,14 +224,19 @@ def process(event: dict[str, Any]) -> tuple[list[str], list[ViewingEvent], int]:
         logger.exception("reading summaries failed; whole batch reported")
         return [r.kinesis.sequence_number for r in records], [], 0
 
+    def write(user: str) -> UserResult | None:
+        try:
+            return _write_user(table, summaries[user], [p.event for p in by_user[user]], ratio)
+        except (*AWS_ERRORS, WriteConflict):
+            logger.exception("user write failed", extra={"user_id": user, "records": len(by_user[user])})
+            return None
+
     applied: list[ViewingEvent] = []
     duplicates = 0
     stored: list[Parsed] = []
-    for user, items in by_user.items():
-        try:
-            result = _write_user(table, summaries[user], [p.event for p in items], ratio)
-        except (*AWS_ERRORS, WriteConflict):
-            logger.exception("user write failed", extra={"user_id": user, "records": len(items)})
+    for user, result in zip(by_user, _WRITERS.map(write, by_user), strict=True):
+        items = by_user[user]
+        if result is None:
             failed.extend(p.sequence_number for p in items)
             continue
         applied.extend(result.applied)

@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 from xml.sax.saxutils import escape
 
 from tapharness.sandbox.iam.authorizer import Authorizer, describe_denial
 from tapharness.sandbox.iam.catalog import iam_prefix
-from tapharness.sandbox.iam.wire import ApiCall, decode, service_model, signature
+from tapharness.sandbox.iam.wire import (
+    ApiCall,
+    Signature,
+    decode,
+    service_model,
+    signature,
+)
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -66,17 +74,31 @@ def denied_response(call: ApiCall, message: str) -> tuple[str, list[tuple[str, s
     return "403 Forbidden", [*base, ("Content-Type", "text/xml")], body
 
 
+def _request_label(signed: Signature | None, headers: dict[str, str], method: str) -> str:
+    """``service operation`` where the request names it in a header (the JSON protocols), else
+    ``service method``: enough to see which calls a load makes, without decoding every request."""
+    target = headers.get("x-amz-target", "")
+    return f"{signed.signer if signed else 'unsigned'} {target.rpartition('.')[2] or method}"
+
+
 class IamGate:
-    """WSGI middleware: authorise, then hand the request to moto (or answer AccessDenied)."""
+    """WSGI middleware: authorise, then hand the request to moto (or answer AccessDenied).
+
+    It also counts the requests it passes (``served``, by service and operation)."""
 
     def __init__(self, app: WsgiApp, authorizer: Authorizer) -> None:
         self.app = app
         self.authorizer = authorizer
+        self.served: Counter[str] = Counter()
+        self._served_lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         headers = _headers(environ)
         query = environ.get("QUERY_STRING", "")
         signed = signature(headers, query)
+        label = _request_label(signed, headers, environ["REQUEST_METHOD"])
+        with self._served_lock:
+            self.served[label] += 1
         principal = self.authorizer.principal_for_key(signed.access_key) if signed else None
         if signed is None or principal is None:
             return self.app(environ, start_response)

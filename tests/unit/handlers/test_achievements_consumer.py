@@ -125,6 +125,65 @@ def test_same_message_twice_gives_one_badge_and_one_notification(env: dict[str, 
     assert len(notifications(env["queue"])) == 1
 
 
+@pytest.fixture(autouse=True)
+def short_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not-ready events are waited for 0.3 s instead of READY_WAIT_S, to keep the suite fast."""
+    monkeypatch.setattr(mod.handler, "READY_WAIT_S", 0.3)
+
+
+@pytest.fixture
+def visibility_changes(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The ChangeMessageVisibilityBatch requests the handler makes."""
+    calls: list[dict[str, Any]] = []
+    client = tap_common.aws.client("sqs")
+    monkeypatch.setattr(client, "change_message_visibility_batch", lambda **kwargs: calls.append(kwargs) or {})
+    return calls
+
+
+def test_event_written_while_waiting_is_awarded_without_a_retry(env: dict[str, str], context: Any,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                visibility_changes: list[dict[str, Any]]) -> None:
+    early = viewing(10, event_type="complete", position=600)
+    pauses: list[float] = []
+
+    def activity_lands_meanwhile(seconds: float) -> None:
+        pauses.append(seconds)
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        for item in ({"user_id": USER, "timestamp": f"{early['client_timestamp']}#{early['event_id']}"},
+                     {"user_id": USER, "timestamp": "SUMMARY", "completed_count": 10, "watch_seconds": 6000}):
+            ddb.put_item(TableName=TABLES["ACTIVITY_TABLE"], Item=dynamo.serialize(item))
+
+    monkeypatch.setattr(mod.handler.time, "sleep", activity_lands_meanwhile)
+    assert deliver(context, early) == {"batchItemFailures": []}
+    assert pauses == [0.25]
+    assert list(badges()) == ["videos_10"]
+    assert visibility_changes == []
+
+
+def test_message_still_not_ready_after_the_wait_comes_back_in_five_seconds(
+        env: dict[str, str], context: Any, visibility_changes: list[dict[str, Any]]) -> None:
+    early = viewing(10, event_type="complete", position=600)
+    assert deliver(context, early) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert visibility_changes == [{
+        "QueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/tap-test-queue.fifo",
+        "Entries": [{"Id": "0", "ReceiptHandle": "handle-0", "VisibilityTimeout": 5}]}]
+
+
+def test_the_wait_never_eats_into_the_time_the_writes_need(env: dict[str, str], context: Any,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          visibility_changes: list[dict[str, Any]]) -> None:
+    monkeypatch.setattr(mod.handler, "READY_WAIT_S", 5.0)
+    monkeypatch.setattr(mod.handler.time, "sleep", lambda seconds: pytest.fail(f"slept {seconds}s"))
+    context.remaining_ms = mod.handler.RESERVE_MS
+    assert deliver(context, viewing(10, event_type="complete", position=600)) == {
+        "batchItemFailures": [{"itemIdentifier": "m0"}]}
+
+
+@pytest.mark.parametrize(("receive_count", "delay"), [(1, 5), (2, 20), (3, 80), (4, None), (5, None)])
+def test_retries_come_sooner_then_at_the_queue_timeout_before_the_dlq(receive_count: int, delay: int | None) -> None:
+    assert mod.handler.retry_delay(receive_count) == delay
+
+
 def test_event_not_yet_in_user_activity_is_reported_for_retry(env: dict[str, str], context: Any) -> None:
     early = viewing(10, event_type="complete", position=600)
     other = record_activity(3, completed=3, watch_seconds=1800, user="user-2")

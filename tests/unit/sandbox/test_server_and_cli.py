@@ -56,6 +56,17 @@ def test_health_endpoint_reports_the_moto_endpoint(sandbox):
     assert health["endpoint_url"] == sandbox.endpoint_url
 
 
+def test_requests_endpoint_counts_the_calls_served_by_service_and_operation(aws, sandbox):
+    def served() -> dict[str, int]:
+        with urllib.request.urlopen(f"{sandbox.gateway_url}/_sandbox/requests", timeout=10) as response:
+            return json.loads(response.read())
+
+    before = served().get("dynamodb ListTables", 0)
+    for _ in range(3):
+        aws("dynamodb").list_tables()
+    assert served()["dynamodb ListTables"] == before + 3
+
+
 def test_remaining_resources_names_what_is_still_there(aws):
     name = unique("leftover")
     aws("sqs").create_queue(QueueName=name)

@@ -326,6 +326,127 @@ def test_query_on_the_table_key_reads_only_its_partition_in_key_order(aws):
                                  ExpressionAttributeValues={":p": {"S": "nobody"}})["Items"] == []
 
 
+ITEM = {"pk": {"S": "a"}, "blob": {"B": b"\x00\x01\xff"}, "n": {"N": "1.5"}, "nested": {"M": {
+    "list": {"L": [{"NULL": True}, {"BOOL": False}, {"SS": ["x", "y"]}]}, "nums": {"NS": ["1", "2"]}}},
+    "blobs": {"BS": [b"x", b"yz"]}}
+
+
+@pytest.mark.parametrize("operation", ["get_item", "query", "batch_get_item", "scan"])
+def test_item_answers_are_what_moto_serializer_gives(aws, operation):
+    from moto.dynamodb.responses import DynamoResult
+
+    from tapharness.sandbox import shims
+
+    table = unique("table")
+    aws("dynamodb").create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                                 KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                                 AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    aws("dynamodb").put_item(TableName=table, Item=ITEM)
+    results: list[DynamoResult] = []
+    shims_execute = DynamoResult.execute_result
+    DynamoResult.execute_result = lambda self, context: results.append((self, context)) or shims_execute(self, context)
+    try:
+        answer = {
+            "get_item": lambda: aws("dynamodb").get_item(TableName=table, Key={"pk": {"S": "a"}})["Item"],
+            "query": lambda: aws("dynamodb").query(TableName=table, KeyConditionExpression="pk = :p",
+                                                   ExpressionAttributeValues={":p": {"S": "a"}})["Items"][0],
+            "batch_get_item": lambda: aws("dynamodb").batch_get_item(
+                RequestItems={table: {"Keys": [{"pk": {"S": "a"}}]}})["Responses"][table][0],
+            "scan": lambda: aws("dynamodb").scan(TableName=table)["Items"][0],
+        }[operation]()
+    finally:
+        DynamoResult.execute_result = shims_execute
+    assert answer == ITEM
+    result, context = results[-1]
+    fast_status, fast_headers, fast_body = shims._dynamo_result(result, context)
+    status, headers, body = shims._DYNAMO_EXECUTE(result, context)
+    assert (fast_status, json.loads(fast_body)) == (status, json.loads(body))
+    assert fast_headers["Content-Type"] == headers["Content-Type"]
+
+
+def test_describe_table_keeps_moto_serializer_for_its_datetimes(aws):
+    table = unique("table")
+    aws("dynamodb").create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                                 KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                                 AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    created = aws("dynamodb").describe_table(TableName=table)["Table"]["CreationDateTime"]
+    assert created.year >= 2026
+
+
+def test_stream_records_carry_keys_images_and_creation_time(aws):
+    from datetime import UTC, datetime, timedelta
+
+    table = unique("table")
+    stream_arn = aws("dynamodb").create_table(
+        TableName=table, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )["TableDescription"]["LatestStreamArn"]
+    first = {"pk": {"S": "a"}, "n": {"N": "1"}, "m": {"M": {"l": {"L": [{"S": "x"}, {"NULL": True}]}}}}
+    second = {**first, "n": {"N": "2"}}
+    aws("dynamodb").put_item(TableName=table, Item=first)
+    aws("dynamodb").put_item(TableName=table, Item=second)
+    streams = aws("dynamodbstreams")
+    shard = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard,
+                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    page = streams.get_records(ShardIterator=iterator)
+    insert, modify = page["Records"]
+    assert (insert["eventName"], modify["eventName"]) == ("INSERT", "MODIFY")
+    assert insert["dynamodb"]["Keys"] == {"pk": {"S": "a"}}
+    assert (insert["dynamodb"]["NewImage"], modify["dynamodb"]["OldImage"], modify["dynamodb"]["NewImage"]) == (
+        first, first, second)
+    assert abs(modify["dynamodb"]["ApproximateCreationDateTime"] - datetime.now(UTC)) < timedelta(minutes=1)
+    assert streams.get_records(ShardIterator=page["NextShardIterator"])["Records"] == []
+
+
+def _stream(aws) -> str:
+    name = unique("stream")
+    aws("kinesis").create_stream(StreamName=name, ShardCount=1)
+    return aws("kinesis").describe_stream(StreamName=name)["StreamDescription"]["StreamARN"]
+
+
+def _shard_iterator(aws, arn: str, kind: str, after: str | None = None) -> str:
+    kwargs = {"StartingSequenceNumber": after} if after else {}
+    return aws("kinesis").get_shard_iterator(StreamARN=arn, ShardId="shardId-000000000000",
+                                             ShardIteratorType=kind, **kwargs)["ShardIterator"]
+
+
+def test_kinesis_reads_resume_after_the_iterator_in_order_and_honour_the_limit(aws):
+    arn = _stream(aws)
+    sequences = [aws("kinesis").put_record(StreamARN=arn, PartitionKey="p", Data=f"r{i}".encode())["SequenceNumber"]
+                 for i in range(7)]
+    first = aws("kinesis").get_records(StreamARN=arn, ShardIterator=_shard_iterator(aws, arn, "TRIM_HORIZON"), Limit=3)
+    assert [r["Data"] for r in first["Records"]] == [b"r0", b"r1", b"r2"]
+    rest = aws("kinesis").get_records(StreamARN=arn, ShardIterator=first["NextShardIterator"])
+    assert [r["Data"] for r in rest["Records"]] == [b"r3", b"r4", b"r5", b"r6"]
+    after = aws("kinesis").get_records(StreamARN=arn, ShardIterator=_shard_iterator(aws, arn, "AFTER_SEQUENCE_NUMBER", sequences[4]))
+    assert [r["SequenceNumber"] for r in after["Records"]] == sequences[5:]
+    latest = _shard_iterator(aws, arn, "LATEST")
+    assert aws("kinesis").get_records(StreamARN=arn, ShardIterator=latest)["Records"] == []
+    aws("kinesis").put_record(StreamARN=arn, PartitionKey="p", Data=b"new")
+    assert [r["Data"] for r in aws("kinesis").get_records(StreamARN=arn, ShardIterator=latest)["Records"]] == [b"new"]
+
+
+def test_concurrent_kinesis_puts_each_get_their_own_sequence_number(aws):
+    from concurrent.futures import ThreadPoolExecutor
+
+    arn = _stream(aws)
+    with ThreadPoolExecutor(8) as pool:
+        sequences = list(pool.map(lambda i: aws("kinesis").put_record(
+            StreamARN=arn, PartitionKey="p", Data=str(i).encode())["SequenceNumber"], range(200)))
+    assert len(set(sequences)) == 200
+    iterator, read = _shard_iterator(aws, arn, "TRIM_HORIZON"), []
+    while len(read) < 200:
+        page = aws("kinesis").get_records(StreamARN=arn, ShardIterator=iterator, Limit=1000)
+        read += page["Records"]
+        iterator = page["NextShardIterator"]
+        if not page["Records"]:
+            break
+    assert sorted(int(r["Data"]) for r in read) == list(range(200))
+
+
 def test_message_past_the_retention_period_is_not_received(aws):
     from moto.sqs.models import sqs_backends
 
