@@ -36,10 +36,11 @@ from tapharness.sandbox.state import REPO_ROOT
 REPORTS = REPO_ROOT / "reports"
 GAPS = REPO_ROOT / "docs" / "emulation-gaps.md"
 LATENCY_PROPERTY = "latency:"
-# A visibility timeout the poison-message test can wait out (5 receives × 30 s): the stack's
-# default (360 s) makes a redrive to the DLQ take 30 minutes. 30 s is the variable's minimum
-# for timeout_s = 30 and does not change the resource graph.
-SANDBOX_VARS = ("visibility_timeout_seconds=30",)
+# A visibility timeout the poison-message test can wait out (5 receives × 10 s): the stack's
+# default (360 s) makes a redrive to the DLQ take 30 minutes. A queue's visibility timeout may
+# not be shorter than its consumer's timeout, so the functions get 10 s too (their slowest
+# invocation in the suite takes about 3 s). Neither changes the resource graph.
+SANDBOX_VARS = ("timeout_s=10", "visibility_timeout_seconds=10")
 # The integration tests mostly wait (for pollers, redeliveries), so more workers than cores pay off.
 INTEGRATION_WORKERS = "4"
 UNIT_TIMEOUT_S = 1800

@@ -104,6 +104,12 @@ def detach_inline_delivery() -> None:
     LambdaBackend.create_event_source_mapping = _detached_create_event_source_mapping  # type: ignore[method-assign]
 
 
+class _MotoHandler(MotoRequestHandler):
+    # Headers and body go out in separate writes: with Nagle's algorithm the second waits for
+    # the client's delayed ACK of the first.
+    disable_nagle_algorithm = True
+
+
 class GatedMotoServer(ThreadedMotoServer):
     """moto's threaded server with the IAM gate in front of its WSGI application."""
 
@@ -113,13 +119,14 @@ class GatedMotoServer(ThreadedMotoServer):
 
     def _server_entry(self) -> None:
         self.gate = IamGate(DomainDispatcherApplication(create_backend_app), self.authorizer)
-        self._server = make_server(self._ip_address, self._port, self.gate, True, request_handler=MotoRequestHandler)
+        self._server = make_server(self._ip_address, self._port, self.gate, True, request_handler=_MotoHandler)
         self._server_ready_event.set()
         self._server.serve_forever()
 
 
 class _GatewayHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     server: _GatewayServer
 
     def log_message(self, format: str, *args: Any) -> None:

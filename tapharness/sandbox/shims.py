@@ -35,6 +35,7 @@ from moto.awslambda import urls as lambda_urls
 from moto.awslambda.models import LambdaFunction
 from moto.awslambda.responses import LambdaResponse
 from moto.core import responses as core_responses
+from moto.core.base_backend import BackendDict
 from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult, BaseResponse, EmptyResult
 from moto.core.utils import camelcase_to_underscores, method_names_from_class, unix_time
@@ -856,6 +857,18 @@ def _shard_get_records(self: Shard, last_sequence_id: str, limit: int | None) ->
     return results, last, int(behind * 1000)
 
 
+# Every look-up of a backend (``dynamodb_backends[account]``, several per request) takes moto's
+# global backend lock and scans its list of every backend dictionary, comparing each in Python,
+# to register one that is registered already: under load the requests queue on that lock (a
+# third of the sandbox's samples). An account that is present was registered when it was added.
+_CREATE_ACCOUNT_BACKEND = BackendDict._create_account_specific_backend
+
+
+def _account_backend(self: BackendDict[Any], account_id: str) -> None:
+    if account_id not in self:
+        _CREATE_ACCOUNT_BACKEND(self, account_id)
+
+
 # Every request: moto lists the handler class's methods with inspect.getmembers to find the
 # action's method. The classes do not change once the shims are installed.
 _METHOD_NAMES: dict[type, frozenset[str]] = {}
@@ -1004,6 +1017,7 @@ MODEL_PATCHES: dict[tuple[Any, str], Any] = {
     (DynamoDBBackend, "transact_write_items"): _transact_write_items,
     (Table, "query"): _table_query,
     (SQSBackend, "is_message_valid_based_on_retention_period"): _within_retention,
+    (BackendDict, "_create_account_specific_backend"): _account_backend,
     (core_responses, "method_names_from_class"): _method_names,
     (DynamoResult, "execute_result"): _dynamo_result,
     (Shard, "get_max_sequence_number"): _shard_max_sequence,

@@ -137,7 +137,7 @@ def test_poison_message_moves_to_the_dead_letter_queue_after_max_receive_count(
     if bound > budget:
         pytest.skip(f"{max_receive} receives × {visibility:.0f}s visibility need up to {bound:.0f}s, over the "
                     f"{budget:.0f}s budget: raise {MAX_WAIT_VAR}, or in the sandbox deploy with "
-                    "`up --var visibility_timeout_seconds=30` (what tapharness.signoff does)")
+                    "`up --var timeout_s=10 --var visibility_timeout_seconds=10` (what tapharness.signoff does)")
     marker = new_id("poison")
     body = f"not json: {marker}"
     started = time.monotonic()
