@@ -66,7 +66,11 @@ from tapharness.sandbox.scheduler import Scheduler
 from tapharness.sandbox.state import REGION, local_url
 
 log = logging.getLogger("tapharness.sandbox.server")
-GATEWAY_WORKERS = 64
+# Connections the gateway serves at once. A keep-alive connection holds its thread while it is
+# open, so this bounds the clients served side by side (more wait for a free thread, and with
+# 128 clients against 64 threads they timed out); the threads mostly wait on sockets and function
+# workers, not on the interpreter.
+GATEWAY_WORKERS = 256
 _ORIGINAL_CREATE_ESM = LambdaBackend.create_event_source_mapping
 
 
