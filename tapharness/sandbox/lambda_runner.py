@@ -20,8 +20,7 @@ own pollers and API front door through Invoke) ends in
 - everything the handler writes to stdout/stderr goes to CloudWatch Logs (log group
   ``/aws/lambda/<name>``, one stream per worker, with START/END/REPORT lines) when the role
   may write it (``may_write_logs``), and its tail is returned as the invoke's log result;
-- the handler's exceptions become function errors with Lambda's error payload.
-
+- the handler's exceptions become function errors with Lambda's error payload;
 - at most ``max_environments`` workers per function run at once (default ``MAX_ENVIRONMENTS``);
   an invocation beyond that waits for a free one instead of starting another.
 

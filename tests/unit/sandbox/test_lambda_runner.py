@@ -117,6 +117,18 @@ def test_warm_worker_keeps_module_state_between_invocations(aws, make_function):
     assert second == 2
 
 
+def test_concurrent_invocations_share_at_most_max_environments_workers(aws, make_function, sandbox):
+    from concurrent.futures import ThreadPoolExecutor
+
+    arn = make_function("import os, time\ndef lambda_handler(event, context):\n    time.sleep(0.3)\n"
+                        "    return os.getpid()\n")
+    calls = sandbox.runner.max_environments + 4
+    with ThreadPoolExecutor(calls) as pool:
+        pids = list(pool.map(lambda _: invoke(aws, arn, {})[1], range(calls)))
+    assert all(isinstance(pid, int) for pid in pids), pids
+    assert len(set(pids)) <= sandbox.runner.max_environments, f"{len(set(pids))} workers for one function"
+
+
 def test_import_error_is_reported_as_runtime_import_module_error(aws, make_function):
     arn = make_function("import not_a_module\ndef lambda_handler(event, context):\n    return 1\n")
     response, payload = invoke(aws, arn, {})
