@@ -140,7 +140,7 @@ class FrontDoor:
         self.guard = guard
         self.account_id = account_id
         self.invoker: Invoker = invoker or clients
-        self._streams_lock = threading.Lock()
+        self._logs_lock = threading.Lock()
         # (api, deployment id, kind, key) -> what the API Gateway API answered: a deployment
         # is immutable, so its routes, methods, validators and models are read once.
         self._deployed: dict[tuple[str, str, str, str], Any] = {}
@@ -385,7 +385,7 @@ class FrontDoor:
         line = _CONTEXT_VAR.sub(lambda m: str(context.get(m.group(1), "-")), fmt)
         logs = logs_backends[self.account_id][arn.split(":")[3]]
         stream = f"sandbox-{route.api_id}-{route.stage}"
-        with self._streams_lock:  # moto's log streams are not thread-safe
+        with self._logs_lock:  # moto's log streams are not thread-safe
             if group not in logs.groups:
                 log.warning("front door: access log group %s does not exist", group)
                 return

@@ -77,13 +77,12 @@ class EndpointMap:
         cached = self._cached
         if cached and time.monotonic() - cached[0] < self.ttl:
             return cached[1]
-        if cached and not self._refreshing.acquire(blocking=False):
-            return cached[1]
-        if not cached:
-            self._refreshing.acquire()
+        # With a map in hand, don't wait for another caller's refresh; with none, wait for it.
+        if not self._refreshing.acquire(blocking=cached is None):
+            return cached[1]  # type: ignore[index]
         try:
-            if self._cached is not cached and self._cached is not None:
-                return self._cached[1]
+            if self._cached is not cached:  # refreshed while this caller waited
+                return self._cached[1]  # type: ignore[index]
             mapping = self.current()
             self._cached = (time.monotonic(), mapping)
             return mapping

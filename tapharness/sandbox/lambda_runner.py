@@ -399,8 +399,10 @@ class LambdaRunner:
             payload = json.dumps({"errorMessage": f"The role defined for the function cannot be assumed by Lambda. {exc}",
                                   "errorType": "InvalidParameterValueException"})
             return InvokeResult(payload, True, "")
-        with self._lock:
-            slots = self._concurrency.setdefault(fn.function_arn, threading.BoundedSemaphore(self.max_environments))
+        slots = self._concurrency.get(fn.function_arn)
+        if slots is None:
+            with self._lock:
+                slots = self._concurrency.setdefault(fn.function_arn, threading.BoundedSemaphore(self.max_environments))
         with slots:
             worker, cold = self._acquire(spec, env)
             try:
@@ -452,10 +454,14 @@ class LambdaRunner:
 
 class LocalLambda:
     """Lambda's synchronous Invoke as the services the sandbox plays make it (API Gateway, event
-    source mappings): straight into moto's Lambda model in this process, so into the runner, with
-    no HTTP round trip from the sandbox to its own server. The answer is the Invoke API's:
-    function errors, a response over 6 MB as ``Function.ResponseSizeTooLarge``, an unknown
+    source mappings): the function looked up in moto's Lambda model in this process and run by
+    the runner, with no HTTP round trip from the sandbox to its own server (and no JSON encoding
+    of the event and base64 of the log tail that the round trip needs). The answer is the Invoke
+    API's: function errors, a response over 6 MB as ``Function.ResponseSizeTooLarge``, an unknown
     function as the ``ResourceNotFoundException`` the API raises."""
+
+    def __init__(self, runner: LambdaRunner) -> None:
+        self.runner = runner
 
     def invoke(self, function_arn: str, event: dict[str, Any]) -> InvokeOutcome:
         _, _, _, region, account, *_ = function_arn.split(":")
@@ -464,11 +470,9 @@ class LocalLambda:
         except JsonRESTError as exc:
             raise ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": exc.message}},
                               "Invoke") from exc
-        headers: dict[str, str] = {}
-        raw = fn.invoke(json.dumps(event), {}, headers)
-        payload = raw.decode() if isinstance(raw, bytes) else raw
-        if len(payload) > MAX_RESPONSE_BYTES:
+        result = self.runner.invoke(fn, event)
+        if len(result.payload) > MAX_RESPONSE_BYTES:
             return InvokeOutcome(True, {"errorType": "Function.ResponseSizeTooLarge", "errorMessage":
                                         "Response payload size exceeded maximum allowed payload size (6291556 bytes)."},
                                  200)
-        return InvokeOutcome("x-amz-function-error" in headers, decode_json(payload) if payload else None, 200)
+        return InvokeOutcome(result.errored, decode_json(result.payload) if result.payload else None, 200)

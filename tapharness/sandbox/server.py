@@ -224,7 +224,7 @@ class Sandbox:
         self.runner = LambdaRunner(self.cache_dir, self.endpoint_url, self.endpoints, self.worker_env,
                                    credentials=self._function_credentials, may_write_logs=self._function_may_log)
         self.runner.install()
-        lambda_service = LocalLambda()
+        lambda_service = LocalLambda(self.runner)
         self.pollers = PollerManager(self.clients, self.poller_settings, as_role=self._mapping_clients,
                                      invoker=lambda_service)
         self.scheduler = Scheduler(self.clients, self.guard)

@@ -39,7 +39,7 @@ SUMMARY = "SUMMARY"
 BADGES = (VIDEOS_10, HOURS_100)
 PUBLISH_BATCH_LIMIT = 10
 READY_WAIT_S = 5.0
-READY_POLL_S = (0.25, 0.5, 1.0)  # then every second
+READY_POLL_S = (0.25, 0.5, 1.0)  # the last pause repeats
 # Time the invocation keeps for its own writes after waiting.
 RESERVE_MS = 10_000
 RETRY_DELAYS_S = (5, 20, 80)
@@ -99,7 +99,7 @@ def _read_when_ready(
     deadline = time.monotonic() + min(READY_WAIT_S, max(0.0, (context.get_remaining_time_in_millis() - RESERVE_MS) / 1000))
     attempt = 0
     while _not_ready(by_user, state[0]):
-        pause = READY_POLL_S[attempt] if attempt < len(READY_POLL_S) else 1.0
+        pause = READY_POLL_S[min(attempt, len(READY_POLL_S) - 1)]
         if time.monotonic() + pause > deadline:
             break
         time.sleep(pause)
