@@ -20,8 +20,9 @@ The stores are polled from the start (every two seconds, BatchGetItem of the exa
 what is not seen yet); duplicates are counted once at the end (a Query per viewer).
 It prints the offered and accepted rates, API latency p50/p99, end-to-end lag p50/p99 per
 store (first seen by polling minus send time), events lost and duplicated, and, for a sandbox,
-its CPU time and peak RSS (the sandbox process and its children) and the AWS requests its
-endpoint served per event, by operation. A progress line every five seconds. Exit 1 when anything was lost or duplicated.
+its CPU time and peak RSS (the sandbox process and its children), its garbage-collection
+pauses and the AWS requests its endpoint served per event, by operation. A progress line
+every five seconds. Exit 1 when anything was lost or duplicated.
 """
 
 from __future__ import annotations
@@ -316,11 +317,15 @@ def _sandbox_usage(env: str) -> tuple[float, int] | None:
     return cpu, rss
 
 
+def _control(target: Target, endpoint: str) -> Any:
+    url = f"{target.sandbox['control_url']}/{endpoint}"  # type: ignore[index]
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
 def _sandbox_requests(target: Target) -> Counter[str]:
     """Requests the sandbox's AWS endpoint has served so far, by service and operation."""
-    url = f"{target.sandbox['control_url']}/requests"  # type: ignore[index]
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return Counter(json.loads(response.read()))
+    return Counter(_control(target, "requests"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"{len(ordered)} events from {len(by_viewer)} viewers at {rate:.0f}/s against {target.describe()}")
     usage_before = _sandbox_usage(args.env) if target.is_sandbox else None
     requests_before = _sandbox_requests(target) if target.is_sandbox else None
+    gc_at_start = _control(target, "health")["gc"] if target.is_sandbox else None
     ledger = Ledger()
     sending = threading.Event()
     sending.set()
@@ -394,6 +400,11 @@ def main(argv: list[str] | None = None) -> int:
               f"({(after[0] - usage_before[0]) / wall:.2f} cores) |")
         print(f"| sandbox peak RSS | {peak_rss[0] / 2**20:.0f} MiB (the process and its children: function "
               "workers, Redis, PostgreSQL) |")
+    if target.is_sandbox:
+        gc_before, gc_after = gc_at_start, _control(target, "health")["gc"]
+        print(f"| sandbox garbage collection | {gc_after['collections'] - gc_before['collections']} collections, "
+              f"{gc_after['total_pause_s'] - gc_before['total_pause_s']:.2f} s paused; longest pause since the "
+              f"sandbox started {gc_after['longest_pause_s'] * 1000:.0f} ms |")
     if requests_before is not None:
         served = _sandbox_requests(target) - requests_before
         top = ", ".join(f"{label} {count / len(ordered):.2f}" for label, count in served.most_common(8))

@@ -11,7 +11,7 @@
    role, with the stack's Redis/Aurora endpoint names mapped to the local servers);
 5. starts the pollers, the EventBridge scheduler and the gateway: one HTTP port serving the
    REST APIs (``/restapis/<api>/<stage>/...``) and the control endpoints
-   ``GET /_sandbox/health``, ``GET /_sandbox/pollers``, ``GET /_sandbox/iam`` (the IAM report),
+   ``GET /_sandbox/health`` (with the garbage collector's pauses, ``gcpolicy``), ``GET /_sandbox/pollers``, ``GET /_sandbox/iam`` (the IAM report),
    ``GET /_sandbox/requests`` (requests served, by service and operation),
    ``GET|POST /_sandbox/services``
    (POST: match Redis/PostgreSQL to the deployed stack), ``POST /_sandbox/rules/<name>/fire``.
@@ -50,6 +50,7 @@ from tapharness.sandbox import shims
 from tapharness.sandbox.apigw import FrontDoor, HttpRequest, HttpResponse
 from tapharness.sandbox.backing import BackingServices
 from tapharness.sandbox.endpoints import EndpointMap
+from tapharness.sandbox.gcpolicy import YoungOnlyCollector
 from tapharness.sandbox.iam import wire
 from tapharness.sandbox.iam.authorizer import Authorizer
 from tapharness.sandbox.iam.gate import IamGate
@@ -202,6 +203,8 @@ class Sandbox:
 
     def start(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self.gc = YoungOnlyCollector()
+        self.gc.start()
         self.backing: BackingServices | None = None
         if self.services_dir is not None:
             self.backing = BackingServices(self.services_dir)
@@ -246,6 +249,7 @@ class Sandbox:
         self.moto.stop()
         if self.backing is not None:
             self.backing.stop()
+        self.gc.stop()
 
     # --- principals of the services the sandbox plays ---------------------------------
 
@@ -279,7 +283,7 @@ class Sandbox:
         parts = [p for p in request.path.split("/") if p][1:]
         if request.method == "GET" and parts == ["health"]:
             return HttpResponse.json(200, {"status": "ok", "endpoint_url": self.endpoint_url,
-                                           "lambda_workers": self.runner.worker_count()})
+                                           "lambda_workers": self.runner.worker_count(), "gc": self.gc.snapshot()})
         if request.method == "GET" and parts == ["pollers"]:
             return HttpResponse.json(200, self.pollers.snapshot())
         if request.method == "GET" and parts == ["requests"]:
