@@ -176,6 +176,9 @@ class FrontDoor:
         except ClientError as exc:
             log.warning("front door: AWS call failed: %s", exc)
             response = HttpResponse.json(500, {"message": "Internal server error"})
+        except Exception:  # a sandbox fault answers as API Gateway's own do, never a dropped connection
+            log.exception("front door: %s %s failed", request.method, request.path)
+            response = HttpResponse.json(500, {"message": "Internal server error"})
         response.headers.append(("x-amzn-RequestId", request_id))
         if stage and route:
             context.update(status=response.status, responseLength=len(response.body),
@@ -396,8 +399,15 @@ class FrontDoor:
 def _schema_error(schema: dict[str, Any], body: bytes) -> str | None:
     """Why the body does not satisfy the model's schema (draft 4), or None when it does."""
     try:
-        document = json.loads(body or b"null")
-    except ValueError as exc:
+        document = json.loads(body or b"null", parse_constant=_not_json)
+        error = jsonschema.exceptions.best_match(jsonschema.Draft4Validator(schema).iter_errors(document))
+    except ValueError as exc:  # not JSON, invalid UTF-8, NaN/Infinity, an integer past Python's digit limit
         return f"body is not JSON: {exc}"
-    error = jsonschema.exceptions.best_match(jsonschema.Draft4Validator(schema).iter_errors(document))
+    except RecursionError:
+        return "body is not JSON: nested too deeply"
     return error.message if error else None
+
+
+def _not_json(constant: str) -> None:
+    """``json.loads`` accepts NaN, Infinity and -Infinity; JSON (RFC 8259) does not."""
+    raise ValueError(f"{constant} is not a JSON value")

@@ -95,9 +95,9 @@ class Api:
     def __init__(self, target: Target) -> None:
         self.target = target
 
-    def post_bytes(self, route: str, data: bytes) -> ApiResponse:
+    def post_bytes(self, route: str, data: bytes, content_type: str = "application/json") -> ApiResponse:
         request = urllib.request.Request(self.target.route_url(route), data=data, method="POST",
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": content_type})
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 status, raw = response.status, response.read()

@@ -1,6 +1,8 @@
 """Flow 7: bad input is refused at the door, and poison that gets past it is parked.
 
-- Malformed, invalid and oversize requests → 4xx, and no record reaches the viewing stream
+- Malformed, invalid, hostile (nesting too deep, a 5,000-digit number, NaN, invalid UTF-8, whether
+  sent as JSON, which the API's model checks, or as text, which reaches the function) and oversize
+  requests → 4xx, and no record reaches the viewing stream
   (read from LATEST iterators taken before the request; event_processor writes before it
   answers, so reading up to now after the answer is conclusive).
 - A poison Kinesis record (non-JSON, between two valid ones in one PutRecords) → each stream
@@ -75,6 +77,28 @@ def test_bad_request_is_refused_without_a_stream_record(
     iterators = stream_iterators(target)
     response = api.post_bytes("watch", body)
     assert response.status == status, f"{len(body)}-byte body answered {response.status} {response.body!r}"
+    leaked = [data for data in records_since(target, iterators) if user.encode() in data]
+    assert not leaked, f"records for {user} reached the stream: {leaked}"
+
+
+HOSTILE = {
+    "nested-too-deep": lambda user: b"[" * 3000 + json.dumps(valid_body(user)).encode() + b"]" * 3000,
+    "5000-digit-number": lambda user: json.dumps(valid_body(user)).replace("10.0", "9" * 5000, 1).encode(),
+    "nan": lambda user: json.dumps({**valid_body(user), "position_seconds": float("nan")}).encode(),
+    "invalid-utf8": lambda user: json.dumps(valid_body(user)).replace(user, f"{user}\udcff", 1).encode(
+        "utf-8", "surrogateescape"),
+}
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
+@pytest.mark.parametrize("make_body", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_json_is_400_in_every_content_type_without_a_stream_record(
+        target: Target, api: Api, make_body: Callable[[str], bytes], content_type: str) -> None:
+    user = new_id("user")
+    body = make_body(user)
+    iterators = stream_iterators(target)
+    response = api.post_bytes("watch", body, content_type)
+    assert response.status == 400, f"{len(body)}-byte {content_type} body answered {response.status} {response.body!r}"
     leaked = [data for data in records_since(target, iterators) if user.encode() in data]
     assert not leaked, f"records for {user} reached the stream: {leaked}"
 

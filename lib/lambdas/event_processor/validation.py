@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tap_common.events import (
@@ -16,6 +16,8 @@ from tap_common.events import (
 )
 
 MAX_BODY_BYTES = 8 * 1024
+# How far ahead of the API's clock a client's clock may run (contract.md, "API").
+FUTURE_TOLERANCE = timedelta(minutes=5)
 ROUTES = {"/watch": "watch", "/pause": "pause", "/complete": "complete"}
 
 
@@ -61,14 +63,25 @@ def parse_request(
     resource: str | None, body: str | None, is_base64: bool, now: datetime | None = None
 ) -> ViewingEvent:
     event_type = event_type_for(resource)
-    raw = body_bytes(body, is_base64)
-    try:
-        payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise Rejected(400, "body is not valid JSON", "body") from None
+    payload = parse_json(body_bytes(body, is_base64))
     try:
         fields = validate_body(payload)
     except InvalidEvent as exc:
         raise Rejected(400, exc.message, exc.field) from None
-    received = format_timestamp(now or datetime.now(UTC))
-    return ViewingEvent(event_type=event_type, received_at=received, **fields)
+    received = now or datetime.now(UTC)
+    if datetime.fromisoformat(fields["client_timestamp"]) > received + FUTURE_TOLERANCE:
+        raise Rejected(400, f"is more than {FUTURE_TOLERANCE.seconds // 60} minutes in the future",
+                       "client_timestamp")
+    return ViewingEvent(event_type=event_type, received_at=format_timestamp(received), **fields)
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON (RFC 8259): no NaN or Infinity; too deep, too long a number or not UTF-8 is refused."""
+    try:
+        return json.loads(raw, parse_constant=_not_json)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise Rejected(400, "body is not valid JSON", "body") from None

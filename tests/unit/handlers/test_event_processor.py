@@ -77,6 +77,48 @@ def test_non_json_body_is_rejected_with_400() -> None:
     assert (rejection.status, rejection.field) == (400, "body")
 
 
+HOSTILE_BODIES = {
+    "nested 3000 arrays deep": b"[" * 3000 + b"]" * 3000,
+    "nested 1200 objects deep": b'{"a":' * 1200 + b"1" + b"}" * 1200,
+    "an integer of 5000 digits": json.dumps(VALID)[:-1].encode() + b', "n": ' + b"9" * 5000 + b"}",
+    "NaN": json.dumps(body(position_seconds=float("nan"))).encode(),
+    "Infinity": json.dumps(body(duration_seconds=float("inf"))).encode(),
+    "invalid UTF-8": json.dumps(VALID).replace("user_1", "user_\\xff").encode().replace(b"\\xff", b"\xff"),
+}
+
+
+# API Gateway hands a function a body that is not UTF-8 base64-encoded; any other body may come either way.
+HOSTILE_CASES = [
+    pytest.param(raw, encoded, id=f"{name}, {'base64' if encoded else 'text'}")
+    for name, raw in HOSTILE_BODIES.items()
+    for encoded in (False, True)
+    if encoded or name != "invalid UTF-8"
+]
+
+
+@pytest.mark.parametrize(("raw", "encoded"), HOSTILE_CASES)
+def test_hostile_json_is_rejected_with_400_naming_the_body(raw: bytes, encoded: bool) -> None:
+    sent = base64.b64encode(raw).decode() if encoded else raw.decode()
+    with pytest.raises(mod.validation.Rejected) as caught:
+        mod.validation.parse_request("/watch", sent, encoded)
+    assert (caught.value.status, caught.value.field) == (400, "body")
+
+
+NOW = mod.validation.datetime(2026, 11, 23, 6, 0, tzinfo=mod.validation.UTC)
+
+
+def test_client_timestamp_past_the_future_tolerance_is_rejected_with_400() -> None:
+    raw = json.dumps(body(client_timestamp="2026-11-23T06:05:01.000Z"))
+    with pytest.raises(mod.validation.Rejected) as caught:
+        mod.validation.parse_request("/watch", raw, False, now=NOW)
+    assert (caught.value.status, caught.value.field) == (400, "client_timestamp")
+
+
+def test_client_clock_ahead_within_the_tolerance_is_accepted() -> None:
+    raw = json.dumps(body(client_timestamp="2026-11-23T06:05:00.000Z"))
+    assert mod.validation.parse_request("/watch", raw, False, now=NOW).client_timestamp == "2026-11-23T06:05:00.000Z"
+
+
 def test_json_array_body_is_rejected_with_400() -> None:
     assert reject([VALID]).field == "body"
 
@@ -170,6 +212,14 @@ def test_rejected_request_writes_nothing(stream: Any, context: Any) -> None:
     response = mod.handler.lambda_handler(api_event("/watch", json.dumps(body(user_id="no spaces"))), context)
     assert response["statusCode"] == 400
     assert json.loads(response["body"])["field"] == "user_id"
+    assert read_stream(stream) == []
+
+
+@pytest.mark.parametrize("raw", HOSTILE_BODIES.values(), ids=HOSTILE_BODIES.keys())
+def test_hostile_request_returns_400_and_writes_nothing(stream: Any, context: Any, raw: bytes) -> None:
+    encoded = base64.b64encode(raw).decode()
+    response = mod.handler.lambda_handler(api_event("/watch", encoded, base64_encoded=True), context)
+    assert (response["statusCode"], json.loads(response["body"])["field"]) == (400, "body")
     assert read_stream(stream) == []
 
 

@@ -109,6 +109,31 @@ def test_body_that_is_not_json_is_rejected_with_400(api):
     assert status == 400
 
 
+HOSTILE_JSON = {
+    "nested 3000 arrays deep": b"[" * 3000 + b"]" * 3000,
+    "nested 1200 objects deep": b'{"a":' * 1200 + b"1" + b"}" * 1200,
+    "an integer of 5000 digits": b'{"user_id": "u-1", "position_seconds": ' + b"9" * 5000 + b"}",
+    "NaN": b'{"user_id": "u-1", "position_seconds": NaN}',
+    "Infinity": b'{"user_id": "u-1", "position_seconds": Infinity}',
+    "invalid UTF-8": b'{"user_id": "u-\xff", "position_seconds": 1}',
+}
+
+
+@pytest.mark.parametrize("raw", HOSTILE_JSON.values(), ids=HOSTILE_JSON.keys())
+def test_hostile_json_under_a_model_is_400_invalid_request_body(api, raw):
+    status, body = call(f"{api.base}/watch", raw=raw)
+    assert (status, body) == (400, {"message": "Invalid request body"})
+
+
+def test_a_front_door_failure_is_500_not_a_dropped_connection(api, sandbox, monkeypatch):
+    def broken(*_args: Any) -> None:
+        raise RuntimeError("front door bug")
+
+    monkeypatch.setattr(sandbox.front_door, "_serve", broken)
+    status, body = call(f"{api.base}/watch", body=VALID)
+    assert (status, body) == (500, {"message": "Internal server error"})
+
+
 def test_unknown_route_is_403_missing_authentication_token(api):
     status, body = call(f"{api.base}/nowhere", body=VALID)
     assert (status, body) == (403, {"message": "Missing Authentication Token"})
