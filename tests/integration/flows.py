@@ -177,6 +177,17 @@ def summary(target: Target, user_id: str) -> dict[str, Any] | None:
     return get_item(target, "activity", {"user_id": user_id, "timestamp": "SUMMARY"})
 
 
+def bank_watch_time(target: Target, user_id: str, seconds: float) -> None:
+    """Give the viewer ``seconds`` of watch history, as if watched long ago: the stack credits
+    watch time against the API's clock, so 100 hours cannot be earned in a test run. The
+    version bump makes a concurrent activity write re-read the SUMMARY instead of losing this."""
+    target.client("dynamodb").update_item(
+        TableName=target.output("dynamodb_table_names", "activity"),
+        Key=serialize({"user_id": user_id, "timestamp": "SUMMARY"}),
+        UpdateExpression="ADD watch_seconds :s, version :one",
+        ExpressionAttributeValues=serialize({":s": Decimal(str(seconds)), ":one": 1}))
+
+
 def badges(target: Target, user_id: str) -> dict[str, dict[str, Any]]:
     """The user's user_achievements items by badge_id."""
     page = target.client("dynamodb").query(

@@ -4,8 +4,8 @@ message on user-notifications; an eleventh adds none.
 "Exactly one" needs every completion to have been handled by the achievements consumer, which
 leaves no trace when it awards nothing. The achievements queue is FIFO per user, so a later
 message of the same user that does leave a trace proves the earlier ones were handled: the
-tests finish with a sentinel, 5 × 24 h of watching plus one more completion, which earns
-``hours_100``; once that badge and its notification exist, every earlier completion has been
+tests finish with a sentinel, 100 h of banked watch history plus one more completion, which
+earns ``hours_100``; once that badge and its notification exist, every earlier completion has been
 processed.
 """
 
@@ -20,11 +20,20 @@ import pytest
 from tapharness.deployed import Target
 from tapharness.retry import wait_for
 
-from .flows import Api, Clock, Inbox, ViewingEvent, badges, new_id, redelivery_bound
+from .flows import (
+    Api,
+    Clock,
+    Inbox,
+    ViewingEvent,
+    badges,
+    bank_watch_time,
+    new_id,
+    redelivery_bound,
+)
 
 pytestmark = pytest.mark.integration
 
-DAY_S = 86400.0
+HOURS_100_S = 100 * 3600.0
 
 
 def complete_videos(api: Api, user: str, clock: Clock, count: int) -> list[ViewingEvent]:
@@ -50,8 +59,7 @@ def wait_for_badge_notified(target: Target, inbox: Inbox, user: str, badge: str)
 
 def drain_with_sentinel(target: Target, api: Api, inbox: Inbox, user: str, clock: Clock) -> None:
     """Returns once every earlier completion of the user has been handled (see the module docstring)."""
-    for _ in range(5):
-        api.send(ViewingEvent("watch", user, new_id("content"), DAY_S, DAY_S, clock.tick()))
+    bank_watch_time(target, user, HOURS_100_S)
     complete_videos(api, user, clock, 1)
     wait_for_badge_notified(target, inbox, user, "hours_100")
 

@@ -27,6 +27,8 @@ from .flows import (
 
 pytestmark = pytest.mark.integration
 
+WATCH_BURST_S = 300.0  # contract.md, SUMMARY: watch credit a viewer may bank
+
 
 @pytest.mark.parametrize(("route", "position"), [("watch", 120.0), ("pause", 450.0), ("complete", 960.0)])
 def test_each_route_records_an_event_item_with_its_type_and_progress(
@@ -52,6 +54,7 @@ def test_summary_holds_latest_progress_and_last_viewed_after_watch_pause_complet
     started = time.monotonic()
     for event in events:
         api.send(event)
+    sent_in = time.monotonic() - started
     item = wait_for_summary(target, user, "all three events applied", lambda s: s.get("completed_count") == 1)
     latency("POST ×3 → user_activity SUMMARY", started)
     last = events[-1]
@@ -59,5 +62,8 @@ def test_summary_holds_latest_progress_and_last_viewed_after_watch_pause_complet
                                      "position_by_content", "completed_count")} == {
         "last_viewed": last.client_timestamp, "last_content_id": content,
         "progress_by_content": {content: 0.95}, "position_by_content": {content: 950}, "completed_count": 1}
-    assert item["watch_seconds"] == pytest.approx(950), "watch_seconds is the sum of forward position deltas"
+    # 950 s of forward deltas posted within seconds: credited up to the burst allowance plus the
+    # seconds between the requests (contract.md, SUMMARY), not the 950 s a seek would claim.
+    assert WATCH_BURST_S <= item["watch_seconds"] <= WATCH_BURST_S + sent_in + 1, (
+        f"watch_seconds {item['watch_seconds']} is not bounded by the clock ({sent_in:.1f} s between the requests)")
     assert set(activity_items(target, user)) == {e.sort_key for e in events} | {"SUMMARY"}

@@ -30,6 +30,7 @@ from .flows import (
     Clock,
     ViewingEvent,
     badges,
+    bank_watch_time,
     new_id,
     redelivery_bound,
     wait_for_summary,
@@ -37,7 +38,7 @@ from .flows import (
 
 pytestmark = pytest.mark.integration
 
-DAY_S = 86400.0
+HOURS_100_S = 100 * 3600.0
 STATS_COLUMNS = ("view_count", "full_completions", "completion_ratio_sum", "completion_rate")
 
 
@@ -77,8 +78,7 @@ def test_completion_rate_counts_partial_and_full_completions(
 def test_partial_completion_is_not_delivered_to_achievements(
         target: Target, api: Api, aurora: pg8000.native.Connection) -> None:
     user, clock = new_id("user"), Clock()
-    for _ in range(5):  # 5 × 24 h watched: SUMMARY qualifies for hours_100; no 'complete' yet
-        api.send(ViewingEvent("watch", user, new_id("content"), DAY_S, DAY_S, clock.tick()))
+    bank_watch_time(target, user, HOURS_100_S)  # the SUMMARY qualifies for hours_100; no 'complete' yet
     partial = ViewingEvent("complete", user, new_id("content"), 500.0, 1000.0, clock.tick())
     api.send(partial)
     wait_for_summary(target, user, f"the partial completion of {partial.content_id} applied",

@@ -5,15 +5,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from tap_common.events import ViewingEvent
+
+# Watch time is credited against the API's clock (each event's received_at), not the client's:
+# a viewer earns one second of credit per second between their requests, and may bank up to
+# WATCH_BURST_S of it (a player reporting every few minutes, a first report after the start of
+# playback). So forward seeks, back-dated client timestamps and bursts of events credit at
+# most the wall-clock time the viewer spent plus WATCH_BURST_S (contract.md, SUMMARY).
+WATCH_BURST_S = 300.0
+# The per-title maps keep the RECENT_TITLES titles seen last, so the SUMMARY stays far below
+# DynamoDB's 400 KB item limit whatever a viewer (or anyone posting as them) sends.
+RECENT_TITLES = 50
 
 
 @dataclass(frozen=True)
 class Summary:
     """The user_activity SUMMARY item (contract.md). `position_by_content` keeps the last
-    position per content so forward deltas can be summed; `version` guards the
+    position per content so forward deltas can be summed, `seen_by_content` the sort key of
+    the event that set it (a late event does not move it back); `watch_credit_s` and
+    `last_received` meter watch time against the API's clock; `version` guards the
     read-modify-write against concurrent writers."""
 
     user_id: str
@@ -23,6 +36,9 @@ class Summary:
     completed_count: int = 0
     progress_by_content: Mapping[str, float] = field(default_factory=dict)
     position_by_content: Mapping[str, float] = field(default_factory=dict)
+    seen_by_content: Mapping[str, str] = field(default_factory=dict)
+    watch_credit_s: float = WATCH_BURST_S
+    last_received: str = ""
     version: int = 0
 
     @classmethod
@@ -37,6 +53,9 @@ class Summary:
             completed_count=int(item.get("completed_count", 0)),
             progress_by_content={k: float(v) for k, v in item.get("progress_by_content", {}).items()},
             position_by_content={k: float(v) for k, v in item.get("position_by_content", {}).items()},
+            seen_by_content={k: str(v) for k, v in item.get("seen_by_content", {}).items()},
+            watch_credit_s=float(item.get("watch_credit_s", WATCH_BURST_S)),
+            last_received=str(item.get("last_received", "")),
             version=int(item.get("version", 0)),
         )
 
@@ -50,6 +69,9 @@ class Summary:
             "completed_count": self.completed_count,
             "progress_by_content": {k: round(v, 4) for k, v in self.progress_by_content.items()},
             "position_by_content": dict(self.position_by_content),
+            "seen_by_content": dict(self.seen_by_content),
+            "watch_credit_s": round(self.watch_credit_s, 3),
+            "last_received": self.last_received,
             "version": self.version,
         }
 
@@ -62,33 +84,54 @@ def chronological(events: Iterable[ViewingEvent]) -> list[ViewingEvent]:
     return sorted(unique.values(), key=lambda e: e.sort_key)
 
 
+def _seconds_between(earlier: str, later: str) -> float:
+    if not earlier:
+        return 0.0
+    return max(0.0, (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds())
+
+
 def apply_events(summary: Summary, events: Sequence[ViewingEvent], full_ratio: float) -> Summary:
     """Fold events (chronological, not yet applied) into the summary; bumps the version.
 
-    watch_seconds adds the forward position delta per content (a rewind adds nothing);
-    completed_count counts 'complete' events whose progress reaches `full_ratio`."""
-    watch = summary.watch_seconds
+    An event older (client time) than the one a title's position came from is history only:
+    position, progress and watch time stay. Otherwise watch_seconds adds the forward position
+    delta (a rewind adds nothing), up to the viewer's watch credit (``WATCH_BURST_S``);
+    completed_count counts 'complete' events whose progress reaches `full_ratio`. The per-title
+    maps keep the ``RECENT_TITLES`` titles seen last."""
+    watch, credit, received = summary.watch_seconds, summary.watch_credit_s, summary.last_received
     completed = summary.completed_count
     progress = dict(summary.progress_by_content)
     positions = dict(summary.position_by_content)
+    seen = dict(summary.seen_by_content)
     last_viewed, last_content = summary.last_viewed, summary.last_content_id
     for event in events:
-        previous = positions.get(event.content_id, 0.0)
-        watch += max(0.0, event.position_seconds - previous)
-        positions[event.content_id] = event.position_seconds
-        progress[event.content_id] = event.progress
         if event.event_type == "complete" and event.progress >= full_ratio:
             completed += 1
         if event.client_timestamp >= last_viewed:
             last_viewed, last_content = event.client_timestamp, event.content_id
+        if event.sort_key <= seen.get(event.content_id, ""):
+            continue
+        available = credit + _seconds_between(received, event.received_at)
+        received = max(received, event.received_at)
+        credited = min(available, max(0.0, event.position_seconds - positions.get(event.content_id, 0.0)))
+        watch += credited
+        credit = min(WATCH_BURST_S, available - credited)
+        positions[event.content_id] = event.position_seconds
+        progress[event.content_id] = event.progress
+        seen[event.content_id] = event.sort_key
+    titles = set(progress) | set(positions) | set(seen)  # SUMMARY items written before seen_by_content have none
+    recent = sorted(titles, key=lambda title: seen.get(title, ""), reverse=True)[:RECENT_TITLES]
     return replace(
         summary,
         last_viewed=last_viewed,
         last_content_id=last_content,
         watch_seconds=watch,
+        watch_credit_s=credit,
+        last_received=received,
         completed_count=completed,
-        progress_by_content=progress,
-        position_by_content=positions,
+        progress_by_content={k: progress[k] for k in recent if k in progress},
+        position_by_content={k: positions[k] for k in recent if k in positions},
+        seen_by_content={k: seen[k] for k in recent if k in seen},
         version=summary.version + 1,
     )
 

@@ -28,8 +28,10 @@ def viewing(
     position: float = 60,
     duration: float = 600,
     timestamp: str | None = None,
+    received: str | None = None,
 ) -> dict[str, Any]:
-    """The Kinesis record of the n-th test event (event_id derived from n)."""
+    """The Kinesis record of the n-th test event (event_id derived from n); received when sent
+    unless said."""
     ts = timestamp or f"2026-11-23T06:{n // 60 % 60:02d}:{n % 60:02d}.000Z"
     return {
         "event_id": event_id(n),
@@ -39,7 +41,7 @@ def viewing(
         "position_seconds": position,
         "duration_seconds": duration,
         "client_timestamp": ts,
-        "received_at": ts,
+        "received_at": received or ts,
     }
 
 

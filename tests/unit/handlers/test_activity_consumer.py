@@ -60,6 +60,65 @@ def test_last_viewed_is_the_newest_event_whatever_the_batch_order() -> None:
     assert (summary.last_viewed, summary.last_content_id) == ("2026-11-23T07:00:00.000Z", "new")
 
 
+def test_a_forward_seek_credits_no_more_than_the_burst_allowance() -> None:
+    seek = events(viewing(1, position=0, duration=86400), viewing(2, position=86400, duration=86400))
+    summary = agg.apply_events(agg.Summary("u"), seek, 0.9)
+    assert summary.watch_seconds == agg.WATCH_BURST_S + 1  # the burst plus the one second between the requests
+
+
+def test_back_dated_client_timestamps_earn_no_wall_clock_time() -> None:
+    received = "2026-11-23T06:00:00.000Z"
+    days = events(*(viewing(n, content=f"title-{n}", position=86400, duration=86400,
+                            timestamp=f"2026-11-{10 + n:02d}T06:00:00.000Z", received=received) for n in range(1, 6)))
+    summary = agg.apply_events(agg.Summary("u"), days, 0.9)
+    assert summary.watch_seconds == agg.WATCH_BURST_S
+
+
+def test_watching_in_real_time_is_credited_in_full() -> None:
+    beats = events(*(viewing(n, position=60 * n, duration=3600, timestamp=f"2026-11-23T06:{n:02d}:00.000Z")
+                     for n in range(1, 41)))
+    summary = agg.apply_events(agg.Summary("u"), beats, 0.9)
+    assert summary.watch_seconds == 2400
+
+
+def test_reports_ten_minutes_apart_credit_the_time_between_them() -> None:
+    sparse = events(*(viewing(n, position=600 * n, duration=7200, timestamp=f"2026-11-23T06:{10 * n:02d}:00.000Z")
+                      for n in range(1, 6)))
+    summary = agg.apply_events(agg.Summary("u"), sparse, 0.9)
+    # The first report has no earlier request to measure from: the burst allowance, then 4 × 600 s.
+    assert summary.watch_seconds == agg.WATCH_BURST_S + 4 * 600
+
+
+def test_late_event_moves_neither_position_nor_progress_back() -> None:
+    newer = agg.apply_events(agg.Summary("u"), events(viewing(5, position=500)), 0.9)
+    after_late = agg.apply_events(newer, events(viewing(2, position=100)), 0.9)
+    assert (after_late.position_by_content, after_late.progress_by_content) == (
+        {"content-1": 500}, {"content-1": pytest.approx(500 / 600)})
+    assert after_late.watch_seconds == newer.watch_seconds
+
+
+def test_late_event_does_not_make_the_next_delta_count_twice() -> None:
+    summary = agg.apply_events(agg.Summary("u"), events(viewing(100, position=300)), 0.9)
+    summary = agg.apply_events(summary, events(viewing(50, position=100)), 0.9)
+    summary = agg.apply_events(summary, events(viewing(200, position=400)), 0.9)
+    assert summary.watch_seconds == 400
+
+
+def test_summary_keeps_the_most_recently_seen_titles_only() -> None:
+    titles = events(*(viewing(n, content=f"title-{n:03d}", position=1) for n in range(1, agg.RECENT_TITLES + 21)))
+    summary = agg.apply_events(agg.Summary("u"), titles, 0.9)
+    kept = {f"title-{n:03d}" for n in range(21, agg.RECENT_TITLES + 21)}
+    assert set(summary.progress_by_content) == set(summary.position_by_content) == set(summary.seen_by_content) == kept
+
+
+def test_titles_of_a_summary_written_before_seen_titles_are_kept() -> None:
+    legacy = agg.Summary.from_item("u", {"progress_by_content": {"old": 0.5}, "position_by_content": {"old": 300},
+                                         "watch_seconds": 300, "version": 3})
+    summary = agg.apply_events(legacy, events(viewing(1, content="new", position=60)), 0.9)
+    assert set(summary.progress_by_content) == {"old", "new"}
+    assert summary.watch_seconds == 360
+
+
 def test_chronological_drops_repeated_event_ids() -> None:
     assert len(agg.chronological(events(viewing(1), viewing(1), viewing(2)))) == 2
 
@@ -110,12 +169,14 @@ def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def test_batch_writes_event_items_and_summary(env: Any, context: Any) -> None:
-    run(kinesis_event([viewing(1, position=60), viewing(2, event_type="complete", position=600)]), context)
+    ten_minutes_later = "2026-11-23T06:10:00.000Z"
+    run(kinesis_event([viewing(1, position=60),
+                       viewing(2, event_type="complete", position=600, timestamp=ten_minutes_later)]), context)
     summary = summary_of(env, "user-1")
     assert num(summary["watch_seconds"]) == 600
     assert num(summary["completed_count"]) == 1
     assert num(summary["progress_by_content"]["M"]["content-1"]) == 1
-    assert summary["last_viewed"]["S"] == "2026-11-23T06:00:02.000Z"
+    assert summary["last_viewed"]["S"] == ten_minutes_later
     assert len(table_state(env)) == 3
 
 
