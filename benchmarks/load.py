@@ -245,7 +245,7 @@ def count_duplicates(target: Target, by_viewer: dict[str, list[Event]], ledger: 
     activity = target.output("dynamodb_table_names", "activity")
     for viewer in by_viewer:
         ids = [item["timestamp"]["S"].rsplit("#", 1)[-1] for item in _query_items(target, activity, viewer)
-               if item["timestamp"]["S"] != "SUMMARY"]
+               if item["timestamp"]["S"] != "SUMMARY" and not item["timestamp"]["S"].startswith("completed#")]
         ledger.duplicate_items += len(ids) - len(set(ids))
     completions = [e for events in by_viewer.values() for e in events if e.route == "complete" and e.status == 202]
     expected: dict[str, int] = {}

@@ -1077,10 +1077,12 @@ locals {
     }
     # FULL_COMPLETION_RATIO goes to the functions that count completions: progress,
     # recommendation signals and completion statistics.
+    # ACHIEVEMENTS_QUEUE_URL: where a crossed watch-time badge threshold is announced.
     activity_consumer = {
-      RAW_BUCKET            = aws_s3_bucket.this["archive"].id
-      RAW_PREFIX            = local.flow.raw_prefix
-      FULL_COMPLETION_RATIO = local.flow.full_completion_ratio
+      RAW_BUCKET             = aws_s3_bucket.this["archive"].id
+      RAW_PREFIX             = local.flow.raw_prefix
+      FULL_COMPLETION_RATIO  = local.flow.full_completion_ratio
+      ACHIEVEMENTS_QUEUE_URL = aws_sqs_queue.consumer["achievements"].url
     }
     completion_detector = {
       COMPLETE_TOPIC_ARN = aws_sns_topic.this["complete"].arn
@@ -1092,8 +1094,11 @@ locals {
       TOP_N                    = local.flow.top_n
       FULL_COMPLETION_RATIO    = local.flow.full_completion_ratio
     })
+    # processed_events keeps an event id as long as its message could still be delivered again:
+    # its time on the analytics queue plus its time on the dead-letter queue (then redriven).
     analytics_consumer = merge(local.db_env, {
-      FULL_COMPLETION_RATIO = local.flow.full_completion_ratio
+      FULL_COMPLETION_RATIO           = local.flow.full_completion_ratio
+      PROCESSED_EVENTS_RETENTION_DAYS = tostring(ceil((var.message_retention_seconds + local.flow.dlq_retention_s) / 86400))
     })
     achievements_consumer = {
       NOTIFICATIONS_TOPIC_ARN = aws_sns_topic.this["notifications"].arn
@@ -1686,7 +1691,8 @@ locals {
       },
       {
         # The summaries (BatchGetItem, GetItem after a lost race); TransactWriteItems is
-        # authorised per item, and every item is a conditional Put (event items, summary).
+        # authorised per item, and every item is a conditional Put (event items, completed-title
+        # markers, summary).
         sid       = "WriteUserActivity"
         actions   = ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem"]
         resources = [local.tables["activity"].arn]
@@ -1695,6 +1701,11 @@ locals {
         sid       = "LandRawEvents"
         actions   = ["s3:PutObject"]
         resources = ["${local.archive_arn}/${local.flow.raw_prefix}*"]
+      },
+      {
+        sid       = "AnnounceWatchMilestones"
+        actions   = ["sqs:SendMessage"]
+        resources = [aws_sqs_queue.consumer["achievements"].arn]
       },
       {
         sid       = "SendDiscardedBatches"

@@ -1,5 +1,7 @@
 """Flow 3: ten completed videos → exactly one ``videos_10`` badge in user_achievements and one
-message on user-notifications; an eleventh adds none.
+message on user-notifications; an eleventh adds none; one title completed ten times earns none.
+Watch time that crosses 100 h earns ``hours_100`` with no completion (the activity consumer
+announces the crossing on the achievements queue).
 
 "Exactly one" needs every completion to have been handled by the achievements consumer, which
 leaves no trace when it awards nothing. The achievements queue is FIFO per user, so a later
@@ -29,6 +31,7 @@ from .flows import (
     bank_watch_time,
     new_id,
     redelivery_bound,
+    wait_for_summary,
 )
 
 pytestmark = pytest.mark.integration
@@ -90,3 +93,28 @@ def test_eleventh_completed_video_adds_no_badge_or_notification(
     assert badges(target, user)["videos_10"] == awarded, "the eleventh completion rewrote the videos_10 badge"
     assert notified_badges(notifications, user) == ["hours_100", "videos_10"], (
         "expected one videos_10 notification (and the sentinel's hours_100), not a second videos_10")
+
+
+def test_one_title_completed_ten_times_earns_no_videos_10(
+        target: Target, api: Api, notifications: Inbox) -> None:
+    user, clock, content = new_id("user"), Clock(), new_id("content")
+    for _ in range(10):
+        api.send(ViewingEvent("complete", user, content, 600.0, 600.0, clock.tick()))
+    drain_with_sentinel(target, api, notifications, user, clock)
+    assert "videos_10" not in badges(target, user), "videos_10 counts distinct titles, not completions"
+    assert notified_badges(notifications, user) == ["hours_100"]
+
+
+def test_watch_time_crossing_100_hours_earns_hours_100_without_a_completion(
+        target: Target, api: Api, notifications: Inbox, latency: Callable[..., float]) -> None:
+    user, clock, content = new_id("user"), Clock(), new_id("content")
+    api.send(ViewingEvent("watch", user, content, 10.0, 600.0, clock.tick()))
+    wait_for_summary(target, user, "the first watch applied", lambda s: content in s.get("position_by_content", {}))
+    bank_watch_time(target, user, HOURS_100_S - 30)
+    started = time.monotonic()
+    crossing = ViewingEvent("watch", user, content, 70.0, 600.0, clock.tick())  # 60 s more: over 100 h
+    api.send(crossing)
+    badge = wait_for_badge_notified(target, notifications, user, "hours_100")
+    latency("watch over 100 h → hours_100 badge + notification", started)
+    assert badge["event_id"] == crossing.event_id, f"hours_100 was awarded by {badge['event_id']}, not the crossing"
+    assert sorted(badges(target, user)) == ["hours_100"], "no completion was sent, so no other badge"

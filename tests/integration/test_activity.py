@@ -1,8 +1,9 @@
 """Flow 1: POST /watch, /pause, /complete → Kinesis → activity_consumer → user_activity.
 
 contract.md: one event item per event (sort key ``<client_timestamp>#<event_id>``, with its
-event_type and progress = position/duration) and the user's SUMMARY item (last_viewed,
-last_content_id, progress and position per content, watch_seconds, completed_count).
+event_type and progress = position/duration), the user's SUMMARY item (last_viewed,
+last_content_id, progress and position per content, watch_seconds, completed_count) and a
+``completed#<content_id>`` marker per title completed.
 """
 
 from __future__ import annotations
@@ -66,4 +67,4 @@ def test_summary_holds_latest_progress_and_last_viewed_after_watch_pause_complet
     # seconds between the requests (contract.md, SUMMARY), not the 950 s a seek would claim.
     assert WATCH_BURST_S <= item["watch_seconds"] <= WATCH_BURST_S + sent_in + 1, (
         f"watch_seconds {item['watch_seconds']} is not bounded by the clock ({sent_in:.1f} s between the requests)")
-    assert set(activity_items(target, user)) == {e.sort_key for e in events} | {"SUMMARY"}
+    assert set(activity_items(target, user)) == {e.sort_key for e in events} | {"SUMMARY", f"completed#{content}"}

@@ -32,6 +32,7 @@ from .flows import (
     badges,
     bank_watch_time,
     new_id,
+    queue_attributes,
     redelivery_bound,
     wait_for_summary,
 )
@@ -93,3 +94,13 @@ def test_partial_completion_is_not_delivered_to_achievements(
     assert badge["event_id"] == full.event_id, (
         f"hours_100 was awarded by event {badge['event_id']}, expected the full completion {full.event_id} "
         f"(the partial completion was {partial.event_id})")
+
+
+def test_processed_events_outlive_every_redelivery_of_an_analytics_message(target: Target) -> None:
+    function = target.output("lambda_function_names", "analytics_consumer")
+    variables = target.client("lambda").get_function_configuration(FunctionName=function)["Environment"]["Variables"]
+    retention_s = int(variables["PROCESSED_EVENTS_RETENTION_DAYS"]) * 86400
+    waits_s = sum(int(queue_attributes(target, queue)["MessageRetentionPeriod"]) for queue in ("analytics", "analytics_dlq"))
+    assert retention_s >= waits_s, (
+        f"processed_events forgets an id after {retention_s} s, but its message can come back for {waits_s} s "
+        "(on the queue, then on the dead-letter queue)")

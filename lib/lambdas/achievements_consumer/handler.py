@@ -28,10 +28,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
-from milestones import HOURS_100, VIDEOS_10, earned_badges
+from milestones import earned_badges
 from tap_common import aws, batch, config, dynamo
 from tap_common.events import ViewingEvent, format_timestamp
 from tap_common.logs import logger as make_logger
+from tap_common.milestones import HOURS_100, VIDEOS_10
 
 logger = make_logger()
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-VIDEOS_10 = "videos_10"
-HOURS_100 = "hours_100"
-COMPLETED_VIDEOS_FOR_BADGE = 10
-WATCH_SECONDS_FOR_BADGE = 100 * 3600
+from tap_common.milestones import (
+    COMPLETED_VIDEOS_FOR_BADGE,
+    HOURS_100,
+    VIDEOS_10,
+    WATCH_SECONDS_FOR_BADGE,
+)
 
 
 def earned_badges(completed_count: int, watch_seconds: float) -> list[str]:

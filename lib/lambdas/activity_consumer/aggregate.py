@@ -4,11 +4,13 @@ tumbling-window counters."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from tap_common.events import ViewingEvent
+from tap_common.milestones import WATCH_SECONDS_FOR_BADGE
 
 # Watch time is credited against the API's clock (each event's received_at), not the client's:
 # a viewer earns one second of credit per second between their requests, and may bank up to
@@ -90,23 +92,40 @@ def _seconds_between(earlier: str, later: str) -> float:
     return max(0.0, (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds())
 
 
-def apply_events(summary: Summary, events: Sequence[ViewingEvent], full_ratio: float) -> Summary:
+def completed_title_key(content_id: str) -> str:
+    """user_activity sort key of the marker of a title the user completed. Lower-case, so it
+    sorts after SUMMARY: a query for keys before SUMMARY reads event items only."""
+    return f"completed#{content_id}"
+
+
+def newly_completed(events: Sequence[ViewingEvent], full_ratio: float, completed: AbstractSet[str]) -> dict[str, ViewingEvent]:
+    """Titles the events complete (progress >= `full_ratio`) that `completed` does not hold yet,
+    each with the first event that completes it."""
+    new: dict[str, ViewingEvent] = {}
+    for event in events:
+        if event.event_type == "complete" and event.progress >= full_ratio and event.content_id not in completed:
+            new.setdefault(event.content_id, event)
+    return new
+
+
+def apply_events(
+    summary: Summary, events: Sequence[ViewingEvent], full_ratio: float, completed: AbstractSet[str] = frozenset()
+) -> Summary:
     """Fold events (chronological, not yet applied) into the summary; bumps the version.
 
     An event older (client time) than the one a title's position came from is history only:
     position, progress and watch time stay. Otherwise watch_seconds adds the forward position
     delta (a rewind adds nothing), up to the viewer's watch credit (``WATCH_BURST_S``);
-    completed_count counts 'complete' events whose progress reaches `full_ratio`. The per-title
-    maps keep the ``RECENT_TITLES`` titles seen last."""
+    completed_count counts the distinct titles completed (progress reaches `full_ratio`) that
+    `completed`, the titles completed before, does not hold. The per-title maps keep the
+    ``RECENT_TITLES`` titles seen last."""
     watch, credit, received = summary.watch_seconds, summary.watch_credit_s, summary.last_received
-    completed = summary.completed_count
+    completed_count = summary.completed_count + len(newly_completed(events, full_ratio, completed))
     progress = dict(summary.progress_by_content)
     positions = dict(summary.position_by_content)
     seen = dict(summary.seen_by_content)
     last_viewed, last_content = summary.last_viewed, summary.last_content_id
     for event in events:
-        if event.event_type == "complete" and event.progress >= full_ratio:
-            completed += 1
         if event.client_timestamp >= last_viewed:
             last_viewed, last_content = event.client_timestamp, event.content_id
         if event.sort_key <= seen.get(event.content_id, ""):
@@ -128,12 +147,17 @@ def apply_events(summary: Summary, events: Sequence[ViewingEvent], full_ratio: f
         watch_seconds=watch,
         watch_credit_s=credit,
         last_received=received,
-        completed_count=completed,
+        completed_count=completed_count,
         progress_by_content={k: progress[k] for k in recent if k in progress},
         position_by_content={k: positions[k] for k in recent if k in positions},
         seen_by_content={k: seen[k] for k in recent if k in seen},
         version=summary.version + 1,
     )
+
+
+def crosses_watch_milestone(before: Summary, after: Summary) -> bool:
+    """The fold takes the viewer's watch time over a badge threshold (it never goes down)."""
+    return before.watch_seconds < WATCH_SECONDS_FOR_BADGE <= after.watch_seconds
 
 
 def event_item(event: ViewingEvent) -> dict[str, Any]:

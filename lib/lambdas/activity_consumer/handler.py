@@ -1,10 +1,18 @@
 """Kinesis consumer: viewing events → user_activity.
 
-Per batch: one BatchGetItem for the SUMMARY items of the batch's users, then per user
-(up to eight users at once) one TransactWriteItems (up to 99 event items, each `attribute_not_exists`, plus the
-SUMMARY put guarded by its version), then one S3 object with the batch's raw events for
-Athena. A transaction cancelled only by existing event items is retried without them,
-so a redelivered batch leaves the same state. Records of a user whose write failed, and
+Per batch: one BatchGetItem for the SUMMARY items of the batch's users and the markers of the
+titles the batch completes, then per user (up to eight users at once) one TransactWriteItems
+(event items and the markers of newly completed titles, each `attribute_not_exists`, plus the
+SUMMARY put guarded by its version; 100 items at most), then one S3 object with the batch's raw
+events for Athena. A transaction cancelled only by existing event items is retried without
+them, any other cancellation after reading the user's state again, so a redelivered batch
+leaves the same state and a title completed twice counts once.
+
+A write that takes the viewer's watch time over a badge threshold first sends the event that
+did it to the achievements queue (which awards badges from the SUMMARY), so watch-time badges
+do not wait for a completion. Sent before the write: if the write then fails, the retried batch
+crosses again and sends again (the FIFO queue drops the same body within five minutes), and
+the achievements consumer waits for the event item before it reads the SUMMARY. Records of a user whose write failed, and
 records that cannot be parsed, are reported in `batchItemFailures`.
 
 The mapping uses a tumbling window: `state` carries per-window counters across
@@ -22,7 +30,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aggregate import Summary, apply_events, chronological, event_item, window_totals
+from aggregate import (
+    Summary,
+    apply_events,
+    chronological,
+    completed_title_key,
+    crosses_watch_milestone,
+    event_item,
+    newly_completed,
+    window_totals,
+)
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
@@ -38,7 +55,7 @@ from tap_common.logs import logger as make_logger
 logger = make_logger()
 
 SUMMARY = "SUMMARY"
-EVENTS_PER_TRANSACTION = dynamo.TRANSACTION_LIMIT - 1
+ITEMS_BESIDE_SUMMARY = dynamo.TRANSACTION_LIMIT - 1
 TRANSACTION_ATTEMPTS = 4
 # Users' writes are independent: a batch of many viewers writes them side by side, so its
 # duration is not the sum of one round trip per user (the boto3 client is thread-safe).
@@ -79,36 +96,62 @@ def _parse(records: list[KinesisStreamRecord]) -> tuple[list[Parsed], list[str]]
     return parsed, poison
 
 
-def _read_summaries(table: str, users: list[str]) -> dict[str, Summary]:
-    keys = [{"user_id": user, "timestamp": SUMMARY} for user in users]
+@dataclass
+class UserState:
+    summary: Summary
+    completed: set[str] = field(default_factory=set)
+
+
+def _read_states(table: str, events_by_user: dict[str, list[ViewingEvent]], ratio: float) -> dict[str, UserState]:
+    """Each user's SUMMARY and which of the titles the batch completes were completed before."""
+    keys = [{"user_id": user, "timestamp": SUMMARY} for user in events_by_user]
+    keys += [{"user_id": user, "timestamp": completed_title_key(title)}
+             for user, events in events_by_user.items() for title in newly_completed(events, ratio, set())]
     items = dynamo.batch_get({table: keys}, consistent=True)[table]
-    by_user = {item["user_id"]: item for item in items}
-    return {user: Summary.from_item(user, by_user.get(user)) for user in users}
+    summaries = {item["user_id"]: item for item in items if item["timestamp"] == SUMMARY}
+    states = {user: UserState(Summary.from_item(user, summaries.get(user))) for user in events_by_user}
+    for item in items:
+        if item["timestamp"] != SUMMARY:
+            states[item["user_id"]].completed.add(str(item["content_id"]))
+    return states
 
 
-def _read_summary(table: str, user: str) -> Summary:
-    response = aws.client("dynamodb").get_item(
-        TableName=table, Key=dynamo.serialize({"user_id": user, "timestamp": SUMMARY}), ConsistentRead=True
-    )
-    item = dynamo.deserialize(response["Item"]) if "Item" in response else None
-    return Summary.from_item(user, item)
+def _read_state(table: str, user: str, events: list[ViewingEvent], ratio: float) -> UserState:
+    return _read_states(table, {user: events}, ratio)[user]
 
 
-def _transaction(table: str, summary: Summary, events: list[ViewingEvent], ratio: float) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = [
-        {
-            "Put": {
-                "TableName": table,
-                "Item": dynamo.serialize(event_item(event)),
-                "ConditionExpression": "attribute_not_exists(#ts)",
-                "ExpressionAttributeNames": {"#ts": "timestamp"},
-            }
+def _put_new(table: str, item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "Put": {
+            "TableName": table,
+            "Item": dynamo.serialize(item),
+            "ConditionExpression": "attribute_not_exists(#ts)",
+            "ExpressionAttributeNames": {"#ts": "timestamp"},
         }
-        for event in events
+    }
+
+
+def _announce_watch_milestone(event: ViewingEvent) -> None:
+    aws.client("sqs").send_message(
+        QueueUrl=config.require("ACHIEVEMENTS_QUEUE_URL"),
+        MessageBody=json.dumps(event.to_record(), separators=(",", ":")),
+        MessageGroupId=event.user_id,
+    )
+    logger.info("watch milestone announced", extra={"user_id": event.user_id, "event_id": event.event_id})
+
+
+def _transaction(table: str, state: UserState, events: list[ViewingEvent], ratio: float) -> list[dict[str, Any]]:
+    """Event items, markers of newly completed titles, then the SUMMARY put (always last)."""
+    items = [_put_new(table, event_item(event)) for event in events]
+    items += [
+        _put_new(table, {"user_id": state.summary.user_id, "timestamp": completed_title_key(title),
+                         "content_id": title, "event_id": event.event_id})
+        for title, event in newly_completed(events, ratio, state.completed).items()
     ]
+    summary = state.summary
     summary_put: dict[str, Any] = {
         "TableName": table,
-        "Item": dynamo.serialize(apply_events(summary, events, ratio).to_item()),
+        "Item": dynamo.serialize(apply_events(summary, events, ratio, state.completed).to_item()),
     }
     if summary.version == 0:
         summary_put["ConditionExpression"] = "attribute_not_exists(#ts)"
@@ -121,48 +164,64 @@ def _transaction(table: str, summary: Summary, events: list[ViewingEvent], ratio
     return items
 
 
-def _write_chunk(table: str, summary: Summary, events: list[ViewingEvent], ratio: float, result: UserResult) -> Summary:
-    """Apply one chunk of a user's events; returns the summary as stored afterwards."""
+def _transaction_chunks(events: list[ViewingEvent], ratio: float) -> list[list[ViewingEvent]]:
+    """Consecutive events whose items and completion markers fit one transaction with the SUMMARY."""
+    chunks: list[list[ViewingEvent]] = [[]]
+    for event in events:
+        candidate = [*chunks[-1], event]
+        if len(candidate) + len(newly_completed(candidate, ratio, set())) > ITEMS_BESIDE_SUMMARY:
+            chunks.append([event])
+        else:
+            chunks[-1] = candidate
+    return [chunk for chunk in chunks if chunk]
+
+
+def _write_chunk(table: str, state: UserState, events: list[ViewingEvent], ratio: float, result: UserResult) -> UserState:
+    """Apply one chunk of a user's events; returns the user's state as stored afterwards."""
     pending = list(events)
+    user = state.summary.user_id
     for attempt in range(TRANSACTION_ATTEMPTS):
         if not pending:
-            return summary
+            return state
         # Same token only for the SDK's own retries of this very request.
-        token_source = f"{summary.user_id}|{summary.version}|{attempt}|{','.join(e.event_id for e in pending)}"
+        token_source = f"{user}|{state.summary.version}|{attempt}|{','.join(e.event_id for e in pending)}"
+        if crosses_watch_milestone(state.summary, apply_events(state.summary, pending, ratio, state.completed)):
+            _announce_watch_milestone(pending[-1])
         try:
             aws.client("dynamodb").transact_write_items(
-                TransactItems=_transaction(table, summary, pending, ratio),
+                TransactItems=_transaction(table, state, pending, ratio),
                 ClientRequestToken=hashlib.sha256(token_source.encode()).hexdigest()[:36],
             )
         except ClientError as exc:
             if aws.error_code(exc) != "TransactionCanceledException":
                 raise
             codes = [reason.get("Code", "None") for reason in exc.response.get("CancellationReasons", [])]
-            event_codes, summary_code = codes[:-1], codes[-1] if codes else "Unknown"
+            event_codes, other_codes = codes[: len(pending)], codes[len(pending):]
             existing = {e.event_id for e, code in zip(pending, event_codes) if code == "ConditionalCheckFailed"}
             only_existing_events = (
-                len(codes) == len(pending) + 1
-                and summary_code == "None"
+                len(event_codes) == len(pending)
                 and all(code in ("None", "ConditionalCheckFailed") for code in event_codes)
+                and all(code == "None" for code in other_codes)
             )
             result.duplicates += len(existing)
             pending = [e for e in pending if e.event_id not in existing]
             if not only_existing_events:
-                summary = _read_summary(table, summary.user_id)
+                state = _read_state(table, user, pending, ratio)
             continue
         result.applied.extend(pending)
-        return apply_events(summary, pending, ratio)
+        completed = state.completed | set(newly_completed(pending, ratio, state.completed))
+        return UserState(apply_events(state.summary, pending, ratio, state.completed), completed)
     if pending:
-        raise WriteConflict(f"transaction for user {summary.user_id} cancelled {TRANSACTION_ATTEMPTS} times")
-    return summary
+        raise WriteConflict(f"transaction for user {user} cancelled {TRANSACTION_ATTEMPTS} times")
+    return state
 
 
-def _write_user(table: str, summary: Summary, events: list[ViewingEvent], ratio: float) -> UserResult:
+def _write_user(table: str, state: UserState, events: list[ViewingEvent], ratio: float) -> UserResult:
     result = UserResult()
     ordered = chronological(events)
     result.duplicates += len(events) - len(ordered)
-    for chunk in batch.chunks(ordered, EVENTS_PER_TRANSACTION):
-        summary = _write_chunk(table, summary, list(chunk), ratio, result)
+    for chunk in _transaction_chunks(ordered, ratio):
+        state = _write_chunk(table, state, chunk, ratio, result)
     return result
 
 
@@ -219,14 +278,14 @@ def process(event: dict[str, Any]) -> tuple[list[str], list[ViewingEvent], int]:
     for item in parsed:
         by_user[item.event.user_id].append(item)
     try:
-        summaries = _read_summaries(table, list(by_user))
+        states = _read_states(table, {user: [p.event for p in items] for user, items in by_user.items()}, ratio)
     except AWS_ERRORS:
         logger.exception("reading summaries failed; whole batch reported")
         return [r.kinesis.sequence_number for r in records], [], 0
 
     def write(user: str) -> UserResult | None:
         try:
-            return _write_user(table, summaries[user], [p.event for p in by_user[user]], ratio)
+            return _write_user(table, states[user], [p.event for p in by_user[user]], ratio)
         except (*AWS_ERRORS, WriteConflict):
             logger.exception("user write failed", extra={"user_id": user, "records": len(by_user[user])})
             return None

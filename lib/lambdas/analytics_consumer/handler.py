@@ -3,7 +3,9 @@
 In that transaction the batch's event ids are inserted into processed_events
 (`ON CONFLICT DO NOTHING RETURNING`), and only the ones that were new are aggregated per
 content_id and upserted with one UNNEST statement, so a redelivered message never counts
-twice. Unparseable messages (and, FIFO order, the later messages of their group) are
+twice. Ids older than PROCESSED_EVENTS_RETENTION_DAYS (longer than a message can wait on the
+queue and its dead-letter queue) are deleted in the same transaction, a bounded number per
+batch, so the table holds the redelivery window and no more. Unparseable messages (and, FIFO order, the later messages of their group) are
 reported as failures; if the transaction fails every message is.
 """
 
@@ -33,7 +35,11 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS processed_events (
         event_id text PRIMARY KEY,
         processed_at timestamptz NOT NULL DEFAULT now())""",
+    "CREATE INDEX IF NOT EXISTS processed_events_processed_at ON processed_events (processed_at)",
 )
+# Old ids deleted per batch at most: far more than a batch inserts, so the table shrinks back to
+# the retention window after any backlog, and no batch waits on a long delete.
+PRUNE_PER_BATCH = 1000
 
 INSERT_PROCESSED = """
     INSERT INTO processed_events (event_id, processed_at)
@@ -56,13 +62,20 @@ UPSERT_STATS = """
                           / (s.view_count + EXCLUDED.view_count),
         updated_at = now()"""
 
+PRUNE_PROCESSED = """
+    DELETE FROM processed_events WHERE event_id IN (
+        SELECT event_id FROM processed_events
+        WHERE processed_at < now() - make_interval(days => CAST(:days AS int))
+        ORDER BY processed_at LIMIT CAST(:limit AS int))"""
+
 DB_ERRORS = (DatabaseError, InterfaceError, OSError, ClientError, BotoCoreError, KeyError)
 
 
-def record_batch(completions: list[Completion], full_ratio: float) -> int:
+def record_batch(completions: list[Completion], full_ratio: float, retention_days: int) -> int:
     """Apply the completions in one transaction; returns how many were new."""
 
     def work(conn: Connection) -> int:
+        conn.run(PRUNE_PROCESSED, days=retention_days, limit=PRUNE_PER_BATCH)
         ids = sorted({c.event_id for c in completions})
         fresh = {row[0] for row in conn.run(INSERT_PROCESSED, ids=ids)}
         totals = totals_by_content((c for c in completions if c.event_id in fresh), full_ratio)
@@ -96,7 +109,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     completions = [c for message_id, c in parsed.items() if message_id not in failed]
     if completions:
         try:
-            fresh = record_batch(completions, config.full_completion_ratio())
+            fresh = record_batch(completions, config.full_completion_ratio(),
+                                 config.integer("PROCESSED_EVENTS_RETENTION_DAYS"))
         except DB_ERRORS:
             logger.exception("analytics transaction failed; whole batch reported")
             return batch.response(message_id for message_id, _ in order)

@@ -12,6 +12,7 @@ import pytest
 import tap_common.aws
 from botocore.exceptions import ClientError
 from tap_common.events import ViewingEvent
+from tap_common.milestones import WATCH_SECONDS_FOR_BADGE
 
 from .conftest import REGION, TABLES, load_package
 from .factories import kinesis_event, sequence_numbers, viewing
@@ -119,6 +120,17 @@ def test_titles_of_a_summary_written_before_seen_titles_are_kept() -> None:
     assert summary.watch_seconds == 360
 
 
+def test_a_title_completed_twice_counts_once() -> None:
+    again = events(viewing(1, event_type="complete", position=600), viewing(2, event_type="complete", position=600))
+    assert agg.apply_events(agg.Summary("u"), again, 0.9).completed_count == 1
+
+
+def test_a_title_completed_before_does_not_count_again() -> None:
+    summary = agg.apply_events(agg.Summary("u", completed_count=1), events(viewing(1, event_type="complete", position=600)),
+                               0.9, completed={"content-1"})
+    assert summary.completed_count == 1
+
+
 def test_chronological_drops_repeated_event_ids() -> None:
     assert len(agg.chronological(events(viewing(1), viewing(1), viewing(2)))) == 2
 
@@ -177,7 +189,8 @@ def test_batch_writes_event_items_and_summary(env: Any, context: Any) -> None:
     assert num(summary["completed_count"]) == 1
     assert num(summary["progress_by_content"]["M"]["content-1"]) == 1
     assert summary["last_viewed"]["S"] == ten_minutes_later
-    assert len(table_state(env)) == 3
+    assert sorted(item["timestamp"]["S"].split("#")[0] for item in table_state(env)) == [
+        "2026-11-23T06:00:01.000Z", ten_minutes_later, "SUMMARY", "completed"]
 
 
 def test_event_item_key_is_timestamp_and_event_id(env: Any, context: Any) -> None:
@@ -252,12 +265,87 @@ def test_more_events_than_one_transaction_holds_are_all_applied(env: Any, contex
 
 def test_stale_summary_is_re_read_and_the_write_retried(env: Any) -> None:
     table = TABLES["ACTIVITY_TABLE"]
-    mod.handler._write_user(table, agg.Summary("user-1"), events(viewing(1, position=100)), 0.9)
-    stale = agg.Summary("user-1")
+    mod.handler._write_user(table, mod.handler.UserState(agg.Summary("user-1")), events(viewing(1, position=100)), 0.9)
+    stale = mod.handler.UserState(agg.Summary("user-1"))
     result = mod.handler._write_user(table, stale, events(viewing(2, position=160)), 0.9)
     assert len(result.applied) == 1
     summary = summary_of(env, "user-1")
     assert (num(summary["watch_seconds"]), num(summary["version"])) == (160, 2)
+
+
+def test_one_title_completed_in_many_batches_counts_once(env: Any, context: Any) -> None:
+    for n in range(1, 4):
+        run(kinesis_event([viewing(n, event_type="complete", position=600)]), context)
+    assert num(summary_of(env, "user-1")["completed_count"]) == 1
+
+
+def test_ten_titles_completed_count_ten_with_one_marker_each(env: Any, context: Any) -> None:
+    run(kinesis_event([viewing(n, content=f"title-{n}", event_type="complete", position=600) for n in range(10)]),
+        context)
+    markers = sorted(item["timestamp"]["S"] for item in table_state(env) if item["timestamp"]["S"].startswith("completed#"))
+    assert markers == sorted(f"completed#title-{n}" for n in range(10))
+    assert num(summary_of(env, "user-1")["completed_count"]) == 10
+
+
+def test_a_redelivered_completion_after_later_ones_counts_nothing_twice(env: Any, context: Any) -> None:
+    first = viewing(1, content="a", event_type="complete", position=600)
+    run(kinesis_event([first]), context)
+    run(kinesis_event([viewing(2, content="b", event_type="complete", position=600)]), context)
+    run(kinesis_event([first, viewing(3, content="c", event_type="complete", position=600)]), context)
+    assert num(summary_of(env, "user-1")["completed_count"]) == 3
+
+
+def test_completions_beyond_one_transaction_are_all_recorded(env: Any, context: Any) -> None:
+    many = [viewing(n, content=f"title-{n}", event_type="complete", position=600) for n in range(120)]
+    assert run(kinesis_event(many), context) == {"batchItemFailures": []}
+    assert num(summary_of(env, "user-1")["completed_count"]) == 120
+
+
+@pytest.fixture
+def achievements_queue(env: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = boto3.client("sqs", region_name=REGION).create_queue(
+        QueueName="tap-test-achievements.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+    )["QueueUrl"]
+    monkeypatch.setenv("ACHIEVEMENTS_QUEUE_URL", url)
+    return url
+
+
+def announced(queue_url: str) -> list[str]:
+    messages = boto3.client("sqs", region_name=REGION).receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
+    return [json.loads(m["Body"])["event_id"] for m in messages.get("Messages", [])]
+
+
+def watched_before(ddb: Any, seconds: float) -> None:
+    ddb.put_item(TableName=TABLES["ACTIVITY_TABLE"], Item={
+        "user_id": {"S": "user-1"}, "timestamp": {"S": "SUMMARY"}, "watch_seconds": {"N": str(seconds)},
+        "version": {"N": "1"}})
+
+
+def test_crossing_a_watch_time_threshold_is_announced_to_the_achievements_queue(
+        env: Any, context: Any, achievements_queue: str) -> None:
+    watched_before(env, WATCH_SECONDS_FOR_BADGE - 30)
+    crossing = viewing(1, position=60)
+    assert run(kinesis_event([crossing]), context) == {"batchItemFailures": []}
+    assert announced(achievements_queue) == [crossing["event_id"]]
+
+
+@pytest.mark.parametrize("before", [WATCH_SECONDS_FOR_BADGE - 100, WATCH_SECONDS_FOR_BADGE],
+                         ids=["stays below", "already over"])
+def test_watch_time_that_crosses_no_threshold_is_not_announced(
+        env: Any, context: Any, achievements_queue: str, before: float) -> None:
+    watched_before(env, before)
+    run(kinesis_event([viewing(1, position=60)]), context)
+    assert announced(achievements_queue) == []
+
+
+def test_a_milestone_that_cannot_be_announced_fails_its_records_and_writes_nothing(
+        env: Any, context: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACHIEVEMENTS_QUEUE_URL", f"https://sqs.{REGION}.amazonaws.com/123456789012/missing.fifo")
+    watched_before(env, WATCH_SECONDS_FOR_BADGE - 30)
+    event = kinesis_event([viewing(1, position=60)])
+    response = run(event, context)
+    assert response["batchItemFailures"] == [{"itemIdentifier": sequence_numbers(event)[0]}]
+    assert num(summary_of(env, "user-1")["watch_seconds"]) == WATCH_SECONDS_FOR_BADGE - 30
 
 
 def test_raw_events_land_in_s3_as_json_lines(env: Any, context: Any) -> None:

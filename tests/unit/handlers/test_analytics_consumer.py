@@ -16,6 +16,7 @@ from .factories import completion_body, sqs_event, viewing
 
 mod = load_package("analytics_consumer", "handler", "aggregate")
 agg = mod.aggregate
+RETENTION_DAYS = 28
 
 
 def message(n: int, content: str = "c1", ratio: float = 1.0, user: str = "user-1") -> tuple[str, dict[str, Any]]:
@@ -56,6 +57,7 @@ def test_invalid_message_is_rejected(body: str) -> None:
 @pytest.fixture
 def db(postgres_env: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("FULL_COMPLETION_RATIO", "0.9")
+    monkeypatch.setenv("PROCESSED_EVENTS_RETENTION_DAYS", str(RETENTION_DAYS))
     return postgres_env
 
 
@@ -87,6 +89,38 @@ def test_same_batch_twice_leaves_the_same_stats(db: Any, context: Any) -> None:
 def test_processed_event_ids_are_recorded(db: Any, context: Any) -> None:
     mod.handler.lambda_handler(sqs_event([message(1), message(2)]), context)
     assert sorted(row[0] for row in db.run("SELECT event_id FROM processed_events")) == [viewing(1)["event_id"], viewing(2)["event_id"]]
+
+
+def processed_at(db: Any, event_id: str, days_ago: float) -> None:
+    db.run("INSERT INTO processed_events (event_id, processed_at) VALUES (:e, now() - make_interval(secs => :s))",
+           e=event_id, s=days_ago * 86400)
+
+
+def test_ids_past_the_retention_are_pruned_by_the_next_batch(db: Any, context: Any) -> None:
+    mod.handler.lambda_handler(sqs_event([message(1)]), context)
+    processed_at(db, "old", RETENTION_DAYS + 1)
+    processed_at(db, "recent", RETENTION_DAYS - 1)
+    mod.handler.lambda_handler(sqs_event([message(2)]), context)
+    assert sorted(row[0] for row in db.run("SELECT event_id FROM processed_events")) == sorted(
+        ["recent", viewing(1)["event_id"], viewing(2)["event_id"]])
+
+
+def test_a_batch_prunes_a_bounded_number_of_ids(db: Any, context: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    mod.handler.lambda_handler(sqs_event([message(1)]), context)
+    monkeypatch.setattr(mod.handler, "PRUNE_PER_BATCH", 3)
+    for n in range(5):
+        processed_at(db, f"old-{n}", RETENTION_DAYS + 1 + n)
+    mod.handler.lambda_handler(sqs_event([message(2)]), context)
+    assert sorted(row[0] for row in db.run("SELECT event_id FROM processed_events WHERE event_id LIKE 'old-%'")) == [
+        "old-0", "old-1"], "the oldest go first"
+
+
+def test_a_redelivery_within_the_retention_still_counts_once(db: Any, context: Any) -> None:
+    event = sqs_event([message(1)])
+    mod.handler.lambda_handler(event, context)
+    db.run("UPDATE processed_events SET processed_at = now() - make_interval(days => :d)", d=RETENTION_DAYS - 1)
+    mod.handler.lambda_handler(event, context)
+    assert stats(db)["c1"][0] == 1
 
 
 def test_poison_message_and_later_ones_of_its_group_are_reported(db: Any, context: Any) -> None:
