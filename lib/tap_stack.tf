@@ -3726,7 +3726,8 @@ resource "aws_cloudwatch_metric_alarm" "redis_memory_fragmentation" {
 # -----------------------------------------------------------------------------
 # Observe: CloudWatch Logs Insights queries for debugging viewing patterns
 # (handlers log JSON through Powertools: level, service, user_id, content_id,
-# event_type; the Lambda platform report lines carry record.metrics.durationMs)
+# event_type, completion_ratio; with the JSON log format Lambda's platform.report
+# events carry record.metrics.durationMs and record.status, "timeout" included)
 # -----------------------------------------------------------------------------
 locals {
   lambda_log_groups = [for k in keys(local.lambda_functions) : local.log_group_names[k]]
@@ -3765,7 +3766,7 @@ locals {
       log_groups = local.lambda_log_groups
       query      = <<-EOT
         fields @timestamp, @log, level, service, message
-        | filter level = "ERROR" or level = "CRITICAL" or @message like /Task timed out/
+        | filter level = "ERROR" or level = "CRITICAL" or record.status = "timeout" or @message like /Task timed out/
         | stats count(*) as errors by @log, service
         | sort errors desc
       EOT

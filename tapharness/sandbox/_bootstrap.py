@@ -21,6 +21,7 @@ import socket
 import sys
 import time
 import traceback
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -113,7 +114,11 @@ def main() -> None:
                     exc, request_id, "Runtime.MarshalError", f"Unable to marshal response: {exc}")}
         except Exception as exc:  # noqa: BLE001 - any handler exception is the invocation's error, as in Lambda
             error_type = "Runtime.ImportModuleError" if fatal else None
-            if not fatal:
+            if not fatal and os.environ.get("AWS_LAMBDA_LOG_FORMAT") == "JSON":
+                print(json.dumps({"timestamp": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}", "level": "ERROR",
+                                  "message": json.loads(_error_payload(exc, request_id)), "requestId": request_id}),
+                      file=sys.stderr)
+            elif not fatal:
                 print(f"[ERROR] {type(exc).__name__}: {exc}", file=sys.stderr)
                 traceback.print_exc()
             reply = {"ok": False, "payload": _error_payload(exc, request_id, error_type,

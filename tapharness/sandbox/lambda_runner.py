@@ -18,8 +18,11 @@ own pollers and API front door through Invoke) ends in
 - the configured timeout is enforced: the worker is killed and the invocation fails with
   ``Task timed out after N.00 seconds``;
 - everything the handler writes to stdout/stderr goes to CloudWatch Logs (log group
-  ``/aws/lambda/<name>``, one stream per worker, with START/END/REPORT lines) when the role
-  may write it (``may_write_logs``), and its tail is returned as the invoke's log result;
+  ``/aws/lambda/<name>`` or the one ``LoggingConfig`` names, one stream per worker, with
+  START/END/REPORT lines; with ``LogFormat`` JSON, ``platform.start`` and ``platform.report``
+  JSON events instead, ``record.status`` success, error or timeout, and an uncaught error as a
+  JSON line at level ERROR) when the role may write it (``may_write_logs``), and its tail is
+  returned as the invoke's log result;
 - the handler's exceptions become function errors with Lambda's error payload;
 - at most ``max_environments`` workers per function run at once (default ``MAX_ENVIRONMENTS``);
   an invocation beyond that waits for a free one instead of starting another.
@@ -236,8 +239,6 @@ class Worker:
                  "errorType": "Runtime.ExitError"})}
         output = Path(log_path).read_text(errors="replace")
         os.unlink(log_path)
-        if reply.get("timed_out"):
-            output += f"{utcnow():%Y-%m-%dT%H:%M:%S.%fZ} {request_id} Task timed out after {timeout:.2f} seconds\n"
         self.last_used = time.monotonic()
         reply["duration_ms"] = elapsed * 1000
         reply["max_memory_mb"] = self._peak_memory_mb() if self.alive else 0
@@ -328,6 +329,7 @@ class LambdaRunner:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
             "AWS_LAMBDA_FUNCTION_TIMEOUT": str(fn.timeout),
             "AWS_LAMBDA_LOG_GROUP_NAME": fn.logs_group_name,
+            "AWS_LAMBDA_LOG_FORMAT": _log_format(fn),
             "AWS_REGION": fn.region,
             "AWS_DEFAULT_REGION": fn.region,
             **self.credentials(fn),
@@ -414,16 +416,21 @@ class LambdaRunner:
             if reply.get("fatal"):
                 worker.stop()
             self._release(worker)
-        lines = [f"START RequestId: {request_id} Version: {spec.version}"]
-        lines += output.splitlines()
-        lines.append(f"END RequestId: {request_id}")
-        duration = reply["duration_ms"]
-        report = (f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\t"
-                  f"Billed Duration: {max(1, int(duration + 0.999))} ms\tMemory Size: {spec.memory_size} MB\t"
-                  f"Max Memory Used: {reply['max_memory_mb']} MB")
-        if cold:
-            report += "\t(cold start)"
-        lines.append(report)
+        if _log_format(fn) == "JSON":
+            lines = _json_platform_lines(request_id, spec, reply, output)
+        else:
+            lines = [f"START RequestId: {request_id} Version: {spec.version}"]
+            lines += output.splitlines()
+            if reply.get("timed_out"):  # "<time> <request id> Task timed out after N.00 seconds"
+                lines.append(json.loads(reply["payload"])["errorMessage"])
+            lines.append(f"END RequestId: {request_id}")
+            duration = reply["duration_ms"]
+            report = (f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\t"
+                      f"Billed Duration: {max(1, int(duration + 0.999))} ms\tMemory Size: {spec.memory_size} MB\t"
+                      f"Max Memory Used: {reply['max_memory_mb']} MB")
+            if cold:
+                report += "\t(cold start)"
+            lines.append(report)
         if self.may_write_logs(fn, worker.log_stream):
             self._save_logs(fn, worker.log_stream, lines)
         logs = "\n".join(lines)
@@ -450,6 +457,30 @@ class LambdaRunner:
                     pool[:] = [w for w in pool if w.last_used >= cutoff]
             for worker in stale:
                 worker.stop()
+
+
+def _log_format(fn: LambdaFunction) -> str:
+    """``Text`` or ``JSON``: the function's LoggingConfig (kept by the shims; moto drops it)."""
+    return str((fn.__dict__.get("logging_config") or {}).get("LogFormat") or "Text")
+
+
+def _json_platform_lines(request_id: str, spec: WorkerSpec, reply: dict[str, Any], output: str) -> list[str]:
+    """Lambda's system log events in the JSON log format around the function's own lines."""
+    def event(kind: str, record: dict[str, Any]) -> str:
+        return json.dumps({"time": f"{utcnow():%Y-%m-%dT%H:%M:%S.%f}"[:-3] + "Z", "type": kind, "record": record})
+
+    duration = reply["duration_ms"]
+    status = "timeout" if reply.get("timed_out") else ("success" if reply["ok"] else "error")
+    report: dict[str, Any] = {
+        "requestId": request_id,
+        "metrics": {"durationMs": round(duration, 3), "billedDurationMs": max(1, int(duration + 0.999)),
+                    "memorySizeMB": spec.memory_size, "maxMemoryUsedMB": reply["max_memory_mb"]},
+        "status": status,
+    }
+    if status == "timeout":
+        report["errorType"] = "Sandbox.Timedout"
+    return [event("platform.start", {"requestId": request_id, "version": spec.version}),
+            *output.splitlines(), event("platform.report", report)]
 
 
 class LocalLambda:

@@ -58,6 +58,8 @@ from moto.elasticache.responses import ElastiCacheResponse
 from moto.kinesis.models import Record, Shard
 from moto.kinesis.responses import KinesisResponse
 from moto.kms.responses import KmsResponse
+from moto.logs import models as logs_models
+from moto.logs.exceptions import LogsClientError
 from moto.logs.responses import LogsResponse
 from moto.rds.models import DBCluster, RDSBackend
 from moto.s3 import notifications as s3_notifications
@@ -70,6 +72,8 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task import (
     lambda_eval_utils,
 )
 from moto.stepfunctions.responses import StepFunctionResponse
+
+from tapharness.sandbox import insights
 
 if TYPE_CHECKING:
     from tapharness.sandbox.iam.sessions import ServiceGuard
@@ -1012,7 +1016,23 @@ def _as_machine_role(original: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+# --- CloudWatch Logs Insights: queries run by the sandbox's engine (moto's only lists events) ---
+
+def _insights_query(log_groups: list[Any], query: str, start_time: int, end_time: int) -> list[dict[str, Any]]:
+    """moto's ``logs_query.execute_query``, answered by ``insights``: StartQuery with a query the
+    engine cannot run fails with MalformedQueryException, as AWS answers a malformed one."""
+    records = (insights.LogRecord(event.timestamp, event.message, group.name, stream.log_stream_name, group.account_id)
+               for group in log_groups for stream in group.streams.values() for event in stream.events
+               if (not start_time or event.timestamp >= start_time * 1000)
+               and (not end_time or event.timestamp <= end_time * 1000))
+    try:
+        return insights.run(query, records)
+    except insights.MalformedQuery as exc:
+        raise LogsClientError("MalformedQueryException", str(exc)) from None
+
+
 MODEL_PATCHES: dict[tuple[Any, str], Any] = {
+    (logs_models, "execute_query"): _insights_query,
     (moto_backends, "list_of_moto_modules"): _list_of_moto_modules,
     (DynamoDBBackend, "transact_write_items"): _transact_write_items,
     (Table, "query"): _table_query,

@@ -216,6 +216,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         if not ready or summary is None:
             continue
         ready_messages[user] = [message_id for message_id, _ in ready]
+        for _, viewing in ready:  # completions carry the fields the completion-funnel query counts
+            fields = ({"content_id": viewing.content_id, "completion_ratio": round(viewing.progress, 4)}
+                      if viewing.event_type == "complete" else {})
+            logger.info("milestones checked", extra={"event_id": viewing.event_id, "user_id": user,
+                                                     "event_type": viewing.event_type, **fields})
         trigger = ready[-1][1].event_id
         try:
             for badge in earned_badges(int(summary.get("completed_count", 0)), float(summary.get("watch_seconds", 0))):

@@ -74,11 +74,12 @@ DB_ERRORS = (DatabaseError, InterfaceError, OSError, ClientError, BotoCoreError,
 def record_batch(completions: list[Completion], full_ratio: float, retention_days: int) -> int:
     """Apply the completions in one transaction; returns how many were new."""
 
-    def work(conn: Connection) -> int:
+    def work(conn: Connection) -> list[Completion]:
         conn.run(PRUNE_PROCESSED, days=retention_days, limit=PRUNE_PER_BATCH)
         ids = sorted({c.event_id for c in completions})
         fresh = {row[0] for row in conn.run(INSERT_PROCESSED, ids=ids)}
-        totals = totals_by_content((c for c in completions if c.event_id in fresh), full_ratio)
+        counted = list({c.event_id: c for c in completions if c.event_id in fresh}.values())
+        totals = totals_by_content(counted, full_ratio)
         if totals:
             conn.run(
                 UPSERT_STATS,
@@ -87,10 +88,15 @@ def record_batch(completions: list[Completion], full_ratio: float, retention_day
                 fulls=[t.full_completions for t in totals.values()],
                 sums=[t.ratio_sum for t in totals.values()],
             )
-        return len(fresh)
+        return counted
 
     db.ensure_schema("analytics", SCHEMA)
-    return db.in_transaction(work)
+    counted = db.in_transaction(work)
+    for completion in counted:  # one line per completion: the completion-funnel query counts them
+        logger.info("completion counted", extra={
+            "event_id": completion.event_id, "content_id": completion.content_id,
+            "completion_ratio": completion.ratio})
+    return len(counted)
 
 
 @logger.inject_lambda_context

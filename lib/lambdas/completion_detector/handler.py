@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
-from completion import publish_entry
+from completion import completion_ratio, publish_entry
 from tap_common import aws, batch, config
 from tap_common.events import ViewingEvent
 from tap_common.logs import logger as make_logger
@@ -34,10 +34,16 @@ def _publish(topic_arn: str, entries: dict[str, ViewingEvent]) -> list[str]:
             logger.exception("publish_batch failed", extra={"entries": len(chunk)})
             failed.extend(chunk)
             continue
-        for failure in response.get("Failed", []):
-            seq = chunk[int(failure["Id"])]
-            logger.error("entry not published", extra={"sequence_number": seq, "code": failure.get("Code")})
-            failed.append(seq)
+        refused = {chunk[int(failure["Id"])]: failure.get("Code") for failure in response.get("Failed", [])}
+        for seq, code in refused.items():
+            logger.error("entry not published", extra={"sequence_number": seq, "code": code})
+        failed.extend(refused)
+        for seq in chunk:
+            if seq not in refused:  # one line per completion: the completion-funnel query counts them
+                completed = entries[seq]
+                logger.info("completion published", extra={
+                    "event_id": completed.event_id, "user_id": completed.user_id,
+                    "content_id": completed.content_id, "completion_ratio": completion_ratio(completed)})
     return failed
 
 

@@ -44,5 +44,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except (ClientError, BotoCoreError):
         logger.exception("kinesis put_record failed", extra={"event_id": viewing.event_id})
         return _response(500, {"error": "internal"})
-    logger.info("event accepted", extra={"event_id": viewing.event_id, "event_type": viewing.event_type})
+    # The fields the stack's Logs Insights queries read (top content, a viewer's timeline).
+    logger.info("event accepted", extra={
+        "event_id": viewing.event_id, "event_type": viewing.event_type, "user_id": viewing.user_id,
+        "content_id": viewing.content_id, "position_seconds": viewing.position_seconds,
+        "duration_seconds": viewing.duration_seconds,
+    })
     return _response(202, {"event_id": viewing.event_id, "status": "accepted"})

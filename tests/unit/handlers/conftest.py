@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -201,3 +203,16 @@ def postgres_env(aws: Any, postgres_server: services.PostgresServer, monkeypatch
     conn.run("DROP TABLE IF EXISTS content_stats, processed_events, content_licenses")
     yield conn
     conn.close()
+
+
+@contextmanager
+def log_records(logger: Any) -> Iterator[list[logging.LogRecord]]:
+    """The records a handler's Powertools logger emits meanwhile (with their ``extra`` fields)."""
+    records: list[logging.LogRecord] = []
+    collector = logging.Handler()
+    collector.emit = records.append  # type: ignore[method-assign]
+    logger.addHandler(collector)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(collector)

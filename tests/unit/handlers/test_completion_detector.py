@@ -11,7 +11,7 @@ import pytest
 import tap_common.aws
 from tap_common.events import ViewingEvent
 
-from .conftest import REGION, load_package
+from .conftest import REGION, load_package, log_records
 from .factories import kinesis_event, sequence_numbers, viewing
 
 mod = load_package("completion_detector", "handler", "completion")
@@ -132,3 +132,12 @@ def test_unreachable_topic_reports_every_completion(fanout: dict[str, str], cont
     event = kinesis_event([viewing(1, event_type="complete", position=600), viewing(2)])
     response = mod.handler.lambda_handler(event, context)
     assert response == {"batchItemFailures": [{"itemIdentifier": sequence_numbers(event)[0]}]}
+
+
+def test_each_published_completion_is_logged_with_its_content_and_ratio(
+        fanout: dict[str, str], context: Any) -> None:
+    with log_records(mod.handler.logger) as records:
+        mod.handler.lambda_handler(kinesis_event([viewing(1, content="c1", event_type="complete", position=300)]),
+                                   context)
+    [line] = [r.__dict__ for r in records if r.getMessage() == "completion published"]
+    assert (line["content_id"], line["completion_ratio"]) == ("c1", 0.5)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .conftest import REGION, load_package, relaxed
+from .conftest import REGION, load_package, log_records, relaxed
 from .factories import api_event
 
 mod = load_package("event_processor", "handler", "validation")
@@ -233,3 +233,12 @@ def test_kinesis_failure_returns_500_internal(stream: Any, context: Any, monkeyp
     response = mod.handler.lambda_handler(api_event("/watch", json.dumps(VALID)), context)
     assert (response["statusCode"], json.loads(response["body"])) == (500, {"error": "internal"})
 
+
+
+def test_accepted_event_is_logged_with_the_fields_the_saved_queries_read(
+        stream: Any, context: Any) -> None:
+    with log_records(mod.handler.logger) as records:
+        mod.handler.lambda_handler(api_event("/watch", json.dumps(VALID)), context)
+    [line] = [r.__dict__ for r in records if r.getMessage() == "event accepted"]
+    fields = ("user_id", "content_id", "position_seconds", "duration_seconds")
+    assert {k: line[k] for k in ("event_type", *fields)} == {"event_type": "watch", **{k: VALID[k] for k in fields}}

@@ -65,6 +65,44 @@ def test_printed_lines_reach_cloudwatch_logs_with_start_end_report(aws, make_fun
     assert any(line.startswith("REPORT RequestId:") for line in lines)
 
 
+def json_log_events(aws: Callable[[str], Any], arn: str, count: int) -> list[dict[str, Any]]:
+    group = f"/aws/lambda/{arn.split(':')[-1]}"
+
+    def events() -> list[dict[str, Any]] | None:
+        found = [json.loads(e["message"]) for e in aws("logs").filter_log_events(logGroupName=group)["events"]]
+        return found if len(found) >= count else None
+
+    return wait_until(events, what=f"{count} log events")
+
+
+def test_json_log_format_writes_platform_start_and_report_events(aws, make_function):
+    arn = make_function("import json\ndef lambda_handler(event, context):\n    print(json.dumps({'level': 'INFO'}))\n",
+                        log_format="JSON")
+    invoke(aws, arn, {})
+    start, own, report = json_log_events(aws, arn, 3)
+    assert (start["type"], own, report["type"]) == ("platform.start", {"level": "INFO"}, "platform.report")
+    assert report["record"]["status"] == "success"
+    assert report["record"]["metrics"]["durationMs"] > 0
+    assert report["record"]["metrics"]["memorySizeMB"] == 256
+
+
+def test_json_log_format_logs_an_uncaught_error_at_level_error(aws, make_function):
+    arn = make_function("def lambda_handler(event, context):\n    raise KeyError('Records')\n", log_format="JSON")
+    invoke(aws, arn, {})
+    events = json_log_events(aws, arn, 3)
+    [error] = [e for e in events if e.get("level") == "ERROR"]
+    assert error["message"]["errorType"] == "KeyError"
+    assert events[-1]["record"]["status"] == "error"
+
+
+def test_json_log_format_reports_a_timeout_in_the_report_status(aws, make_function):
+    arn = make_function("import time\ndef lambda_handler(event, context):\n    time.sleep(30)\n", timeout=1,
+                        log_format="JSON")
+    invoke(aws, arn, {})
+    report = json_log_events(aws, arn, 2)[-1]
+    assert (report["type"], report["record"]["status"]) == ("platform.report", "timeout")
+
+
 def test_tail_log_result_contains_the_handler_output(aws, make_function):
     arn = make_function("def lambda_handler(event, context):\n    print('tail me')\n")
     response, _ = invoke(aws, arn, {}, LogType="Tail")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from botocore.exceptions import ClientError
@@ -598,3 +599,35 @@ def test_s3_event_key_keeps_slashes_and_encodes_spaces(aws, make_function, recor
     bucket = _bucket_notifying_a_recorder(aws, make_function, recorder)
     aws("s3").put_object(Bucket=bucket, Key="uploads/c-1/my thumb.png", Body=b"x")
     assert [obj["key"] for obj in recorder.wait_for(lambda seen: len(seen) >= 1)] == ["uploads/c-1/my+thumb.png"]
+
+
+def _log_group_with(aws, *messages: dict) -> tuple[str, int]:
+    logs = aws("logs")
+    group = unique("/insights/")
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="s")
+    now_ms = int(time.time() * 1000)
+    logs.put_log_events(logGroupName=group, logStreamName="s",
+                        logEvents=[{"timestamp": now_ms, "message": json.dumps(m)} for m in messages])
+    return group, now_ms // 1000
+
+
+def test_logs_insights_query_filters_and_aggregates(aws):
+    group, now_s = _log_group_with(aws, {"level": "ERROR", "service": "a"}, {"level": "INFO", "service": "a"},
+                                   {"level": "ERROR", "service": "b"})
+    logs = aws("logs")
+    query_id = logs.start_query(logGroupNames=[group], startTime=now_s - 60, endTime=now_s + 60,
+                                queryString='filter level = "ERROR" | stats count(*) as errors by service '
+                                            "| sort service asc")["queryId"]
+    result = logs.get_query_results(queryId=query_id)
+    assert result["status"] == "Complete"
+    assert result["results"] == [[{"field": "service", "value": "a"}, {"field": "errors", "value": "1"}],
+                                 [{"field": "service", "value": "b"}, {"field": "errors", "value": "1"}]]
+
+
+def test_logs_insights_query_it_cannot_run_is_malformed(aws):
+    group, now_s = _log_group_with(aws, {"level": "INFO"})
+    with pytest.raises(ClientError) as caught:
+        aws("logs").start_query(logGroupNames=[group], startTime=now_s - 60, endTime=now_s + 60,
+                                queryString='parse @message "* *" as a, b')
+    assert caught.value.response["Error"]["Code"] == "MalformedQueryException"
