@@ -84,7 +84,8 @@ def run(target: Target) -> int:
         value = wait_for(label, probe, HOP_TIMEOUT_S, ready=ready, retry_on=(OSError,))
         print(f"  after {time.monotonic() - started:5.1f} s  {label}: {show(value)}")
 
-    print("where they landed:")
+    print("where they landed (watch time is credited against the API's clock: a session posted within a second "
+          "earns at most the 300 s a viewer may bank, whatever the positions say):")
     landed("user_activity SUMMARY (Kinesis -> activity_consumer)",
            lambda: _item(target, "activity", {"user_id": user, "timestamp": "SUMMARY"}),
            lambda item: {k: next(iter(v.values())) for k, v in item.items()
