@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tapharness import plan as planlib
-from tapharness import toolchain
+from tapharness import stacks, toolchain
 
 
 @pytest.fixture(scope="session")
@@ -26,15 +26,21 @@ def moto_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def stack() -> stacks.Stack:
+    """The stack under test: ``TAPSTACK_STACK``, or the repository root's."""
+    return stacks.resolve()
+
+
+@pytest.fixture(scope="session")
 def workspace_factory(tmp_path_factory: pytest.TempPathFactory, toolchain_env: dict[str, str],
-                      moto_endpoint: str) -> Callable[[], planlib.Workspace]:
-    """Creates the session's initialised working copy of lib/ on first use."""
+                      moto_endpoint: str, stack: stacks.Stack) -> Callable[[], planlib.Workspace]:
+    """Creates the session's initialised working copy of the stack's lib/ on first use."""
     made: list[planlib.Workspace] = []
 
     def get() -> planlib.Workspace:
         if not made:
             made.append(planlib.Workspace(tmp_path_factory.mktemp("tf") / "lib",
-                                          planlib.offline_aws_env(moto_endpoint)))
+                                          planlib.offline_aws_env(moto_endpoint), stack))
         return made[0]
 
     return get
@@ -55,14 +61,14 @@ def plan_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def plans(plan_cache_dir: Path,
+def plans(plan_cache_dir: Path, stack: stacks.Stack,
           workspace_factory: Callable[[], planlib.Workspace]) -> Callable[[str], planlib.PlanSummary]:
-    """plans(env) -> the PlanSummary of tfvars/<env>.tfvars, computed once per run."""
+    """plans(env) -> the PlanSummary of the stack's tfvars/<env>.tfvars, computed once per run."""
     memo: dict[str, planlib.PlanSummary] = {}
 
     def get(env: str) -> planlib.PlanSummary:
         if env not in memo:
-            memo[env] = planlib.shared_plan(plan_cache_dir, env, workspace_factory)
+            memo[env] = planlib.shared_plan(plan_cache_dir, stack.name, env, workspace_factory)
         return memo[env]
 
     return get

@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tapharness import stacks
 from tapharness.deployed import ENV_VAR, Target, load_target
 from tapharness.sandbox.state import SandboxPaths, SandboxState
 
@@ -297,7 +298,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 def _sandbox_usage(env: str) -> tuple[float, int] | None:
     """(CPU seconds, summed RSS bytes) of the sandbox process and its children, from /proc."""
-    state = SandboxState.load(SandboxPaths.for_env(env))
+    state = SandboxState.load(SandboxPaths.for_env(env, stacks.resolve().name))
     if state is None or not state.server_pid:
         return None
     ticks = 100.0

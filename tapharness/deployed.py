@@ -6,8 +6,9 @@ Where the outputs come from (first match wins):
    Clients use the default AWS credential chain and the region of the stack's ARNs. Aurora
    and Redis sit in private subnets; from outside the VPC set ``TAPSTACK_DB_ADDRESS`` and
    ``TAPSTACK_REDIS_ADDRESS`` (``host:port`` of a tunnel, e.g. SSM port forwarding).
-2. The sandbox's outputs file for ``$TAPSTACK_ENV`` (default ``dev``):
-   ``tapharness.sandbox.state.SandboxPaths.for_env(env).outputs_file``, used only while that
+2. The sandbox's outputs file for ``$TAPSTACK_ENV`` (default ``dev``) of the stack
+   ``$TAPSTACK_STACK`` (``tapharness.stacks``, default the repository root's):
+   ``tapharness.sandbox.state.SandboxPaths.for_env(env, stack).outputs_file``, used only while that
    sandbox is running. Its ``sandbox`` entry names the moto endpoint (every client goes
    there, with dummy credentials and path-style S3) and the local Redis/PostgreSQL that play
    ElastiCache and Aurora (the sandbox maps the stack's endpoint names to them).
@@ -35,6 +36,7 @@ import pg8000.native
 import redis
 from botocore.config import Config
 
+from tapharness import stacks
 from tapharness.sandbox.state import SandboxPaths, SandboxState, pid_alive
 
 OUTPUTS_VAR = "TAPSTACK_OUTPUTS"
@@ -192,8 +194,8 @@ class Target:
                            decode_responses=True, **options)
 
 
-def _sandbox_outputs(env: str) -> Path:
-    paths = SandboxPaths.for_env(env)
+def _sandbox_outputs(env: str, stack: str) -> Path:
+    paths = SandboxPaths.for_env(env, stack)
     if not paths.outputs_file.exists():
         raise NoTarget(f"no {OUTPUTS_VAR} and no outputs file of the {env} sandbox ({paths.outputs_file}); "
                        + HOW_TO_CONFIGURE)
@@ -214,5 +216,5 @@ def load_target(environ: Mapping[str, str] | None = None) -> Target:
         if not source.is_file():
             raise TargetError(f"{OUTPUTS_VAR}={explicit} is not a file")
     else:
-        source = _sandbox_outputs(env)
+        source = _sandbox_outputs(env, stacks.resolve(environ.get(stacks.ENV_VAR)).name)
     return Target(outputs=read_outputs(source), source=source.resolve(), env=env)

@@ -1,4 +1,4 @@
-"""The IAM inventory of a stack (``docs/iam_inventory.yaml``): what each function's role is used for.
+"""The IAM inventory of a stack (its ``docs/iam_inventory.yaml``): what each function's role is used for.
 
 ``Inventory.load(path)``; ``needed(function)`` is every action the role must grant (its own
 entries plus ``every_function``); ``handler_actions(source)`` the actions the handler code of
@@ -13,9 +13,8 @@ from typing import Any
 
 import yaml
 
-from tapharness.plan import ROOT
+from tapharness import stacks
 
-INVENTORY = ROOT / "docs" / "iam_inventory.yaml"
 USERS = ("handler", "mapping", "lambda", "on_behalf")
 
 
@@ -25,8 +24,9 @@ class Inventory:
     functions: dict[str, dict[str, Any]]
 
     @classmethod
-    def load(cls, path: Path = INVENTORY) -> Inventory:
-        raw = yaml.safe_load(path.read_text())
+    def load(cls, path: Path | None = None) -> Inventory:
+        """The inventory at ``path``, by default the one of the stack under test (``stacks.resolve``)."""
+        raw = yaml.safe_load((path or stacks.resolve().inventory_file).read_text())
         every = {user: tuple(raw["every_function"].get(user) or ()) for user in USERS}
         return cls(every, raw["functions"])
 

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
-LAMBDAS = Path(__file__).resolve().parents[1] / "lib" / "lambdas"
+from tapharness import stacks
+
+# The Lambda packages of the stack under test (``TAPSTACK_STACK``, or the repository root's).
+LAMBDAS = stacks.resolve().lambdas
 REGION = "us-east-1"
 
 # tap_common is a top-level package in the layer: importable once lib/lambdas is on sys.path.

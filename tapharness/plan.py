@@ -26,11 +26,9 @@ from typing import Any
 import tftest
 from moto.server import ThreadedMotoServer
 
-from tapharness import toolchain
+from tapharness import stacks, toolchain
+from tapharness.stacks import Stack
 
-ROOT = toolchain.ROOT
-LIB = ROOT / "lib"
-TFVARS = ROOT / "tfvars"
 ENVS = ("dev", "staging", "prod")
 RESOURCE_REF = re.compile(r'^[a-z0-9_]+\.[A-Za-z0-9_-]+(\["[^"]*"\])?')
 # What a working copy never takes from lib/: local state, init artefacts, build output.
@@ -163,15 +161,16 @@ def summarize(env: str, raw: dict[str, Any]) -> PlanSummary:
 
 
 class Workspace:
-    """An initialised working copy of lib/ (so state, locks and zips never land in the repo)."""
+    """An initialised working copy of a stack's lib/ (so state, locks and zips never land in the repo)."""
 
-    def __init__(self, directory: Path, aws_env: dict[str, str]) -> None:
+    def __init__(self, directory: Path, aws_env: dict[str, str], stack: Stack | None = None) -> None:
         self.dir = directory
+        self.stack = stack or stacks.resolve()
         if directory.exists():
             shutil.rmtree(directory)
-        shutil.copytree(LIB, directory, ignore=COPY_IGNORE)
+        shutil.copytree(self.stack.lib, directory, ignore=COPY_IGNORE)
         # The Lambda layer is built by `make setup` under lib/.build; link it rather than copy it.
-        layer = LIB / ".build" / "layer"
+        layer = self.stack.lib / ".build" / "layer"
         if not layer.is_dir():
             raise RuntimeError(f"{layer} is missing: run `make setup` first")
         (directory / ".build").mkdir(exist_ok=True)
@@ -187,15 +186,15 @@ class Workspace:
                               capture_output=True, text=True, check=False)
 
     def plan(self, env: str, tf_vars: dict[str, Any] | None = None) -> PlanSummary:
-        raw = self.tf.plan(output=True, tf_var_file=str(TFVARS / f"{env}.tfvars"), tf_vars=tf_vars)
+        raw = self.tf.plan(output=True, tf_var_file=str(self.stack.tfvars_file(env)), tf_vars=tf_vars)
         return summarize(env, dict(raw))
 
 
-def shared_plan(cache_dir: Path, env: str, workspace_factory: Any) -> PlanSummary:
-    """One plan per env per test run, shared by every xdist worker through a locked file."""
+def shared_plan(cache_dir: Path, stack: str, env: str, workspace_factory: Any) -> PlanSummary:
+    """One plan per stack and env per test run, shared by every xdist worker through a locked file."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    target = cache_dir / f"plan-{env}.json"
-    with (cache_dir / f"plan-{env}.lock").open("w") as lock:
+    target = cache_dir / f"plan-{stack}-{env}.json"
+    with (cache_dir / f"plan-{stack}-{env}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not target.exists():
             summary = workspace_factory().plan(env)

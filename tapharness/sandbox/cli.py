@@ -3,7 +3,7 @@
 up      start the sandbox process (moto, shims, Lambda runner, pollers, scheduler, API front
         door, Redis, PostgreSQL) detached, ``tofu apply`` the stack with tfvars/<env>.tfvars
         from a scratch copy of lib/, match Redis/PostgreSQL to the stack's secrets and
-        endpoints, write ``.sandbox/<env>/outputs.json`` and print the API URL. On failure
+        endpoints, write ``.sandbox/<stack>/<env>/outputs.json`` and print the API URL. On failure
         everything is stopped, unless ``--keep``.
 status  what runs, the pollers' counters, where the outputs are.
 down    ``tofu destroy``, check that the account is empty, stop everything, check that no
@@ -13,9 +13,11 @@ fire    deliver a scheduled EventBridge rule's targets now.
 iam     the IAM report of the run: per role, what it used, what was denied and why, what it
         never used (``--json`` for the data); exit 1 when anything was denied.
 
-``up --stack DIR`` deploys the stack in DIR (a directory shaped like the repository root:
-``lib/tap_stack.tf`` and ``tfvars/<env>.tfvars``) instead of the repository's own, e.g. a
-scratch copy with one permission removed; ``plan`` and ``down`` use the stack ``up`` deployed.
+Every command takes ``--stack NAME`` (``tapharness.stacks``: ``video_streaming``, the default,
+or a directory name under ``stacks/``; ``TAPSTACK_STACK`` sets the default) or ``--stack DIR``, a
+directory shaped like a stack root (``lib/tap_stack.tf`` and ``tfvars/<env>.tfvars``), e.g. a
+scratch copy with one permission removed. Each stack and environment has its own sandbox
+(``.sandbox/<stack>/<env>``); ``plan`` and ``down`` use the stack ``up`` deployed there.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any
 
 import boto3
 
+from tapharness import stacks
 from tapharness.sandbox.apigw import local_invoke_url
 from tapharness.sandbox.deploy import (
     StackDeployment,
@@ -75,9 +78,9 @@ class SandboxError(RuntimeError):
     """A step of up/down failed; the message says which and why."""
 
 
-def tfvars_region(env: str, stack: Path = REPO_ROOT) -> str:
+def tfvars_region(env: str, stack: stacks.Stack) -> str:
     """The ``aws_region`` the environment's tfvars set (the sandbox serves that region)."""
-    tfvars = stack / "tfvars" / f"{env}.tfvars"
+    tfvars = stack.tfvars_file(env)
     if not tfvars.is_file():
         raise SandboxError(f"{tfvars} is missing: --stack needs a directory with lib/ and tfvars/<env>.tfvars")
     match = re.search(r'^\s*aws_region\s*=\s*"([^"]+)"', tfvars.read_text(), re.MULTILINE)
@@ -114,7 +117,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from tapharness.sandbox.server import Sandbox, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    paths = SandboxPaths.for_env(args.env)
+    paths = SandboxPaths.for_env(args.env, args.stack.name)
     sandbox = Sandbox(cache_dir=paths.lambda_cache, moto_port=args.moto_port, gateway_port=args.gateway_port,
                       region=args.region, services_dir=None if args.no_services else paths.services_dir)
     serve(sandbox, Path(args.ready_file) if args.ready_file else None)
@@ -128,7 +131,8 @@ def _start_server(paths: SandboxPaths, state: SandboxState, say: Progress) -> di
     ready = paths.base / "ready.json"
     ready.unlink(missing_ok=True)
     paths.logs_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "tapharness.sandbox", "serve", "--env", state.env, "--region", state.region,
+    command = [sys.executable, "-m", "tapharness.sandbox", "serve", "--env", state.env, "--stack", state.stack_dir,
+               "--region", state.region,
                "--moto-port", str(state.moto_port), "--gateway-port", str(state.gateway_port),
                "--ready-file", str(ready)]
     with (paths.logs_dir / "server.log").open("ab") as log:
@@ -174,18 +178,19 @@ def _write_outputs(paths: SandboxPaths, state: SandboxState, outputs: dict[str, 
 
 def cmd_up(args: argparse.Namespace) -> int:
     say = Progress()
-    paths = SandboxPaths.for_env(args.env)
+    stack: stacks.Stack = args.stack
+    paths = SandboxPaths.for_env(args.env, stack.name)
     existing = SandboxState.load(paths)
     if existing and pid_alive(existing.server_pid):
-        print(f"the {args.env} sandbox is already up (pid {existing.server_pid}); "
-              f"`python -m tapharness.sandbox down --env {args.env}` first", file=sys.stderr)
+        print(f"the {stack.name} {args.env} sandbox is already up (pid {existing.server_pid}); "
+              f"`python -m tapharness.sandbox down --stack {stack.name} --env {args.env}` first", file=sys.stderr)
         return 1
     if existing:
         say("a stale state file was found; cleaning up after it", "up")
         _stop_everything(paths, existing, say)
-    stack = Path(args.stack).resolve()
     state = SandboxState(env=args.env, region=tfvars_region(args.env, stack), moto_port=free_port(),
-                         gateway_port=free_port(), tofu_vars=_parse_vars(args.var), stack_dir=str(stack))
+                         gateway_port=free_port(), tofu_vars=_parse_vars(args.var), stack=stack.name,
+                         stack_dir=str(stack.root))
     try:
         say(f"starting the sandbox process for {args.env} ({state.region})", "server")
         ready = _start_server(paths, state, say)
@@ -266,15 +271,15 @@ def _stop_everything(paths: SandboxPaths, state: SandboxState, say: Progress) ->
 
 def cmd_down(args: argparse.Namespace) -> int:
     say = Progress()
-    paths = SandboxPaths.for_env(args.env)
+    paths = SandboxPaths.for_env(args.env, args.stack.name)
     state = SandboxState.load(paths)
     if state is None:
-        say(f"no {args.env} sandbox is running", "down")
+        say(f"no {args.stack.name} {args.env} sandbox is running", "down")
         return 0
     leftovers: list[str] = []
     if pid_alive(state.server_pid) and state.applied:
         deployment = StackDeployment(paths, args.env, state.endpoint_url, state.tofu_vars,
-                                     lambda m: say(m, "tofu"), Path(state.stack_dir))
+                                     lambda m: say(m, "tofu"), stacks.resolve(state.stack_dir))
         step = time.monotonic()
         for attempt in range(1, DESTROY_ATTEMPTS + 1):
             emptied = empty_buckets(_client_factory(state))
@@ -301,21 +306,22 @@ def cmd_down(args: argparse.Namespace) -> int:
 # --- status, plan, fire ----------------------------------------------------------------------
 
 
-def _running_state(env: str) -> SandboxState:
-    state = SandboxState.load(SandboxPaths.for_env(env))
+def _running_state(env: str, stack: stacks.Stack) -> SandboxState:
+    state = SandboxState.load(SandboxPaths.for_env(env, stack.name))
     if state is None or not pid_alive(state.server_pid):
-        raise SandboxError(f"no {env} sandbox is running: `python -m tapharness.sandbox up --env {env}`")
+        raise SandboxError(f"no {stack.name} {env} sandbox is running: "
+                           f"`python -m tapharness.sandbox up --stack {stack.name} --env {env}`")
     return state
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    paths = SandboxPaths.for_env(args.env)
+    paths = SandboxPaths.for_env(args.env, args.stack.name)
     state = SandboxState.load(paths)
     if state is None:
-        print(f"{args.env}: down")
+        print(f"{args.stack.name} {args.env}: down")
         return 1
     alive = pid_alive(state.server_pid)
-    print(f"{args.env}: {'up' if alive else 'DEAD (stale state; run down)'} (pid {state.server_pid})")
+    print(f"{args.stack.name} {args.env}: {'up' if alive else 'DEAD (stale state; run down)'} (pid {state.server_pid})")
     print(f"  moto      {state.endpoint_url}\n  gateway   {state.gateway_url}\n  api       {state.api_url}")
     print(f"  redis     127.0.0.1:{state.redis_port} (TLS)\n  postgres  127.0.0.1:{state.postgres_port}")
     print(f"  outputs   {paths.outputs_file if paths.outputs_file.exists() else '(not written)'}")
@@ -331,18 +337,18 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    state = _running_state(args.env)
-    paths = SandboxPaths.for_env(args.env)
+    state = _running_state(args.env, args.stack)
+    paths = SandboxPaths.for_env(args.env, args.stack.name)
     say = Progress()
     deployment = StackDeployment(paths, args.env, state.endpoint_url, {**state.tofu_vars, **_parse_vars(args.var)},
-                                 lambda m: say(m, "tofu"), Path(state.stack_dir))
+                                 lambda m: say(m, "tofu"), stacks.resolve(state.stack_dir))
     changes = deployment.plan_changes()
     say("changes pending (see logs/tofu-plan.log)" if changes else "no changes: the stack is in step", "plan")
     return 2 if changes else 0
 
 
 def cmd_fire(args: argparse.Namespace) -> int:
-    state = _running_state(args.env)
+    state = _running_state(args.env, args.stack)
     fired = control(state, "POST", f"rules/{args.rule}/fire")
     print(json.dumps(fired, indent=2))
     return 0
@@ -351,7 +357,7 @@ def cmd_fire(args: argparse.Namespace) -> int:
 def cmd_iam(args: argparse.Namespace) -> int:
     from tapharness.sandbox.iam.report import format_report
 
-    report = control(_running_state(args.env), "GET", "iam")
+    report = control(_running_state(args.env, args.stack), "GET", "iam")
     print(json.dumps(report, indent=2) if args.json else format_report(report, show_unused=not args.denials_only))
     return 1 if report["denials"] else 0
 
@@ -367,14 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text)
         sub.set_defaults(handler=handler)
         sub.add_argument("--env", default="dev", choices=("dev", "staging", "prod"))
+        sub.add_argument("--stack", default=None, metavar="NAME|DIR",
+                         help=f"the stack: a name ({', '.join(stacks.registry())}; default ${stacks.ENV_VAR} or "
+                              f"{stacks.DEFAULT_STACK}) or a directory with lib/ and tfvars/")
         if name in ("up", "down"):
             sub.add_argument("--keep", action="store_true", help="leave everything running after a failure")
         if name in ("up", "plan"):
             sub.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                              help="extra tofu variable (repeatable), on top of tfvars/<env>.tfvars")
-        if name == "up":
-            sub.add_argument("--stack", default=str(REPO_ROOT), metavar="DIR",
-                             help="the stack to deploy: a directory with lib/ and tfvars/ (default: this repository)")
         if name == "iam":
             sub.add_argument("--json", action="store_true", help="the report as JSON")
             sub.add_argument("--denials-only", action="store_true", help="leave out the granted-but-unused actions")
@@ -391,6 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        args.stack = stacks.resolve(args.stack)
+    except stacks.UnknownStack as exc:
+        print(exc, file=sys.stderr)
+        return 2
     try:
         return int(args.handler(args))
     except SandboxError as exc:

@@ -1,8 +1,9 @@
 """The stack applied to the sandbox from a scratch working copy of its lib/.
 
-A stack is a directory with ``lib/`` (``tap_stack.tf``, ``provider.tf``, ``lambdas/``, ``layer/``)
-and ``tfvars/<env>.tfvars``: the repository root by default, or any copy of it
-(``python -m tapharness.sandbox up --stack DIR``). Its ``lib/`` is copied to ``.sandbox/<env>/work/lib`` (as ``tapharness.plan`` does for plans: no
+A stack (``tapharness.stacks``) is a directory with ``lib/`` (``tap_stack.tf``, ``provider.tf``,
+``lambdas/``, ``layer/``) and ``tfvars/<env>.tfvars``: one of the repository's, or any copy of one
+(``python -m tapharness.sandbox up --stack DIR``). Its ``lib/`` is copied to
+``.sandbox/<stack>/<env>/work/lib`` (as ``tapharness.plan`` does for plans: no
 state, no ``.terraform``, no build output; the built layer is linked), so ``.terraform``, the
 lock file, the zips and the state never land in ``lib/``. One extra file is written there,
 ``zz_sandbox_override.tf``, an OpenTofu override of the ``aws`` provider block for moto
@@ -20,11 +21,10 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from tapharness import toolchain
-from tapharness.plan import COPY_IGNORE, ROOT, offline_aws_env
+from tapharness import stacks, toolchain
+from tapharness.plan import COPY_IGNORE, offline_aws_env
 from tapharness.sandbox.state import SandboxPaths
 
 PROVIDER_OVERRIDE = """\
@@ -54,11 +54,12 @@ class StackDeployment:
     """tofu init/apply/plan/output/destroy of lib/ for one environment, against one endpoint."""
 
     def __init__(self, paths: SandboxPaths, env: str, endpoint_url: str, extra_vars: dict[str, str] | None = None,
-                 say: Callable[[str], None] = print, stack: Path = ROOT) -> None:
+                 say: Callable[[str], None] = print, stack: stacks.Stack | None = None) -> None:
         self.paths = paths
         self.env = env
-        self.lib = stack / "lib"
-        self.tfvars = stack / "tfvars"
+        self.stack = stack or stacks.resolve()
+        self.lib = self.stack.lib
+        self.tfvars = self.stack.tfvars
         self.endpoint_url = endpoint_url
         self.vars = {**SANDBOX_VARS, **(extra_vars or {})}
         self.say = say
@@ -72,13 +73,14 @@ class StackDeployment:
 
     def prepare(self) -> None:
         """A fresh working copy of lib/ with the provider override and the built layer linked
-        (a stack outside the repository gets its layer built from its own lib/layer and tap_common)."""
+        (built by ``make setup`` for the default stack; any other gets its layer built here from
+        its own lib/layer and tap_common)."""
         for needed in (self.lib / "tap_stack.tf", self.tfvars / f"{self.env}.tfvars"):
             if not needed.is_file():
                 raise TofuError(f"{needed} is missing: a stack directory holds lib/tap_stack.tf and tfvars/<env>.tfvars")
         layer = self.lib / ".build" / "layer"
         if not layer.is_dir():
-            if self.lib == ROOT / "lib":
+            if self.stack.root == stacks.REPO_ROOT:
                 raise TofuError(f"{layer} is missing: run `make setup` first (it builds the Lambda layer)")
             toolchain.build_layer(self.lib)
         if self.dir.exists():

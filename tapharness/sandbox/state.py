@@ -1,6 +1,7 @@
 """Where a sandbox keeps its files, and the JSON state file that says what is running.
 
-Layout (``<repo>/.sandbox/<env>/``, git-ignored; ``TAPSTACK_SANDBOX_DIR`` overrides the root):
+Layout (``<repo>/.sandbox/<stack>/<env>/``, git-ignored; ``TAPSTACK_SANDBOX_DIR`` overrides the
+root), so every stack's environments have their own:
 
     state.json      ports, pids and paths of the running sandbox (written by ``up``)
     outputs.json    what the integration suite reads (``tofu output -json`` + a ``sandbox`` entry)
@@ -18,12 +19,13 @@ import socket
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tapharness.stacks import DEFAULT_STACK, REPO_ROOT
+
 REGION = "us-east-1"
 
 
 def sandbox_root() -> Path:
-    """The directory that holds one sub-directory per environment."""
+    """The directory that holds one sub-directory per stack, and in it one per environment."""
     return Path(os.environ.get("TAPSTACK_SANDBOX_DIR", REPO_ROOT / ".sandbox"))
 
 
@@ -40,8 +42,8 @@ class SandboxPaths:
     base: Path
 
     @classmethod
-    def for_env(cls, env: str) -> SandboxPaths:
-        return cls(sandbox_root() / env)
+    def for_env(cls, env: str, stack: str = DEFAULT_STACK) -> SandboxPaths:
+        return cls(sandbox_root() / stack / env)
 
     @property
     def state_file(self) -> Path:
@@ -82,6 +84,7 @@ class SandboxState:
     applied: bool = False
     api_url: str | None = None
     tofu_vars: dict[str, str] = field(default_factory=dict)
+    stack: str = DEFAULT_STACK
     stack_dir: str = str(REPO_ROOT)
 
     @property

@@ -8,6 +8,7 @@ import urllib.request
 from moto.kinesis.models import kinesis_backends
 from moto.sqs.models import sqs_backends
 
+from tapharness import stacks
 from tapharness.sandbox.cli import _write_outputs, tfvars_region
 from tapharness.sandbox.deploy import (
     StackDeployment,
@@ -102,7 +103,7 @@ def test_sandbox_applies_with_deletion_protection_off(tmp_path):
 
 
 def test_region_comes_from_the_environment_tfvars():
-    assert tfvars_region("dev") == "us-east-1"
+    assert tfvars_region("dev", stacks.resolve()) == "us-east-1"
 
 
 def test_outputs_file_maps_api_urls_to_the_gateway_and_adds_the_sandbox_entry(tmp_path):

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tapharness.plan import TFVARS, Workspace
+from tapharness.plan import Workspace
 
 # One representative invalid value per validated variable (HCL literal syntax).
 INVALID = {
@@ -74,7 +74,7 @@ def _diagnostics(stdout: str) -> list[dict]:
 def _plan_errors(workspace: Workspace, overrides: dict[str, str]) -> tuple[int, list[str]]:
     args = [arg for name, value in overrides.items() for arg in ("-var", f"{name}={value}")]
     result = workspace.run("plan", "-input=false", "-refresh=false", "-json", "-lock=false",
-                           f"-var-file={TFVARS / 'dev.tfvars'}", *args)
+                           f"-var-file={workspace.stack.tfvars_file('dev')}", *args)
     messages = [d.get("detail", "").split("\n\nThis was checked")[0]
                 for d in _diagnostics(result.stdout) if d["severity"] == "error"]
     return result.returncode, messages

@@ -1,0 +1,80 @@
+"""The stacks the harness proves, each a root directory from which every path derives.
+
+The repository root is the video-streaming stack (``video_streaming``); every directory under
+``stacks/`` that holds ``lib/tap_stack.tf`` is another, named after the directory. A stack root
+holds ``lib/`` (``tap_stack.tf``, ``provider.tf``, ``lambdas/``, ``layer/``), ``tfvars/<env>.tfvars``,
+``docs/iam_inventory.yaml`` and ``tests/{unit,integration}``. Harness commands take the stack by
+name (``--stack NAME``, or ``TAPSTACK_STACK`` for test runs), or as a directory of that shape (a
+scratch copy of a stack, e.g. with one permission removed).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STACKS_DIR = REPO_ROOT / "stacks"
+DEFAULT_STACK = "video_streaming"
+ENV_VAR = "TAPSTACK_STACK"
+
+
+class UnknownStack(ValueError):
+    """No stack of that name, and no stack directory at that path."""
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    root: Path
+
+    @property
+    def lib(self) -> Path:
+        return self.root / "lib"
+
+    @property
+    def lambdas(self) -> Path:
+        return self.lib / "lambdas"
+
+    @property
+    def tfvars(self) -> Path:
+        return self.root / "tfvars"
+
+    def tfvars_file(self, env: str) -> Path:
+        return self.tfvars / f"{env}.tfvars"
+
+    @property
+    def inventory_file(self) -> Path:
+        return self.root / "docs" / "iam_inventory.yaml"
+
+
+def _is_stack(directory: Path) -> bool:
+    return (directory / "lib" / "tap_stack.tf").is_file()
+
+
+def registry(stacks_dir: Path | None = None) -> dict[str, Stack]:
+    """Every stack of the repository by name: the root one first, then ``stacks/*`` by name."""
+    found = {DEFAULT_STACK: Stack(DEFAULT_STACK, REPO_ROOT)}
+    directory = STACKS_DIR if stacks_dir is None else stacks_dir
+    if directory.is_dir():
+        for root in sorted(p for p in directory.iterdir() if p.is_dir() and _is_stack(p)):
+            if root.name in found:
+                raise UnknownStack(f"{root} is named {root.name!r}, which the repository root's stack already is")
+            found[root.name] = Stack(root.name, root.resolve())
+    return found
+
+
+def resolve(name_or_dir: str | None = None, stacks_dir: Path | None = None) -> Stack:
+    """A stack by name or directory; None means ``TAPSTACK_STACK``, or the default stack."""
+    wanted = name_or_dir or os.environ.get(ENV_VAR) or DEFAULT_STACK
+    known = registry(stacks_dir)
+    if wanted in known:
+        return known[wanted]
+    directory = Path(wanted).expanduser()
+    if directory.is_dir() and _is_stack(directory):
+        root = directory.resolve()
+        named = [stack for stack in known.values() if stack.root == root]
+        return named[0] if named else Stack(root.name, root)
+    raise UnknownStack(f"no stack {wanted!r}: the stacks are {', '.join(known)}, or give a directory with "
+                       "lib/tap_stack.tf and tfvars/<env>.tfvars")
