@@ -9,16 +9,16 @@ Started with ``tapharness.services`` (Redis TLS-only, PostgreSQL with TLS offere
   (``CONFIG SET tls-cert-file``), so hostname checks pass for the names the handlers use.
   PostgreSQL keeps its self-signed certificate (the handlers encrypt without verifying, as
   with Aurora's RDS CA).
-- Auth: ``configure()`` reads the secrets the stack created (the functions'
-  ``REDIS_AUTH_SECRET_ARN`` and ``DB_SECRET_ARN``) and sets Redis ``requirepass`` to the
-  auth token and creates/updates the Aurora master user and database in PostgreSQL.
+- Auth: ``configure()`` takes the credentials the stack gave the resources themselves, as AWS
+  does: the replication group's ``AuthToken`` becomes Redis ``requirepass``; each PostgreSQL
+  DB cluster's (or instance's) master user, password and database are created or updated in
+  PostgreSQL. Whatever the stack's secrets say must match them, as on AWS.
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from moto.core import DEFAULT_ACCOUNT_ID
 
 from tapharness import services
 from tapharness.sandbox.endpoints import redis_hostnames
@@ -96,32 +97,31 @@ class LocalCA:
         return cert_file, key_file
 
 
-@dataclass
-class StackSecrets:
-    """What the stack's secrets say the servers' credentials are."""
+@dataclass(frozen=True)
+class StackCredentials:
+    """The credentials the deployed stack set on its cache and database resources."""
 
     redis_auth_token: str | None
-    db: dict[str, Any] | None
+    databases: list[dict[str, str]]
 
 
-def read_stack_secrets(clients: AwsClients) -> StackSecrets:
-    """The secrets named by the deployed functions' REDIS_AUTH_SECRET_ARN and DB_SECRET_ARN."""
-    lambda_client, secrets = clients.client("lambda"), clients.client("secretsmanager")
-    arns: dict[str, str] = {}
-    for page in lambda_client.get_paginator("list_functions").paginate():
-        for function in page["Functions"]:
-            variables = (function.get("Environment") or {}).get("Variables") or {}
-            for key in ("REDIS_AUTH_SECRET_ARN", "DB_SECRET_ARN"):
-                if variables.get(key):
-                    arns[key] = variables[key]
+def read_stack_credentials(account: str, region: str) -> StackCredentials:
+    """From moto's models (in this process): the ElastiCache auth token (kept by the shims; the
+    API never returns it) and the master credentials of every PostgreSQL DB cluster and instance."""
+    from moto.elasticache.models import elasticache_backends
+    from moto.rds.models import rds_backends
 
-    def value(key: str) -> dict[str, Any] | None:
-        if key not in arns:
-            return None
-        return json.loads(secrets.get_secret_value(SecretId=arns[key])["SecretString"])
-
-    redis_secret = value("REDIS_AUTH_SECRET_ARN")
-    return StackSecrets(redis_secret.get("auth_token") if redis_secret else None, value("DB_SECRET_ARN"))
+    cache = elasticache_backends[account][region]
+    tokens = [t for g in cache.replication_groups.values() if (t := getattr(g, "auth_token", None))]
+    tokens += [c.auth_token for c in cache.cache_clusters.values() if getattr(c, "auth_token", None)]
+    rds = rds_backends[account][region]
+    databases = [  # moto hides the password behind a property that raises; it keeps it here
+        {"username": db.master_username, "password": password,
+         "dbname": getattr(db, "database_name", None) or getattr(db, "db_name", None) or "postgres"}
+        for db in (*rds.clusters.values(), *rds.databases.values())
+        if "postgres" in (db.engine or "") and (password := db.__dict__.get("_master_user_password"))
+    ]
+    return StackCredentials(tokens[-1] if tokens else None, databases)  # one Redis: the newest group's token
 
 
 class BackingServices:
@@ -170,18 +170,17 @@ class BackingServices:
         admin.close()
 
     def configure(self, clients: AwsClients) -> dict[str, Any]:
-        """Match the servers to the deployed stack: endpoint names, auth token, master user."""
-        secrets = read_stack_secrets(clients)
+        """Match the servers to the deployed stack: endpoint names, auth token, master users."""
+        credentials = read_stack_credentials(DEFAULT_ACCOUNT_ID, clients.region)
         hostnames = sorted(redis_hostnames(clients.client("elasticache")))
         self.reissue_redis_certificate(hostnames)
-        if secrets.redis_auth_token:
+        if credentials.redis_auth_token:
             admin = self._redis_admin()
-            admin.config_set("requirepass", secrets.redis_auth_token)
+            admin.config_set("requirepass", credentials.redis_auth_token)
             admin.close()
-            self.redis_password = secrets.redis_auth_token
-        if secrets.db:
-            self._configure_postgres(secrets.db["username"], secrets.db["password"],
-                                     secrets.db.get("dbname") or self.db_credentials["database"])
+            self.redis_password = credentials.redis_auth_token
+        for database in credentials.databases:
+            self._configure_postgres(database["username"], database["password"], database["dbname"])
         return self.info()
 
     def _configure_postgres(self, user: str, password: str, database: str) -> None:

@@ -60,7 +60,6 @@ READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 30.0
 # A second destroy picks up what a flaky first one left (e.g. an object written meanwhile).
 DESTROY_ATTEMPTS = 2
-_API_URL_OUTPUTS = ("api_invoke_url", "api_endpoints")
 
 
 class Progress:
@@ -152,20 +151,34 @@ def _start_server(paths: SandboxPaths, state: SandboxState, say: Progress) -> di
     return json.loads(ready.read_text())
 
 
+def _local_api_urls(value: Any, gateway_url: str, found: list[tuple[str, str]]) -> Any:
+    """``value`` with every API Gateway invoke URL in it (strings, nested in maps and lists) made
+    the gateway's; ``found`` collects the (stack URL, local URL) pairs."""
+    if isinstance(value, str):
+        try:
+            local = local_invoke_url(value, gateway_url)
+        except ValueError:
+            return value
+        found.append((value, local))
+        return local
+    if isinstance(value, dict):
+        return {key: _local_api_urls(inner, gateway_url, found) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_local_api_urls(inner, gateway_url, found) for inner in value]
+    return value
+
+
 def _write_outputs(paths: SandboxPaths, state: SandboxState, outputs: dict[str, Any],
-                   services: dict[str, Any]) -> str:
-    """outputs.json: ``tofu output -json`` with API URLs mapped to the gateway, plus a ``sandbox`` entry."""
-    stack_url = outputs["api_invoke_url"]["value"]
-    mapped = dict(outputs)
-    for name in _API_URL_OUTPUTS:
-        if name in mapped:
-            value = mapped[name]["value"]
-            mapped[name] = {**mapped[name], "value": (
-                {k: local_invoke_url(v, state.gateway_url) for k, v in value.items()} if isinstance(value, dict)
-                else local_invoke_url(value, state.gateway_url))}
-    api_url = mapped["api_invoke_url"]["value"]
+                   services: dict[str, Any]) -> str | None:
+    """outputs.json: ``tofu output -json`` with every API invoke URL, whatever output holds it,
+    mapped to the gateway, plus a ``sandbox`` entry; returns the API's local URL (the shortest
+    one: its stage), None for a stack without an API."""
+    found: list[tuple[str, str]] = []
+    mapped = {name: {**output, "value": _local_api_urls(output["value"], state.gateway_url, found)}
+              for name, output in outputs.items()}
+    stack_url, api_url = min(found, key=lambda pair: len(pair[1])) if found else (None, None)
     mapped["sandbox"] = {"sensitive": False, "type": ["object", {}], "value": {
-        "env": state.env, "region": state.region, "endpoint_url": state.endpoint_url,
+        "env": state.env, "stack": state.stack, "region": state.region, "endpoint_url": state.endpoint_url,
         "gateway_url": state.gateway_url, "control_url": f"{state.gateway_url}/_sandbox",
         "api_url": api_url, "stack_api_invoke_url": stack_url, **services,
     }}
@@ -210,7 +223,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             "tofu")
         services = control(state, "POST", "services")
         say(f"redis 127.0.0.1:{services['redis']['port']} (TLS), postgres 127.0.0.1:{services['postgres']['port']}"
-            " configured from the stack's secrets", "services")
+            " configured with the credentials the stack set on its cache and database", "services")
         state.api_url = _write_outputs(paths, state, deployment.outputs(), services)
         state.save(paths)
     except (SandboxError, TofuError, OSError, KeyError, ValueError, urllib.error.URLError) as exc:
@@ -222,8 +235,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             _stop_everything(paths, state, say)
         return 1
     say(f"outputs: {paths.outputs_file}", "up")
-    say(f"API URL: {state.api_url}", "up")
-    print(state.api_url, flush=True)
+    if state.api_url:
+        say(f"API URL: {state.api_url}", "up")
+        print(state.api_url, flush=True)
     return 0
 
 

@@ -466,11 +466,13 @@ def _member_cluster(self: ElastiCacheBackend, group: Any, cluster_id: str) -> Ca
 
 
 def _create_replication_group(self: ElastiCacheBackend, *args: Any, **kwargs: Any) -> Any:
-    """CreateReplicationGroup whose member clusters also exist as cache clusters (as in AWS), and
-    with as many members as NumCacheClusters asks (moto makes one unless ReplicasPerNodeGroup is set)."""
+    """CreateReplicationGroup whose member clusters also exist as cache clusters (as in AWS), with
+    as many members as NumCacheClusters asks (moto makes one unless ReplicasPerNodeGroup is set),
+    and its AuthToken kept (AWS never returns it; the sandbox sets it on the real Redis)."""
     if kwargs.get("num_cache_clusters") and not kwargs.get("replicas_per_node_group"):
         kwargs["replicas_per_node_group"] = int(kwargs["num_cache_clusters"]) - 1
     group = _CREATE_REPLICATION_GROUP(self, *args, **kwargs)
+    group.auth_token = kwargs.get("auth_token")  # moto keeps only "enabled"; the sandbox's Redis needs it
     for cluster_id in group.member_clusters:
         self.cache_clusters.setdefault(cluster_id, _member_cluster(self, group, cluster_id))
     return group

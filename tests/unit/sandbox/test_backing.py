@@ -1,8 +1,8 @@
-"""Redis and PostgreSQL behind the stack's endpoints: TLS names and credentials from the stack's secrets."""
+"""Redis and PostgreSQL behind the stack's endpoints: TLS names, and the credentials the stack set
+on its replication group and DB cluster."""
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Iterator
 
@@ -15,7 +15,7 @@ from tapharness.sandbox import _bootstrap
 from tapharness.sandbox.backing import BackingServices
 from tapharness.sandbox.pollers import AwsClients
 
-from .helpers import unique, zip_sources
+from .helpers import unique
 
 ENDPOINT = "master.tap-dev-redis.abc123.use1.cache.amazonaws.com"
 
@@ -46,16 +46,15 @@ def test_redis_certificate_verifies_for_the_stack_endpoint_name(backing, endpoin
     assert client.ping() is True
 
 
-def test_configure_applies_the_auth_token_and_master_user_from_the_stack_secrets(backing, aws, role_arn, sandbox):
+def test_configure_applies_the_auth_token_and_master_user_the_stack_set_on_its_resources(backing, aws, sandbox):
     token = unique("token")
-    redis_secret = aws("secretsmanager").create_secret(Name=unique("redis"),
-                                                       SecretString=json.dumps({"auth_token": token}))["ARN"]
+    aws("elasticache").create_replication_group(
+        ReplicationGroupId=unique("cache")[:40], ReplicationGroupDescription="cache", Engine="redis",
+        CacheNodeType="cache.t3.micro", NumCacheClusters=1, TransitEncryptionEnabled=True, AuthToken=token)
     db = {"username": "tapadmin", "password": unique("pw"), "dbname": "streaming"}
-    db_secret = aws("secretsmanager").create_secret(Name=unique("db"), SecretString=json.dumps(db))["ARN"]
-    aws("lambda").create_function(
-        FunctionName=unique("fn"), Runtime="python3.12", Role=role_arn, Handler="h.h",
-        Code={"ZipFile": zip_sources({"h.py": "def h(e, c):\n    return 1\n"})},
-        Environment={"Variables": {"REDIS_AUTH_SECRET_ARN": redis_secret, "DB_SECRET_ARN": db_secret}})
+    aws("rds").create_db_cluster(DBClusterIdentifier=unique("aurora")[:60], Engine="aurora-postgresql",
+                                 MasterUsername=db["username"], MasterUserPassword=db["password"],
+                                 DatabaseName=db["dbname"])
     backing.configure(AwsClients(sandbox.endpoint_url, "us-east-1"))
     redis_client = redis.Redis(host="127.0.0.1", port=backing.redis.port, password=token, ssl=True,
                                ssl_cert_reqs="none")

@@ -106,6 +106,28 @@ def test_region_comes_from_the_environment_tfvars():
     assert tfvars_region("dev", stacks.resolve()) == "us-east-1"
 
 
+def test_an_invoke_url_in_any_output_is_mapped_and_nothing_else_is(tmp_path):
+    paths = SandboxPaths(tmp_path)
+    paths.base.mkdir(parents=True, exist_ok=True)
+    state = SandboxState(env="dev", region=REGION, moto_port=4566, gateway_port=4567)
+    stack = "https://xyz789.execute-api.us-east-1.amazonaws.com/prod"
+    outputs = {"booking_routes": {"value": [f"{stack}/book", "not a url"], "type": ["list", "string"],
+                                  "sensitive": False},
+               "booking_api": {"value": stack, "type": "string", "sensitive": False}}
+    api_url = _write_outputs(paths, state, outputs, {})
+    written = json.loads(paths.outputs_file.read_text())
+    assert written["booking_routes"]["value"] == ["http://127.0.0.1:4567/restapis/xyz789/prod/book", "not a url"]
+    assert api_url == written["booking_api"]["value"] == "http://127.0.0.1:4567/restapis/xyz789/prod"
+
+
+def test_a_stack_without_an_api_has_no_api_url(tmp_path):
+    paths = SandboxPaths(tmp_path)
+    paths.base.mkdir(parents=True, exist_ok=True)
+    state = SandboxState(env="dev", region=REGION, moto_port=4566, gateway_port=4567)
+    assert _write_outputs(paths, state, {"vpc_id": {"value": "vpc-1", "type": "string", "sensitive": False}}, {}) is None
+    assert json.loads(paths.outputs_file.read_text())["sandbox"]["value"]["api_url"] is None
+
+
 def test_outputs_file_maps_api_urls_to_the_gateway_and_adds_the_sandbox_entry(tmp_path):
     paths = SandboxPaths(tmp_path)
     paths.base.mkdir(parents=True, exist_ok=True)
