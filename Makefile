@@ -10,8 +10,14 @@ PYTEST  := $(PYTHON) -m pytest
 setup:
 	python3 tapharness/toolchain.py setup
 
+# The repository root's unit suite (the harness and the video-streaming stack), then each stack
+# under stacks/ in a run of its own (its test packages share names; TAPSTACK_STACK selects it).
 test: setup
 	$(PYTEST) tests/unit -n auto
+	@set -e; for suite in $(wildcard stacks/*/tests/unit); do \
+	  stack=$${suite#stacks/}; stack=$${stack%%/*}; \
+	  echo "== unit suite of $$stack"; TAPSTACK_STACK=$$stack $(PYTEST) $$suite -n auto; \
+	done
 
 run: setup
 	$(PYTHON) -m tapharness.sandbox up --env dev

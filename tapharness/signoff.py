@@ -1,6 +1,10 @@
 """Release sign-off: the unit suite, then per environment the integration suite against the sandbox.
 
-``python -m tapharness.signoff [--env dev --env staging ...] [--suites unit,integration]``
+``python -m tapharness.signoff [--stack NAME] [--env dev --env staging ...] [--suites unit,integration]``
+
+For one stack (``tapharness.stacks``; default ``$TAPSTACK_STACK`` or the repository root's),
+its suites under ``<stack root>/tests`` with ``TAPSTACK_STACK`` set and its sandbox
+(``--stack``); reports under ``reports/`` (``reports/<stack>/`` for a stack under ``stacks/``).
 
 1. unit: ``pytest tests/unit`` once (it plans every environment itself) →
    ``reports/unit/junit.xml``;
@@ -30,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from xml.etree import ElementTree
 
+from tapharness import stacks
 from tapharness.plan import ENVS
 from tapharness.sandbox.state import REPO_ROOT
 
@@ -147,6 +152,7 @@ class SignOff:
     workers: str
     keep: bool
     sandbox_vars: tuple[str, ...]
+    stack: stacks.Stack = field(default_factory=stacks.resolve)
     steps: list[Step] = field(default_factory=list)
     suites: list[SuiteResult] = field(default_factory=list)
     iam: dict[str, dict] = field(default_factory=dict)  # env -> the sandbox's IAM report
@@ -158,12 +164,21 @@ class SignOff:
             step.note = f"no JUnit XML at {xml}"
             step.returncode = step.returncode or 1
 
+    @property
+    def _env(self) -> dict[str, str]:
+        """The environment of every command: this stack, and no outputs file given from outside."""
+        return {k: v for k, v in os.environ.items() if k != "TAPSTACK_OUTPUTS"} | {stacks.ENV_VAR: self.stack.name}
+
+    def _tests(self, suite: str) -> str:
+        path = self.stack.root / "tests" / suite
+        return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
     def unit(self) -> None:
         xml = self.reports / "unit" / "junit.xml"
         xml.unlink(missing_ok=True)
         step = Step("unit suite", "all", log=self.reports / "unit" / "pytest.log")
-        self.steps.append(run_step(step, pytest_command(["tests/unit"], xml, "unit", "auto", []),
-                                   UNIT_TIMEOUT_S))
+        self.steps.append(run_step(step, pytest_command([self._tests("unit")], xml, "unit", "auto", []),
+                                   UNIT_TIMEOUT_S, env=self._env))
         self._suite(step, xml, "unit")
 
     def integration(self, env: str) -> None:
@@ -171,30 +186,33 @@ class SignOff:
         xml = directory / "integration.xml"
         xml.unlink(missing_ok=True)
         sandbox = [sys.executable, "-m", "tapharness.sandbox"]
+        stack = ["--stack", self.stack.name]
         up_args = [arg for var in self.sandbox_vars for arg in ("--var", var)]
         up = run_step(Step("sandbox up", env, log=directory / "sandbox-up.log"),
-                      [*sandbox, "up", "--env", env, *up_args, *(["--keep"] if self.keep else [])], SANDBOX_TIMEOUT_S)
+                      [*sandbox, "up", *stack, "--env", env, *up_args, *(["--keep"] if self.keep else [])],
+                      SANDBOX_TIMEOUT_S, env=self._env)
         self.steps.append(up)
         if up.ok:
-            suite_env = {k: v for k, v in os.environ.items() if k != "TAPSTACK_OUTPUTS"} | {"TAPSTACK_ENV": env}
             suite = run_step(Step("integration suite", env, log=directory / "pytest.log"),
-                             pytest_command(["tests/integration"], xml, f"integration-{env}", self.workers,
-                                            ["-m", "integration"]), INTEGRATION_TIMEOUT_S, env=suite_env)
+                             pytest_command([self._tests("integration")], xml, f"integration-{env}", self.workers,
+                                            ["-m", "integration"]), INTEGRATION_TIMEOUT_S,
+                             env=self._env | {"TAPSTACK_ENV": env})
             self.steps.append(suite)
             self._suite(suite, xml, "integration")
             self._iam_report(env, directory)
         failed = not all(step.ok for step in self.steps if step.env == env)
         if self.keep and failed:
             print(f"== {env}: left running for inspection (--keep); "
-                  f"`python -m tapharness.sandbox down --env {env}` when done", flush=True)
+                  f"`python -m tapharness.sandbox down --stack {self.stack.name} --env {env}` when done", flush=True)
             return
         self.steps.append(run_step(Step("sandbox down", env, log=directory / "sandbox-down.log"),
-                                   [*sandbox, "down", "--env", env], SANDBOX_TIMEOUT_S))
+                                   [*sandbox, "down", *stack, "--env", env], SANDBOX_TIMEOUT_S, env=self._env))
 
     def _iam_report(self, env: str, directory: Path) -> None:
         report = directory / "iam.json"
         step = run_step(Step("IAM report", env, log=directory / "iam.log"),
-                        [sys.executable, "-m", "tapharness.sandbox", "iam", "--env", env, "--json"], SANDBOX_TIMEOUT_S)
+                        [sys.executable, "-m", "tapharness.sandbox", "iam", "--stack", self.stack.name, "--env", env,
+                         "--json"], SANDBOX_TIMEOUT_S, env=self._env)
         self.steps.append(step)
         assert step.log is not None
         try:
@@ -223,7 +241,7 @@ def render(signoff: SignOff, started: datetime, seconds: float) -> str:
     commit = _git("rev-parse", "--short", "HEAD")
     dirty = " (with uncommitted changes)" if _git("status", "--porcelain") not in ("", "unknown") else ""
     lines = [
-        "# Release sign-off",
+        f"# Release sign-off: {signoff.stack.name}",
         "",
         (f"**{'PASS' if signoff.passed else 'FAIL'}** · {started:%Y-%m-%d %H:%M} UTC · commit {commit}{dirty} · "
         f"{seconds / 60:.1f} min"),
@@ -297,9 +315,11 @@ def _gap_lines() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tapharness.signoff", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack", default=None, help=f"the stack (default: ${stacks.ENV_VAR} or {stacks.DEFAULT_STACK})")
     parser.add_argument("--env", action="append", choices=ENVS, help="environment (repeatable; default: all)")
     parser.add_argument("--suites", default="unit,integration", help="comma-separated: unit, integration")
-    parser.add_argument("--reports", type=Path, default=REPORTS, help="output directory (default: reports/)")
+    parser.add_argument("--reports", type=Path, default=None,
+                        help="output directory (default: reports/, reports/<stack>/ for a stack under stacks/)")
     parser.add_argument("--workers", default=INTEGRATION_WORKERS,
                         help=f"pytest-xdist workers of the integration suite (default: {INTEGRATION_WORKERS})")
     parser.add_argument("--keep", action="store_true", help="leave a sandbox running after a failure")
@@ -309,15 +329,20 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not suites:
         parser.error(f"--suites takes unit and/or integration, got {args.suites!r}")
 
+    try:
+        stack = stacks.resolve(args.stack)
+    except stacks.UnknownStack as exc:
+        parser.error(str(exc))
+    reports = args.reports or (REPORTS if stack.name == stacks.DEFAULT_STACK else REPORTS / stack.name)
     started, clock = datetime.now(UTC), time.monotonic()
-    args.reports.mkdir(parents=True, exist_ok=True)
-    signoff = SignOff(args.reports.resolve(), args.workers, args.keep, SANDBOX_VARS)
+    reports.mkdir(parents=True, exist_ok=True)
+    signoff = SignOff(reports.resolve(), args.workers, args.keep, SANDBOX_VARS, stack)
     if "unit" in suites:
         signoff.unit()
     if "integration" in suites:
         for env in args.env or list(ENVS):
             signoff.integration(env)
-    summary = args.reports / "signoff.md"
+    summary = reports / "signoff.md"
     summary.write_text(render(signoff, started, time.monotonic() - clock))
     print(f"\n{summary}:\n\n{summary.read_text()}", flush=True)
     return 0 if signoff.passed else 1
