@@ -103,8 +103,8 @@ def control(state: SandboxState, method: str, path: str, timeout: float = 120.0)
 
 
 def _client_factory(state: SandboxState) -> Any:
-    def client(service: str) -> Any:
-        return boto3.client(service, endpoint_url=state.endpoint_url, region_name=state.region,
+    def client(service: str, region: str | None = None) -> Any:
+        return boto3.client(service, endpoint_url=state.endpoint_url, region_name=region or state.region,
                             aws_access_key_id="testing", aws_secret_access_key="testing")
     return client
 
@@ -308,7 +308,8 @@ def cmd_down(args: argparse.Namespace) -> int:
                 return 1
             leftovers.append("tofu destroy failed")
         say(f"destroy done in {time.monotonic() - step:.0f}s", "tofu")
-        leftovers += remaining_resources(_client_factory(state))
+        other_regions = [r for r in control(state, "GET", "regions") if r != state.region]
+        leftovers += remaining_resources(_client_factory(state), other_regions)
     leftovers += _stop_everything(paths, state, say)
     if leftovers:
         say("left behind:\n  " + "\n  ".join(leftovers), "down")

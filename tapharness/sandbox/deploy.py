@@ -14,13 +14,14 @@ lock file, the zips and the state never land in ``lib/``. One extra file is writ
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tapharness import stacks, toolchain
@@ -188,8 +189,14 @@ def _customer_keys_in_use(client: Callable[[str], Any]) -> list[str]:
     return keys
 
 
-def remaining_resources(client: Callable[[str], Any]) -> list[str]:
-    """What a destroyed stack may have left in the account: one line per resource still there."""
+# Resources of global services: listed once, whatever region a client is for.
+_GLOBAL_KINDS = ("s3 bucket", "iam role")
+
+
+def remaining_resources(client: Callable[[str], Any], regions: Iterable[str] = ()) -> list[str]:
+    """What a destroyed stack may have left in the account: one line per resource still there.
+    ``client(service)`` is for the sandbox's own region; ``regions`` adds others to look in
+    (``client(service, region)``), e.g. where a global table had replicas."""
     checks: list[tuple[str, Callable[[Any], list[str]]]] = [
         ("lambda function", lambda c: _names(c("lambda").list_functions(), "Functions", "FunctionName")),
         ("event source mapping", lambda c: _names(c("lambda").list_event_source_mappings(), "EventSourceMappings",
@@ -221,4 +228,9 @@ def remaining_resources(client: Callable[[str], Any]) -> list[str]:
     found = []
     for kind, check in checks:
         found += [f"{kind}: {name}" for name in check(client)]
+    for region in regions:
+        in_region = functools.partial(client, region=region)
+        for kind, check in checks:
+            if kind not in _GLOBAL_KINDS:
+                found += [f"{kind} ({region}): {name}" for name in check(in_region)]
     return found

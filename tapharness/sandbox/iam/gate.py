@@ -84,12 +84,14 @@ def _request_label(signed: Signature | None, headers: dict[str, str], method: st
 class IamGate:
     """WSGI middleware: authorise, then hand the request to moto (or answer AccessDenied).
 
-    It also counts the requests it passes (``served``, by service and operation)."""
+    It also counts the requests it passes (``served``, by service and operation) and keeps the
+    regions they were signed for (``regions``: where a stack may have left resources)."""
 
     def __init__(self, app: WsgiApp, authorizer: Authorizer) -> None:
         self.app = app
         self.authorizer = authorizer
         self.served: Counter[str] = Counter()
+        self.regions: set[str] = set()
         self._served_lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -99,6 +101,8 @@ class IamGate:
         label = _request_label(signed, headers, environ["REQUEST_METHOD"])
         with self._served_lock:
             self.served[label] += 1
+            if signed is not None and signed.region not in self.regions:
+                self.regions.add(signed.region)
         principal = self.authorizer.principal_for_key(signed.access_key) if signed else None
         if signed is None or principal is None:
             return self.app(environ, start_response)

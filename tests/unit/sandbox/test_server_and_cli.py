@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.request
 
+import boto3
 from moto.kinesis.models import kinesis_backends
 from moto.sqs.models import sqs_backends
 
@@ -72,6 +73,23 @@ def test_remaining_resources_names_what_is_still_there(aws):
     name = unique("leftover")
     aws("sqs").create_queue(QueueName=name)
     assert any(line.startswith("sqs queue:") and name in line for line in remaining_resources(aws))
+
+
+def test_a_table_left_in_another_region_is_found_where_requests_went(aws, sandbox):
+    name = unique("replica")
+
+    def client(service: str, region: str | None = None):
+        return boto3.client(service, endpoint_url=sandbox.endpoint_url, region_name=region or "us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    client("dynamodb", "eu-west-1").create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    with urllib.request.urlopen(f"{sandbox.gateway_url}/_sandbox/regions", timeout=10) as response:
+        regions = json.loads(response.read())
+    assert "eu-west-1" in regions
+    others = [r for r in regions if r != "us-east-1"]
+    assert f"dynamodb table (eu-west-1): {name}" in remaining_resources(client, others)
 
 
 def test_aws_managed_keys_are_not_reported_as_left_behind(aws):
