@@ -189,6 +189,17 @@ def _write_outputs(paths: SandboxPaths, state: SandboxState, outputs: dict[str, 
     return api_url
 
 
+def _report_retries(state: SandboxState, say: Progress) -> None:
+    """Name the requests an SDK sent again (a retried create that had succeeded fails as a duplicate)."""
+    try:
+        served = control(state, "GET", "requests", timeout=10)
+    except (OSError, ValueError):
+        return
+    retried = {label.removesuffix(" retried"): count for label, count in served.items() if label.endswith(" retried")}
+    if retried:
+        say("requests the SDKs retried: " + ", ".join(f"{label} ×{n}" for label, n in sorted(retried.items())), "up")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     say = Progress()
     stack: stacks.Stack = args.stack
@@ -228,12 +239,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         state.save(paths)
     except (SandboxError, TofuError, OSError, KeyError, ValueError, urllib.error.URLError) as exc:
         say(f"FAILED: {exc}", "up")
+        _report_retries(state, say)
         if args.keep:
             say(f"left running for inspection (--keep); logs in {paths.logs_dir}; "
                 f"`python -m tapharness.sandbox down --env {args.env}` when done", "up")
         else:
             _stop_everything(paths, state, say)
         return 1
+    _report_retries(state, say)
     say(f"outputs: {paths.outputs_file}", "up")
     if state.api_url:
         say(f"API URL: {state.api_url}", "up")

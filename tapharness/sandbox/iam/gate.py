@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import re
 import threading
 import uuid
 from collections import Counter
@@ -28,6 +30,8 @@ from tapharness.sandbox.iam.wire import (
     signature,
 )
 
+log = logging.getLogger("tapharness.sandbox.gate")
+_RETRY_ATTEMPT = re.compile(r"attempt=(\d+)")
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 # The error code each service gives an unauthorised call (the default is AccessDeniedException).
@@ -84,7 +88,9 @@ def _request_label(signed: Signature | None, headers: dict[str, str], method: st
 class IamGate:
     """WSGI middleware: authorise, then hand the request to moto (or answer AccessDenied).
 
-    It also counts the requests it passes (``served``, by service and operation) and keeps the
+    It also counts the requests it passes (``served``, by service and operation; an SDK's retry of
+    a request, ``amz-sdk-request: attempt=N`` with N > 1, also under ``<label> retried`` and in
+    the log, since a retried create that had succeeded fails as a duplicate) and keeps the
     regions they were signed for (``regions``: where a stack may have left resources)."""
 
     def __init__(self, app: WsgiApp, authorizer: Authorizer) -> None:
@@ -99,10 +105,16 @@ class IamGate:
         query = environ.get("QUERY_STRING", "")
         signed = signature(headers, query)
         label = _request_label(signed, headers, environ["REQUEST_METHOD"])
+        attempt = _RETRY_ATTEMPT.search(headers.get("amz-sdk-request", ""))
         with self._served_lock:
             self.served[label] += 1
+            if attempt and int(attempt.group(1)) > 1:
+                self.served[f"{label} retried"] += 1
             if signed is not None and signed.region not in self.regions:
                 self.regions.add(signed.region)
+        if attempt and int(attempt.group(1)) > 1:
+            log.warning("SDK retry: %s attempt %s (invocation %s)", label, attempt.group(1),
+                        headers.get("amz-sdk-invocation-id", "?"))
         principal = self.authorizer.principal_for_key(signed.access_key) if signed else None
         if signed is None or principal is None:
             return self.app(environ, start_response)
