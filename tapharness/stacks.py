@@ -14,7 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tapharness.toolchain import ROOT as REPO_ROOT
+
 STACKS_DIR = REPO_ROOT / "stacks"
 DEFAULT_STACK = "video_streaming"
 ENV_VAR = "TAPSTACK_STACK"

@@ -192,10 +192,9 @@ def _write_outputs(paths: SandboxPaths, state: SandboxState, outputs: dict[str, 
 def _report_retries(state: SandboxState, say: Progress) -> None:
     """Name the requests an SDK sent again (a retried create that had succeeded fails as a duplicate)."""
     try:
-        served = control(state, "GET", "requests", timeout=10)
+        retried = control(state, "GET", "retries", timeout=10)
     except (OSError, ValueError):
         return
-    retried = {label.removesuffix(" retried"): count for label, count in served.items() if label.endswith(" retried")}
     if retried:
         say("requests the SDKs retried: " + ", ".join(f"{label} ×{n}" for label, n in sorted(retried.items())), "up")
 
@@ -242,7 +241,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         _report_retries(state, say)
         if args.keep:
             say(f"left running for inspection (--keep); logs in {paths.logs_dir}; "
-                f"`python -m tapharness.sandbox down --env {args.env}` when done", "up")
+                f"`python -m tapharness.sandbox down --stack {stack.name} --env {args.env}` when done", "up")
         else:
             _stop_everything(paths, state, say)
         return 1

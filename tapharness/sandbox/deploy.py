@@ -60,7 +60,6 @@ class StackDeployment:
         self.env = env
         self.stack = stack or stacks.resolve()
         self.lib = self.stack.lib
-        self.tfvars = self.stack.tfvars
         self.endpoint_url = endpoint_url
         self.vars = {**SANDBOX_VARS, **(extra_vars or {})}
         self.say = say
@@ -68,7 +67,7 @@ class StackDeployment:
 
     @property
     def var_args(self) -> list[str]:
-        args = [f"-var-file={self.tfvars / f'{self.env}.tfvars'}"]
+        args = [f"-var-file={self.stack.tfvars_file(self.env)}"]
         args += [f"-var={key}={value}" for key, value in sorted(self.vars.items())]
         return args
 
@@ -76,7 +75,7 @@ class StackDeployment:
         """A fresh working copy of lib/ with the provider override and the built layer linked
         (built by ``make setup`` for the default stack; any other gets its layer built here from
         its own lib/layer and tap_common)."""
-        for needed in (self.lib / "tap_stack.tf", self.tfvars / f"{self.env}.tfvars"):
+        for needed in (self.lib / "tap_stack.tf", self.stack.tfvars_file(self.env)):
             if not needed.is_file():
                 raise TofuError(f"{needed} is missing: a stack directory holds lib/tap_stack.tf and tfvars/<env>.tfvars")
         layer = self.lib / ".build" / "layer"

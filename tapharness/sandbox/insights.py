@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -113,13 +114,19 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}
+
+
 def _compare(op: str, left: Any, right: Any) -> bool:
+    """Numbers compare as numbers (also when logged as strings), anything else as text."""
     if left is None or right is None:
         return False
     a, b = _number(left), _number(right)
     if a is None or b is None:
-        a, b = str(left), str(right)  # type: ignore[assignment]
-    return {"=": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]  # type: ignore[operator]
+        return _COMPARISONS[op](str(left), str(right))
+    return _COMPARISONS[op](a, b)
 
 
 class _Parser:
@@ -307,15 +314,18 @@ def _text(tokens: list[Token]) -> str:
     return out.replace(",", ", ")
 
 
+def _result_name(parser: _Parser, start: int) -> str:
+    """The name of what the tokens from ``start`` computed: its ``as`` alias, or its own text."""
+    text = _text(parser.tokens[start:parser.at])
+    return parser.take().text if parser.accept("as") else text
+
+
 def _named_list(parser: _Parser) -> list[tuple[str, Expr]]:
     named = []
     while True:
         start = parser.at
         expr = parser.operand()
-        name = _text(parser.tokens[start:parser.at])
-        if parser.accept("as"):
-            name = parser.take().text
-        named.append((name, expr))
+        named.append((_result_name(parser, start), expr))
         if not parser.accept(","):
             return named
 
@@ -336,10 +346,7 @@ def _stats(parser: _Parser) -> Callable[[list[dict[str, Any]]], list[dict[str, A
             parser.expect(",")
             percentile = float(parser.take().text)
         parser.expect(")")
-        name = _text(parser.tokens[start:parser.at])
-        if parser.accept("as"):
-            name = parser.take().text
-        aggregates.append(_Aggregate(name, function, argument, percentile))
+        aggregates.append(_Aggregate(_result_name(parser, start), function, argument, percentile))
         if not parser.accept(","):
             break
     groups: list[_Group] = []
@@ -361,10 +368,7 @@ def _stats(parser: _Parser) -> Callable[[list[dict[str, Any]]], list[dict[str, A
                     lambda row, w=width: _format_epoch(row["@epoch_ms"] // w * w))
             else:
                 key = parser.operand()
-            name = _text(parser.tokens[start:parser.at])
-            if parser.accept("as"):
-                name = parser.take().text
-            groups.append(_Group(name, key))
+            groups.append(_Group(_result_name(parser, start), key))
             if not parser.accept(","):
                 break
 

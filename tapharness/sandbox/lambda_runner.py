@@ -416,21 +416,8 @@ class LambdaRunner:
             if reply.get("fatal"):
                 worker.stop()
             self._release(worker)
-        if _log_format(fn) == "JSON":
-            lines = _json_platform_lines(request_id, spec, reply, output)
-        else:
-            lines = [f"START RequestId: {request_id} Version: {spec.version}"]
-            lines += output.splitlines()
-            if reply.get("timed_out"):  # "<time> <request id> Task timed out after N.00 seconds"
-                lines.append(json.loads(reply["payload"])["errorMessage"])
-            lines.append(f"END RequestId: {request_id}")
-            duration = reply["duration_ms"]
-            report = (f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\t"
-                      f"Billed Duration: {max(1, int(duration + 0.999))} ms\tMemory Size: {spec.memory_size} MB\t"
-                      f"Max Memory Used: {reply['max_memory_mb']} MB")
-            if cold:
-                report += "\t(cold start)"
-            lines.append(report)
+        lines = (_json_platform_lines(request_id, spec, reply, output) if env["AWS_LAMBDA_LOG_FORMAT"] == "JSON"
+                 else _text_platform_lines(request_id, spec, reply, output, cold))
         if self.may_write_logs(fn, worker.log_stream):
             self._save_logs(fn, worker.log_stream, lines)
         logs = "\n".join(lines)
@@ -464,6 +451,24 @@ def _log_format(fn: LambdaFunction) -> str:
     return str((fn.__dict__.get("logging_config") or {}).get("LogFormat") or "Text")
 
 
+def _billed_ms(duration_ms: float) -> int:
+    return max(1, int(duration_ms + 0.999))
+
+
+def _text_platform_lines(request_id: str, spec: WorkerSpec, reply: dict[str, Any], output: str,
+                         cold: bool) -> list[str]:
+    """Lambda's START/END/REPORT lines (the Text log format) around the function's own lines."""
+    lines = [f"START RequestId: {request_id} Version: {spec.version}", *output.splitlines()]
+    if reply.get("timed_out"):  # "<time> <request id> Task timed out after N.00 seconds"
+        lines.append(json.loads(reply["payload"])["errorMessage"])
+    lines.append(f"END RequestId: {request_id}")
+    duration = reply["duration_ms"]
+    report = (f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\t"
+              f"Billed Duration: {_billed_ms(duration)} ms\tMemory Size: {spec.memory_size} MB\t"
+              f"Max Memory Used: {reply['max_memory_mb']} MB")
+    return [*lines, report + ("\t(cold start)" if cold else "")]
+
+
 def _json_platform_lines(request_id: str, spec: WorkerSpec, reply: dict[str, Any], output: str) -> list[str]:
     """Lambda's system log events in the JSON log format around the function's own lines."""
     def event(kind: str, record: dict[str, Any]) -> str:
@@ -473,7 +478,7 @@ def _json_platform_lines(request_id: str, spec: WorkerSpec, reply: dict[str, Any
     status = "timeout" if reply.get("timed_out") else ("success" if reply["ok"] else "error")
     report: dict[str, Any] = {
         "requestId": request_id,
-        "metrics": {"durationMs": round(duration, 3), "billedDurationMs": max(1, int(duration + 0.999)),
+        "metrics": {"durationMs": round(duration, 3), "billedDurationMs": _billed_ms(duration),
                     "memorySizeMB": spec.memory_size, "maxMemoryUsedMB": reply["max_memory_mb"]},
         "status": status,
     }

@@ -13,6 +13,7 @@
    REST APIs (``/restapis/<api>/<stage>/...``) and the control endpoints
    ``GET /_sandbox/health`` (with the garbage collector's pauses, ``gcpolicy``), ``GET /_sandbox/pollers``, ``GET /_sandbox/iam`` (the IAM report),
    ``GET /_sandbox/requests`` (requests served, by service and operation),
+   ``GET /_sandbox/retries`` (the SDK retries among them),
    ``GET /_sandbox/regions`` (the regions requests were signed for, the sandbox's own included),
    ``GET|POST /_sandbox/services``
    (POST: match Redis/PostgreSQL to the deployed stack), ``POST /_sandbox/rules/<name>/fire``.
@@ -289,6 +290,8 @@ class Sandbox:
             return HttpResponse.json(200, self.pollers.snapshot())
         if request.method == "GET" and parts == ["requests"]:
             return HttpResponse.json(200, dict(self.moto.gate.served))
+        if request.method == "GET" and parts == ["retries"]:
+            return HttpResponse.json(200, dict(self.moto.gate.retried))
         if request.method == "GET" and parts == ["regions"]:
             return HttpResponse.json(200, sorted(self.moto.gate.regions | {self.region}))
         if request.method == "GET" and parts == ["iam"]:

@@ -98,12 +98,17 @@ def completed_title_key(content_id: str) -> str:
     return f"completed#{content_id}"
 
 
+def completes(event: ViewingEvent, full_ratio: float) -> bool:
+    """A 'complete' event whose progress reaches `full_ratio`."""
+    return event.event_type == "complete" and event.progress >= full_ratio
+
+
 def newly_completed(events: Sequence[ViewingEvent], full_ratio: float, completed: AbstractSet[str]) -> dict[str, ViewingEvent]:
-    """Titles the events complete (progress >= `full_ratio`) that `completed` does not hold yet,
-    each with the first event that completes it."""
+    """Titles the events complete that `completed` does not hold yet, each with the first event
+    that completes it."""
     new: dict[str, ViewingEvent] = {}
     for event in events:
-        if event.event_type == "complete" and event.progress >= full_ratio and event.content_id not in completed:
+        if completes(event, full_ratio) and event.content_id not in completed:
             new.setdefault(event.content_id, event)
     return new
 

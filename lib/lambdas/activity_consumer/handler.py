@@ -6,14 +6,14 @@ titles the batch completes, then per user (up to eight users at once) one Transa
 SUMMARY put guarded by its version; 100 items at most), then one S3 object with the batch's raw
 events for Athena. A transaction cancelled only by existing event items is retried without
 them, any other cancellation after reading the user's state again, so a redelivered batch
-leaves the same state and a title completed twice counts once.
+leaves the same state and a title completed twice counts once. Records of a user whose write
+failed, and records that cannot be parsed, are reported in `batchItemFailures`.
 
 A write that takes the viewer's watch time over a badge threshold first sends the event that
 did it to the achievements queue (which awards badges from the SUMMARY), so watch-time badges
 do not wait for a completion. Sent before the write: if the write then fails, the retried batch
 crosses again and sends again (the FIFO queue drops the same body within five minutes), and
-the achievements consumer waits for the event item before it reads the SUMMARY. Records of a user whose write failed, and
-records that cannot be parsed, are reported in `batchItemFailures`.
+the achievements consumer waits for the event item before it reads the SUMMARY.
 
 The mapping uses a tumbling window: `state` carries per-window counters across
 invocations and, on the final invoke for the window, they are emitted as EMF metrics
@@ -35,6 +35,7 @@ from aggregate import (
     apply_events,
     chronological,
     completed_title_key,
+    completes,
     crosses_watch_milestone,
     event_item,
     newly_completed,
@@ -140,26 +141,24 @@ def _announce_watch_milestone(event: ViewingEvent) -> None:
     logger.info("watch milestone announced", extra={"user_id": event.user_id, "event_id": event.event_id})
 
 
-def _transaction(table: str, state: UserState, events: list[ViewingEvent], ratio: float) -> list[dict[str, Any]]:
-    """Event items, markers of newly completed titles, then the SUMMARY put (always last)."""
+def _transaction(table: str, before: Summary, after: Summary, events: list[ViewingEvent],
+                 new_titles: dict[str, ViewingEvent]) -> list[dict[str, Any]]:
+    """Event items, markers of newly completed titles, then the SUMMARY put (always last),
+    guarded by the version it was read at."""
     items = [_put_new(table, event_item(event)) for event in events]
     items += [
-        _put_new(table, {"user_id": state.summary.user_id, "timestamp": completed_title_key(title),
+        _put_new(table, {"user_id": before.user_id, "timestamp": completed_title_key(title),
                          "content_id": title, "event_id": event.event_id})
-        for title, event in newly_completed(events, ratio, state.completed).items()
+        for title, event in new_titles.items()
     ]
-    summary = state.summary
-    summary_put: dict[str, Any] = {
-        "TableName": table,
-        "Item": dynamo.serialize(apply_events(summary, events, ratio, state.completed).to_item()),
-    }
-    if summary.version == 0:
+    summary_put: dict[str, Any] = {"TableName": table, "Item": dynamo.serialize(after.to_item())}
+    if before.version == 0:
         summary_put["ConditionExpression"] = "attribute_not_exists(#ts)"
         summary_put["ExpressionAttributeNames"] = {"#ts": "timestamp"}
     else:
         summary_put["ConditionExpression"] = "#v = :v"
         summary_put["ExpressionAttributeNames"] = {"#v": "version"}
-        summary_put["ExpressionAttributeValues"] = {":v": {"N": str(summary.version)}}
+        summary_put["ExpressionAttributeValues"] = {":v": {"N": str(before.version)}}
     items.append({"Put": summary_put})
     return items
 
@@ -167,12 +166,14 @@ def _transaction(table: str, state: UserState, events: list[ViewingEvent], ratio
 def _transaction_chunks(events: list[ViewingEvent], ratio: float) -> list[list[ViewingEvent]]:
     """Consecutive events whose items and completion markers fit one transaction with the SUMMARY."""
     chunks: list[list[ViewingEvent]] = [[]]
+    titles: set[str] = set()  # the titles the last chunk completes (a marker each, at most)
     for event in events:
-        candidate = [*chunks[-1], event]
-        if len(candidate) + len(newly_completed(candidate, ratio, set())) > ITEMS_BESIDE_SUMMARY:
-            chunks.append([event])
-        else:
-            chunks[-1] = candidate
+        title = {event.content_id} if completes(event, ratio) else set()
+        if len(chunks[-1]) + 1 + len(titles | title) > ITEMS_BESIDE_SUMMARY:
+            chunks.append([])
+            titles = set()
+        chunks[-1].append(event)
+        titles |= title
     return [chunk for chunk in chunks if chunk]
 
 
@@ -183,13 +184,15 @@ def _write_chunk(table: str, state: UserState, events: list[ViewingEvent], ratio
     for attempt in range(TRANSACTION_ATTEMPTS):
         if not pending:
             return state
+        after = apply_events(state.summary, pending, ratio, state.completed)
+        new_titles = newly_completed(pending, ratio, state.completed)
+        if crosses_watch_milestone(state.summary, after):
+            _announce_watch_milestone(pending[-1])
         # Same token only for the SDK's own retries of this very request.
         token_source = f"{user}|{state.summary.version}|{attempt}|{','.join(e.event_id for e in pending)}"
-        if crosses_watch_milestone(state.summary, apply_events(state.summary, pending, ratio, state.completed)):
-            _announce_watch_milestone(pending[-1])
         try:
             aws.client("dynamodb").transact_write_items(
-                TransactItems=_transaction(table, state, pending, ratio),
+                TransactItems=_transaction(table, state.summary, after, pending, new_titles),
                 ClientRequestToken=hashlib.sha256(token_source.encode()).hexdigest()[:36],
             )
         except ClientError as exc:
@@ -209,8 +212,7 @@ def _write_chunk(table: str, state: UserState, events: list[ViewingEvent], ratio
                 state = _read_state(table, user, pending, ratio)
             continue
         result.applied.extend(pending)
-        completed = state.completed | set(newly_completed(pending, ratio, state.completed))
-        return UserState(apply_events(state.summary, pending, ratio, state.completed), completed)
+        return UserState(after, state.completed | set(new_titles))
     if pending:
         raise WriteConflict(f"transaction for user {user} cancelled {TRANSACTION_ATTEMPTS} times")
     return state

@@ -5,8 +5,9 @@ In that transaction the batch's event ids are inserted into processed_events
 content_id and upserted with one UNNEST statement, so a redelivered message never counts
 twice. Ids older than PROCESSED_EVENTS_RETENTION_DAYS (longer than a message can wait on the
 queue and its dead-letter queue) are deleted in the same transaction, a bounded number per
-batch, so the table holds the redelivery window and no more. Unparseable messages (and, FIFO order, the later messages of their group) are
-reported as failures; if the transaction fails every message is.
+batch, so the table holds the redelivery window and no more. Unparseable messages (and, FIFO
+order, the later messages of their group) are reported as failures; if the transaction fails
+every message is.
 """
 
 from __future__ import annotations

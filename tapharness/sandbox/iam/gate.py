@@ -88,15 +88,16 @@ def _request_label(signed: Signature | None, headers: dict[str, str], method: st
 class IamGate:
     """WSGI middleware: authorise, then hand the request to moto (or answer AccessDenied).
 
-    It also counts the requests it passes (``served``, by service and operation; an SDK's retry of
-    a request, ``amz-sdk-request: attempt=N`` with N > 1, also under ``<label> retried`` and in
-    the log, since a retried create that had succeeded fails as a duplicate) and keeps the
-    regions they were signed for (``regions``: where a stack may have left resources)."""
+    It also counts the requests it passes (``served``, by service and operation) and the SDK
+    retries among them (``retried``: ``amz-sdk-request: attempt=N`` with N > 1, also logged, since
+    a retried create that had succeeded fails as a duplicate), and keeps the regions they were
+    signed for (``regions``: where a stack may have left resources)."""
 
     def __init__(self, app: WsgiApp, authorizer: Authorizer) -> None:
         self.app = app
         self.authorizer = authorizer
         self.served: Counter[str] = Counter()
+        self.retried: Counter[str] = Counter()
         self.regions: set[str] = set()
         self._served_lock = threading.Lock()
 
@@ -105,15 +106,17 @@ class IamGate:
         query = environ.get("QUERY_STRING", "")
         signed = signature(headers, query)
         label = _request_label(signed, headers, environ["REQUEST_METHOD"])
-        attempt = _RETRY_ATTEMPT.search(headers.get("amz-sdk-request", ""))
+        found = _RETRY_ATTEMPT.search(headers.get("amz-sdk-request", ""))
+        attempt = int(found.group(1)) if found else 1
+        retry = attempt > 1
         with self._served_lock:
             self.served[label] += 1
-            if attempt and int(attempt.group(1)) > 1:
-                self.served[f"{label} retried"] += 1
-            if signed is not None and signed.region not in self.regions:
+            if retry:
+                self.retried[label] += 1
+            if signed is not None:
                 self.regions.add(signed.region)
-        if attempt and int(attempt.group(1)) > 1:
-            log.warning("SDK retry: %s attempt %s (invocation %s)", label, attempt.group(1),
+        if retry:
+            log.warning("SDK retry: %s attempt %d (invocation %s)", label, attempt,
                         headers.get("amz-sdk-invocation-id", "?"))
         principal = self.authorizer.principal_for_key(signed.access_key) if signed else None
         if signed is None or principal is None:

@@ -70,11 +70,11 @@ def test_requests_endpoint_counts_the_calls_served_by_service_and_operation(aws,
 
 
 def test_an_sdk_retry_is_counted_as_one(sandbox):
-    def served() -> dict[str, int]:
-        with urllib.request.urlopen(f"{sandbox.gateway_url}/_sandbox/requests", timeout=10) as response:
+    def retried() -> dict[str, int]:
+        with urllib.request.urlopen(f"{sandbox.gateway_url}/_sandbox/retries", timeout=10) as response:
             return json.loads(response.read())
 
-    before = served().get("dynamodb ListTables retried", 0)
+    before = retried().get("dynamodb ListTables", 0)
     retry = urllib.request.Request(sandbox.endpoint_url, data=b"{}", method="POST", headers={
         "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810.ListTables",
         "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20261202/us-east-1/dynamodb/aws4_request, "
@@ -82,7 +82,7 @@ def test_an_sdk_retry_is_counted_as_one(sandbox):
         "amz-sdk-invocation-id": "retried-once", "amz-sdk-request": "attempt=2; max=3"})
     with urllib.request.urlopen(retry, timeout=10) as response:
         assert response.status == 200
-    assert served()["dynamodb ListTables retried"] == before + 1
+    assert retried()["dynamodb ListTables"] == before + 1
 
 
 def test_remaining_resources_names_what_is_still_there(aws):
