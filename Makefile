@@ -44,11 +44,11 @@ load: setup
 
 lint: setup
 	$(PYTHON) -m ruff check .
-	bin/tofu fmt -check -recursive lib
+	bin/tofu fmt -check -recursive lib stacks
 
 fmt: setup
 	$(PYTHON) -m ruff check --fix .
-	bin/tofu fmt -recursive lib
+	bin/tofu fmt -recursive lib stacks
 
 clean:
 	rm -rf lib/.build .venv .pytest_cache

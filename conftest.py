@@ -72,3 +72,14 @@ def plans(plan_cache_dir: Path, stack: stacks.Stack,
         return memo[env]
 
     return get
+
+
+@pytest.fixture(params=planlib.ENVS)
+def plan(request: pytest.FixtureRequest, plans: Callable[[str], planlib.PlanSummary]) -> planlib.PlanSummary:
+    """The plan of each environment in turn (tests using it run once per env)."""
+    return plans(request.param)
+
+
+@pytest.fixture
+def dev(plans: Callable[[str], planlib.PlanSummary]) -> planlib.PlanSummary:
+    return plans("dev")

@@ -14,9 +14,11 @@ from tapharness import stacks
 LAMBDAS = stacks.resolve().lambdas
 REGION = "us-east-1"
 
-# tap_common is a top-level package in the layer: importable once lib/lambdas is on sys.path.
-if str(LAMBDAS) not in sys.path:
-    sys.path.insert(0, str(LAMBDAS))
+# The layer's top-level packages: tap_common (shared by every stack, kept in the repository
+# root's lib/lambdas) and the stack's own *_common package, importable from these directories.
+for directory in (stacks.COMMON_LAMBDAS, LAMBDAS):
+    if str(directory) not in sys.path:
+        sys.path.insert(0, str(directory))
 
 import tap_common.aws
 import tap_common.cache
@@ -29,7 +31,7 @@ def _is_package_module(module: ModuleType) -> bool:
     if not file:
         return False
     parent = Path(file).resolve().parent
-    return parent.parent == LAMBDAS and parent.name != "tap_common"
+    return parent.parent == LAMBDAS and not parent.name.endswith("_common")
 
 
 def load_package(package: str, *modules: str) -> SimpleNamespace:

@@ -3,7 +3,9 @@
 The repository root is the video-streaming stack (``video_streaming``); every directory under
 ``stacks/`` that holds ``lib/tap_stack.tf`` is another, named after the directory. A stack root
 holds ``lib/`` (``tap_stack.tf``, ``provider.tf``, ``lambdas/``, ``layer/``), ``tfvars/<env>.tfvars``,
-``docs/iam_inventory.yaml`` and ``tests/{unit,integration}``. Harness commands take the stack by
+``docs/iam_inventory.yaml`` and ``tests/{unit,integration}``. Every stack's layer carries
+``tap_common`` (the family's runtime library, in the root's ``lib/lambdas``) and the stack's own
+``lib/lambdas/*_common`` packages. Harness commands take the stack by
 name (``--stack NAME``, or ``TAPSTACK_STACK`` for test runs), or as a directory of that shape (a
 scratch copy of a stack, e.g. with one permission removed).
 """
@@ -17,6 +19,8 @@ from pathlib import Path
 from tapharness.toolchain import ROOT as REPO_ROOT
 
 STACKS_DIR = REPO_ROOT / "stacks"
+# tap_common, the runtime library every stack's layer carries, lives beside the root stack's functions.
+COMMON_LAMBDAS = REPO_ROOT / "lib" / "lambdas"
 DEFAULT_STACK = "video_streaming"
 ENV_VAR = "TAPSTACK_STACK"
 

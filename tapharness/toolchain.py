@@ -263,7 +263,8 @@ def setup_venvs() -> None:
 
 
 def build_layer(lib: Path = ROOT / "lib") -> Path:
-    """<lib>/.build/layer/python: the pinned third-party packages for Lambda's Python, plus tap_common."""
+    """<lib>/.build/layer/python: the pinned third-party packages for Lambda's Python, tap_common and
+    the stack's own *_common packages."""
     requirements = lib / "layer" / "requirements.txt"
     key = _hash_files([requirements])
     site = CACHE / f"layer-{key}"
@@ -278,8 +279,11 @@ def build_layer(lib: Path = ROOT / "lib") -> Path:
     layer = lib / ".build" / "layer" / "python"
     shutil.rmtree(layer.parent, ignore_errors=True)
     shutil.copytree(site, layer, ignore=shutil.ignore_patterns("bin", "__pycache__"))
-    shutil.copytree(lib / "lambdas" / "tap_common", layer / "tap_common",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # tap_common (every stack's runtime library, beside the root stack's functions), then the
+    # stack's own *_common packages.
+    shared = ROOT / "lib" / "lambdas" / "tap_common"
+    for package in [shared, *sorted(p for p in (lib / "lambdas").glob("*_common") if p != shared)]:
+        shutil.copytree(package, layer / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return layer
 
 
@@ -333,7 +337,8 @@ def setup() -> None:
     cli_config()
     setup_servers()
     setup_venvs()
-    build_layer()
+    for lib in [ROOT / "lib", *sorted(p.parent.parent for p in ROOT.glob("stacks/*/lib/layer/requirements.txt"))]:
+        build_layer(lib)
     _say(f"setup complete in {time.monotonic() - start:.0f}s")
 
 

@@ -49,8 +49,8 @@ def test_working_copy_uses_the_pinned_providers(workspace) -> None:
     }
 
 
-def test_lib_is_tofu_fmt_clean() -> None:
-    result = _tofu("fmt", "-check", "-recursive", "-diff", "lib")
+def test_every_stack_is_tofu_fmt_clean() -> None:
+    result = _tofu("fmt", "-check", "-recursive", "-diff", "lib", "stacks")
     assert result.returncode == 0, f"tofu fmt would change:\n{result.stdout}{result.stderr}"
 
 

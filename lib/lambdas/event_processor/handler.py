@@ -10,19 +10,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
-from tap_common import aws, config
+from tap_common import aws, config, http
 from tap_common.logs import logger as make_logger
 from validation import Rejected, parse_request
 
 logger = make_logger()
-
-
-def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "statusCode": status,
-        "headers": {"Content-Type": "application/json"},
-        "body": json.dumps(body),
-    }
 
 
 @logger.inject_lambda_context
@@ -32,7 +24,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         viewing = parse_request(request.resource or request.path, request.body, request.is_base64_encoded)
     except Rejected as rejection:
         logger.info("request rejected", extra={"status": rejection.status, "field": rejection.field})
-        return _response(rejection.status, rejection.body())
+        return http.response(rejection.status, rejection.body())
 
     record = viewing.to_record()
     try:
@@ -43,11 +35,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         )
     except (ClientError, BotoCoreError):
         logger.exception("kinesis put_record failed", extra={"event_id": viewing.event_id})
-        return _response(500, {"error": "internal"})
+        return http.response(500, {"error": "internal"})
     # The fields the stack's Logs Insights queries read (top content, a viewer's timeline).
     logger.info("event accepted", extra={
         "event_id": viewing.event_id, "event_type": viewing.event_type, "user_id": viewing.user_id,
         "content_id": viewing.content_id, "position_seconds": viewing.position_seconds,
         "duration_seconds": viewing.duration_seconds,
     })
-    return _response(202, {"event_id": viewing.event_id, "status": "accepted"})
+    return http.response(202, {"event_id": viewing.event_id, "status": "accepted"})

@@ -20,7 +20,8 @@ _DEFAULT_POLICY = (2.0, 10.0, 4)
 
 
 @functools.cache
-def client(service: str) -> Any:
+def client(service: str, region: str | None = None) -> Any:
+    """A client of `service` in `region` (None: the function's own region)."""
     connect_timeout, read_timeout, attempts = _POLICY.get(service, _DEFAULT_POLICY)
     config = Config(
         connect_timeout=connect_timeout,
@@ -28,7 +29,7 @@ def client(service: str) -> Any:
         retries={"mode": "standard", "max_attempts": attempts},
         tcp_keepalive=True,
     )
-    return boto3.client(service, config=config)
+    return boto3.client(service, region_name=region, config=config)
 
 
 def error_code(exc: Exception) -> str:

@@ -64,11 +64,13 @@ def batch_get(
     consistent: bool = False,
     projection: Mapping[str, str] | None = None,
     names: Mapping[str, str] | None = None,
+    region: str | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Read keys from one or more tables with as few BatchGetItem calls as possible.
 
     `requests` maps table name → plain-Python keys; `projection` maps table name → a
-    ProjectionExpression whose `#name` tokens `names` resolves. Returns table → items.
+    ProjectionExpression whose `#name` tokens `names` resolves; `region` reads a global table's
+    replica there (None: the function's region). Returns table → items.
     """
     pending: list[tuple[str, dict[str, Any]]] = [
         (table, serialize(key)) for table, keys in requests.items() for key in _unique(keys)
@@ -84,7 +86,7 @@ def batch_get(
                     entry["ExpressionAttributeNames"] = dict(names)
             entry["Keys"].append(key)
         for attempt in range(_UNPROCESSED_ATTEMPTS):
-            response = aws.client("dynamodb").batch_get_item(RequestItems=request)
+            response = aws.client("dynamodb", region).batch_get_item(RequestItems=request)
             for table, items in response.get("Responses", {}).items():
                 found[table].extend(deserialize(item) for item in items)
             request = response.get("UnprocessedKeys") or {}

@@ -1,53 +1,8 @@
-"""checkov finds nothing on any environment's plan, except the documented skips."""
+"""checkov finds nothing on any environment's plan, except the skips .checkov.yaml explains."""
 
-from __future__ import annotations
+from tapharness.checks.checkov import (
+    test_checkov_finds_no_failed_check,
+    test_every_checkov_skip_has_a_reason,
+)
 
-import json
-import re
-import subprocess
-from pathlib import Path
-
-import pytest
-
-from tapharness import toolchain
-from tapharness.plan import PlanSummary
-
-CONFIG = toolchain.ROOT / ".checkov.yaml"
-
-
-def _skips() -> dict[str, str]:
-    skips: dict[str, str] = {}
-    in_list = False
-    for line in CONFIG.read_text().splitlines():
-        if line.startswith("skip-check:"):
-            in_list = True
-            continue
-        if in_list and (match := re.match(r"\s+-\s+(CKV2?_\w+)\s*(?:#\s*(.*))?$", line)):
-            skips[match.group(1)] = (match.group(2) or "").strip()
-        elif in_list and line and not line.startswith(" "):
-            in_list = False
-    return skips
-
-
-def test_every_checkov_skip_has_a_reason() -> None:
-    unexplained = [check for check, reason in _skips().items() if len(reason.split()) < 3]
-    assert not unexplained, f"skips without a one-line reason in {CONFIG.name}: {unexplained}"
-
-
-@pytest.mark.plan
-@pytest.mark.slow
-def test_checkov_finds_no_failed_check(plan: PlanSummary, tmp_path: Path) -> None:
-    plan_file = tmp_path / f"{plan.env}.plan.json"
-    plan_file.write_text(json.dumps(plan.raw))
-    checkov = Path((toolchain.CACHE / "checkov-bin").read_text())
-    result = subprocess.run(
-        [str(checkov), "-f", str(plan_file), "--config-file", str(CONFIG), "-o", "json", "--compact",
-         "--skip-download"],
-        capture_output=True, text=True, check=False)
-    report = json.loads(result.stdout)
-    reports = report if isinstance(report, list) else [report]
-    failed = [f"{c['check_id']} {c['resource']}: {c['check_name']}"
-              for r in reports for c in r.get("results", {}).get("failed_checks", [])]
-    passed = sum(len(r.get("results", {}).get("passed_checks", [])) for r in reports)
-    assert passed > 0, f"checkov evaluated nothing on the {plan.env} plan:\n{result.stderr[-2000:]}"
-    assert not failed, f"{len(failed)} failed checks on {plan.env}:\n" + "\n".join(sorted(failed))
+__all__ = ["test_checkov_finds_no_failed_check", "test_every_checkov_skip_has_a_reason"]

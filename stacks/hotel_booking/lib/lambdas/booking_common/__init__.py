@@ -1,0 +1,1 @@
+"""Booking model shared by the hotel-booking functions (carried by the layer)."""
