@@ -1,10 +1,11 @@
-"""The deployed REST APIs served over HTTP (moto stores them but does not serve stage URLs).
+"""The deployed APIs served over HTTP (moto stores them but does not serve stage URLs): REST APIs
+here, HTTP APIs (v2) by ``tapharness.sandbox.httpapi``.
 
-URL: ``http://127.0.0.1:<gateway port>/restapis/<api_id>/<stage>/<path>``. A stack's invoke URL
-``https://<api_id>.execute-api.<region>.amazonaws.com/<stage>`` maps to
-``http://127.0.0.1:<gateway port>/restapis/<api_id>/<stage>`` (``local_invoke_url``); requests
-whose Host header is ``<api_id>.execute-api.<region>.amazonaws.com`` are served too, with the
-path starting at the stage.
+A stack's invoke URL ``https://<api_id>.execute-api.<region>.amazonaws.com/<rest>`` maps to
+``http://127.0.0.1:<gateway port>/apis/<api_id>/<rest>`` (``local_invoke_url``) whichever kind the
+API is: for a REST API ``<rest>`` starts with the stage, for an HTTP API's ``$default`` stage it
+is the route path. ``/restapis/<api_id>/<stage>/<path>`` serves REST APIs too, and requests
+whose Host header is ``<api_id>.execute-api.<region>.amazonaws.com`` are served by path alone.
 
 Per request: the stage, read from moto's API Gateway model in this process (a redeploy shows at
 once); the rest from the API Gateway API once per deployment of the stage, since a deployment
@@ -35,7 +36,7 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -46,7 +47,9 @@ from moto.apigateway.exceptions import RestAPINotFound, StageNotFoundException
 from moto.apigateway.models import apigateway_backends
 from moto.logs.models import logs_backends
 
+from tapharness.sandbox.httpapi import HttpApiDoor
 from tapharness.sandbox.pollers import AwsClients, Invoker
+from tapharness.sandbox.web import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
     from tapharness.sandbox.iam.sessions import ServiceGuard
@@ -55,43 +58,17 @@ log = logging.getLogger("tapharness.sandbox.apigw")
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 _HOST_API = re.compile(r"^(?P<api>[a-z0-9]+)\.execute-api\.[a-z0-9-]+\.amazonaws\.com(:\d+)?$")
-_INVOKE_URL = re.compile(r"^https://(?P<api>[a-z0-9]+)\.execute-api\.[a-z0-9-]+\.amazonaws\.com/(?P<stage>[^/]+)")
+_INVOKE_URL = re.compile(r"^https://(?P<api>[a-z0-9]+)\.execute-api\.[a-z0-9-]+\.amazonaws\.com(?=/|$)")
 _FUNCTION_IN_URI = re.compile(r"/functions/(?P<arn>arn:[^/]+)/invocations")
 _CONTEXT_VAR = re.compile(r"\$context\.([A-Za-z0-9_.]+)")
 
 
 def local_invoke_url(invoke_url: str, gateway_url: str) -> str:
-    """The sandbox URL for a stack's ``https://<api>.execute-api.<region>.amazonaws.com/<stage>``."""
+    """The sandbox URL for a stack's ``https://<api>.execute-api.<region>.amazonaws.com/<rest>``."""
     match = _INVOKE_URL.match(invoke_url)
     if not match:
         raise ValueError(f"not an API Gateway invoke URL: {invoke_url}")
-    rest = invoke_url[match.end():]
-    return f"{gateway_url.rstrip('/')}/restapis/{match['api']}/{match['stage']}{rest}"
-
-
-@dataclass
-class HttpRequest:
-    method: str
-    path: str
-    query: str = ""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
-    source_ip: str = "127.0.0.1"
-
-    def header(self, name: str) -> str | None:
-        values = [v for k, v in self.headers if k.lower() == name.lower()]
-        return values[-1] if values else None
-
-
-@dataclass
-class HttpResponse:
-    status: int
-    body: bytes = b""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-    @classmethod
-    def json(cls, status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> HttpResponse:
-        return cls(status, json.dumps(payload).encode(), [("Content-Type", "application/json"), *(headers or [])])
+    return f"{gateway_url.rstrip('/')}/apis/{match['api']}{invoke_url[match.end():]}"
 
 
 def _segments(path: str) -> list[str]:
@@ -145,6 +122,7 @@ class FrontDoor:
         # is immutable, so its routes, methods, validators and models are read once.
         self._deployed: dict[tuple[str, str, str, str], Any] = {}
         self._deployed_lock = threading.Lock()
+        self.http_apis = HttpApiDoor(clients, guard, account_id, self.invoker, self._write_log)
 
     def _route(self, request: HttpRequest) -> _Route | None:
         host = (request.header("Host") or "").lower()
@@ -152,12 +130,16 @@ class FrontDoor:
         segments = request.path.split("/")
         if host_match and len(segments) >= 2 and segments[1]:
             return _Route(host_match["api"], segments[1], "/" + "/".join(segments[2:]))
-        if len(segments) >= 4 and segments[1] == "restapis" and segments[2] and segments[3]:
+        if len(segments) >= 4 and segments[1] in ("restapis", "apis") and segments[2] and segments[3]:
             return _Route(segments[2], segments[3], "/" + "/".join(segments[4:]))
         return None
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         """Answer one HTTP request as API Gateway would."""
+        host_api = _HOST_API.match((request.header("Host") or "").lower())
+        http_api = self.http_apis.route_for(host_api["api"] if host_api else None, request.path)
+        if http_api is not None:
+            return self.http_apis.handle(request, http_api)
         started = time.monotonic()
         request_id = str(uuid.uuid4())
         route = self._route(request)
@@ -384,10 +366,13 @@ class FrontDoor:
         arn, fmt = settings.get("destinationArn"), settings.get("format")
         if not arn or not fmt:
             return
-        group = arn.split(":log-group:", 1)[-1].removesuffix(":*")
         line = _CONTEXT_VAR.sub(lambda m: str(context.get(m.group(1), "-")), fmt)
+        self._write_log(arn, f"sandbox-{route.api_id}-{route.stage}", line)
+
+    def _write_log(self, arn: str, stream: str, line: str) -> None:
+        """One access-log line into the log group ``arn`` names (moto's model in this process)."""
+        group = arn.split(":log-group:", 1)[-1].removesuffix(":*")
         logs = logs_backends[self.account_id][arn.split(":")[3]]
-        stream = f"sandbox-{route.api_id}-{route.stage}"
         with self._logs_lock:  # moto's log streams are not thread-safe
             if group not in logs.groups:
                 log.warning("front door: access log group %s does not exist", group)

@@ -10,7 +10,7 @@
 4. installs the Lambda runner (functions run in subprocess workers as their execution
    role, with the stack's Redis/Aurora endpoint names mapped to the local servers);
 5. starts the pollers, the EventBridge scheduler and the gateway: one HTTP port serving the
-   REST APIs (``/restapis/<api>/<stage>/...``) and the control endpoints
+   REST and HTTP APIs (``/apis/<api>/...``, see ``apigw``) and the control endpoints
    ``GET /_sandbox/health`` (with the garbage collector's pauses, ``gcpolicy``), ``GET /_sandbox/pollers``, ``GET /_sandbox/iam`` (the IAM report),
    ``GET /_sandbox/requests`` (requests served, by service and operation),
    ``GET /_sandbox/retries`` (the SDK retries among them),

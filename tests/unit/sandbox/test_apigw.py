@@ -208,7 +208,7 @@ def test_a_new_method_is_served_only_after_the_next_deployment(api, aws):
 
 def test_stack_invoke_url_maps_to_the_local_gateway():
     url = local_invoke_url("https://abc123.execute-api.us-east-1.amazonaws.com/dev", "http://127.0.0.1:9000")
-    assert url == "http://127.0.0.1:9000/restapis/abc123/dev"
+    assert url == "http://127.0.0.1:9000/apis/abc123/dev"
 
 
 def test_greedy_proxy_resource_captures_the_rest_of_the_path():

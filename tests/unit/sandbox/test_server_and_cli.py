@@ -150,8 +150,8 @@ def test_an_invoke_url_in_any_output_is_mapped_and_nothing_else_is(tmp_path):
                "booking_api": {"value": stack, "type": "string", "sensitive": False}}
     api_url = _write_outputs(paths, state, outputs, {})
     written = json.loads(paths.outputs_file.read_text())
-    assert written["booking_routes"]["value"] == ["http://127.0.0.1:4567/restapis/xyz789/prod/book", "not a url"]
-    assert api_url == written["booking_api"]["value"] == "http://127.0.0.1:4567/restapis/xyz789/prod"
+    assert written["booking_routes"]["value"] == ["http://127.0.0.1:4567/apis/xyz789/prod/book", "not a url"]
+    assert api_url == written["booking_api"]["value"] == "http://127.0.0.1:4567/apis/xyz789/prod"
 
 
 def test_a_stack_without_an_api_has_no_api_url(tmp_path):
@@ -172,8 +172,8 @@ def test_outputs_file_maps_api_urls_to_the_gateway_and_adds_the_sandbox_entry(tm
                "vpc_id": {"value": "vpc-1", "type": "string", "sensitive": False}}
     api_url = _write_outputs(paths, state, outputs, {"redis": {"port": 1}, "postgres": {"port": 2}})
     written = json.loads(paths.outputs_file.read_text())
-    assert api_url == "http://127.0.0.1:4567/restapis/abc123/v1"
-    assert written["api_endpoints"]["value"]["watch"] == "http://127.0.0.1:4567/restapis/abc123/v1/watch"
+    assert api_url == "http://127.0.0.1:4567/apis/abc123/v1"
+    assert written["api_endpoints"]["value"]["watch"] == "http://127.0.0.1:4567/apis/abc123/v1/watch"
     assert written["vpc_id"]["value"] == "vpc-1"
     assert written["sandbox"]["value"]["endpoint_url"] == "http://127.0.0.1:4566"
     assert written["sandbox"]["value"]["stack_api_invoke_url"] == stack
