@@ -15,7 +15,8 @@
    ``GET /_sandbox/requests`` (requests served, by service and operation),
    ``GET /_sandbox/retries`` (the SDK retries among them),
    ``GET /_sandbox/regions`` (the regions requests were signed for, the sandbox's own included),
-   ``GET|POST /_sandbox/services``
+   ``GET|POST /_sandbox/replication`` (global tables: ``{region, paused, delay_s}``, see
+   ``globaltables``), ``GET|POST /_sandbox/services``
    (POST: match Redis/PostgreSQL to the deployed stack), ``POST /_sandbox/rules/<name>/fire``.
 
 With ``services_dir`` it first starts Redis and PostgreSQL (``backing.BackingServices``).
@@ -39,6 +40,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from moto.awslambda.models import LambdaBackend, LambdaFunction
+from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.config import default_user_config
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -48,7 +50,7 @@ from moto.moto_server.werkzeug_app import (
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
-from tapharness.sandbox import shims
+from tapharness.sandbox import globaltables, shims
 from tapharness.sandbox.apigw import FrontDoor, HttpRequest, HttpResponse
 from tapharness.sandbox.backing import BackingServices
 from tapharness.sandbox.endpoints import EndpointMap
@@ -225,6 +227,7 @@ class Sandbox:
         self.sessions = RoleSessions(self.clients, self.authorizer)
         self.guard = ServiceGuard(self.authorizer, self.sessions)
         shims.install(self.guard)
+        self.replication = globaltables.start(DEFAULT_ACCOUNT_ID)
         self.endpoints = EndpointMap(self.clients, self.redis_port, self.postgres_port)
         self.runner = LambdaRunner(self.cache_dir, self.endpoint_url, self.endpoints, self.worker_env,
                                    credentials=self._function_credentials, may_write_logs=self._function_may_log)
@@ -246,6 +249,7 @@ class Sandbox:
         self.gateway.shutdown()
         self.gateway.server_close()
         self.scheduler.stop()
+        self.replication.stop()
         self.pollers.stop()
         self.runner.uninstall()
         self.moto.stop()
@@ -294,6 +298,14 @@ class Sandbox:
             return HttpResponse.json(200, dict(self.moto.gate.retried))
         if request.method == "GET" and parts == ["regions"]:
             return HttpResponse.json(200, sorted(self.moto.gate.regions | {self.region}))
+        if parts == ["replication"]:
+            if request.method == "POST":
+                try:
+                    settings = json.loads(request.body or b"{}")
+                    self.replication.control(settings.get("region"), settings.get("paused"), settings.get("delay_s"))
+                except (ValueError, TypeError, AttributeError) as exc:
+                    return HttpResponse.json(400, {"error": f"expected {{region, paused, delay_s}}: {exc}"})
+            return HttpResponse.json(200, self.replication.status())
         if request.method == "GET" and parts == ["iam"]:
             return HttpResponse.json(200, build_report(self.authorizer))
         if parts == ["services"] and self.backing is not None:

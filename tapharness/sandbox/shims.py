@@ -48,7 +48,7 @@ from moto.dynamodb.exceptions import (
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
-from moto.dynamodb.models.table import Table
+from moto.dynamodb.models.table import StreamShard, Table
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.dynamodb.responses import DynamoHandler, DynamoResult
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
@@ -73,7 +73,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task import (
 )
 from moto.stepfunctions.responses import StepFunctionResponse
 
-from tapharness.sandbox import insights
+from tapharness.sandbox import globaltables, insights
 
 if TYPE_CHECKING:
     from tapharness.sandbox.iam.sessions import ServiceGuard
@@ -1042,6 +1042,8 @@ MODEL_PATCHES: dict[tuple[Any, str], Any] = {
     (BackendDict, "_create_account_specific_backend"): _account_backend,
     (core_responses, "method_names_from_class"): _method_names,
     (DynamoResult, "execute_result"): _dynamo_result,
+    (StreamShard, "add"): globaltables.stream_add,
+    (Table, "describe"): globaltables.describe,
     (Shard, "get_max_sequence_number"): _shard_max_sequence,
     (Shard, "get_min_sequence_number"): _shard_min_sequence,
     (Shard, "put_record"): _shard_put_record,
@@ -1098,6 +1100,7 @@ SHIMS: dict[tuple[type[BaseResponse], str], ShimMethod] = {
     (KmsResponse, "get_key_rotation_status"): get_key_rotation_status,
     (KinesisResponse, "create_stream"): create_stream,
     (DynamoDBStreamsHandler, "get_records"): streams_get_records,
+    (DynamoHandler, "update_table"): globaltables.update_table,
 }
 
 

@@ -1,0 +1,104 @@
+"""Global tables: replicas created by UpdateTable, asynchronous replication both ways, the lag metric."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from .helpers import unique
+
+
+def _client(sandbox: Any, region: str) -> Any:
+    return boto3.client("dynamodb", region_name=region, endpoint_url=sandbox.endpoint_url,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def _control(sandbox: Any, **settings: Any) -> dict[str, Any]:
+    request = urllib.request.Request(f"{sandbox.gateway_url}/_sandbox/replication", method="POST",
+                                     data=json.dumps(settings).encode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def table(sandbox: Any, aws: Callable[[str], Any]) -> Iterator[str]:
+    name = unique("global")
+    primary = _client(sandbox, "us-east-1")
+    primary.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    primary.update_table(TableName=name, ReplicaUpdates=[{"Create": {"RegionName": "eu-west-1"}}])
+    _control(sandbox, delay_s=0.2)
+    yield name
+    _control(sandbox, region="eu-west-1", paused=False, delay_s=0.5)
+
+
+def test_a_replica_is_listed_active_in_both_regions(sandbox: Any, table: str) -> None:
+    primary = _client(sandbox, "us-east-1").describe_table(TableName=table)["Table"]
+    replica = _client(sandbox, "eu-west-1").describe_table(TableName=table)["Table"]
+    assert primary["Replicas"] == [{"RegionName": "eu-west-1", "ReplicaStatus": "ACTIVE"}]
+    assert replica["Replicas"] == [{"RegionName": "us-east-1", "ReplicaStatus": "ACTIVE"}]
+    assert replica["KeySchema"] == primary["KeySchema"]
+
+
+def test_a_write_reaches_the_replica_asynchronously(sandbox: Any, table: str) -> None:
+    _client(sandbox, "us-east-1").put_item(TableName=table, Item={"pk": {"S": "a"}, "n": {"N": "1"}})
+    replica = _client(sandbox, "eu-west-1")
+    found = _eventually(lambda: replica.get_item(TableName=table, Key={"pk": {"S": "a"}}).get("Item"))
+    assert found == {"pk": {"S": "a"}, "n": {"N": "1"}}
+
+
+def test_a_write_in_the_replica_region_reaches_the_primary_and_deletes_replicate(sandbox: Any, table: str) -> None:
+    _client(sandbox, "eu-west-1").put_item(TableName=table, Item={"pk": {"S": "b"}})
+    primary = _client(sandbox, "us-east-1")
+    assert _eventually(lambda: primary.get_item(TableName=table, Key={"pk": {"S": "b"}}).get("Item"))
+    primary.delete_item(TableName=table, Key={"pk": {"S": "b"}})
+    replica = _client(sandbox, "eu-west-1")
+    assert _eventually(lambda: "Item" not in replica.get_item(TableName=table, Key={"pk": {"S": "b"}}))
+
+
+def test_a_paused_region_falls_behind_and_catches_up_when_resumed(sandbox: Any, table: str) -> None:
+    _control(sandbox, region="eu-west-1", paused=True)
+    _client(sandbox, "us-east-1").put_item(TableName=table, Item={"pk": {"S": "c"}})
+    replica = _client(sandbox, "eu-west-1")
+    time.sleep(0.6)
+    assert "Item" not in replica.get_item(TableName=table, Key={"pk": {"S": "c"}})
+    _control(sandbox, region="eu-west-1", paused=False)
+    assert _eventually(lambda: replica.get_item(TableName=table, Key={"pk": {"S": "c"}}).get("Item"))
+
+
+def test_replication_latency_is_published_for_the_receiving_region(sandbox: Any, table: str) -> None:
+    _client(sandbox, "us-east-1").put_item(TableName=table, Item={"pk": {"S": "d"}})
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=sandbox.endpoint_url,
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def metric() -> list[dict[str, Any]]:
+        return cloudwatch.list_metrics(Namespace="AWS/DynamoDB", MetricName="ReplicationLatency",
+                                       Dimensions=[{"Name": "TableName", "Value": table}])["Metrics"]
+
+    [found] = _eventually(metric)
+    assert {"Name": "ReceivingRegion", "Value": "eu-west-1"} in found["Dimensions"]
+
+
+def test_deleting_the_replica_drops_it_from_the_table(sandbox: Any, table: str) -> None:
+    primary = _client(sandbox, "us-east-1")
+    primary.update_table(TableName=table, ReplicaUpdates=[{"Delete": {"RegionName": "eu-west-1"}}])
+    assert "Replicas" not in primary.describe_table(TableName=table)["Table"]
+    with pytest.raises(primary.exceptions.ResourceNotFoundException):
+        _client(sandbox, "eu-west-1").describe_table(TableName=table)
