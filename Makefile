@@ -30,13 +30,18 @@ down: setup
 plan: setup
 	$(PYTHON) -m tapharness.summary
 
-# The integration suite against a fresh dev sandbox (up, suite, down), with JUnit XML in reports/.
+# The integration suite of one stack (STACK=hotel_booking; default the video-streaming one) against
+# a fresh dev sandbox (up, suite, down), with JUnit XML in reports/.
+STACK ?= video_streaming
 integration: setup
-	$(PYTHON) -m tapharness.signoff --env dev --suites integration
+	$(PYTHON) -m tapharness.signoff --stack $(STACK) --env dev --suites integration
 
-# Release sign-off: the unit suite, then per environment the integration suite against the sandbox.
+# Release sign-off of every stack: its unit suite, then per environment its integration suite
+# against the sandbox (reports/signoff.md, reports/<stack>/signoff.md).
 signoff: setup
-	$(PYTHON) -m tapharness.signoff
+	@set -e; for stack in video_streaming $(notdir $(wildcard stacks/*)); do \
+	  $(PYTHON) -m tapharness.signoff --stack $$stack; \
+	done
 
 # Load through a running sandbox (or TAPSTACK_OUTPUTS): 10,000 events over 60 s, every one accounted for.
 load: setup

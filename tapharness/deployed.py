@@ -26,6 +26,7 @@ import json
 import os
 import ssl
 import threading
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +113,10 @@ class Target:
     def region(self) -> str:
         if self.sandbox is not None:
             return str(self.sandbox["region"])
-        return str(self.output("kinesis_stream_arn")).split(":")[3]
+        arns = [v for v in self.outputs.values() if isinstance(v, str) and v.startswith("arn:") and v.split(":")[3]]
+        if not arns:
+            raise TargetError(f"no regional ARN among the outputs of {self.source} to tell the region from")
+        return arns[0].split(":")[3]
 
     def describe(self) -> str:
         kind = f"the {self.env} sandbox" if self.is_sandbox else "a real account"
@@ -136,12 +140,29 @@ class Target:
                 self._clients[service] = self._new_client(service)
             return self._clients[service]
 
-    def _new_client(self, service: str) -> Any:
+    def regional_client(self, service: str, region: str) -> Any:
+        """A client for the target in another region (a global table's replica, say)."""
+        with self._lock:
+            key = f"{service}@{region}"
+            if key not in self._clients:
+                self._clients[key] = self._new_client(service, region)
+            return self._clients[key]
+
+    def _new_client(self, service: str, region: str | None = None) -> Any:
         config = Config(retries={"mode": "standard", "max_attempts": 5}, s3={"addressing_style": "path"})
         if self.sandbox is not None:
-            return boto3.client(service, endpoint_url=self.sandbox["endpoint_url"], region_name=self.region,
+            return boto3.client(service, endpoint_url=self.sandbox["endpoint_url"], region_name=region or self.region,
                                 config=config, **SANDBOX_CREDENTIALS)
-        return boto3.session.Session(region_name=self.region).client(service, config=config)
+        return boto3.session.Session(region_name=region or self.region).client(service, config=config)
+
+    def control(self, method: str, path: str, body: Any = None) -> Any:
+        """A sandbox control endpoint (``/_sandbox/<path>``); TargetError on a real account."""
+        if self.sandbox is None:
+            raise TargetError(f"/_sandbox/{path} exists only in the sandbox")
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.sandbox['control_url']}/{path}", data=data, method=method)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
 
     def route_url(self, route: str) -> str:
         return str(self.output("api_endpoints", route))

@@ -20,6 +20,11 @@ from types import TracebackType
 from typing import Any, Self
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 would reset a burst of concurrent calls
+
+
 @dataclass(frozen=True)
 class Received:
     path: str
@@ -54,8 +59,7 @@ class PartnerApi:
             def log_message(self, *_: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="partner-api", daemon=True)
 
     @property

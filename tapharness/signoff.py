@@ -8,7 +8,8 @@ its suites under ``<stack root>/tests`` with ``TAPSTACK_STACK`` set and its sand
 
 1. unit: ``pytest tests/unit`` once (it plans every environment itself) →
    ``reports/unit/junit.xml``;
-2. per environment: ``python -m tapharness.sandbox up --env <env>`` (with ``SANDBOX_VARS``),
+2. per environment: ``python -m tapharness.sandbox up --env <env>`` (with the stack's
+   ``integration_vars`` from its ``sandbox.yaml``),
    ``pytest tests/integration -m integration`` against it (``TAPSTACK_ENV=<env>``) →
    ``reports/<env>/integration.xml``, then ``down`` (also after a failure, unless ``--keep``);
    the sandbox's own output goes to ``reports/<env>/sandbox-up.log`` / ``sandbox-down.log``;
@@ -36,16 +37,12 @@ from xml.etree import ElementTree
 
 from tapharness import stacks
 from tapharness.plan import ENVS
+from tapharness.sandbox.adapter import Adapter
 from tapharness.sandbox.state import REPO_ROOT
 
 REPORTS = REPO_ROOT / "reports"
 GAPS = REPO_ROOT / "docs" / "emulation-gaps.md"
 LATENCY_PROPERTY = "latency:"
-# A visibility timeout the poison-message test can wait out (5 receives × 10 s): the stack's
-# default (360 s) makes a redrive to the DLQ take 30 minutes. A queue's visibility timeout may
-# not be shorter than its consumer's timeout, so the functions get 10 s too (their slowest
-# invocation in the suite takes about 3 s). Neither changes the resource graph.
-SANDBOX_VARS = ("timeout_s=10", "visibility_timeout_seconds=10")
 # The integration tests mostly wait (for pollers, redeliveries), so more workers than cores pay off.
 INTEGRATION_WORKERS = "4"
 UNIT_TIMEOUT_S = 1800
@@ -336,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     reports = args.reports or (REPORTS if stack.name == stacks.DEFAULT_STACK else REPORTS / stack.name)
     started, clock = datetime.now(UTC), time.monotonic()
     reports.mkdir(parents=True, exist_ok=True)
-    signoff = SignOff(reports.resolve(), args.workers, args.keep, SANDBOX_VARS, stack)
+    integration_vars = tuple(f"{k}={v}" for k, v in sorted(Adapter.load(stack).integration_vars.items()))
+    signoff = SignOff(reports.resolve(), args.workers, args.keep, integration_vars, stack)
     if "unit" in suites:
         signoff.unit()
     if "integration" in suites:

@@ -37,8 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from tapharness import stacks
+from tapharness.sandbox.adapter import Adapter, AdapterError
 from tapharness.sandbox.apigw import local_invoke_url
 from tapharness.sandbox.deploy import (
     StackDeployment,
@@ -96,8 +98,9 @@ def _parse_vars(items: list[str]) -> dict[str, str]:
     return pairs
 
 
-def control(state: SandboxState, method: str, path: str, timeout: float = 120.0) -> Any:
-    request = urllib.request.Request(f"{state.gateway_url}/_sandbox/{path}", method=method)
+def control(state: SandboxState, method: str, path: str, body: Any = None, timeout: float = 120.0) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{state.gateway_url}/_sandbox/{path}", method=method, data=data)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
@@ -218,6 +221,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         say(f"starting the sandbox process for {args.env} ({state.region})", "server")
         ready = _start_server(paths, state, say)
         state.redis_port, state.postgres_port = ready.get("redis_port"), ready.get("postgres_port")
+        adapter = Adapter.load(stack)
+        partners = {name: control(state, "POST", f"partners/{name}", body={})["url"] for name in adapter.partner_apis}
+        if partners:
+            say(", ".join(f"{name} {url}" for name, url in partners.items()), "partners")
+        state.tofu_vars = {**adapter.tofu_vars(partners), **state.tofu_vars}
         state.save(paths)
         deployment = StackDeployment(paths, args.env, state.endpoint_url, state.tofu_vars, lambda m: say(m, "tofu"),
                                      stack)
@@ -234,9 +242,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         services = control(state, "POST", "services")
         say(f"redis 127.0.0.1:{services['redis']['port']} (TLS), postgres 127.0.0.1:{services['postgres']['port']}"
             " configured with the credentials the stack set on its cache and database", "services")
-        state.api_url = _write_outputs(paths, state, deployment.outputs(), services)
+        outputs = deployment.outputs()
+        secrets = _client_factory(state)("secretsmanager")
+        if adapter.put_secrets(outputs, lambda arn, value: secrets.put_secret_value(SecretId=arn, SecretString=value)):
+            say(f"{len(adapter.secrets)} secret values put (sandbox.yaml)", "secrets")
+        state.api_url = _write_outputs(paths, state, outputs, {**services, "partners": partners})
         state.save(paths)
-    except (SandboxError, TofuError, OSError, KeyError, ValueError, urllib.error.URLError) as exc:
+    except (SandboxError, TofuError, OSError, KeyError, ValueError, urllib.error.URLError, ClientError, AdapterError) as exc:
         say(f"FAILED: {exc}", "up")
         _report_retries(state, say)
         if args.keep:

@@ -10,7 +10,7 @@ Per request, from moto's API Gateway v2 model in this process: the API and its s
 segments before ``{param}`` before ``{proxy+}``, then ``ANY``, then ``$default``; none → 404),
 its ``AWS_PROXY`` integration's function, invoked as the Lambda service invokes it once the
 function's resource policy lets ``apigateway.amazonaws.com`` in for the route's ``execute-api``
-ARN, with the payload format the integration names (2.0; 1.0 is the REST event). The answer as
+ARN, with the payload format 2.0 event (an integration asking for 1.0 answers 500: not served). The answer as
 HTTP APIs give it: a ``statusCode`` response as written, any other JSON value as a 200
 ``application/json`` body, a function error or a malformed response ``500 {"message":"Internal
 Server Error"}``, a body over 10 MB ``413``. The stage's access log settings get one line per
@@ -171,6 +171,10 @@ class HttpApiDoor:
         function = _FUNCTION_IN_URI.search(integration.integration_uri or "") if integration else None
         if integration is None or integration.integration_type != "AWS_PROXY" or function is None:
             log.warning("http api: route %s has no Lambda proxy integration", route_key)
+            return HttpResponse.json(500, {"message": "Internal Server Error"})
+        if (integration.payload_format_version or "2.0") != "2.0":
+            log.warning("http api: route %s asks for payload format %s; the sandbox serves 2.0 only", route_key,
+                        integration.payload_format_version)
             return HttpResponse.json(500, {"message": "Internal Server Error"})
         if len(request.body) > MAX_BODY_BYTES:
             return HttpResponse.json(413, {"message": "Request Entity Too Large"})

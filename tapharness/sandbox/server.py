@@ -15,6 +15,7 @@
    ``GET /_sandbox/requests`` (requests served, by service and operation),
    ``GET /_sandbox/retries`` (the SDK retries among them),
    ``GET /_sandbox/regions`` (the regions requests were signed for, the sandbox's own included),
+   ``GET|POST /_sandbox/partners/<name>`` (HTTP stand-ins of a stack's partners, ``partner_api``),
    ``GET|POST /_sandbox/replication`` (global tables: ``{region, paused, delay_s}``, see
    ``globaltables``), ``GET|POST /_sandbox/services``
    (POST: match Redis/PostgreSQL to the deployed stack), ``POST /_sandbox/rules/<name>/fire``.
@@ -50,6 +51,7 @@ from moto.moto_server.werkzeug_app import (
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
+from tapharness.partner_api import PartnerApi
 from tapharness.sandbox import globaltables, shims
 from tapharness.sandbox.apigw import FrontDoor, HttpRequest, HttpResponse
 from tapharness.sandbox.backing import BackingServices
@@ -175,6 +177,9 @@ class _GatewayServer(ThreadingHTTPServer):
     thread each."""
 
     daemon_threads = True
+    # Connections waiting to be accepted: socketserver's default of 5 resets a burst of clients
+    # (50 at once, say) that API Gateway would take.
+    request_queue_size = 1024
 
     def __init__(self, port: int, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
@@ -228,6 +233,7 @@ class Sandbox:
         self.guard = ServiceGuard(self.authorizer, self.sessions)
         shims.install(self.guard)
         self.replication = globaltables.start(DEFAULT_ACCOUNT_ID)
+        self.partners: dict[str, PartnerApi] = {}
         self.endpoints = EndpointMap(self.clients, self.redis_port, self.postgres_port)
         self.runner = LambdaRunner(self.cache_dir, self.endpoint_url, self.endpoints, self.worker_env,
                                    credentials=self._function_credentials, may_write_logs=self._function_may_log)
@@ -250,6 +256,8 @@ class Sandbox:
         self.gateway.server_close()
         self.scheduler.stop()
         self.replication.stop()
+        for partner in self.partners.values():
+            partner.stop()
         self.pollers.stop()
         self.runner.uninstall()
         self.moto.stop()
@@ -298,6 +306,8 @@ class Sandbox:
             return HttpResponse.json(200, dict(self.moto.gate.retried))
         if request.method == "GET" and parts == ["regions"]:
             return HttpResponse.json(200, sorted(self.moto.gate.regions | {self.region}))
+        if parts[:1] == ["partners"]:
+            return self._partner(request, parts[1:])
         if parts == ["replication"]:
             if request.method == "POST":
                 try:
@@ -318,6 +328,27 @@ class Sandbox:
             except POLLER_ERRORS as exc:  # the caller gets the reason instead of a dropped connection
                 return HttpResponse.json(400, {"error": f"{type(exc).__name__}: {exc}"})
         return HttpResponse.json(404, {"error": f"no control endpoint {request.method} {request.path}"})
+
+
+    def _partner(self, request: HttpRequest, parts: list[str]) -> HttpResponse:
+        """``GET /_sandbox/partners`` (name -> URL); ``POST /_sandbox/partners/<name>`` starts the stand-in
+        (if needed) and sets its behaviour; ``GET /_sandbox/partners/<name>`` what it received."""
+        if not parts:
+            return HttpResponse.json(200, {name: api.url for name, api in self.partners.items()})
+        name = parts[0]
+        if request.method == "POST":
+            try:
+                behaviour = json.loads(request.body or b"{}")
+                if name not in self.partners:
+                    self.partners[name] = PartnerApi().start()
+                self.partners[name].behave(**behaviour)
+            except (ValueError, TypeError) as exc:
+                return HttpResponse.json(400, {"error": f"expected {{failure_rate, fail_next, status, latency_s}}: {exc}"})
+        partner = self.partners.get(name)
+        if partner is None:
+            return HttpResponse.json(404, {"error": f"no partner API {name!r}"})
+        return HttpResponse.json(200, {"url": partner.url, "calls": partner.calls, "received": [
+            {"path": r.path, "headers": r.headers, "body": r.body} for r in partner.received]})
 
 
 def serve(sandbox: Sandbox, ready_file: Path | None = None) -> None:

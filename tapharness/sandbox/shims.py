@@ -6,7 +6,7 @@ each shim is one small function installed under that name; moto serializes what 
 ``MODEL_PATCHES`` fix moto behaviour the provider trips over (SQS RedriveAllowPolicy, a
 SetQueueAttributes that wipes the queue policy, tags of ElastiCache parameter groups,
 replication group members missing from DescribeCacheClusters, deletions that never finish,
-RDS instances' default CA, S3 bucket policies whose conditions moto ignores (now judged by the
+RDS instances' default CA, executions started without a name, S3 bucket policies whose conditions moto ignores (now judged by the
 IAM evaluator), S3 event keys with "/" encoded).
 A shim's state lives on the moto backend it belongs to (per account and region), so a moto
 reset clears it. ``SHIMS`` lists them; ``install()`` is idempotent.
@@ -71,6 +71,7 @@ from moto.sqs.models import Queue, SQSBackend
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import (
     lambda_eval_utils,
 )
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
 
 from tapharness.sandbox import globaltables, insights
@@ -1018,6 +1019,16 @@ def _as_machine_role(original: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+_SFN_START_EXECUTION = StepFunctionsParserBackend.start_execution
+
+
+def _start_execution(self: StepFunctionsParserBackend, state_machine_arn: str, name: str | None = None,
+                     *args: Any, **kwargs: Any) -> Any:
+    """StartExecution without a name gets a UUID, as on AWS (moto names every such execution "None",
+    so the second one fails with ExecutionAlreadyExists)."""
+    return _SFN_START_EXECUTION(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
+
+
 # --- CloudWatch Logs Insights: queries run by the sandbox's engine (moto's only lists events) ---
 
 def _insights_query(log_groups: list[Any], query: str, start_time: int, end_time: int) -> list[dict[str, Any]]:
@@ -1051,6 +1062,7 @@ MODEL_PATCHES: dict[tuple[Any, str], Any] = {
     (Subscription, "publish"): _subscription_publish,
     (s3_notifications, "send_event"): _s3_send_event,
     (lambda_eval_utils, "boto_client_for"): _task_client,
+    (StepFunctionsParserBackend, "start_execution"): _start_execution,
     (lambda_eval_utils, "execute_lambda_function_integration"): _as_machine_role(_EXECUTE_INTEGRATION),
     (lambda_eval_utils, "exec_lambda_function"): _as_machine_role(_EXEC_LAMBDA),
     (s3_notifications, "_get_s3_event"): _s3_event,

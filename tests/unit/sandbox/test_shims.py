@@ -29,6 +29,14 @@ def test_list_state_machine_versions_of_an_unversioned_machine_is_empty(aws, rol
     assert aws("stepfunctions").list_state_machine_versions(stateMachineArn=arn)["stateMachineVersions"] == []
 
 
+def test_executions_started_without_a_name_get_distinct_names(aws, role_arn):
+    sfn = aws("stepfunctions")
+    arn = sfn.create_state_machine(name=unique("sm"), definition=PASS_MACHINE, roleArn=role_arn)["stateMachineArn"]
+    first = sfn.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
+    second = sfn.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
+    assert first != second and not first.endswith(":None")
+
+
 def test_query_definition_round_trip(aws):
     logs = aws("logs")
     name = unique("viewing-patterns")

@@ -7,7 +7,9 @@ import re
 
 import pytest
 
-from tapharness.plan import Workspace
+from tapharness.plan import PlanSummary, Workspace
+from tapharness.sandbox.adapter import Adapter
+from tapharness.stacks import Stack
 
 # One representative invalid value per validated variable (HCL literal syntax).
 INVALID = {
@@ -115,3 +117,9 @@ def test_subnet_lists_shorter_than_the_zone_count_fail_the_plan(workspace: Works
     returncode, messages = _plan_errors(workspace, {"num_availability_zones": "4"})
     assert returncode == 1
     assert any("num_availability_zones" in m for m in messages), messages
+
+
+def test_the_sandbox_sets_only_variables_the_stack_declares(dev: PlanSummary, stack: Stack) -> None:
+    adapter = Adapter.load(stack)
+    undeclared = (set(adapter.vars) | set(adapter.integration_vars)) - set(dev.variables)
+    assert not undeclared, f"sandbox.yaml sets {sorted(undeclared)}, which the stack does not declare"

@@ -40,7 +40,7 @@ SAFETY_MS = 5000  # stop calling the PMS this close to the function's timeout
 @dataclass
 class Outcome:
     failed: list[str] = field(default_factory=list)
-    deferred: list[dict[str, Any]] = field(default_factory=list)  # (receipt handles) to wait out the breaker
+    deferred: list[dict[str, Any]] = field(default_factory=list)  # records that wait out an open breaker
     parked: int = 0
     delivered: int = 0
     skipped: int = 0
@@ -116,8 +116,6 @@ def sync_queue(pms_id: str, queue: dict[str, str], records: list[dict[str, Any]]
         now = time.time()
         if state.state(now) == "open" or context.get_remaining_time_in_millis() < SAFETY_MS:
             outcome.failed.append(message_id)
-            if state.state(now) == "open":
-                outcome.deferred.append(record)
             continue
         try:
             acknowledged = audit.acknowledged_version(update)
@@ -157,6 +155,9 @@ def sync_queue(pms_id: str, queue: dict[str, str], records: list[dict[str, Any]]
     is_open = state.state(time.time()) == "open"
     if is_open or was_open:
         _circuit_metric(pms_id, is_open)
+    if is_open:
+        # Everything not delivered waits until the breaker half-opens, not a whole visibility timeout.
+        outcome.deferred = [r for r in records if r["messageId"] in set(outcome.failed)]
     if outcome.deferred:
         wait = max(1, math.ceil(state.seconds_left(time.time())))
         for chunk in batch.chunks(outcome.deferred, 10):

@@ -7,7 +7,9 @@ import re
 
 import pytest
 
-from tapharness.plan import Workspace
+from tapharness.plan import PlanSummary, Workspace
+from tapharness.sandbox.adapter import Adapter
+from tapharness.stacks import Stack
 
 pytestmark = pytest.mark.plan
 
@@ -102,3 +104,9 @@ def test_a_visibility_timeout_shorter_than_six_function_timeouts_fails_the_plan(
 def test_aurora_min_capacity_above_max_fails_the_plan(workspace: Workspace) -> None:
     returncode, messages = _plan_errors(workspace, {"aurora_min_capacity": "8", "aurora_max_capacity": "4"})
     assert returncode == 1 and any("aurora_min_capacity" in m for m in messages), messages
+
+
+def test_the_sandbox_sets_only_variables_the_stack_declares(dev: PlanSummary, stack: Stack) -> None:
+    adapter = Adapter.load(stack)
+    undeclared = (set(adapter.vars) | set(adapter.integration_vars)) - set(dev.variables)
+    assert not undeclared, f"sandbox.yaml sets {sorted(undeclared)}, which the stack does not declare"

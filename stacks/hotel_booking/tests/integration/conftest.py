@@ -1,0 +1,104 @@
+"""Fixtures of the hotel-booking integration suite: the deployed stack (sandbox or account), its
+API, and helpers that arrange inventory the way onboarding loads it (contract.md, "Items")."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tapharness.deployed import NoTarget, Target, TargetError, load_target
+
+
+@pytest.fixture(scope="session")
+def target() -> Target:
+    try:
+        return load_target()
+    except NoTarget as reason:
+        pytest.skip(f"no deployed stack to test: {reason}")
+    except TargetError as error:
+        pytest.fail(f"the configured target cannot be used: {error}", pytrace=False)
+
+
+class BookingApi:
+    def __init__(self, target: Target) -> None:
+        self.base = str(target.output("api_invoke_url")).rstrip("/")
+
+    def call(self, method: str, path: str, body: bytes | None = None,
+             content_type: str = "application/json") -> tuple[int, Any]:
+        request = urllib.request.Request(f"{self.base}{path}", data=body, method=method,
+                                         headers={"Content-Type": content_type})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def book(self, property_id: str, room_id: str, check_in: str, nights: int = 1, units: int = 1,
+             request_id: str | None = None) -> tuple[int, Any]:
+        body = {"request_id": request_id or str(uuid.uuid4()), "property_id": property_id, "room_id": room_id,
+                "check_in": check_in, "nights": nights, "units": units, "guest_id": f"guest-{uuid.uuid4().hex[:8]}"}
+        return self.call("POST", "/book", json.dumps(body).encode())
+
+
+@pytest.fixture(scope="session")
+def api(target: Target) -> BookingApi:
+    return BookingApi(target)
+
+
+class Inventory:
+    """The inventory table, written directly as onboarding (outside the stack) would."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.name = str(target.output("dynamodb_table_name"))
+        self.table = target.client("dynamodb")
+
+    def add_property(self, rooms: dict[str, tuple[str, int]], pms_id: str = "opera") -> str:
+        """A new property with rooms {room_id: (room_class, total_units)}; returns its id."""
+        property_id = f"p{uuid.uuid4().hex[:10]}"
+        self.table.put_item(TableName=self.name, Item={
+            "pk": {"S": f"PROPERTY#{property_id}"}, "sk": {"S": "PROPERTY"}, "pms_id": {"S": pms_id},
+            "rooms": {"M": {room: {"M": {"room_class": {"S": cls}, "total_units": {"N": str(total)}}}
+                            for room, (cls, total) in rooms.items()}}})
+        return property_id
+
+    def open_night(self, property_id: str, room_id: str, stay_date: str, total: int) -> str:
+        pk = f"{property_id}#{room_id}#{stay_date}"
+        self.table.put_item(TableName=self.name, Item={
+            "pk": {"S": pk}, "sk": {"S": "INVENTORY"}, "available_units": {"N": str(total)},
+            "total_units": {"N": str(total)}, "version": {"N": "1"},
+            "updated_at": {"S": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")}})
+        return pk
+
+    def night(self, pk: str, region: str | None = None) -> dict[str, Any] | None:
+        client = self.table if region is None else self.target.regional_client("dynamodb", region)
+        item = client.get_item(TableName=self.name, Key={"pk": {"S": pk}, "sk": {"S": "INVENTORY"}},
+                               ConsistentRead=region is None).get("Item")
+        return None if item is None else {k: int(v["N"]) if "N" in v else v.get("S") for k, v in item.items()}
+
+    def allocations(self, pk: str) -> list[str]:
+        items = self.table.query(TableName=self.name, ConsistentRead=True,
+                                 KeyConditionExpression="pk = :pk AND begins_with(sk, :b)",
+                                 ExpressionAttributeValues={":pk": {"S": pk}, ":b": {"S": "BOOKING#"}})["Items"]
+        return sorted(i["sk"]["S"] for i in items)
+
+    def count(self, prefix: str) -> int:
+        pages = self.table.get_paginator("scan").paginate(TableName=self.name, ProjectionExpression="pk")
+        return sum(1 for page in pages for item in page["Items"] if item["pk"]["S"].startswith(prefix))
+
+
+@pytest.fixture(scope="session")
+def inventory(target: Target) -> Inventory:
+    return Inventory(target)
+
+
+@pytest.fixture
+def stay() -> Callable[[int], str]:
+    return lambda days=30: (datetime.now(UTC).date() + timedelta(days=days)).isoformat()

@@ -1,0 +1,94 @@
+"""Bookings through the deployed API: no double-sell under concurrency, the cache follows, bad input writes nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tapharness.deployed import Target
+from tapharness.retry import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_fifty_concurrent_bookings_of_the_last_unit_sell_it_once(api: Any, inventory: Any,
+                                                                  stay: Callable[[int], str]) -> None:
+    property_id = inventory.add_property({"king": ("deluxe", 1)})
+    pk = inventory.open_night(property_id, "king", stay(40), total=1)
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(lambda _: api.book(property_id, "king", stay(40)), range(50)))
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [201] + [409] * 49, statuses
+    assert all("error" in body for status, body in answers if status == 409)
+    night = inventory.night(pk)
+    assert (night["available_units"], night["version"]) == (0, 2)
+    assert len(inventory.allocations(pk)) == 1
+
+
+def test_a_booking_reaches_the_propertys_cache_within_the_sla(api: Any, inventory: Any, target: Target,
+                                                              stay: Callable[[int], str]) -> None:
+    property_id = inventory.add_property({"twin": ("standard", 5)})
+    inventory.open_night(property_id, "twin", stay(41), total=5)
+    redis = target.connect_redis()
+    api.book(property_id, "twin", stay(41))  # warms the path (a first invocation imports its code)
+    started = time.monotonic()
+    status, _ = api.book(property_id, "twin", stay(41))
+    assert status == 201
+
+    def cached() -> Any:
+        value = redis.hget(f"avail:{property_id}", f"twin#{stay(41)}")
+        return value and json.loads(value)
+
+    # SLA: < 1 s P95 after the table change.
+    assert wait_for("the cache to show the booking", cached, timeout=1.0,
+                    ready=lambda v: bool(v) and v["version"] == 3) == {"units": 3, "version": 3}
+    assert time.monotonic() - started < 2.0
+
+
+def test_availability_is_answered_from_the_cache(api: Any, inventory: Any, stay: Callable[[int], str]) -> None:
+    property_id = inventory.add_property({"suite": ("suite", 2)})
+    inventory.open_night(property_id, "suite", stay(42), total=2)
+    api.book(property_id, "suite", stay(42))
+    status, body = wait_for("availability from the cache", lambda: api.call(
+        "GET", f"/availability/{property_id}?from={stay(42)}&nights=1"), timeout=10,
+        ready=lambda answer: answer[1].get("source") == "cache")
+    assert status == 200 and body["rooms"] == {"suite": {stay(42): 1}}
+
+
+def test_a_repeated_request_is_answered_with_the_first_booking(api: Any, inventory: Any,
+                                                               stay: Callable[[int], str]) -> None:
+    property_id = inventory.add_property({"king": ("deluxe", 3)})
+    pk = inventory.open_night(property_id, "king", stay(43), total=3)
+    first = api.book(property_id, "king", stay(43), request_id="0b7c1d9e-4d0f-4a52-9a1e-1f1f0d2b3c4d")
+    again = api.book(property_id, "king", stay(43), request_id="0b7c1d9e-4d0f-4a52-9a1e-1f1f0d2b3c4d")
+    assert (first[0], again[0]) == (201, 200) and first[1]["booking_id"] == again[1]["booking_id"]
+    assert inventory.night(pk)["available_units"] == 2
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    ({"check_in": "2020-01-01"}, 400),
+    ({"units": 0}, 400),
+    ({"property_id": "no-such-property"}, 404),
+    ({"room_id": "penthouse"}, 404),
+])
+def test_a_bad_booking_is_refused_and_writes_nothing(api: Any, inventory: Any, stay: Callable[[int], str],
+                                                     body: dict[str, Any], status: int) -> None:
+    property_id = inventory.add_property({"king": ("deluxe", 2)})
+    pk = inventory.open_night(property_id, "king", stay(44), total=2)
+    request = {"request_id": "5f0e6c43-94a4-4f55-8d3d-3c1d9a9c0b11", "property_id": property_id, "room_id": "king",
+               "check_in": stay(44), "nights": 1, "units": 1, "guest_id": "g1", **body}
+    answer, _ = api.call("POST", "/book", json.dumps(request).encode())
+    assert answer == status
+    assert inventory.night(pk)["available_units"] == 2 and inventory.allocations(pk) == []
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"[" * 5000, b'{"units": NaN}', b"\xff\xfe"])
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
+def test_a_malformed_body_is_400_never_5xx(api: Any, raw: bytes, content_type: str) -> None:
+    status, body = api.call("POST", "/book", raw, content_type)
+    assert status in (400, 413), (status, body)

@@ -1,0 +1,67 @@
+"""SNS -> SQS -> pms_sync_worker -> the PMS (the sandbox's stand-in): delivered, deferred by the breaker, never lost."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tapharness.deployed import Target
+from tapharness.retry import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def opera(target: Target) -> Any:
+    if not target.is_sandbox:
+        pytest.skip("needs the sandbox's PMS stand-in (a real account talks to the vendors' PMS)")
+    target.control("POST", "partners/opera", {})
+    yield lambda **behaviour: target.control("POST", "partners/opera", behaviour)
+    target.control("POST", "partners/opera", {})
+
+
+def delivered(target: Target, property_id: str) -> list[dict[str, Any]]:
+    received = target.control("GET", "partners/opera")["received"]
+    return [r for r in received if r["path"] == f"/properties/{property_id}/availability"]
+
+
+def test_a_booking_reaches_the_propertys_pms_within_a_minute(api: Any, inventory: Any, target: Target, opera: Any,
+                                                             stay: Callable[[int], str]) -> None:
+    property_id = inventory.add_property({"king": ("deluxe", 4)})
+    inventory.open_night(property_id, "king", stay(50), total=4)
+    started = time.monotonic()
+    assert api.book(property_id, "king", stay(50))[0] == 201
+    [call] = wait_for("the PMS to receive the update", lambda: delivered(target, property_id), timeout=60)
+    assert call["body"] == {"room_id": "king", "stay_date": stay(50), "available_units": 3, "total_units": 4,
+                            "version": 2}
+    assert call["headers"]["Authorization"] == "Bearer sandbox-opera-key"
+    assert time.monotonic() - started < 60
+
+
+def test_a_failing_pms_opens_the_breaker_and_gets_every_update_after_recovery(
+        api: Any, inventory: Any, target: Target, opera: Any, stay: Callable[[int], str]) -> None:
+    opera(failure_rate=1.0, status=503)
+    property_id = inventory.add_property({"king": ("deluxe", 9)})
+    for day in (51, 52, 53):
+        inventory.open_night(property_id, "king", stay(day), total=9)
+        assert api.book(property_id, "king", stay(day))[0] == 201
+    circuit = target.client("dynamodb")
+    table = str(target.output("circuit_table_name"))
+
+    def breaker() -> dict[str, Any]:
+        return circuit.get_item(TableName=table, Key={"pms_id": {"S": "opera"}}, ConsistentRead=True).get("Item", {})
+
+    wait_for("the opera breaker to open", breaker, timeout=90,
+             ready=lambda item: float(item.get("open_until", {}).get("N", "0")) > time.time())
+    assert delivered(target, property_id) == []
+    opera(failure_rate=0.0)
+    received = wait_for("every update after recovery", lambda: delivered(target, property_id), timeout=120,
+                        ready=lambda calls: len({c["body"]["stay_date"] for c in calls}) == 3)
+    assert {c["body"]["stay_date"] for c in received} == {stay(51), stay(52), stay(53)}
+    wait_for("the breaker to close", breaker, timeout=30, ready=lambda item: item.get("failures", {}).get("N") == "0")
+    dlq = target.client("sqs").get_queue_attributes(QueueUrl=target.output("pms_dlq_urls", "opera"),
+                                                    AttributeNames=["ApproximateNumberOfMessages"])
+    assert dlq["Attributes"]["ApproximateNumberOfMessages"] == "0"
