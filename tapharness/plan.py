@@ -36,6 +36,14 @@ COPY_IGNORE = shutil.ignore_patterns(".build", ".terraform", "terraform.tfstate*
                                      "__pycache__", "*.pyc")
 
 
+LOCAL_BACKEND_OVERRIDE = """\
+# Written by tapharness.plan (plan working copy only, never in lib/): state stays local.
+terraform {
+  backend "local" {}
+}
+"""
+
+
 @contextmanager
 def moto_server() -> Iterator[str]:
     """A moto server on a free loopback port for the plans' provider calls; yields its endpoint."""
@@ -175,6 +183,9 @@ class Workspace:
             raise RuntimeError(f"{layer} is missing: run `make setup` first")
         (directory / ".build").mkdir(exist_ok=True)
         (directory / ".build" / "layer").symlink_to(layer, target_is_directory=True)
+        # A stack's remote-state backend (S3, configured per environment at init) is replaced by
+        # local state: plans need no bucket, and a stack without a backend keeps the default.
+        (directory / "zz_plan_override.tf").write_text(LOCAL_BACKEND_OVERRIDE)
         self.env = {**toolchain.environment(), **aws_env}
         self.binary = self.env["TOFU_BIN"]
         self.tf = tftest.TerraformTest(str(directory), binary=self.binary, env=self.env)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from tapharness import stacks, toolchain
-from tapharness.plan import COPY_IGNORE, offline_aws_env
+from tapharness.plan import COPY_IGNORE, LOCAL_BACKEND_OVERRIDE, offline_aws_env
 from tapharness.sandbox.state import SandboxPaths
 
 PROVIDER_OVERRIDE = """\
@@ -88,7 +88,7 @@ class StackDeployment:
         shutil.copytree(self.lib, self.dir, ignore=COPY_IGNORE)
         (self.dir / ".build").mkdir(exist_ok=True)
         (self.dir / ".build" / "layer").symlink_to(layer, target_is_directory=True)
-        (self.dir / "zz_sandbox_override.tf").write_text(PROVIDER_OVERRIDE)
+        (self.dir / "zz_sandbox_override.tf").write_text(PROVIDER_OVERRIDE + LOCAL_BACKEND_OVERRIDE)
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, **toolchain.environment(), **offline_aws_env(self.endpoint_url),

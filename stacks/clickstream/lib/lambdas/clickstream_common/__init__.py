@@ -1,0 +1,1 @@
+"""Clickstream model shared by the functions (carried by the layer)."""

@@ -1,0 +1,84 @@
+"""Bad variables fail the plan early, with a message that names the variable."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tapharness.plan import PlanSummary, Workspace, summarize
+from tapharness.sandbox.adapter import Adapter
+from tapharness.stacks import Stack
+
+pytestmark = pytest.mark.plan
+
+INVALID = {
+    "aws_region": '"moon-1"',
+    "project_name": '"Click Stream"',
+    "environment": '"qa"',
+    "unique_suffix": '"UPPER"',
+    "tags": "{ Owner = \"x\" }",
+    "ssh_allowed_cidr": '"0.0.0.0/0"',
+    "vpc_cidr": '"10.70.0.0/99"',
+    "availability_zone_count": "1",
+    "shard_count": "0",
+    "stream_retention_hours": "12",
+    "processor_memory_mb": "64",
+    "insights_memory_mb": "20000",
+    "batch_size": "0",
+    "table_min_write_capacity": "0",
+    "table_max_write_capacity": "50000",
+    "table_min_read_capacity": "0",
+    "table_max_read_capacity": "0",
+    "autoscaling_target_utilization": "95",
+    "alb_listener_port": "70000",
+    "log_retention_days": "2",
+}
+
+
+def _plan_errors(workspace: Workspace, overrides: dict[str, str]) -> tuple[int, list[str]]:
+    args = [arg for name, value in overrides.items() for arg in ("-var", f"{name}={value}")]
+    result = workspace.run("plan", "-input=false", "-refresh=false", "-json", "-lock=false",
+                           f"-var-file={workspace.stack.tfvars_file('dev')}", *args)
+    messages = []
+    for line in result.stdout.splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if message.get("type") == "diagnostic" and message["diagnostic"]["severity"] == "error":
+            messages.append(message["diagnostic"].get("detail", "").split("\n\nThis was checked")[0])
+    return result.returncode, messages
+
+
+@pytest.fixture(scope="module")
+def rejected(workspace: Workspace) -> tuple[int, list[str]]:
+    return _plan_errors(workspace, INVALID)
+
+
+@pytest.mark.parametrize("name", sorted(INVALID))
+def test_invalid_value_fails_the_plan_naming_the_variable(rejected: tuple[int, list[str]], name: str) -> None:
+    returncode, messages = rejected
+    assert returncode == 1
+    assert [m for m in messages if re.search(rf"\b{name}\b", m)], f"{name}={INVALID[name]}: " + "\n".join(messages)
+
+
+def test_minimum_capacity_above_maximum_fails_the_plan(workspace: Workspace) -> None:
+    returncode, messages = _plan_errors(workspace, {"table_min_write_capacity": "500", "table_max_write_capacity": "100"})
+    assert returncode == 1 and any("table_min_write_capacity" in m for m in messages), messages
+
+
+def test_turning_ssh_on_opens_port_22_to_the_admin_range_only(workspace: Workspace) -> None:
+    planned = workspace.run("plan", "-input=false", "-refresh=false", "-lock=false", "-out=ssh.tfplan",
+                            f"-var-file={workspace.stack.tfvars_file('dev')}", "-var", "enable_ssh_from_admin_cidr=true")
+    assert planned.returncode == 0, planned.stderr
+    plan = summarize("dev", json.loads(workspace.run("show", "-json", "ssh.tfplan").stdout))
+    ssh = [r for r in plan.of_type("aws_network_acl_rule").values() if r["from_port"] == 22]
+    assert [r["cidr_block"] for r in ssh] == [plan.variables["ssh_allowed_cidr"]]
+
+
+def test_the_sandbox_sets_only_variables_the_stack_declares(dev: PlanSummary, stack: Stack) -> None:
+    adapter = Adapter.load(stack)
+    undeclared = (set(adapter.vars) | set(adapter.integration_vars)) - set(dev.variables)
+    assert not undeclared, f"sandbox.yaml sets {sorted(undeclared)}, which the stack does not declare"
