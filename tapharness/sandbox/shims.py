@@ -30,6 +30,7 @@ from urllib.parse import quote_plus
 
 from moto import backends as moto_backends
 from moto.apigateway.responses import APIGatewayResponse
+from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
 from moto.athena.responses import AthenaResponse
 from moto.awslambda import urls as lambda_urls
 from moto.awslambda.models import LambdaFunction
@@ -398,6 +399,38 @@ def get_data_protection_policy(self: SNSResponse) -> ActionResult:
     """GetDataProtectionPolicy: topics have none (the provider reads it on every refresh)."""
     self.backend.get_topic(self._get_param("ResourceArn"))
     return ActionResult({})
+
+
+# --- Application Auto Scaling ------------------------------------------------------------
+
+
+_REGISTER_SCALABLE_TARGET = ApplicationAutoScalingResponse.register_scalable_target
+
+
+def register_scalable_target(self: ApplicationAutoScalingResponse) -> str:
+    """RegisterScalableTarget, keeping the Tags moto drops (the provider reads them back)."""
+    result = _REGISTER_SCALABLE_TARGET(self)
+    tags = self._get_param("Tags")
+    if tags:
+        _store(self.applicationautoscaling_backend, "tags").setdefault(json.loads(result)["ScalableTargetARN"], {}).update(tags)
+    return result
+
+
+def list_tags_for_resource(self: ApplicationAutoScalingResponse) -> str:
+    return json.dumps({"Tags": _store(self.applicationautoscaling_backend, "tags").get(self._get_param("ResourceARN"), {})})
+
+
+def tag_resource(self: ApplicationAutoScalingResponse) -> str:
+    _store(self.applicationautoscaling_backend, "tags").setdefault(self._get_param("ResourceARN"), {}).update(
+        self._get_param("Tags") or {})
+    return "{}"
+
+
+def untag_resource(self: ApplicationAutoScalingResponse) -> str:
+    tags = _store(self.applicationautoscaling_backend, "tags").get(self._get_param("ResourceARN"), {})
+    for key in self._get_param("TagKeys") or []:
+        tags.pop(key, None)
+    return "{}"
 
 
 # --- moto behaviour fixes (model patches) ---------------------------------------------
@@ -1107,6 +1140,10 @@ SHIMS: dict[tuple[type[BaseResponse], str], ShimMethod] = {
     (APIGatewayResponse, "update_method"): update_method,
     (LambdaResponse, "get_runtime_management_config"): get_runtime_management_config,
     (SNSResponse, "get_data_protection_policy"): get_data_protection_policy,
+    (ApplicationAutoScalingResponse, "register_scalable_target"): register_scalable_target,
+    (ApplicationAutoScalingResponse, "list_tags_for_resource"): list_tags_for_resource,
+    (ApplicationAutoScalingResponse, "tag_resource"): tag_resource,
+    (ApplicationAutoScalingResponse, "untag_resource"): untag_resource,
     (SNSResponse, "get_topic_attributes"): get_topic_attributes,
     (KmsResponse, "enable_key_rotation"): enable_key_rotation,
     (KmsResponse, "get_key_rotation_status"): get_key_rotation_status,

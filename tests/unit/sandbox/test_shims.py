@@ -639,3 +639,18 @@ def test_logs_insights_query_it_cannot_run_is_malformed(aws):
         aws("logs").start_query(logGroupNames=[group], startTime=now_s - 60, endTime=now_s + 60,
                                 queryString='parse @message "* *" as a, b')
     assert caught.value.response["Error"]["Code"] == "MalformedQueryException"
+
+
+def test_scalable_target_tags_are_kept_and_listed(aws):
+    autoscaling = aws("application-autoscaling")
+    table = unique("scaled")
+    aws("dynamodb").create_table(TableName=table, BillingMode="PROVISIONED",
+                                 ProvisionedThroughput={"ReadCapacityUnits": 1, "WriteCapacityUnits": 1},
+                                 KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+                                 AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}])
+    arn = autoscaling.register_scalable_target(
+        ServiceNamespace="dynamodb", ResourceId=f"table/{table}", ScalableDimension="dynamodb:table:ReadCapacityUnits",
+        MinCapacity=1, MaxCapacity=5, Tags={"Owner": "data"})["ScalableTargetARN"]
+    autoscaling.tag_resource(ResourceARN=arn, Tags={"Env": "dev"})
+    autoscaling.untag_resource(ResourceARN=arn, TagKeys=["Owner"])
+    assert autoscaling.list_tags_for_resource(ResourceARN=arn)["Tags"] == {"Env": "dev"}
