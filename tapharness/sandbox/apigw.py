@@ -1,5 +1,6 @@
 """The deployed APIs served over HTTP (moto stores them but does not serve stage URLs): REST APIs
-here, HTTP APIs (v2) by ``tapharness.sandbox.httpapi``.
+here, HTTP APIs (v2) by ``tapharness.sandbox.httpapi``, Application Load Balancers by
+``tapharness.sandbox.alb``.
 
 A stack's invoke URL ``https://<api_id>.execute-api.<region>.amazonaws.com/<rest>`` maps to
 ``http://127.0.0.1:<gateway port>/apis/<api_id>/<rest>`` (``local_invoke_url``) whichever kind the
@@ -47,6 +48,7 @@ from moto.apigateway.exceptions import RestAPINotFound, StageNotFoundException
 from moto.apigateway.models import apigateway_backends
 from moto.logs.models import logs_backends
 
+from tapharness.sandbox.alb import AlbDoor
 from tapharness.sandbox.httpapi import HttpApiDoor
 from tapharness.sandbox.pollers import AwsClients, Invoker
 from tapharness.sandbox.web import HttpRequest, HttpResponse
@@ -123,6 +125,7 @@ class FrontDoor:
         self._deployed: dict[tuple[str, str, str, str], Any] = {}
         self._deployed_lock = threading.Lock()
         self.http_apis = HttpApiDoor(clients, guard, account_id, self.invoker, self._write_log)
+        self.load_balancers = AlbDoor(clients, guard, account_id, self.invoker)
 
     def _route(self, request: HttpRequest) -> _Route | None:
         host = (request.header("Host") or "").lower()
@@ -136,6 +139,9 @@ class FrontDoor:
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         """Answer one HTTP request as API Gateway would."""
+        balancer = self.load_balancers.route_for((request.header("Host") or "").lower(), request.path)
+        if balancer is not None:
+            return self.load_balancers.handle(request, *balancer)
         host_api = _HOST_API.match((request.header("Host") or "").lower())
         http_api = self.http_apis.route_for(host_api["api"] if host_api else None, request.path)
         if http_api is not None:

@@ -41,6 +41,7 @@ from botocore.exceptions import ClientError
 
 from tapharness import stacks
 from tapharness.sandbox.adapter import Adapter, AdapterError
+from tapharness.sandbox.alb import local_alb_url
 from tapharness.sandbox.apigw import local_invoke_url
 from tapharness.sandbox.deploy import (
     StackDeployment,
@@ -155,13 +156,16 @@ def _start_server(paths: SandboxPaths, state: SandboxState, say: Progress) -> di
 
 
 def _local_api_urls(value: Any, gateway_url: str, found: list[tuple[str, str]]) -> Any:
-    """``value`` with every API Gateway invoke URL in it (strings, nested in maps and lists) made
-    the gateway's; ``found`` collects the (stack URL, local URL) pairs."""
+    """``value`` with every API Gateway invoke URL and ALB URL in it (strings, nested in maps and
+    lists) made the gateway's; ``found`` collects the (stack URL, local URL) pairs of the APIs."""
     if isinstance(value, str):
         try:
             local = local_invoke_url(value, gateway_url)
         except ValueError:
-            return value
+            try:
+                return local_alb_url(value, gateway_url)
+            except ValueError:
+                return value
         found.append((value, local))
         return local
     if isinstance(value, dict):
