@@ -33,12 +33,14 @@ worker runs this interpreter), concurrency limits and throttling (see ``max_envi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -46,6 +48,7 @@ import threading
 import time
 import uuid
 import zipfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,7 +229,7 @@ class Worker:
         elapsed = time.monotonic() - started
         if line is not None:
             reply = json.loads(line)
-        elif self.alive:
+        elif elapsed >= timeout and self.alive:  # a process that closed its output early has exited
             self.stop()
             message = f"Task timed out after {timeout:.2f} seconds"
             reply = {"ok": False, "fatal": True, "timed_out": True, "payload": json.dumps(
@@ -269,6 +272,9 @@ class LambdaRunner:
         self._stopping = threading.Event()
         self._original: Any = None
         self._reaper = threading.Thread(target=self._reap_forever, name="lambda-reaper", daemon=True)
+        # Failure injection (``/_sandbox/faults``): function name -> [crashes left, seconds into the invocation].
+        self.crashes: dict[str, list[float]] = {}
+        self.crashed: Counter[str] = Counter()
 
     # --- moto integration -------------------------------------------------------------
 
@@ -407,12 +413,16 @@ class LambdaRunner:
                 slots = self._concurrency.setdefault(fn.function_arn, threading.BoundedSemaphore(self.max_environments))
         with slots:
             worker, cold = self._acquire(spec, env)
+            crash = self._crash_timer(fn.function_name, worker)
             try:
                 reply, output = worker.invoke(event_json, request_id)
             except BaseException:
                 worker.stop()
                 self._release(worker)
                 raise
+            finally:
+                if crash is not None:
+                    crash.cancel()
             if reply.get("fatal"):
                 worker.stop()
             self._release(worker)
@@ -423,6 +433,29 @@ class LambdaRunner:
         logs = "\n".join(lines)
         tail = logs.encode()[-LOG_TAIL_BYTES:].decode(errors="ignore")
         return InvokeResult(reply["payload"], not reply["ok"], tail)
+
+    def inject_crashes(self, function_name: str, count: int, after_s: float) -> None:
+        """The next ``count`` invocations of the function die ``after_s`` into their run (SIGKILL
+        of the execution environment, as an out-of-memory kill): the caller sees Runtime.ExitError."""
+        with self._lock:
+            self.crashes[function_name] = [count, after_s]
+
+    def _crash_timer(self, function_name: str, worker: Worker) -> threading.Timer | None:
+        with self._lock:
+            fault = self.crashes.get(function_name)
+            if not fault or fault[0] <= 0:
+                return None
+            fault[0] -= 1
+            self.crashed[function_name] += 1
+
+        def kill() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGKILL)
+
+        timer = threading.Timer(fault[1], kill)
+        timer.daemon = True
+        timer.start()
+        return timer
 
     @staticmethod
     def _save_logs(fn: LambdaFunction, stream: str, lines: list[str]) -> None:

@@ -15,7 +15,8 @@
    ``GET /_sandbox/requests`` (requests served, by service and operation),
    ``GET /_sandbox/retries`` (the SDK retries among them),
    ``GET /_sandbox/regions`` (the regions requests were signed for, the sandbox's own included),
-   ``GET|POST /_sandbox/partners/<name>`` (HTTP stand-ins of a stack's partners, ``partner_api``),
+   ``GET|POST /_sandbox/faults`` (crash a function's next invocations, answer requests with an
+   AWS error such as throttling), ``GET|POST /_sandbox/partners/<name>`` (HTTP stand-ins of a stack's partners, ``partner_api``),
    ``GET|POST /_sandbox/replication`` (global tables: ``{region, paused, delay_s}``, see
    ``globaltables``), ``GET|POST /_sandbox/services``
    (POST: match Redis/PostgreSQL to the deployed stack), ``POST /_sandbox/rules/<name>/fire``.
@@ -306,6 +307,22 @@ class Sandbox:
             return HttpResponse.json(200, dict(self.moto.gate.retried))
         if request.method == "GET" and parts == ["regions"]:
             return HttpResponse.json(200, sorted(self.moto.gate.regions | {self.region}))
+        if parts == ["faults"]:
+            if request.method == "POST":
+                try:
+                    settings = json.loads(request.body or b"{}")
+                    if "crash" in settings:
+                        crash = settings["crash"]
+                        self.runner.inject_crashes(str(crash["function"]), int(crash.get("count", 1)),
+                                                   float(crash.get("after_s", 0.0)))
+                    if "error" in settings:
+                        error = settings["error"]
+                        self.moto.gate.inject(str(error["request"]), str(error["code"]), int(error.get("count", 1)),
+                                              float(error.get("share", 1.0)))
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                    return HttpResponse.json(400, {"error": "expected {crash: {function, count, after_s}} or "
+                                                            f"{{error: {{request, code, count, share}}}}: {exc!r}"})
+            return HttpResponse.json(200, {"crashed": dict(self.runner.crashed), "injected": dict(self.moto.gate.injected)})
         if parts[:1] == ["partners"]:
             return self._partner(request, parts[1:])
         if parts == ["replication"]:

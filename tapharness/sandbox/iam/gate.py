@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import random
 import re
 import threading
 import uuid
@@ -58,24 +59,29 @@ def _read_body(environ: dict[str, Any]) -> bytes:
 
 def denied_response(call: ApiCall, message: str) -> tuple[str, list[tuple[str, str]], bytes]:
     """(status line, headers, body) of the service's AccessDenied answer."""
-    code = _DENIED_CODE.get(iam_prefix(call), "AccessDeniedException")
+    return error_response(call, _DENIED_CODE.get(iam_prefix(call), "AccessDeniedException"), message)
+
+
+def error_response(call: ApiCall, code: str, message: str, status: str = "") -> tuple[str, list[tuple[str, str]], bytes]:
+    """(status line, headers, body) of an error answer in the service's protocol; ``status``
+    overrides the protocol's usual one (400 for the JSON protocols, 403 otherwise)."""
     request_id = str(uuid.uuid4())
     protocol = service_model(call.service).protocol if call.service else "json"
     base = [("x-amzn-RequestId", request_id)]
     if protocol == "json":
         body = json.dumps({"__type": code, "message": message, "Message": message}).encode()
-        return "400 Bad Request", [*base, ("Content-Type", "application/x-amz-json-1.0"),
+        return status or "400 Bad Request", [*base, ("Content-Type", "application/x-amz-json-1.0"),
                                    ("x-amzn-query-error", f"{code};Sender")], body
     if protocol == "rest-json":
         body = json.dumps({"message": message, "Message": message, "Type": "User"}).encode()
-        return "403 Forbidden", [*base, ("Content-Type", "application/json"), ("x-amzn-ErrorType", code)], body
+        return status or "403 Forbidden", [*base, ("Content-Type", "application/json"), ("x-amzn-ErrorType", code)], body
     if protocol == "rest-xml":
         body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{escape(message)}"
                 f"</Message><RequestId>{request_id}</RequestId></Error>").encode()
-        return "403 Forbidden", [*base, ("Content-Type", "application/xml")], body
+        return status or "403 Forbidden", [*base, ("Content-Type", "application/xml")], body
     body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{escape(message)}</Message>"
             f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>").encode()
-    return "403 Forbidden", [*base, ("Content-Type", "text/xml")], body
+    return status or "403 Forbidden", [*base, ("Content-Type", "text/xml")], body
 
 
 def _request_label(signed: Signature | None, headers: dict[str, str], method: str) -> str:
@@ -100,6 +106,25 @@ class IamGate:
         self.retried: Counter[str] = Counter()
         self.regions: set[str] = set()
         self._served_lock = threading.Lock()
+        # Failure injection (``/_sandbox/faults``): label -> [answers left, error code, share of requests].
+        self.faults: dict[str, list[Any]] = {}
+        self.injected: Counter[str] = Counter()
+        self._random = random.Random(0)
+
+    def inject(self, label: str, code: str, count: int, share: float = 1.0) -> None:
+        """The next ``count`` requests labelled ``label`` (``service Operation``), each with
+        probability ``share``, are answered with the error ``code`` instead of reaching moto."""
+        with self._served_lock:
+            self.faults[label] = [count, code, share]
+
+    def _fault(self, label: str) -> str | None:
+        with self._served_lock:
+            fault = self.faults.get(label)
+            if not fault or fault[0] <= 0 or self._random.random() >= fault[2]:
+                return None
+            fault[0] -= 1
+            self.injected[label] += 1
+            return str(fault[1])
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         headers = _headers(environ)
@@ -118,6 +143,13 @@ class IamGate:
         if retry:
             log.warning("SDK retry: %s attempt %d (invocation %s)", label, attempt,
                         headers.get("amz-sdk-invocation-id", "?"))
+        fault = self._fault(label)
+        if fault is not None and signed is not None:
+            call = decode(environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/"), query, headers,
+                          _read_body(environ), signed)
+            status, response_headers, payload = error_response(call, fault, "injected by the sandbox", "400 Bad Request")
+            start_response(status, [*response_headers, ("Content-Length", str(len(payload)))])
+            return [payload]
         principal = self.authorizer.principal_for_key(signed.access_key) if signed else None
         if signed is None or principal is None:
             return self.app(environ, start_response)

@@ -202,3 +202,13 @@ def test_host_map_sends_a_mapped_hostname_to_the_local_port():
         thread.join(timeout=2)
         listener.close()
     assert accepted == [True]
+
+
+def test_an_injected_crash_kills_the_invocation_as_an_exit_error(sandbox, aws, make_function):
+    arn = make_function("import time\ndef lambda_handler(event, context):\n    time.sleep(1)\n    return 'done'\n")
+    name = arn.split(":")[-1]
+    sandbox.runner.inject_crashes(name, count=1, after_s=0.2)
+    crashed = aws("lambda").invoke(FunctionName=arn, Payload=b"{}")
+    assert "FunctionError" in crashed
+    assert json.loads(crashed["Payload"].read())["errorType"] == "Runtime.ExitError"
+    assert "FunctionError" not in aws("lambda").invoke(FunctionName=arn, Payload=b"{}")

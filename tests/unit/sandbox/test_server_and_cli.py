@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import urllib.request
+import uuid
 
 import boto3
+import pytest
+from botocore.config import Config
 from moto.kinesis.models import kinesis_backends
 from moto.sqs.models import sqs_backends
 
@@ -177,3 +180,19 @@ def test_outputs_file_maps_api_urls_to_the_gateway_and_adds_the_sandbox_entry(tm
     assert written["vpc_id"]["value"] == "vpc-1"
     assert written["sandbox"]["value"]["endpoint_url"] == "http://127.0.0.1:4566"
     assert written["sandbox"]["value"]["stack_api_invoke_url"] == stack
+
+
+def test_injected_errors_answer_in_the_services_protocol(sandbox, aws):
+    table = f"faults-{uuid.uuid4().hex[:8]}"
+    aws("dynamodb").create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                                 KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+                                 AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}])
+    request = urllib.request.Request(f"{sandbox.gateway_url}/_sandbox/faults", method="POST", data=json.dumps(
+        {"error": {"request": "dynamodb PutItem", "code": "ProvisionedThroughputExceededException", "count": 1}}).encode())
+    urllib.request.urlopen(request, timeout=10).read()
+    client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=sandbox.endpoint_url,
+                          aws_access_key_id="testing", aws_secret_access_key="testing",
+                          config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
+    with pytest.raises(client.exceptions.ProvisionedThroughputExceededException):
+        client.put_item(TableName=table, Item={"k": {"S": "a"}})
+    client.put_item(TableName=table, Item={"k": {"S": "a"}})  # the fault was for one request

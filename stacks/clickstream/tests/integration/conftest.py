@@ -1,0 +1,66 @@
+"""Fixtures of the clickstream integration suite: the deployed stack, a producer, the ALB."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tapharness.deployed import NoTarget, Target, TargetError, load_target
+
+
+@pytest.fixture(scope="session")
+def target() -> Target:
+    try:
+        return load_target()
+    except NoTarget as reason:
+        pytest.skip(f"no deployed stack to test: {reason}")
+    except TargetError as error:
+        pytest.fail(f"the configured target cannot be used: {error}", pytrace=False)
+
+
+class Producer:
+    """Puts events on the stream the way a batching producer does (PutRecords, key user_id)."""
+
+    def __init__(self, target: Target) -> None:
+        self.kinesis = target.client("kinesis")
+        self.stream = str(target.output("kinesis_stream_name"))
+
+    def put(self, records: list[bytes | dict[str, Any]]) -> None:
+        entries = [{"Data": r if isinstance(r, bytes) else json.dumps(r).encode(),
+                    "PartitionKey": r.get("user_id", "poison") if isinstance(r, dict) else "poison"} for r in records]
+        while entries:
+            response = self.kinesis.put_records(StreamName=self.stream, Records=entries)
+            entries = [e for e, result in zip(entries, response["Records"], strict=True) if "ErrorCode" in result]
+
+
+@pytest.fixture(scope="session")
+def producer(target: Target) -> Producer:
+    return Producer(target)
+
+
+def event(user: str, page: str, event_type: str = "page_view") -> dict[str, Any]:
+    return {"event_id": str(uuid.uuid4()), "user_id": user, "session_id": "s1", "page": page,
+            "event_type": event_type, "occurred_at": datetime.now(UTC).isoformat()}
+
+
+class Insights:
+    def __init__(self, target: Target) -> None:
+        self.base = str(target.output("alb_url")).rstrip("/")
+
+    def get(self, path: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(f"{self.base}{path}", timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+
+@pytest.fixture(scope="session")
+def insights(target: Target) -> Insights:
+    return Insights(target)

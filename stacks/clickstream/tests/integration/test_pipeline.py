@@ -1,0 +1,65 @@
+"""The clickstream end to end: producer -> Kinesis -> stream_processor -> DynamoDB -> internal ALB."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from tapharness.deployed import Target
+from tapharness.retry import wait_for
+
+from .conftest import event
+
+pytestmark = pytest.mark.integration
+
+
+def test_events_reach_the_per_user_and_per_page_insights(producer: Any, insights: Any) -> None:
+    user, page = f"u-{uuid.uuid4().hex[:8]}", f"p-{uuid.uuid4().hex[:8]}"
+    producer.put([event(user, page, t) for t in ("page_view", "page_view", "click")])
+    status, body = wait_for("the page's insight", lambda: insights.get(f"/pages/{page}"), timeout=60,
+                            ready=lambda answer: answer[1].get("views") == 3)
+    assert status == 200 and body == {"page": page, "views": 3, "unique_users": 1,
+                                      "by_type": {"click": 1, "page_view": 2}}
+    assert insights.get(f"/users/{user}")[1]["events"] == 3
+
+
+def test_a_poison_record_is_parked_and_the_stream_keeps_flowing(producer: Any, insights: Any,
+                                                                target: Target) -> None:
+    marker = uuid.uuid4().hex
+    page = f"p-{marker[:8]}"
+    producer.put([f'{{"poison": "{marker}"'.encode(), event("u-after", page)])
+    wait_for("the event after the poison", lambda: insights.get(f"/pages/{page}"), timeout=60,
+             ready=lambda answer: answer[1].get("views") == 1)
+    sqs, queue = target.client("sqs"), str(target.output("stream_failures_queue_url"))
+
+    def parked() -> list[dict[str, Any]]:
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=1).get("Messages", [])
+        bodies = [json.loads(m["Body"]) for m in messages]
+        return [b for b in bodies if marker.encode() in base64.b64decode(b.get("data", ""))]
+
+    [found] = wait_for("the poison record in stream_failures", parked, timeout=30)
+    assert found["reason"] == "not JSON"
+
+
+def test_a_crashing_consumer_and_a_throttled_table_lose_and_duplicate_nothing(producer: Any, insights: Any,
+                                                                              target: Target) -> None:
+    if not target.is_sandbox:
+        pytest.skip("injecting crashes and throttling needs the sandbox's /_sandbox/faults")
+    function = str(target.output("lambda_function_names")["stream_processor"])
+    target.control("POST", "faults", {"crash": {"function": function, "count": 2, "after_s": 0.05},
+                                      "error": {"request": "dynamodb BatchWriteItem", "count": 6,
+                                                "code": "ProvisionedThroughputExceededException"}})
+    page = f"p-{uuid.uuid4().hex[:8]}"
+    producer.put([event(f"u-{i % 7}", page) for i in range(120)])
+    wait_for("all 120 events", lambda: insights.get(f"/pages/{page}"), timeout=120,
+             ready=lambda answer: answer[1].get("views", 0) >= 120)
+    assert insights.get(f"/pages/{page}")[1]["views"] == 120  # not one more: replays overwrite themselves
+
+
+def test_the_alb_answers_unknown_paths_with_its_fixed_404_and_health_checks(insights: Any) -> None:
+    assert insights.get("/nowhere") == (404, {"error": "no such insight"})
+    assert insights.get("/health") == (200, {"status": "ok"})
