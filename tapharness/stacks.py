@@ -49,6 +49,10 @@ class Stack:
     def tfvars_file(self, env: str) -> Path:
         return self.tfvars / f"{env}.tfvars"
 
+    def backend_file(self, env: str) -> Path:
+        """``backend/<env>.hcl``: the remote-state settings of a stack with an S3 backend (may not exist)."""
+        return self.root / "backend" / f"{env}.hcl"
+
     @property
     def inventory_file(self) -> Path:
         return self.root / "docs" / "iam_inventory.yaml"

@@ -324,7 +324,8 @@ def cmd_down(args: argparse.Namespace) -> int:
                                      lambda m: say(m, "tofu"), stacks.resolve(state.stack_dir))
         step = time.monotonic()
         for attempt in range(1, DESTROY_ATTEMPTS + 1):
-            emptied = empty_buckets(_client_factory(state))
+            state_bucket = deployment.state_backend()
+            emptied = empty_buckets(_client_factory(state), [state_bucket["bucket"]] if state_bucket else [])
             say(f"emptied the stack's buckets ({emptied} object versions)", "down")
             try:
                 deployment.destroy()
@@ -336,6 +337,8 @@ def cmd_down(args: argparse.Namespace) -> int:
                 return 1
             leftovers.append("tofu destroy failed")
         say(f"destroy done in {time.monotonic() - step:.0f}s", "tofu")
+        if deployment.remove_state_bucket():
+            say("removed the state bucket", "down")
         other_regions = [r for r in control(state, "GET", "regions") if r != state.region]
         leftovers += remaining_resources(_client_factory(state), other_regions)
     leftovers += _stop_everything(paths, state, say)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -24,10 +25,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import boto3
+
 from tapharness import stacks, toolchain
 from tapharness.plan import COPY_IGNORE, LOCAL_BACKEND_OVERRIDE, offline_aws_env
 from tapharness.sandbox.state import SandboxPaths
 
+_HCL_STRING = re.compile(r'^\s*(\w+)\s*=\s*"([^"]*)"', re.MULTILINE)
 PROVIDER_OVERRIDE = """\
 # Written by tapharness.sandbox (sandbox working copy only, never in lib/).
 provider "aws" {
@@ -88,7 +92,9 @@ class StackDeployment:
         shutil.copytree(self.lib, self.dir, ignore=COPY_IGNORE)
         (self.dir / ".build").mkdir(exist_ok=True)
         (self.dir / ".build" / "layer").symlink_to(layer, target_is_directory=True)
-        (self.dir / "zz_sandbox_override.tf").write_text(PROVIDER_OVERRIDE + LOCAL_BACKEND_OVERRIDE)
+        backend = self.state_backend()
+        (self.dir / "zz_sandbox_override.tf").write_text(
+            PROVIDER_OVERRIDE + (s3_backend_override(backend, self.endpoint_url) if backend else LOCAL_BACKEND_OVERRIDE))
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, **toolchain.environment(), **offline_aws_env(self.endpoint_url),
@@ -124,8 +130,43 @@ class StackDeployment:
                             f"{time.monotonic() - started:.0f}s; last lines of {log}:\n{tail}")
         return result
 
+    def state_backend(self) -> dict[str, str] | None:
+        """bucket, key and region of the stack's S3 backend for this environment (None: local state)."""
+        settings = self.stack.backend_file(self.env)
+        if not settings.is_file():
+            return None
+        values = dict(_HCL_STRING.findall(settings.read_text()))
+        missing = {"bucket", "key", "region"} - set(values)
+        if missing:
+            raise TofuError(f"{settings} lacks {sorted(missing)}")
+        return values
+
     def init(self) -> None:
+        """tofu init; a stack with an S3 backend first gets its state bucket in the sandbox's S3."""
+        backend = self.state_backend()
+        if backend:
+            s3 = self._s3(backend["region"])
+            if backend["bucket"] not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+                s3.create_bucket(Bucket=backend["bucket"], **({} if backend["region"] == "us-east-1" else {
+                    "CreateBucketConfiguration": {"LocationConstraint": backend["region"]}}))
+                s3.put_bucket_versioning(Bucket=backend["bucket"], VersioningConfiguration={"Status": "Enabled"})
         self.run("init", "init", "-input=false", "-no-color")
+
+    def remove_state_bucket(self) -> bool:
+        """After destroy: the S3 backend's bucket and every version in it; True when there was one."""
+        backend = self.state_backend()
+        if not backend:
+            return False
+        s3 = self._s3(backend["region"])
+        if backend["bucket"] not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+            return False
+        _delete_versions(s3, backend["bucket"])
+        s3.delete_bucket(Bucket=backend["bucket"])
+        return True
+
+    def _s3(self, region: str) -> Any:
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=region, aws_access_key_id="testing",
+                            aws_secret_access_key="testing")
 
     def apply(self) -> None:
         self.run("apply", "apply", "-auto-approve", "-input=false", "-no-color", f"-parallelism={PARALLELISM}",
@@ -141,7 +182,10 @@ class StackDeployment:
         return json.loads(self.run("output", "output", "-json", "-no-color", capture=True).stdout)
 
     def state_resources(self) -> list[str]:
-        if not (self.dir / "terraform.tfstate").exists():
+        """Addresses in the state (local, or the S3 backend's in the sandbox); [] before any apply."""
+        if self.state_backend() is None and not (self.dir / "terraform.tfstate").exists():
+            return []
+        if not (self.dir / ".terraform").exists():
             return []
         result = self.run("state-list", "state", "list", "-no-color", capture=True)
         return [line for line in result.stdout.splitlines() if line]
@@ -151,21 +195,48 @@ class StackDeployment:
                  *self.var_args)
 
 
-def empty_buckets(client: Callable[[str], Any]) -> int:
-    """Delete every object version and delete marker in every bucket of the sandbox account.
+def _delete_versions(s3: Any, bucket: str) -> int:
+    deleted = 0
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        versions = page.get("Versions", []) + page.get("DeleteMarkers", [])
+        if versions:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [
+                {"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions]})
+            deleted += len(versions)
+    return deleted
+
+
+def empty_buckets(client: Callable[[str], Any], keep: Iterable[str] = ()) -> int:
+    """Delete every object version and delete marker in every bucket of the sandbox account but
+    ``keep`` (the state bucket, which ``destroy`` still needs).
 
     The stack's data buckets refuse DeleteBucket while they hold objects (as on AWS); the
     sandbox's data is throwaway, so ``down`` empties them before ``tofu destroy``."""
     s3 = client("s3")
-    deleted = 0
-    for bucket in s3.list_buckets()["Buckets"]:
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket["Name"]):
-            versions = page.get("Versions", []) + page.get("DeleteMarkers", [])
-            if versions:
-                s3.delete_objects(Bucket=bucket["Name"], Delete={"Objects": [
-                    {"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions]})
-                deleted += len(versions)
-    return deleted
+    kept = set(keep)
+    return sum(_delete_versions(s3, bucket["Name"]) for bucket in s3.list_buckets()["Buckets"]
+               if bucket["Name"] not in kept)
+
+
+def s3_backend_override(backend: dict[str, str], endpoint_url: str) -> str:
+    """The stack's S3 backend pointed at the sandbox (same bucket, key and region; S3-native lock)."""
+    return f"""terraform {{
+  backend "s3" {{
+    bucket                      = "{backend['bucket']}"
+    key                         = "{backend['key']}"
+    region                      = "{backend['region']}"
+    use_lockfile                = true
+    use_path_style              = true
+    skip_credentials_validation = true
+    skip_requesting_account_id  = true
+    skip_metadata_api_check     = true
+    skip_region_validation      = true
+    endpoints = {{
+      s3 = "{endpoint_url}"
+    }}
+  }}
+}}
+"""
 
 
 def _names(response: dict[str, Any], key: str, field: str | None = None) -> list[str]:

@@ -196,3 +196,19 @@ def test_injected_errors_answer_in_the_services_protocol(sandbox, aws):
     with pytest.raises(client.exceptions.ProvisionedThroughputExceededException):
         client.put_item(TableName=table, Item={"k": {"S": "a"}})
     client.put_item(TableName=table, Item={"k": {"S": "a"}})  # the fault was for one request
+
+
+def test_a_stack_with_an_s3_backend_keeps_its_state_in_the_sandboxs_s3(tmp_path, sandbox):
+    stack = stacks.resolve("clickstream")
+    deployment = StackDeployment(SandboxPaths(tmp_path), "dev", sandbox.endpoint_url, stack=stack)
+    backend = deployment.state_backend()
+    assert backend is not None and backend["key"] == "clickstream/dev/terraform.tfstate"
+    deployment.prepare()
+    override = (deployment.dir / "zz_sandbox_override.tf").read_text()
+    assert f'bucket                      = "{backend["bucket"]}"' in override
+    assert f's3 = "{sandbox.endpoint_url}"' in override
+
+
+def test_a_stack_without_a_backend_file_keeps_local_state(tmp_path):
+    deployment = StackDeployment(SandboxPaths(tmp_path), "dev", "http://127.0.0.1:1", stack=stacks.resolve())
+    assert deployment.state_backend() is None
