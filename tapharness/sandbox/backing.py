@@ -181,7 +181,7 @@ class BackingServices:
             self.redis_password = credentials.redis_auth_token
         for database in credentials.databases:
             self._configure_postgres(database["username"], database["password"], database["dbname"])
-        return self.info()
+        return {**self.info(), "stack_uses": {"redis": bool(hostnames), "postgres": bool(credentials.databases)}}
 
     def _configure_postgres(self, user: str, password: str, database: str) -> None:
         assert self.postgres is not None

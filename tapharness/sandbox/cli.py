@@ -244,8 +244,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         say(f"apply done in {time.monotonic() - step:.0f}s ({len(deployment.state_resources())} resources)",
             "tofu")
         services = control(state, "POST", "services")
-        say(f"redis 127.0.0.1:{services['redis']['port']} (TLS), postgres 127.0.0.1:{services['postgres']['port']}"
-            " configured with the credentials the stack set on its cache and database", "services")
+        uses = services.pop("stack_uses", {})
+        matched = [f"redis 127.0.0.1:{services['redis']['port']} (TLS)"] if uses.get("redis") else []
+        matched += [f"postgres 127.0.0.1:{services['postgres']['port']}"] if uses.get("postgres") else []
+        say(", ".join(matched) + " configured with the credentials the stack set on its cache and database"
+            if matched else "the stack has no cache or database to stand in for", "services")
         outputs = deployment.outputs()
         secrets = _client_factory(state)("secretsmanager")
         if adapter.put_secrets(outputs, lambda arn, value: secrets.put_secret_value(SecretId=arn, SecretString=value)):
