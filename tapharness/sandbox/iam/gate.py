@@ -16,7 +16,7 @@ import random
 import re
 import threading
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 from xml.sax.saxutils import escape
@@ -91,13 +91,19 @@ def _request_label(signed: Signature | None, headers: dict[str, str], method: st
     return f"{signed.signer if signed else 'unsigned'} {target.rpartition('.')[2] or method}"
 
 
+ANSWERS_KEPT = 256
+ANSWER_LIMIT_BYTES = 64 * 1024
+
+
 class IamGate:
     """WSGI middleware: authorise, then hand the request to moto (or answer AccessDenied).
 
     It also counts the requests it passes (``served``, by service and operation) and the SDK
-    retries among them (``retried``: ``amz-sdk-request: attempt=N`` with N > 1, also logged, since
-    a retried create that had succeeded fails as a duplicate), and keeps the regions they were
-    signed for (``regions``: where a stack may have left resources)."""
+    retries among them (``retried``: ``amz-sdk-request: attempt=N`` with N > 1, also logged), and
+    keeps the regions they were signed for (``regions``: where a stack may have left resources).
+    A retry of a change that succeeded (its answer lost on the way back, as happens to a loaded
+    local server) gets that first answer again, as AWS answers a retry carrying the SDK's
+    idempotency token, instead of failing as a duplicate."""
 
     def __init__(self, app: WsgiApp, authorizer: Authorizer) -> None:
         self.app = app
@@ -110,6 +116,8 @@ class IamGate:
         self.faults: dict[str, list[Any]] = {}
         self.injected: Counter[str] = Counter()
         self._random = random.Random(0)
+        # Answers to changes, by SDK invocation id, for a retry of a request that took effect.
+        self._answers: OrderedDict[str, tuple[str, list[tuple[str, str]], bytes | None]] = OrderedDict()
 
     def inject(self, label: str, code: str, count: int, share: float = 1.0) -> None:
         """The next ``count`` requests labelled ``label`` (``service Operation``), each with
@@ -140,9 +148,17 @@ class IamGate:
                 self.retried[label] += 1
             if signed is not None:
                 self.regions.add(signed.region)
+        invocation = headers.get("amz-sdk-invocation-id", "")
         if retry:
-            log.warning("SDK retry: %s attempt %d (invocation %s)", label, attempt,
-                        headers.get("amz-sdk-invocation-id", "?"))
+            log.warning("SDK retry: %s attempt %d (invocation %s)", label, attempt, invocation or "?")
+            with self._served_lock:
+                answered = self._answers.get(invocation)
+            if answered is not None and answered[2] is not None:
+                # The first attempt took effect and its answer was lost on the way back: the SDK's
+                # idempotency token (or the caller's) makes AWS answer a retry with the same result.
+                status, response_headers, replayed = answered
+                start_response(status, response_headers)
+                return [replayed]
         fault = self._fault(label)
         if fault is not None and signed is not None:
             call = decode(environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/"), query, headers,
@@ -150,9 +166,11 @@ class IamGate:
             status, response_headers, payload = error_response(call, fault, "injected by the sandbox", "400 Bad Request")
             start_response(status, [*response_headers, ("Content-Length", str(len(payload)))])
             return [payload]
+        if invocation and environ["REQUEST_METHOD"] in ("POST", "PUT", "DELETE"):
+            start_response = self._remembering(invocation, start_response)
         principal = self.authorizer.principal_for_key(signed.access_key) if signed else None
         if signed is None or principal is None:
-            return self.app(environ, start_response)
+            return self._answer(invocation, self.app(environ, start_response))
         body = _read_body(environ)
         call = decode(environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/"), query, headers, body, signed)
         for verdict in self.authorizer.authorize(principal, call):
@@ -160,4 +178,31 @@ class IamGate:
                 status, response_headers, payload = denied_response(call, describe_denial(principal, verdict))
                 start_response(status, [*response_headers, ("Content-Length", str(len(payload)))])
                 return [payload]
-        return self.app(environ, start_response)
+        return self._answer(invocation, self.app(environ, start_response))
+
+    def _remembering(self, invocation: str, start_response: Callable[..., Any]) -> Callable[..., Any]:
+        def remember(status: str, response_headers: list[tuple[str, str]], *args: Any) -> Any:
+            if status.startswith("2"):
+                with self._served_lock:
+                    self._answers[invocation] = (status, list(response_headers), None)
+                    while len(self._answers) > ANSWERS_KEPT:
+                        self._answers.popitem(last=False)
+            return start_response(status, response_headers, *args)
+        return remember
+
+    def _answer(self, invocation: str, body: Iterable[bytes]) -> Iterable[bytes]:
+        """Keep a successful change's answer (small ones, the last 256) for a retry of it."""
+        with self._served_lock:
+            pending = self._answers.get(invocation) if invocation else None
+        if pending is None:
+            return body
+        payload = b"".join(body)
+        with self._served_lock:
+            if len(payload) <= ANSWER_LIMIT_BYTES:
+                self._answers[invocation] = (pending[0], pending[1], payload)
+                self._answers.move_to_end(invocation)
+                while len(self._answers) > ANSWERS_KEPT:
+                    self._answers.popitem(last=False)
+            else:
+                self._answers.pop(invocation, None)
+        return [payload]

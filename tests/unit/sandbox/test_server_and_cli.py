@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 import uuid
 
@@ -212,3 +213,30 @@ def test_a_stack_with_an_s3_backend_keeps_its_state_in_the_sandboxs_s3(tmp_path,
 def test_a_stack_without_a_backend_file_keeps_local_state(tmp_path):
     deployment = StackDeployment(SandboxPaths(tmp_path), "dev", "http://127.0.0.1:1", stack=stacks.resolve())
     assert deployment.state_backend() is None
+
+
+def test_a_retried_change_that_took_effect_gets_its_first_answer(sandbox, aws):
+    table = f"retries-{uuid.uuid4().hex[:8]}"
+    aws("dynamodb").create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                                 KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+                                 AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}])
+    invocation = str(uuid.uuid4())
+    body = json.dumps({"TableName": table, "Item": {"k": {"S": "a"}},
+                       "ConditionExpression": "attribute_not_exists(k)"}).encode()
+
+    def attempt(number: int) -> int:
+        request = urllib.request.Request(sandbox.endpoint_url, data=body, method="POST", headers={
+            "X-Amz-Target": "DynamoDB_20120810.PutItem", "Content-Type": "application/x-amz-json-1.0",
+            "amz-sdk-invocation-id": invocation, "amz-sdk-request": f"attempt={number}; max=3",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20261202/us-east-1/dynamodb/aws4_request, "
+                             "SignedHeaders=host, Signature=0"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert attempt(1) == 200
+    assert attempt(2) == 200  # not ConditionalCheckFailedException: the first put took effect
+    invocation = str(uuid.uuid4())
+    assert attempt(1) == 400  # a new invocation is a new request
