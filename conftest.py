@@ -10,6 +10,7 @@ import pytest
 
 from tapharness import plan as planlib
 from tapharness import stacks, toolchain
+from tapharness.deployed import NoTarget, Target, TargetError, load_target
 
 
 @pytest.fixture(scope="session")
@@ -83,3 +84,15 @@ def plan(request: pytest.FixtureRequest, plans: Callable[[str], planlib.PlanSumm
 @pytest.fixture
 def dev(plans: Callable[[str], planlib.PlanSummary]) -> planlib.PlanSummary:
     return plans("dev")
+
+
+@pytest.fixture(scope="session")
+def target() -> Target:
+    """The deployed stack an integration suite tests (``tapharness.deployed.load_target``): skipped
+    with the reason when none is configured, an error when the configured one cannot be used."""
+    try:
+        return load_target()
+    except NoTarget as reason:
+        pytest.skip(f"no deployed stack to test: {reason}")
+    except TargetError as error:
+        pytest.fail(f"the configured target cannot be used: {error}", pytrace=False)

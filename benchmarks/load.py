@@ -34,7 +34,6 @@ import os
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -318,15 +317,9 @@ def _sandbox_usage(env: str) -> tuple[float, int] | None:
     return cpu, rss
 
 
-def _control(target: Target, endpoint: str) -> Any:
-    url = f"{target.sandbox['control_url']}/{endpoint}"  # type: ignore[index]
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
-
-
 def _sandbox_requests(target: Target) -> Counter[str]:
     """Requests the sandbox's AWS endpoint has served so far, by service and operation."""
-    return Counter(_control(target, "requests"))
+    return Counter(target.control("GET", "requests"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -352,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"{len(ordered)} events from {len(by_viewer)} viewers at {rate:.0f}/s against {target.describe()}")
     usage_before = _sandbox_usage(args.env) if target.is_sandbox else None
     requests_before = _sandbox_requests(target) if target.is_sandbox else None
-    gc_at_start = _control(target, "health")["gc"] if target.is_sandbox else None
+    gc_at_start = target.control("GET", "health")["gc"] if target.is_sandbox else None
     ledger = Ledger()
     sending = threading.Event()
     sending.set()
@@ -402,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| sandbox peak RSS | {peak_rss[0] / 2**20:.0f} MiB (the process and its children: function "
               "workers, Redis, PostgreSQL) |")
     if target.is_sandbox:
-        gc_before, gc_after = gc_at_start, _control(target, "health")["gc"]
+        gc_before, gc_after = gc_at_start, target.control("GET", "health")["gc"]
         print(f"| sandbox garbage collection | {gc_after['collections'] - gc_before['collections']} collections, "
               f"{gc_after['total_pause_s'] - gc_before['total_pause_s']:.2f} s paused; longest pause since the "
               f"sandbox started {gc_after['longest_pause_s'] * 1000:.0f} ms |")

@@ -171,10 +171,6 @@ def insight(target: Target, path: str) -> dict[str, Any]:
         return json.loads(response.read())
 
 
-def control(target: Target, endpoint: str, body: Any = None) -> Any:
-    return target.control("POST" if body is not None else "GET", endpoint, body)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default=os.environ.get(ENV_VAR, "dev"))
@@ -196,12 +192,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if target.is_sandbox:
         function = str(target.output("lambda_function_names")["stream_processor"])
-        control(target, "faults", {"crash": {"function": function, "count": args.crashes, "after_s": 0.05},
+        target.control("POST", "faults", {"crash": {"function": function, "count": args.crashes, "after_s": 0.05},
                                    "error": {"request": "dynamodb BatchWriteItem", "count": args.throttles,
                                              "code": "ProvisionedThroughputExceededException", "share": 0.5}})
     before = _sandbox_usage(args.env) if target.is_sandbox else None
     parked_before = parked_count(target)
-    faults_before = control(target, "faults") if target.is_sandbox else None
+    faults_before = target.control("GET", "faults") if target.is_sandbox else None
     events = plan(args.events, args.users, args.pages, args.events / args.duration)
     offered = threading.Event()
     accountant = threading.Thread(target=account, args=(target, events, offered, args.settle, say), daemon=True)
@@ -238,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"poison    {args.poison} sent, {parked} parked in stream_failures (at least once: a consumer that "
           "crashes after parking parks again)")
     if faults_before is not None:
-        faults = control(target, "faults")
+        faults = target.control("GET", "faults")
         crashed = sum(faults["crashed"].values()) - sum(faults_before["crashed"].values())
         throttled = sum(faults["injected"].values()) - sum(faults_before["injected"].values())
         print(f"faults    stream_processor crashed {crashed}x mid-batch, {throttled} BatchWriteItem calls throttled")

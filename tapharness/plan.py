@@ -196,6 +196,21 @@ class Workspace:
         return subprocess.run([self.binary, *args], cwd=self.dir, env={**os.environ, **self.env},
                               capture_output=True, text=True, check=False)
 
+    def validation_errors(self, env: str, overrides: dict[str, str]) -> tuple[int, list[str]]:
+        """Plan ``env`` with ``overrides`` (-var NAME=HCL literal); (exit code, each error's detail)."""
+        args = [arg for name, value in overrides.items() for arg in ("-var", f"{name}={value}")]
+        result = self.run("plan", "-input=false", "-refresh=false", "-json", "-lock=false",
+                          f"-var-file={self.stack.tfvars_file(env)}", *args)
+        messages = []
+        for line in result.stdout.splitlines():
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if message.get("type") == "diagnostic" and message["diagnostic"]["severity"] == "error":
+                messages.append(message["diagnostic"].get("detail", "").split("\n\nThis was checked")[0])
+        return result.returncode, messages
+
     def plan(self, env: str, tf_vars: dict[str, Any] | None = None) -> PlanSummary:
         raw = self.tf.plan(output=True, tf_var_file=str(self.stack.tfvars_file(env)), tf_vars=tf_vars)
         return summarize(env, dict(raw))

@@ -51,7 +51,12 @@ from moto.logs.models import logs_backends
 from tapharness.sandbox.alb import AlbDoor
 from tapharness.sandbox.httpapi import HttpApiDoor
 from tapharness.sandbox.pollers import AwsClients, Invoker
-from tapharness.sandbox.web import HttpRequest, HttpResponse
+from tapharness.sandbox.web import (
+    HttpRequest,
+    HttpResponse,
+    match_resource,
+    path_specificity,
+)
 
 if TYPE_CHECKING:
     from tapharness.sandbox.iam.sessions import ServiceGuard
@@ -71,36 +76,6 @@ def local_invoke_url(invoke_url: str, gateway_url: str) -> str:
     if not match:
         raise ValueError(f"not an API Gateway invoke URL: {invoke_url}")
     return f"{gateway_url.rstrip('/')}/apis/{match['api']}{invoke_url[match.end():]}"
-
-
-def _segments(path: str) -> list[str]:
-    return [s for s in path.split("/") if s]
-
-
-def match_resource(template: str, path: str) -> dict[str, str] | None:
-    """Path parameters when the resource template (``/a/{id}/{proxy+}``) matches the path."""
-    parts, segments = _segments(template), _segments(path)
-    params: dict[str, str] = {}
-    for i, part in enumerate(parts):
-        if part.startswith("{") and part.endswith("+}"):
-            if i >= len(segments):
-                return None
-            params[part[1:-2]] = "/".join(segments[i:])
-            return params
-        if i >= len(segments):
-            return None
-        if part.startswith("{") and part.endswith("}"):
-            params[part[1:-1]] = segments[i]
-        elif part != segments[i]:
-            return None
-    return params if len(parts) == len(segments) else None
-
-
-def _specificity(template: str) -> tuple[int, int]:
-    parts = _segments(template)
-    literal = sum(1 for p in parts if not p.startswith("{"))
-    greedy = sum(1 for p in parts if p.endswith("+}"))
-    return (-greedy, literal)
 
 
 @dataclass
@@ -234,7 +209,7 @@ class FrontDoor:
         for resource in self._resources(route, stage):
             params = match_resource(resource["path"], route.path)
             if params is not None:
-                candidates.append((_specificity(resource["path"]), resource, params))
+                candidates.append((path_specificity(resource["path"]), resource, params))
         if not candidates:
             return self._missing_token()
         _, resource, path_params = max(candidates, key=lambda c: c[0])

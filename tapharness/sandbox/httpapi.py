@@ -33,7 +33,12 @@ from urllib.parse import parse_qsl
 from moto.apigatewayv2.models import Api, Route, apigatewayv2_backends
 
 from tapharness.sandbox.pollers import AwsClients, Invoker
-from tapharness.sandbox.web import HttpRequest, HttpResponse
+from tapharness.sandbox.web import (
+    HttpRequest,
+    HttpResponse,
+    match_resource,
+    path_specificity,
+)
 
 if TYPE_CHECKING:
     from tapharness.sandbox.iam.sessions import ServiceGuard
@@ -54,29 +59,6 @@ class HttpApiRoute:
     path: str
 
 
-def _segments(path: str) -> list[str]:
-    return [s for s in path.split("/") if s]
-
-
-def match_path(template: str, path: str) -> dict[str, str] | None:
-    """Path parameters when a route path (``/a/{id}/{proxy+}``) matches the request path."""
-    parts, segments = _segments(template), _segments(path)
-    params: dict[str, str] = {}
-    for i, part in enumerate(parts):
-        if part.startswith("{") and part.endswith("+}"):
-            if i >= len(segments):
-                return None
-            params[part[1:-2]] = "/".join(segments[i:])
-            return params
-        if i >= len(segments):
-            return None
-        if part.startswith("{") and part.endswith("}"):
-            params[part[1:-1]] = segments[i]
-        elif part != segments[i]:
-            return None
-    return params if len(parts) == len(segments) else None
-
-
 def select_route(route_keys: list[str], method: str, path: str) -> tuple[str, dict[str, str]] | None:
     """The route key API Gateway picks for a request, with its path parameters.
 
@@ -89,12 +71,10 @@ def select_route(route_keys: list[str], method: str, path: str) -> tuple[str, di
         route_method, _, template = key.partition(" ")
         if route_method not in (method, "ANY"):
             continue
-        params = match_path(template, path)
+        params = match_resource(template, path)
         if params is None:
             continue
-        parts = _segments(template)
-        rank = (-sum(p.endswith("+}") for p in parts), sum(not p.startswith("{") for p in parts),
-                int(route_method == method))
+        rank = (*path_specificity(template), int(route_method == method))
         if best is None or rank > best[0]:
             best = (rank, key, params)
     if best is not None:
@@ -206,16 +186,7 @@ class HttpApiDoor:
         query: dict[str, str] = {}
         for key, value in parse_qsl(request.query, keep_blank_values=True):
             query[key] = f"{query[key]},{value}" if key in query else value
-        content_type = headers.get("content-type", "application/json").lower()
-        body: str | None = None
-        is_base64 = False
-        if request.body:
-            try:
-                if not content_type.startswith(_TEXT_TYPES):
-                    raise UnicodeDecodeError("utf-8", b"", 0, 1, "binary media type")
-                body = request.body.decode("utf-8")
-            except UnicodeDecodeError:
-                body, is_base64 = base64.b64encode(request.body).decode(), True
+        body, is_base64 = _event_body(request.body, headers.get("content-type", "application/json").lower())
         host = headers.get("host", f"{route.api_id}.execute-api.{self.clients.region}.amazonaws.com")
         event: dict[str, Any] = {
             "version": "2.0",
@@ -237,6 +208,18 @@ class HttpApiDoor:
                     "stageVariables": stage_variables, "body": body}
         event.update({k: v for k, v in optional.items() if v})
         return event
+
+
+def _event_body(raw: bytes, content_type: str) -> tuple[str | None, bool]:
+    """(body, isBase64Encoded): text media types as a string when they are UTF-8, the rest base64."""
+    if not raw:
+        return None, False
+    if content_type.startswith(_TEXT_TYPES):
+        try:
+            return raw.decode("utf-8"), False
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(raw).decode(), True
 
 
 def translate_v2(function_error: bool, payload: Any) -> HttpResponse:

@@ -1,4 +1,4 @@
-"""The HTTP requests and responses the sandbox's front doors (REST and HTTP APIs) exchange."""
+"""The HTTP requests and responses the sandbox's front doors exchange, and their path templates."""
 
 from __future__ import annotations
 
@@ -30,3 +30,34 @@ class HttpResponse:
     @classmethod
     def json(cls, status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> HttpResponse:
         return cls(status, json.dumps(payload).encode(), [("Content-Type", "application/json"), *(headers or [])])
+
+
+def _segments(path: str) -> list[str]:
+    return [s for s in path.split("/") if s]
+
+
+def match_resource(template: str, path: str) -> dict[str, str] | None:
+    """Path parameters when a resource or route template (``/a/{id}/{proxy+}``) matches the path."""
+    parts, segments = _segments(template), _segments(path)
+    params: dict[str, str] = {}
+    for i, part in enumerate(parts):
+        if part.startswith("{") and part.endswith("+}"):
+            if i >= len(segments):
+                return None
+            params[part[1:-2]] = "/".join(segments[i:])
+            return params
+        if i >= len(segments):
+            return None
+        if part.startswith("{") and part.endswith("}"):
+            params[part[1:-1]] = segments[i]
+        elif part != segments[i]:
+            return None
+    return params if len(parts) == len(segments) else None
+
+
+def path_specificity(template: str) -> tuple[int, int]:
+    """Rank of a path template: no greedy ``{proxy+}`` before greedy, then more literal segments."""
+    parts = _segments(template)
+    literal = sum(1 for p in parts if not p.startswith("{"))
+    greedy = sum(1 for p in parts if p.endswith("+}"))
+    return (-greedy, literal)

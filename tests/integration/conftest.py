@@ -22,7 +22,7 @@ import pg8000.native
 import pytest
 import redis
 
-from tapharness.deployed import NoTarget, Target, TargetError, load_target
+from tapharness.deployed import Target
 
 from .flows import Api, Inbox
 
@@ -58,15 +58,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.pluginmanager.has_plugin("tapstack-latency"):
         config.pluginmanager.register(LatencyReport(), "tapstack-latency")
 
-
-@pytest.fixture(scope="session")
-def target() -> Target:
-    try:
-        return load_target()
-    except NoTarget as reason:
-        pytest.skip(f"no deployed stack to test: {reason}")
-    except TargetError as error:
-        pytest.fail(f"the configured target cannot be used: {error}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,14 @@ def response(failed_ids: Iterable[str]) -> dict[str, Any]:
     return {"batchItemFailures": [{"itemIdentifier": item_id} for item_id in unique]}
 
 
+def stream_response(sequence_numbers: Iterable[str], failed_ids: Iterable[str]) -> dict[str, Any]:
+    """For streams (Kinesis, DynamoDB): Lambda checkpoints at the lowest failed record and retries
+    from there, so only the first failed record in delivery order is reported."""
+    failed = set(failed_ids)
+    first = next((sequence for sequence in sequence_numbers if sequence in failed), None)
+    return response([] if first is None else [first])
+
+
 def fifo_failures(records: Sequence[tuple[str, str]], failed_ids: Iterable[str]) -> list[str]:
     """For FIFO queues: once a message of a group fails, every later message of that
     group must be reported too, or SQS would deliver them out of order.

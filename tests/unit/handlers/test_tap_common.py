@@ -178,3 +178,8 @@ def test_logs_are_json_with_the_service_name(capsys: pytest.CaptureFixture[str])
     logs.logger().info("hello", extra={"k": 1})
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (line["message"], line["service"], line["k"]) == ("hello", "unit", 1)
+
+
+def test_a_stream_batch_reports_only_its_first_failed_record() -> None:
+    assert batch.stream_response(["1", "2", "3"], {"3", "2"}) == {"batchItemFailures": [{"itemIdentifier": "2"}]}
+    assert batch.stream_response(["1", "2"], set()) == {"batchItemFailures": []}

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tapharness.sandbox.apigw import local_invoke_url, match_resource
+from tapharness.sandbox.apigw import local_invoke_url
+from tapharness.sandbox.web import match_resource
 
 from .helpers import unique, zip_sources
 

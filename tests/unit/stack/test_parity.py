@@ -7,12 +7,18 @@ the attribute path.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
-from tapharness.parity import allowed, differences, disallowed_differences, normalize
+from tapharness.checks.parity import (
+    other,
+    test_every_environment_plans_the_same_resource_addresses_and_types,
+    test_only_allowed_attributes_differ_from_dev,
+)
+from tapharness.parity import allowed, differences, normalize
 from tapharness.plan import PlanSummary
+
+__all__ = ["other", "test_every_environment_plans_the_same_resource_addresses_and_types",
+           "test_only_allowed_attributes_differ_from_dev"]
 
 # (resource address glob, attribute path glob) → the spec's category of allowed difference.
 ALLOWED: dict[tuple[str, str], str] = {
@@ -33,24 +39,10 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("aws_cloudwatch_metric_alarm.*", "threshold"): "alarm thresholds",
 }
 
-@pytest.fixture(params=("staging", "prod"))
-def other(request: pytest.FixtureRequest, plans: Callable[[str], PlanSummary]) -> PlanSummary:
-    return plans(request.param)
 
-
-@pytest.mark.plan
-def test_every_environment_plans_the_same_resource_addresses_and_types(dev: PlanSummary,
-                                                                        other: PlanSummary) -> None:
-    missing = sorted(set(dev.types.items()) - set(other.types.items()))
-    extra = sorted(set(other.types.items()) - set(dev.types.items()))
-    assert not missing and not extra, f"{other.env} vs dev: missing {missing}, extra {extra}"
-
-
-@pytest.mark.plan
-def test_only_allowed_attributes_differ_from_dev(dev: PlanSummary, other: PlanSummary) -> None:
-    offending = disallowed_differences(dev, other, ALLOWED)
-    assert not offending, f"{other.env} differs from dev outside the allow-list:\n" + "\n".join(offending)
-
+@pytest.fixture
+def parity_allowed() -> dict[tuple[str, str], str]:
+    return ALLOWED
 
 @pytest.mark.plan
 def test_unknown_after_apply_attributes_are_the_same_in_every_environment(dev: PlanSummary,

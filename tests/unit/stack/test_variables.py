@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
-from tapharness.plan import PlanSummary, Workspace
-from tapharness.sandbox.adapter import Adapter
-from tapharness.stacks import Stack
+from tapharness.checks.variables import (
+    test_the_sandbox_sets_only_variables_the_stack_declares,
+)
+from tapharness.plan import Workspace
+
+__all__ = ["test_the_sandbox_sets_only_variables_the_stack_declares"]
 
 # One representative invalid value per validated variable (HCL literal syntax).
 INVALID = {
@@ -61,31 +63,12 @@ INVALID = {
 }
 
 
-def _diagnostics(stdout: str) -> list[dict]:
-    out = []
-    for line in stdout.splitlines():
-        try:
-            message = json.loads(line)
-        except ValueError:
-            continue
-        if message.get("type") == "diagnostic":
-            out.append(message["diagnostic"])
-    return out
-
-
-def _plan_errors(workspace: Workspace, overrides: dict[str, str]) -> tuple[int, list[str]]:
-    args = [arg for name, value in overrides.items() for arg in ("-var", f"{name}={value}")]
-    result = workspace.run("plan", "-input=false", "-refresh=false", "-json", "-lock=false",
-                           f"-var-file={workspace.stack.tfvars_file('dev')}", *args)
-    messages = [d.get("detail", "").split("\n\nThis was checked")[0]
-                for d in _diagnostics(result.stdout) if d["severity"] == "error"]
-    return result.returncode, messages
 
 
 @pytest.fixture(scope="module")
 def rejected(workspace: Workspace) -> tuple[int, list[str]]:
     """One plan with every invalid value at once: OpenTofu reports each failed validation."""
-    return _plan_errors(workspace, INVALID)
+    return workspace.validation_errors("dev", INVALID)
 
 
 @pytest.mark.plan
@@ -101,25 +84,19 @@ def test_invalid_value_fails_the_plan_naming_the_variable(rejected: tuple[int, l
 def test_each_invalid_value_alone_fails_the_plan(workspace: Workspace) -> None:
     """The batched plan above cannot hide a value that is only rejected because of another one."""
     for name in ("env", "min_capacity", "expiration_schedule_expression"):
-        returncode, messages = _plan_errors(workspace, {name: INVALID[name]})
+        returncode, messages = workspace.validation_errors("dev", {name: INVALID[name]})
         assert returncode == 1 and any(name in m for m in messages), f"{name}: {messages}"
 
 
 @pytest.mark.plan
 def test_aurora_min_capacity_above_max_fails_the_plan(workspace: Workspace) -> None:
-    returncode, messages = _plan_errors(workspace, {"min_capacity": "8", "max_capacity": "4"})
+    returncode, messages = workspace.validation_errors("dev", {"min_capacity": "8", "max_capacity": "4"})
     assert returncode == 1
     assert any("min_capacity" in m and "max_capacity" in m for m in messages), messages
 
 
 @pytest.mark.plan
 def test_subnet_lists_shorter_than_the_zone_count_fail_the_plan(workspace: Workspace) -> None:
-    returncode, messages = _plan_errors(workspace, {"num_availability_zones": "4"})
+    returncode, messages = workspace.validation_errors("dev", {"num_availability_zones": "4"})
     assert returncode == 1
     assert any("num_availability_zones" in m for m in messages), messages
-
-
-def test_the_sandbox_sets_only_variables_the_stack_declares(dev: PlanSummary, stack: Stack) -> None:
-    adapter = Adapter.load(stack)
-    undeclared = (set(adapter.vars) | set(adapter.integration_vars)) - set(dev.variables)
-    assert not undeclared, f"sandbox.yaml sets {sorted(undeclared)}, which the stack does not declare"

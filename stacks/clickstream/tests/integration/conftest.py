@@ -11,17 +11,7 @@ from typing import Any
 
 import pytest
 
-from tapharness.deployed import NoTarget, Target, TargetError, load_target
-
-
-@pytest.fixture(scope="session")
-def target() -> Target:
-    try:
-        return load_target()
-    except NoTarget as reason:
-        pytest.skip(f"no deployed stack to test: {reason}")
-    except TargetError as error:
-        pytest.fail(f"the configured target cannot be used: {error}", pytrace=False)
+from tapharness.deployed import Target
 
 
 class Producer:

@@ -13,17 +13,7 @@ from typing import Any
 
 import pytest
 
-from tapharness.deployed import NoTarget, Target, TargetError, load_target
-
-
-@pytest.fixture(scope="session")
-def target() -> Target:
-    try:
-        return load_target()
-    except NoTarget as reason:
-        pytest.skip(f"no deployed stack to test: {reason}")
-    except TargetError as error:
-        pytest.fail(f"the configured target cannot be used: {error}", pytrace=False)
+from tapharness.deployed import Target
 
 
 class BookingApi:
@@ -88,10 +78,6 @@ class Inventory:
                                  KeyConditionExpression="pk = :pk AND begins_with(sk, :b)",
                                  ExpressionAttributeValues={":pk": {"S": pk}, ":b": {"S": "BOOKING#"}})["Items"]
         return sorted(i["sk"]["S"] for i in items)
-
-    def count(self, prefix: str) -> int:
-        pages = self.table.get_paginator("scan").paginate(TableName=self.name, ProjectionExpression="pk")
-        return sum(1 for page in pages for item in page["Items"] if item["pk"]["S"].startswith(prefix))
 
 
 @pytest.fixture(scope="session")

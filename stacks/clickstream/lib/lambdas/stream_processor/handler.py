@@ -38,14 +38,6 @@ def decode(records: list[dict[str, Any]]) -> tuple[list[tuple[str, ClickEvent]],
     return events, poison
 
 
-def first_failed(records: list[dict[str, Any]], failed: set[str]) -> list[str]:
-    """Kinesis checkpoints at the lowest failed record: report only the first one in order."""
-    for record in records:
-        if record["kinesis"]["sequenceNumber"] in failed:
-            return [record["kinesis"]["sequenceNumber"]]
-    return []
-
-
 def park(poison: list[tuple[dict[str, Any], str]]) -> set[str]:
     """Send poison records to the failure queue; returns the sequence numbers that could not be parked."""
     unparked: set[str] = set()
@@ -89,4 +81,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     failed = park(poison) | store(events)
     logger.info("batch processed", extra={"records": len(records), "stored": len(events), "poisoned": len(poison),
                                           "failed": len(failed)})
-    return batch.response(first_failed(records, failed))
+    return batch.stream_response((r["kinesis"]["sequenceNumber"] for r in records), failed)

@@ -7,11 +7,14 @@ import re
 
 import pytest
 
-from tapharness.plan import PlanSummary, Workspace, summarize
-from tapharness.sandbox.adapter import Adapter
-from tapharness.stacks import Stack
+from tapharness.checks.variables import (
+    test_the_sandbox_sets_only_variables_the_stack_declares,
+)
+from tapharness.plan import Workspace, summarize
 
 pytestmark = pytest.mark.plan
+
+__all__ = ["test_the_sandbox_sets_only_variables_the_stack_declares"]
 
 INVALID = {
     "aws_region": '"moon-1"',
@@ -37,24 +40,10 @@ INVALID = {
 }
 
 
-def _plan_errors(workspace: Workspace, overrides: dict[str, str]) -> tuple[int, list[str]]:
-    args = [arg for name, value in overrides.items() for arg in ("-var", f"{name}={value}")]
-    result = workspace.run("plan", "-input=false", "-refresh=false", "-json", "-lock=false",
-                           f"-var-file={workspace.stack.tfvars_file('dev')}", *args)
-    messages = []
-    for line in result.stdout.splitlines():
-        try:
-            message = json.loads(line)
-        except ValueError:
-            continue
-        if message.get("type") == "diagnostic" and message["diagnostic"]["severity"] == "error":
-            messages.append(message["diagnostic"].get("detail", "").split("\n\nThis was checked")[0])
-    return result.returncode, messages
-
 
 @pytest.fixture(scope="module")
 def rejected(workspace: Workspace) -> tuple[int, list[str]]:
-    return _plan_errors(workspace, INVALID)
+    return workspace.validation_errors("dev", INVALID)
 
 
 @pytest.mark.parametrize("name", sorted(INVALID))
@@ -65,7 +54,7 @@ def test_invalid_value_fails_the_plan_naming_the_variable(rejected: tuple[int, l
 
 
 def test_minimum_capacity_above_maximum_fails_the_plan(workspace: Workspace) -> None:
-    returncode, messages = _plan_errors(workspace, {"table_min_write_capacity": "500", "table_max_write_capacity": "100"})
+    returncode, messages = workspace.validation_errors("dev", {"table_min_write_capacity": "500", "table_max_write_capacity": "100"})
     assert returncode == 1 and any("table_min_write_capacity" in m for m in messages), messages
 
 
@@ -76,9 +65,3 @@ def test_turning_ssh_on_opens_port_22_to_the_admin_range_only(workspace: Workspa
     plan = summarize("dev", json.loads(workspace.run("show", "-json", "ssh.tfplan").stdout))
     ssh = [r for r in plan.of_type("aws_network_acl_rule").values() if r["from_port"] == 22]
     assert [r["cidr_block"] for r in ssh] == [plan.variables["ssh_allowed_cidr"]]
-
-
-def test_the_sandbox_sets_only_variables_the_stack_declares(dev: PlanSummary, stack: Stack) -> None:
-    adapter = Adapter.load(stack)
-    undeclared = (set(adapter.vars) | set(adapter.integration_vars)) - set(dev.variables)
-    assert not undeclared, f"sandbox.yaml sets {sorted(undeclared)}, which the stack does not declare"

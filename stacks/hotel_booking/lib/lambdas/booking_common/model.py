@@ -10,6 +10,7 @@ Keys (pk, sk):
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -87,6 +88,12 @@ class Night:
         return {"type": "inventory_changed", "reason": reason, "pms_id": pms_id, "property_id": self.property_id,
                 "room_id": self.room_id, "stay_date": self.stay_date, "available_units": self.available_units,
                 "total_units": self.total_units, "version": self.version, "updated_at": self.updated_at}
+
+    def publication(self, pms_id: str, reason: str) -> dict[str, Any]:
+        """Message and attributes of its inventory_updates publication (``pms_id`` routes it to the PMS's queue)."""
+        return {"Message": json.dumps(self.message(pms_id, reason), separators=(",", ":")),
+                "MessageAttributes": {"pms_id": {"DataType": "String", "StringValue": pms_id},
+                                      "property_id": {"DataType": "String", "StringValue": self.property_id}}}
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ SLA: the booking path answers in < 400 ms P95 (reads, one transaction, one publi
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from datetime import UTC, datetime
@@ -25,8 +24,8 @@ from booking_common.model import (
     booking_key,
     inventory_key,
     night_pk,
-    property_key,
 )
+from booking_common.store import read_property
 from botocore.exceptions import BotoCoreError, ClientError
 from redis.exceptions import RedisError
 from request import BookingRequest, parse_availability, parse_booking
@@ -50,11 +49,6 @@ logger = make_logger()
 
 class LostRace(Exception):
     """Every attempt lost its optimistic lock to a concurrent booking."""
-
-
-def _property(table: str, property_id: str) -> Property | None:
-    item = aws.client("dynamodb").get_item(TableName=table, Key=serialize(property_key(property_id)))
-    return Property.from_item(deserialize(item["Item"])) if "Item" in item else None
 
 
 def _existing_booking(table: str, request: BookingRequest) -> dict[str, Any]:
@@ -97,12 +91,7 @@ def _reserve(table: str, request: BookingRequest) -> tuple[list[Night], dict[str
 def _publish(prop: Property, nights: list[Night]) -> None:
     """Tell the property's PMS. A failure is logged, not returned: the booking stands, and
     reconciliation republishes nights the PMS has not acknowledged (SLA 2 min)."""
-    entries = [{
-        "Id": str(i),
-        "Message": json.dumps(night.message(prop.pms_id, "booking"), separators=(",", ":")),
-        "MessageAttributes": {"pms_id": {"DataType": "String", "StringValue": prop.pms_id},
-                              "property_id": {"DataType": "String", "StringValue": prop.property_id}},
-    } for i, night in enumerate(nights)]
+    entries = [{"Id": str(i), **night.publication(prop.pms_id, "booking")} for i, night in enumerate(nights)]
     try:
         for start in range(0, len(entries), 10):
             failed = aws.client("sns").publish_batch(TopicArn=config.require("INVENTORY_TOPIC_ARN"),
@@ -117,7 +106,7 @@ def book(event: dict[str, Any]) -> dict[str, Any]:
     table = config.require("INVENTORY_TABLE")
     request = parse_booking(event.get("body"), bool(event.get("isBase64Encoded")), datetime.now(UTC).date(),
                             config.integer("MAX_NIGHTS"), config.integer("MAX_UNITS"))
-    prop = check_offer(request, _property(table, request.property_id))
+    prop = check_offer(request, read_property(table, request.property_id))
     try:
         nights, earlier = _reserve(table, request)
     except LostRace:
@@ -140,7 +129,7 @@ def availability(event: dict[str, Any]) -> dict[str, Any]:
     table = config.require("INVENTORY_TABLE")
     query = parse_availability(event.get("pathParameters"), event.get("queryStringParameters"),
                                datetime.now(UTC).date())
-    prop = _property(table, query.property_id)
+    prop = read_property(table, query.property_id)
     if prop is None:
         raise NotBookable(404, "unknown property", "property_id")
     wanted = {cache.cache_field(room, d): (room, d) for room in sorted(prop.rooms) for d in query.stay_dates}

@@ -65,15 +65,6 @@ def group_by_property(records: list[dict[str, Any]]) -> tuple[dict[str, Property
     return changes, poison
 
 
-def first_failed(records: list[dict[str, Any]], failed: set[str]) -> list[str]:
-    """Streams checkpoint at the lowest failed record: report only the first one in order."""
-    for record in records:
-        sequence = record.get("dynamodb", {}).get("SequenceNumber", "")
-        if sequence in failed:
-            return [sequence]
-    return []
-
-
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = event.get("Records", [])
@@ -103,4 +94,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             # Reconciliation would never recheck these nights: retry them (the writes are idempotent).
             logger.exception("hot marks not recorded", extra={"nights": len(hot)})
             failed.update(written_records)
-    return batch.response(first_failed(records, failed))
+    return batch.stream_response((r.get("dynamodb", {}).get("SequenceNumber", "") for r in records), failed)

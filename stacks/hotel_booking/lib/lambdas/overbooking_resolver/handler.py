@@ -14,7 +14,6 @@ SLA: overbooking auto-reassigned < 60 s after detection, the correction pushed t
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +21,6 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from booking_common import cache
 from booking_common.model import (
-    ALLOCATION_PREFIX,
     Night,
     Property,
     allocation_key,
@@ -30,46 +28,35 @@ from booking_common.model import (
     inventory_key,
     night_pk,
     now_iso,
-    property_key,
     split_night_pk,
 )
+from booking_common.store import allocations, read_night, read_property
 from botocore.exceptions import ClientError
 from tap_common import aws, config
 from tap_common.cache import redis_client
-from tap_common.dynamo import deserialize, serialize
+from tap_common.dynamo import serialize
 from tap_common.logs import logger as make_logger
 
 logger = make_logger()
 
 
 class Store:
-    """Reads of the primary table, memoised for one run."""
+    """Reads of the primary table for one run; properties are read once."""
 
     def __init__(self, table: str) -> None:
         self.table = table
         self._properties: dict[str, Property | None] = {}
 
     def night(self, pk: str) -> Night | None:
-        item = aws.client("dynamodb").get_item(TableName=self.table, Key=serialize(inventory_key(pk)),
-                                               ConsistentRead=True).get("Item")
-        return Night.from_item(deserialize(item)) if item else None
+        return read_night(self.table, pk)
 
     def prop(self, property_id: str) -> Property | None:
         if property_id not in self._properties:
-            item = aws.client("dynamodb").get_item(TableName=self.table, Key=serialize(property_key(property_id)),
-                                                   ConsistentRead=True).get("Item")
-            self._properties[property_id] = Property.from_item(deserialize(item)) if item else None
+            self._properties[property_id] = read_property(self.table, property_id, consistent=True)
         return self._properties[property_id]
 
     def allocations(self, pk: str) -> list[dict[str, Any]]:
-        paginator = aws.client("dynamodb").get_paginator("query")
-        found = []
-        for page in paginator.paginate(TableName=self.table, ConsistentRead=True,
-                                       KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-                                       ExpressionAttributeValues={":pk": {"S": pk},
-                                                                  ":prefix": {"S": ALLOCATION_PREFIX}}):
-            found += [deserialize(item) for item in page["Items"]]
-        return found
+        return allocations(self.table, pk)
 
 
 def publish(store: Store, nights: list[Night], reason: str) -> int:
@@ -79,11 +66,7 @@ def publish(store: Store, nights: list[Night], reason: str) -> int:
         if prop is None:
             logger.error("night of an unknown property", extra={"pk": night.pk})
             continue
-        aws.client("sns").publish(
-            TopicArn=config.require("INVENTORY_TOPIC_ARN"),
-            Message=json.dumps(night.message(prop.pms_id, reason), separators=(",", ":")),
-            MessageAttributes={"pms_id": {"DataType": "String", "StringValue": prop.pms_id},
-                               "property_id": {"DataType": "String", "StringValue": prop.property_id}})
+        aws.client("sns").publish(TopicArn=config.require("INVENTORY_TOPIC_ARN"), **night.publication(prop.pms_id, reason))
         sent += 1
     return sent
 

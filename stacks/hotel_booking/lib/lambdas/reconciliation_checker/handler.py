@@ -18,17 +18,17 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from booking_common import cache
 from booking_common.model import (
-    ALLOCATION_PREFIX,
     IDENTIFIER,
     Night,
     inventory_key,
     split_night_pk,
 )
+from booking_common.store import allocations
 from consistency import Copies, Finding, Graces, compare
 from pg8000.exceptions import DatabaseError
-from tap_common import aws, config, db
+from tap_common import config, db
 from tap_common.cache import redis_client
-from tap_common.dynamo import batch_get, deserialize
+from tap_common.dynamo import batch_get
 from tap_common.logs import logger as make_logger
 
 logger = make_logger()
@@ -50,14 +50,7 @@ def room_nights(event: dict[str, Any], now: float) -> list[str]:
 
 
 def sold_units(table: str, pk: str) -> int:
-    paginator = aws.client("dynamodb").get_paginator("query")
-    total = 0
-    for page in paginator.paginate(TableName=table, ConsistentRead=True,
-                                   KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-                                   ExpressionAttributeValues={":pk": {"S": pk}, ":prefix": {"S": ALLOCATION_PREFIX}},
-                                   ProjectionExpression="units"):
-        total += sum(int(deserialize(item)["units"]) for item in page["Items"])
-    return total
+    return sum(int(a["units"]) for a in allocations(table, pk, projection="units"))
 
 
 def pms_acknowledged(pks: list[str]) -> dict[str, dict[str, int]]:

@@ -220,15 +220,12 @@ def availability(context: Any, property_id: str = "h1", **query: str) -> tuple[i
 
 
 def test_availability_answers_from_the_cache_when_it_holds_every_night(env: Any, context: Any) -> None:
-    cache = load_package("booking_handler", "handler").handler.cache
-    model = bh.reservation
-    night_ = model.Night("h1", "deluxe-king", stay(30), 3, 10, 4, "2026-01-01T00:00:00Z")
-    nights = [model.Night("h1", room, stay(30), 3, 10, 4, "2026-01-01T00:00:00Z")
+    nights = [bh.reservation.Night("h1", room, stay(30), 3, 10, 4, "2026-01-01T00:00:00Z")
               for room in ("deluxe-king", "deluxe-twin", "suite")]
-    cache.write_nights(env["redis"], "h1", nights, 900)
+    bh.handler.cache.write_nights(env["redis"], "h1", nights, 900)
     status, body = availability(context, **{"from": stay(30), "nights": "1"})
     assert status == 200 and body["source"] == "cache"
-    assert body["rooms"]["deluxe-king"] == {night_.stay_date: 3}
+    assert body["rooms"]["deluxe-king"] == {stay(30): 3}
 
 
 def test_availability_reads_the_table_for_what_the_cache_lacks(env: Any, context: Any) -> None:

@@ -6,10 +6,17 @@ from collections.abc import Callable
 
 import pytest
 
-from tapharness.parity import disallowed_differences
+from tapharness.checks.parity import (
+    other,
+    test_every_environment_plans_the_same_resource_addresses_and_types,
+    test_only_allowed_attributes_differ_from_dev,
+)
 from tapharness.plan import PlanSummary
 
 pytestmark = pytest.mark.plan
+
+__all__ = ["other", "test_every_environment_plans_the_same_resource_addresses_and_types",
+           "test_only_allowed_attributes_differ_from_dev"]
 
 # (resource address glob, attribute path glob) -> why it may differ between environments.
 ALLOWED: dict[tuple[str, str], str] = {
@@ -26,20 +33,9 @@ ALLOWED: dict[tuple[str, str], str] = {
 }
 
 
-@pytest.fixture(params=("staging", "prod"))
-def other(request: pytest.FixtureRequest, plans: Callable[[str], PlanSummary]) -> PlanSummary:
-    return plans(request.param)
-
-
-def test_every_environment_plans_the_same_resource_addresses_and_types(dev: PlanSummary, other: PlanSummary) -> None:
-    missing = sorted(set(dev.types.items()) - set(other.types.items()))
-    extra = sorted(set(other.types.items()) - set(dev.types.items()))
-    assert not missing and not extra, f"{other.env} vs dev: missing {missing}, extra {extra}"
-
-
-def test_only_capacity_attributes_differ_from_dev(dev: PlanSummary, other: PlanSummary) -> None:
-    offending = disallowed_differences(dev, other, ALLOWED)
-    assert not offending, f"{other.env} differs from dev outside the allow-list:\n" + "\n".join(offending)
+@pytest.fixture
+def parity_allowed() -> dict[tuple[str, str], str]:
+    return ALLOWED
 
 
 def test_every_environment_replicates_to_the_same_regions(dev: PlanSummary, other: PlanSummary) -> None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
-from tapharness.plan import PlanSummary, Workspace
-from tapharness.sandbox.adapter import Adapter
-from tapharness.stacks import Stack
+from tapharness.checks.variables import (
+    test_the_sandbox_sets_only_variables_the_stack_declares,
+)
+from tapharness.plan import Workspace
 
 pytestmark = pytest.mark.plan
+
+__all__ = ["test_the_sandbox_sets_only_variables_the_stack_declares"]
 
 # One representative invalid value per validated variable (HCL literal syntax).
 INVALID = {
@@ -56,25 +58,11 @@ INVALID = {
 }
 
 
-def _plan_errors(workspace: Workspace, overrides: dict[str, str]) -> tuple[int, list[str]]:
-    args = [arg for name, value in overrides.items() for arg in ("-var", f"{name}={value}")]
-    result = workspace.run("plan", "-input=false", "-refresh=false", "-json", "-lock=false",
-                           f"-var-file={workspace.stack.tfvars_file('dev')}", *args)
-    messages = []
-    for line in result.stdout.splitlines():
-        try:
-            message = json.loads(line)
-        except ValueError:
-            continue
-        if message.get("type") == "diagnostic" and message["diagnostic"]["severity"] == "error":
-            messages.append(message["diagnostic"].get("detail", "").split("\n\nThis was checked")[0])
-    return result.returncode, messages
-
 
 @pytest.fixture(scope="module")
 def rejected(workspace: Workspace) -> tuple[int, list[str]]:
     """One plan with every invalid value at once: OpenTofu reports each failed validation."""
-    return _plan_errors(workspace, INVALID)
+    return workspace.validation_errors("dev", INVALID)
 
 
 @pytest.mark.parametrize("name", sorted(INVALID))
@@ -92,21 +80,15 @@ def test_every_validated_variable_has_an_invalid_example(workspace: Workspace) -
 
 
 def test_a_replica_in_the_primary_region_fails_the_plan(workspace: Workspace) -> None:
-    returncode, messages = _plan_errors(workspace, {"dynamodb_replica_regions": '["us-west-2"]'})
+    returncode, messages = workspace.validation_errors("dev", {"dynamodb_replica_regions": '["us-west-2"]'})
     assert returncode == 1 and any("dynamodb_replica_regions" in m for m in messages), messages
 
 
 def test_a_visibility_timeout_shorter_than_six_function_timeouts_fails_the_plan(workspace: Workspace) -> None:
-    returncode, messages = _plan_errors(workspace, {"pms_queue_visibility_timeout_seconds": "60"})
+    returncode, messages = workspace.validation_errors("dev", {"pms_queue_visibility_timeout_seconds": "60"})
     assert returncode == 1 and any("pms_queue_visibility_timeout_seconds" in m for m in messages), messages
 
 
 def test_aurora_min_capacity_above_max_fails_the_plan(workspace: Workspace) -> None:
-    returncode, messages = _plan_errors(workspace, {"aurora_min_capacity": "8", "aurora_max_capacity": "4"})
+    returncode, messages = workspace.validation_errors("dev", {"aurora_min_capacity": "8", "aurora_max_capacity": "4"})
     assert returncode == 1 and any("aurora_min_capacity" in m for m in messages), messages
-
-
-def test_the_sandbox_sets_only_variables_the_stack_declares(dev: PlanSummary, stack: Stack) -> None:
-    adapter = Adapter.load(stack)
-    undeclared = (set(adapter.vars) | set(adapter.integration_vars)) - set(dev.variables)
-    assert not undeclared, f"sandbox.yaml sets {sorted(undeclared)}, which the stack does not declare"
