@@ -657,6 +657,17 @@ variable "expiration_schedule_expression" {
   }
 }
 
+variable "cache_refresh_schedule_expression" {
+  description = "Schedule of the recommendation-cache refresh (Aurora catalogue and co-viewing -> Redis content:* and cf:*), rate(...) or cron(...) (UTC)."
+  type        = string
+  default     = "rate(1 hour)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.cache_refresh_schedule_expression))
+    error_message = "cache_refresh_schedule_expression must be rate(...) or cron(...), e.g. rate(1 hour)."
+  }
+}
+
 # -----------------------------------------------------------------------------
 # Variables: S3 and Athena
 # -----------------------------------------------------------------------------
@@ -850,6 +861,7 @@ locals {
     aurora           = "${local.name_prefix}-aurora"
     state_machine    = "${local.name_prefix}-content-expiration"
     schedule_rule    = "${local.name_prefix}-nightly-expiration"
+    refresh_rule     = "${local.name_prefix}-cache-refresh"
     layer            = "${local.name_prefix}-common"
     athena_workgroup = "${local.name_prefix}-${var.workgroup_name}"
     glue_database    = replace("${local.name_prefix}_viewing", "-", "_")
@@ -878,6 +890,7 @@ locals {
   }
 
   function_names = { for k in keys(local.lambda_functions) : k => "${local.name_prefix}-${replace(k, "_", "-")}" }
+  function_arns  = { for k, name in local.function_names : k => "arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${name}" }
 
   # Constants of the event flow. They are the same in every environment on purpose:
   # the spec forbids different event flows or recommendation logic between envs.
@@ -904,6 +917,8 @@ locals {
     dlq_max_receive_count         = 5
     sfn_task_timeout_s            = 900  # >= the largest Lambda timeout, so the definition never varies
     sfn_execution_timeout_s       = 3600 # the whole nightly run
+    expiration_lookback_days      = 7    # licences expired this recently are (re)processed: a missed night catches up
+    archive_poll_s                = 5    # between checks of the archive query's state
     archive_noncurrent_days       = 90
     thumbnails_noncurrent_days    = 30
     athena_results_expire_days    = 30
@@ -919,6 +934,12 @@ locals {
     aurora_backup_window          = "03:00-04:00"
     redis_snapshot_window         = "02:00-03:00"
     redis_snapshot_retention_days = 7
+    # Recommendation cache (cache_refresh -> Redis; schema in lambdas/cache_refresh/cachekeys.py).
+    cache_ttl_s          = 86400 # content:* and cf:* outlive many missed refreshes
+    neighbours_per_title = 50    # members of each cf:{id}
+    co_view_window_days  = 90    # co-viewing older than this no longer counts
+    viewer_titles        = 50    # most recent titles per viewer in the pair join
+    min_co_viewers       = 2     # a pair seen by one viewer is noise, not similarity
   }
 
   # Per-environment capacity map: the alarm thresholds that scale with each
@@ -959,7 +980,7 @@ locals {
   }
   capacity = local.env_capacity[var.env]
 
-  # The eleven functions of contract.md. Memory variables map to functions by role:
+  # The twelve functions of contract.md. Memory variables map to functions by role:
   # event_processor_memory covers the whole ingest path (API handler and both
   # Kinesis consumers); expiration_memory covers catalog maintenance (the four
   # expiration tasks and the thumbnail validator).
@@ -1005,6 +1026,13 @@ locals {
       memory      = var.achievements_memory
       timeout     = var.timeout_s
       description = "SQS consumer: awards milestone badges and notifies users."
+    }
+    cache_refresh = {
+      package     = "cache_refresh"
+      handler     = "handler.lambda_handler"
+      memory      = var.analytics_memory
+      timeout     = var.timeout_s
+      description = "Scheduled: item-to-item similarity and catalogue metadata from Aurora into the Redis recommendation cache (content:*, cf:*)."
     }
     expiration_find = {
       package     = "content_expiration"
@@ -1103,7 +1131,16 @@ locals {
     achievements_consumer = {
       NOTIFICATIONS_TOPIC_ARN = aws_sns_topic.this["notifications"].arn
     }
-    expiration_find  = local.db_env
+    cache_refresh = merge(local.db_env, local.redis_env, {
+      CACHE_TTL_SECONDS    = tostring(local.flow.cache_ttl_s)
+      NEIGHBOURS_PER_TITLE = tostring(local.flow.neighbours_per_title)
+      CO_VIEW_WINDOW_DAYS  = tostring(local.flow.co_view_window_days)
+      VIEWER_TITLES        = tostring(local.flow.viewer_titles)
+      MIN_CO_VIEWERS       = tostring(local.flow.min_co_viewers)
+    })
+    expiration_find = merge(local.db_env, {
+      EXPIRATION_LOOKBACK_DAYS = tostring(local.flow.expiration_lookback_days)
+    })
     expiration_mark  = {}
     expiration_purge = local.redis_env
     expiration_archive = {
@@ -1798,6 +1835,18 @@ locals {
         resources = [aws_sns_topic.this["notifications"].arn]
       },
     ]
+    cache_refresh = [
+      {
+        sid       = "ReadAuroraCredentials"
+        actions   = ["secretsmanager:GetSecretValue"]
+        resources = [aws_secretsmanager_secret.this["aurora"].arn]
+      },
+      {
+        sid       = "ReadRedisAuthToken"
+        actions   = ["secretsmanager:GetSecretValue"]
+        resources = [aws_secretsmanager_secret.this["redis"].arn]
+      },
+    ]
     expiration_find = [
       {
         sid       = "ReadAuroraCredentials"
@@ -2334,7 +2383,7 @@ resource "aws_api_gateway_method_settings" "all" {
 }
 
 # -----------------------------------------------------------------------------
-# Ingest: Lambda layer and functions (all eleven functions of contract.md share
+# Ingest: Lambda layer and functions (all twelve functions of contract.md share
 # one for_each; event_processor is the ingest one, the others are wired below)
 #
 # Every function: VPC private subnets + the lambda SG, X-Ray active tracing, the
@@ -3133,9 +3182,31 @@ resource "aws_glue_catalog_table" "raw_viewing_events" {
   description   = "Raw viewing events (JSON lines) landed by activity_consumer under raw/year=YYYY/month=MM/day=DD/"
   table_type    = "EXTERNAL_TABLE"
 
+  # Partition projection: Athena derives the partitions from the query's year/month/day
+  # predicates and the key layout, so a one-day query reads one day of objects and no
+  # partition ever has to be registered.
   parameters = {
-    EXTERNAL       = "TRUE"
-    classification = "json"
+    EXTERNAL                    = "TRUE"
+    classification              = "json"
+    "projection.enabled"        = "true"
+    "projection.year.type"      = "integer"
+    "projection.year.range"     = "2024,2099"
+    "projection.year.digits"    = "4"
+    "projection.month.type"     = "integer"
+    "projection.month.range"    = "1,12"
+    "projection.month.digits"   = "2"
+    "projection.day.type"       = "integer"
+    "projection.day.range"      = "1,31"
+    "projection.day.digits"     = "2"
+    "storage.location.template" = "s3://${local.bucket_names.archive}/${local.flow.raw_prefix}year=$${year}/month=$${month}/day=$${day}/"
+  }
+
+  dynamic "partition_keys" {
+    for_each = ["year", "month", "day"]
+    content {
+      name = partition_keys.value
+      type = "string"
+    }
   }
 
   storage_descriptor {
@@ -3321,12 +3392,12 @@ locals {
 
   # Extra Allow statements of each queue policy (every queue also denies non-TLS access).
   queue_policy_senders = {
-    analytics        = { service = "sns.amazonaws.com", source_arn = aws_sns_topic.this["complete"].arn }
-    achievements     = { service = "sns.amazonaws.com", source_arn = aws_sns_topic.this["complete"].arn }
+    analytics        = { service = "sns.amazonaws.com", source_arns = [aws_sns_topic.this["complete"].arn] }
+    achievements     = { service = "sns.amazonaws.com", source_arns = [aws_sns_topic.this["complete"].arn] }
     analytics_dlq    = null
     achievements_dlq = null
     stream_failures  = null
-    async_failures   = { service = "events.amazonaws.com", source_arn = aws_cloudwatch_event_rule.expiration.arn }
+    async_failures   = { service = "events.amazonaws.com", source_arns = [aws_cloudwatch_event_rule.expiration.arn, aws_cloudwatch_event_rule.cache_refresh.arn] }
   }
 
   all_queues = merge(aws_sqs_queue.dead_letter, aws_sqs_queue.consumer)
@@ -3398,7 +3469,7 @@ data "aws_iam_policy_document" "sqs" {
       condition {
         test     = "ArnEquals"
         variable = "aws:SourceArn"
-        values   = [statement.value.source_arn]
+        values   = statement.value.source_arns
       }
     }
   }
@@ -3444,10 +3515,12 @@ resource "aws_sns_topic_subscription" "queue" {
 # -----------------------------------------------------------------------------
 # Batch: nightly content expiration (EventBridge schedule -> Step Functions)
 #
-# FindExpired (Aurora) -> Parallel[ MarkExpired (content_catalog),
-# PurgeCache (Redis), ArchiveViews (Athena CTAS -> S3) ]; every task retries
-# Lambda service errors, throttling and timeouts with exponential backoff and
-# catches everything else into a Fail state.
+# FindExpired (Aurora, one page of licences expired in the lookback window) ->
+# Parallel[ pages: Parallel[MarkExpired (content_catalog), PurgeCache (Redis)]
+# -> next page..., archive: ArchiveViews (Athena CTAS of yesterday's raw
+# partition -> S3) -> Wait -> CheckArchive until the query ends ]; every task
+# retries Lambda service errors, throttling and timeouts with exponential
+# backoff; anything else, or a failed archive query, fails the execution.
 # -----------------------------------------------------------------------------
 resource "aws_cloudwatch_event_rule" "expiration" {
   name                = local.names.schedule_rule
@@ -3477,6 +3550,49 @@ resource "aws_cloudwatch_event_target" "expiration" {
   depends_on = [aws_iam_role_policy.service]
 }
 
+# -----------------------------------------------------------------------------
+# Batch: recommendation-cache refresh (EventBridge schedule -> cache_refresh)
+#
+# Aurora's catalogue, completion statistics and co-viewing become the Redis
+# content:* hashes and cf:* neighbour sets the recommendations function ranks
+# from; a failed delivery is retried by EventBridge, then parked in
+# async_failures.
+# -----------------------------------------------------------------------------
+resource "aws_cloudwatch_event_rule" "cache_refresh" {
+  name                = local.names.refresh_rule
+  description         = "Refreshes the recommendation cache of ${local.name_prefix} from Aurora"
+  schedule_expression = var.cache_refresh_schedule_expression
+  state               = "ENABLED"
+
+  tags = local.common_tags
+}
+
+resource "aws_cloudwatch_event_target" "cache_refresh" {
+  rule      = aws_cloudwatch_event_rule.cache_refresh.name
+  target_id = "cache-refresh"
+  arn       = aws_lambda_function.this["cache_refresh"].arn
+  input     = jsonencode({})
+
+  retry_policy {
+    maximum_event_age_in_seconds = 3600
+    maximum_retry_attempts       = 3
+  }
+
+  dead_letter_config {
+    arn = aws_sqs_queue.dead_letter["async_failures"].arn
+  }
+
+  depends_on = [aws_lambda_permission.cache_refresh]
+}
+
+resource "aws_lambda_permission" "cache_refresh" {
+  statement_id  = "AllowCacheRefreshSchedule"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.this["cache_refresh"].function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.cache_refresh.arn
+}
+
 resource "aws_sfn_state_machine" "expiration" {
   name     = local.names.state_machine
   type     = "STANDARD"
@@ -3484,12 +3600,20 @@ resource "aws_sfn_state_machine" "expiration" {
 
   definition = templatefile("${path.module}/templates/expiration.asl.json.tftpl", {
     partition                 = local.partition
-    find_function_arn         = aws_lambda_function.this["expiration_find"].arn
-    mark_function_arn         = aws_lambda_function.this["expiration_mark"].arn
-    purge_function_arn        = aws_lambda_function.this["expiration_purge"].arn
-    archive_function_arn      = aws_lambda_function.this["expiration_archive"].arn
+    find_function_arn         = local.function_arns["expiration_find"]
+    mark_function_arn         = local.function_arns["expiration_mark"]
+    purge_function_arn        = local.function_arns["expiration_purge"]
+    archive_function_arn      = local.function_arns["expiration_archive"]
     task_timeout_seconds      = local.flow.sfn_task_timeout_s
     execution_timeout_seconds = local.flow.sfn_execution_timeout_s
+    lookback_days             = local.flow.expiration_lookback_days
+    archive_poll_seconds      = local.flow.archive_poll_s
+    lambda_retry = jsonencode([{
+      ErrorEquals     = ["Lambda.ServiceException", "Lambda.TooManyRequestsException", "States.Timeout"]
+      IntervalSeconds = 2
+      MaxAttempts     = 3
+      BackoffRate     = 2
+    }])
   })
 
   logging_configuration {
@@ -3510,8 +3634,10 @@ resource "aws_sfn_state_machine" "expiration" {
 
   tags = local.common_tags
 
-  # The role needs its log-delivery and KMS permissions at creation time.
-  depends_on = [aws_iam_role_policy.service]
+  # The role needs its log-delivery and KMS permissions at creation time; the definition names
+  # the functions by ARN (built from their names, so a plan shows the whole definition), and
+  # they exist before the first execution can invoke them.
+  depends_on = [aws_iam_role_policy.service, aws_lambda_function.this]
 }
 
 # -----------------------------------------------------------------------------
@@ -3904,6 +4030,11 @@ output "event_rule_name" {
   value       = aws_cloudwatch_event_rule.expiration.name
 }
 
+output "cache_refresh_rule_name" {
+  description = "Name of the EventBridge rule that refreshes the recommendation cache."
+  value       = aws_cloudwatch_event_rule.cache_refresh.name
+}
+
 output "lambda_function_arns" {
   description = "Lambda function ARNs by contract key."
   value       = { for k, f in aws_lambda_function.this : k => f.arn }
@@ -4082,6 +4213,9 @@ output "logs_insights_query_names" {
 # # EventBridge: nightly at 03:00 UTC
 # expiration_schedule_expression = "cron(0 3 * * ? *)"
 #
+# # EventBridge: recommendation-cache refresh (Aurora -> Redis)
+# cache_refresh_schedule_expression = "rate(1 hour)"
+#
 # # S3 / Athena
 # archive_bucket_name    = "archive"
 # thumbnails_bucket_name = "thumbnails"
@@ -4171,6 +4305,9 @@ output "logs_insights_query_names" {
 #
 # # EventBridge: nightly at 03:00 UTC
 # expiration_schedule_expression = "cron(0 3 * * ? *)"
+#
+# # EventBridge: recommendation-cache refresh (Aurora -> Redis)
+# cache_refresh_schedule_expression = "rate(1 hour)"
 #
 # # S3 / Athena
 # archive_bucket_name    = "archive"
@@ -4269,6 +4406,9 @@ output "logs_insights_query_names" {
 #
 # # EventBridge: nightly at 03:00 UTC
 # expiration_schedule_expression = "cron(0 3 * * ? *)"
+#
+# # EventBridge: recommendation-cache refresh (Aurora -> Redis)
+# cache_refresh_schedule_expression = "rate(15 minutes)"
 #
 # # S3 / Athena
 # archive_bucket_name    = "archive"

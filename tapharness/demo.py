@@ -1,4 +1,7 @@
-"""The main job's second half: send a viewer's events through the deployed API and show where they landed.
+"""The main job's second half: seed a catalogue and a viewing history, refresh the recommendation
+cache, send a viewer's events through the deployed API, show where they landed (ten ranked
+recommendations from the model, a badge, Aurora statistics), then run the nightly expiration and
+read its archive; each step says how long it took.
 
     python -m tapharness.demo [--env dev]
 
@@ -11,22 +14,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import duckdb
 from pg8000.exceptions import DatabaseError
 
+from tapharness import seed
 from tapharness.deployed import ENV_VAR, NoTarget, Target, load_target
 from tapharness.retry import wait_for
 
-HOP_TIMEOUT_S = 120.0
-DURATION_S = 1800.0
-# (route, position in seconds): a viewer starts, pauses half-way and watches to the end.
-SESSION = (("watch", 60.0), ("pause", 900.0), ("complete", 1790.0))
+HOP_TIMEOUT_S = 180.0
+DEMO_GENRE = "thriller"
+DEMO_TITLES = 10  # finished by the demo viewer: ten distinct titles earn the videos_10 badge
+START_POSITION_S = 60.0
 
 
 def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -64,44 +71,149 @@ def _content_stats(target: Target, content_id: str) -> list[Any] | None:
     return rows[0] if rows else None
 
 
-def run(target: Target) -> int:
-    user, content = f"demo-{uuid.uuid4().hex[:8]}", f"demo-title-{uuid.uuid4().hex[:6]}"
-    print(f"target: {target.describe()}")
-    print(f"viewer {user} watches {content} ({DURATION_S:.0f} s)")
-    started = time.monotonic()
-    for route, position in SESSION:
-        event = {"event_id": str(uuid.uuid4()), "user_id": user, "content_id": content,
-                 "position_seconds": position, "duration_seconds": DURATION_S,
-                 "client_timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")}
-        status, body = _post(target.route_url(route), event)
-        print(f"  POST /{route:<8} position {position:>6.0f} s -> {status} {json.dumps(body)}")
-        if status != 202:
-            return 1
+class Steps:
+    """Prints each step with how long it took."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def done(self, label: str, since: float, detail: str) -> None:
+        print(f"  [{time.monotonic() - since:5.1f} s] {label}: {detail}")
+
+
+def _seed(target: Target, world: seed.World) -> None:
+    connection = target.connect_db()
+    try:
+        seed.load_aurora(connection, world)
+    finally:
+        connection.close()
+    seed.load_catalog_table(target.client("dynamodb"), target.output("dynamodb_table_names", "catalog"), world)
+    seed.load_raw_events(target.client("s3"), target.output("s3_bucket_names", "archive"), "raw/", world)
+
+
+def _refresh_cache(target: Target) -> dict[str, Any]:
+    response = target.client("lambda").invoke(FunctionName=target.output("lambda_function_arns", "cache_refresh"),
+                                               Payload=b"{}")
+    answer = json.loads(response["Payload"].read())
+    if response.get("FunctionError"):
+        raise RuntimeError(f"cache_refresh failed: {answer}")
+    return answer
+
+
+def _watch(target: Target, user: str, titles: list[seed.Title]) -> bool:
+    for title in titles:
+        for route, position in (("watch", START_POSITION_S), ("complete", title.duration_seconds - 10)):
+            event = {"event_id": str(uuid.uuid4()), "user_id": user, "content_id": title.content_id,
+                     "position_seconds": position, "duration_seconds": title.duration_seconds,
+                     "client_timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+            status, body = _post(target.route_url(route), event)
+            if status != 202:
+                print(f"  POST /{route} {title.content_id} -> {status} {json.dumps(body)}")
+                return False
     status, body = _post(target.route_url("watch"), {"user_id": user})
-    print(f"  POST /watch    without the required fields -> {status} {json.dumps(body)} (nothing written)")
+    print(f"  POST /watch without the required fields -> {status} {json.dumps(body)} (nothing written)")
+    return True
 
-    def landed(label: str, probe: Any, show: Any, ready: Any = bool) -> None:
+
+def _recommendations(item: dict[str, Any], titles: dict[str, seed.Title]) -> list[str]:
+    lines = []
+    for entry in item["items"]["L"]:
+        fields = entry["M"]
+        title = titles.get(fields["content_id"]["S"])
+        name = f"{title.title} ({title.genre})" if title else "?"
+        lines.append(f"    {fields['rank']['N']:>2}. {fields['content_id']['S']}  {name:<32} "
+                     f"score {float(fields['score']['N']):.3f}  via {fields.get('source', {}).get('S', '?')}")
+    return lines
+
+
+def _expire(target: Target) -> tuple[dict[str, Any], list[Any]]:
+    sfn = target.client("stepfunctions")
+    arn = sfn.start_execution(stateMachineArn=target.output("state_machine_arn"),
+                              name=f"demo-{uuid.uuid4().hex[:12]}", input="{}")["executionArn"]
+    execution = wait_for("the expiration run", lambda: sfn.describe_execution(executionArn=arn), HOP_TIMEOUT_S,
+                         ready=lambda e: e["status"] != "RUNNING")
+    return execution, json.loads(execution.get("output") or "[]")
+
+
+def _archive(target: Target, day: date) -> tuple[list[str], int]:
+    """Keys of the archive of `day` and how many rows its Parquet objects hold."""
+    bucket, prefix = target.output("s3_bucket_names", "archive"), f"viewing/day={day.isoformat()}/"
+    s3 = target.client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    rows = 0
+    with tempfile.TemporaryDirectory() as work, duckdb.connect() as con:
+        for n, key in enumerate(keys):
+            path = Path(work) / f"{n}.parquet"
+            path.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            rows += con.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchone()[0]
+    return keys, rows
+
+
+def run(target: Target) -> int:
+    print(f"target: {target.describe()}")
+    steps = Steps()
+    world = seed.build()
+    titles = {t.content_id: t for t in world.titles}
+    since = time.monotonic()
+    _seed(target, world)
+    steps.done("seed", since, f"{len(world.titles)} titles in {len(seed.GENRES)} genres ({len(world.expired_ids)} "
+               f"licences expired yesterday), {len({v.user_id for v in world.viewings})} viewers, "
+               f"{len(world.viewings)} viewings -> Aurora, content_catalog, raw events in S3")
+    since = time.monotonic()
+    refreshed = _refresh_cache(target)
+    steps.done("cache_refresh (Aurora -> Redis)", since, f"{refreshed['titles']} content:* hashes, "
+               f"{refreshed['neighbour_lists']} cf:* lists ({refreshed['neighbours']} neighbours), "
+               f"{refreshed['expired']} expired")
+
+    user = f"demo-{uuid.uuid4().hex[:8]}"
+    today = datetime.now(UTC).date()
+    favourites = [t for t in world.titles if t.genre == DEMO_GENRE and t.license_expiry_date >= today][:DEMO_TITLES]
+    print(f"viewer {user} finishes {len(favourites)} {DEMO_GENRE} titles through the API "
+          f"({', '.join(t.content_id for t in favourites)})")
+    since = time.monotonic()
+    if not _watch(target, user, favourites):
+        return 1
+    steps.done("API", since, f"{2 * len(favourites)} events accepted (202)")
+    finished = {t.content_id for t in favourites}
+
+    def landed(label: str, probe: Any, show: Any, ready: Any = bool) -> Any:
         value = wait_for(label, probe, HOP_TIMEOUT_S, ready=ready, retry_on=(OSError,))
-        print(f"  after {time.monotonic() - started:5.1f} s  {label}: {show(value)}")
+        steps.done(label, since, show(value))
+        return value
 
-    print("where they landed (watch time is credited against the API's clock: a session posted within a second "
-          "earns at most the 300 s a viewer may bank, whatever the positions say):")
     landed("user_activity SUMMARY (Kinesis -> activity_consumer)",
            lambda: _item(target, "activity", {"user_id": user, "timestamp": "SUMMARY"}),
            lambda item: {k: next(iter(v.values())) for k, v in item.items()
                          if k in ("last_viewed", "completed_count", "watch_seconds", "last_content_id")},
-           # The summary exists after the first event; the session has landed once the completion counts.
-           ready=lambda item: bool(item) and item.get("completed_count", {}).get("N") == "1")
-    landed("user_recommendations (DynamoDB stream -> recommendations)",
-           lambda: _item(target, "recommendations", {"user_id": user}),
-           lambda item: f"{len(item['items']['L'])} ranked items from {item['source']['S']}"
-                        + (" (no SageMaker endpoint answered: Redis/catalog ranking)"
-                           if item["source"]["S"] == "fallback" else ""))
-    landed("Aurora content_stats (watched-complete -> analytics queue -> analytics_consumer)",
-           lambda: _content_stats(target, content),
-           lambda row: {"view_count": row[0], "full_completions": row[1], "completion_rate": row[2]})
+           ready=lambda item: bool(item) and item.get("completed_count", {}).get("N") == str(len(favourites)))
+    recs = landed("user_recommendations (DynamoDB stream -> recommendations -> SageMaker)",
+                  lambda: _item(target, "recommendations", {"user_id": user}),
+                  lambda item: f"{len(item['items']['L'])} ranked items from {item['source']['S']}",
+                  ready=lambda item: bool(item) and item["source"]["S"] == "sagemaker"
+                  and len(item["items"]["L"]) >= 10
+                  and not finished & {e["M"]["content_id"]["S"] for e in item["items"]["L"]})
+    print("\n".join(_recommendations(recs, titles)))
+    landed("user_achievements (watched-complete -> achievements queue -> achievements_consumer)",
+           lambda: _item(target, "achievements", {"user_id": user, "badge_id": "videos_10"}),
+           lambda item: f"badge {item['badge_id']['S']} awarded at {item['awarded_at']['S']}")
+    first = favourites[0].content_id
+    landed(f"Aurora content_stats of {first} (analytics queue -> analytics_consumer)",
+           lambda: _content_stats(target, first),
+           lambda row: {"view_count": row[0], "full_completions": row[1], "completion_rate": round(row[2], 3)})
+
+    since = time.monotonic()
+    execution, branches = _expire(target)
+    detail = {k: v for out in branches for k, v in out.items() if k in ("content_ids", "state", "table")}
+    steps.done("nightly expiration (Step Functions)", since, f"{execution['status']} {json.dumps(detail)}")
+    if execution["status"] != "SUCCEEDED":
+        return 1
+    archived = today - timedelta(days=1)
+    keys, rows = _archive(target, archived)
+    print(f"  archive of {archived}: {rows} viewing events in {len(keys)} Parquet objects, e.g. "
+          f"s3://{target.output('s3_bucket_names', 'archive')}/{keys[0] if keys else '(none)'}")
     print(f"logs: CloudWatch Logs groups {sorted(target.output('log_group_names').values())[:3]} ...")
-    return 0
+    print(f"done in {time.monotonic() - steps.started:.0f} s")
+    return 0 if keys else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ import tftest
 from moto.server import ThreadedMotoServer
 
 from tapharness import stacks, toolchain
+from tapharness.sandbox import asl
 from tapharness.stacks import Stack
 
 ENVS = ("dev", "staging", "prod")
@@ -51,6 +52,7 @@ def moto_server() -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    asl.install()  # the provider validates a definition it knows at plan time
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

@@ -75,6 +75,9 @@ message_retention_seconds  = 345600
 # EventBridge: nightly at 03:00 UTC
 expiration_schedule_expression = "cron(0 3 * * ? *)"
 
+# EventBridge: recommendation-cache refresh (Aurora -> Redis)
+cache_refresh_schedule_expression = "rate(1 hour)"
+
 # S3 / Athena
 archive_bucket_name    = "archive"
 thumbnails_bucket_name = "thumbnails"

@@ -8,6 +8,8 @@
       - {output: secret_arns, key: pms_opera, value: {api_key: sandbox-opera-key}}
     integration_vars:             # what the sign-off's sandbox sets on top (short timeouts a
       lambda_timeout_seconds: 10  # test can wait out); never a change of the resource graph
+    model_endpoints:              # SageMaker endpoints served by a real model trained on the
+      - endpoint_output: ...      # stack's data (tapharness.sandbox.models has the fields)
 
 The engine stays generic: nothing in it names a resource of a stack; this file does.
 """
@@ -39,11 +41,35 @@ class SecretValue:
 
 
 @dataclass(frozen=True)
+class EndpointSpec:
+    """A SageMaker endpoint the sandbox serves with a model trained on ``training_sql``'s rows."""
+
+    endpoint_output: str
+    training_sql: str
+    request: dict[str, str] = field(default_factory=lambda: {"history": "recent_content_ids", "candidates": "candidates"})
+    response: dict[str, str] = field(default_factory=lambda: {
+        "list": "recommendations", "item": "content_id", "score": "score"})
+    retrain_after_s: float = 30.0
+
+    @classmethod
+    def from_yaml(cls, raw: dict[str, Any]) -> EndpointSpec:
+        spec = cls(str(raw["endpoint_output"]), str(raw["training_sql"]))
+        return cls(spec.endpoint_output, spec.training_sql, {**spec.request, **(raw.get("request") or {})},
+                   {**spec.response, **(raw.get("response") or {})},
+                   float(raw.get("retrain_after_s", spec.retrain_after_s)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"endpoint_output": self.endpoint_output, "training_sql": self.training_sql, "request": self.request,
+                "response": self.response, "retrain_after_s": self.retrain_after_s}
+
+
+@dataclass(frozen=True)
 class Adapter:
     partner_apis: tuple[str, ...] = ()
     vars: dict[str, str] = field(default_factory=dict)
     secrets: tuple[SecretValue, ...] = ()
     integration_vars: dict[str, str] = field(default_factory=dict)
+    model_endpoints: tuple[EndpointSpec, ...] = ()
 
     @classmethod
     def load(cls, stack: Stack) -> Adapter:
@@ -54,7 +80,8 @@ class Adapter:
         try:
             adapter = cls(tuple(raw.get("partner_apis") or ()), {str(k): str(v) for k, v in (raw.get("vars") or {}).items()},
                           tuple(SecretValue(s["output"], s["key"], dict(s["value"])) for s in raw.get("secrets") or ()),
-                          {str(k): str(v) for k, v in (raw.get("integration_vars") or {}).items()})
+                          {str(k): str(v) for k, v in (raw.get("integration_vars") or {}).items()},
+                          tuple(EndpointSpec.from_yaml(e) for e in raw.get("model_endpoints") or ()))
         except (KeyError, TypeError, AttributeError) as exc:
             raise AdapterError(f"{path}: {exc!r}") from None
         unknown = {name for value in adapter.vars.values() for name in _PARTNER.findall(value)} - set(adapter.partner_apis)
@@ -65,6 +92,17 @@ class Adapter:
     def tofu_vars(self, partner_urls: dict[str, str]) -> dict[str, str]:
         """The -var values with every {partner:<name>} replaced by that stand-in's URL."""
         return {name: _PARTNER.sub(lambda m: partner_urls[m.group(1)], value) for name, value in self.vars.items()}
+
+    def model_endpoints_by_name(self, outputs: dict[str, Any]) -> dict[str, EndpointSpec]:
+        """Each model endpoint under the name its output's ARN ends with."""
+        named = {}
+        for spec in self.model_endpoints:
+            try:
+                arn = str(outputs[spec.endpoint_output]["value"])
+            except KeyError:
+                raise AdapterError(f"sandbox.yaml: no output {spec.endpoint_output} naming a model endpoint") from None
+            named[arn.rsplit("/", 1)[-1]] = spec
+        return named
 
     def put_secrets(self, outputs: dict[str, Any], put: Callable[[str, str], None]) -> int:
         """Write each secret value (``put(arn, json)``); returns how many."""

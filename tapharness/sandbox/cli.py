@@ -253,6 +253,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         secrets = _client_factory(state)("secretsmanager")
         if adapter.put_secrets(outputs, lambda arn, value: secrets.put_secret_value(SecretId=arn, SecretString=value)):
             say(f"{len(adapter.secrets)} secret values put (sandbox.yaml)", "secrets")
+        models = {name: spec.to_json() for name, spec in adapter.model_endpoints_by_name(outputs).items()}
+        if models:
+            control(state, "POST", "models", body=models)
+            say(f"{', '.join(models)} served by a model trained on the stack's data (sandbox.yaml)", "models")
         state.api_url = _write_outputs(paths, state, outputs, {**services, "partners": partners})
         state.save(paths)
     except (SandboxError, TofuError, OSError, KeyError, ValueError, urllib.error.URLError, ClientError, AdapterError) as exc:

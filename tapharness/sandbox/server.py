@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import pg8000.native
 from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.config import default_user_config
@@ -53,7 +54,8 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
 from tapharness.partner_api import PartnerApi
-from tapharness.sandbox import globaltables, shims
+from tapharness.sandbox import globaltables, models, shims
+from tapharness.sandbox.adapter import EndpointSpec
 from tapharness.sandbox.apigw import FrontDoor, HttpRequest, HttpResponse
 from tapharness.sandbox.backing import BackingServices
 from tapharness.sandbox.endpoints import EndpointMap
@@ -264,6 +266,7 @@ class Sandbox:
         self.moto.stop()
         if self.backing is not None:
             self.backing.stop()
+        models.ENDPOINTS.clear()
         self.gc.stop()
 
     # --- principals of the services the sandbox plays ---------------------------------
@@ -281,6 +284,18 @@ class Sandbox:
         stream_arn = f"arn:aws:logs:{fn.region}:{fn.account_id}:log-group:{fn.logs_group_name}:log-stream:{stream}"
         return self.authorizer.allows(principal, ("logs:CreateLogStream", "logs:PutLogEvents"), stream_arn,
                                       "lambda.logs", fn.region)
+
+    def _run_sql(self, sql: str) -> list[list[Any]]:
+        """Rows of a query on the stack's database (the master user's), for the model endpoints."""
+        if self.backing is None:
+            raise models.ModelError("this sandbox runs no database")
+        info = self.backing.info()["postgres"]
+        conn = pg8000.native.Connection(info["user"], password=info["password"], host=info["host"], port=info["port"],
+                                        database=info["database"], timeout=30)
+        try:
+            return conn.run(sql)
+        finally:
+            conn.close()
 
     def _mapping_clients(self, role_arn: str, function_name: str) -> AwsClients:
         return self.sessions.clients_for(role_arn, function_name, "lambda.amazonaws.com")
@@ -333,6 +348,14 @@ class Sandbox:
                 except (ValueError, TypeError, AttributeError) as exc:
                     return HttpResponse.json(400, {"error": f"expected {{region, paused, delay_s}}: {exc}"})
             return HttpResponse.json(200, self.replication.status())
+        if parts == ["models"]:
+            if request.method == "POST":
+                try:
+                    for name, raw in json.loads(request.body or b"{}").items():
+                        models.ENDPOINTS.register(name, models.ModelEndpoint(EndpointSpec.from_yaml(raw), self._run_sql))
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                    return HttpResponse.json(400, {"error": f"expected {{endpoint name: model endpoint spec}}: {exc!r}"})
+            return HttpResponse.json(200, models.ENDPOINTS.status())
         if request.method == "GET" and parts == ["iam"]:
             return HttpResponse.json(200, build_report(self.authorizer))
         if parts == ["services"] and self.backing is not None:

@@ -22,11 +22,12 @@ import inspect
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, unquote
 
 from moto import backends as moto_backends
 from moto.apigateway.responses import APIGatewayResponse
@@ -66,6 +67,7 @@ from moto.rds.models import DBCluster, RDSBackend
 from moto.s3 import notifications as s3_notifications
 from moto.s3.models import FakeBucket
 from moto.s3.responses import S3Response
+from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 from moto.sns.models import Subscription
 from moto.sns.responses import SNSResponse
 from moto.sqs.models import Queue, SQSBackend
@@ -75,7 +77,9 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task import (
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
 
-from tapharness.sandbox import globaltables, insights
+from tapharness.sandbox import athena, globaltables, insights, models
+from tapharness.sandbox.asl import validate_state_machine_definition
+from tapharness.sandbox.iam import wire
 
 if TYPE_CHECKING:
     from tapharness.sandbox.iam.sessions import ServiceGuard
@@ -92,22 +96,80 @@ def _json_error(code: str, message: str, status: int = 400) -> tuple[int, dict[s
     return status, {"status": str(status), "x-amzn-ErrorType": code}, json.dumps({"__type": code, "message": message})
 
 
-# --- Step Functions ------------------------------------------------------------------
+# --- Athena ---------------------------------------------------------------------------
+
+_START_QUERY = AthenaResponse.start_query_execution
+_GET_QUERY = AthenaResponse.get_query_execution
+_MOTO_RUNS = re.compile(r"^\s*(CREATE|DROP)\s+(DATABASE|SCHEMA)\b", re.IGNORECASE)
 
 
-def validate_state_machine_definition(self: StepFunctionResponse) -> str:
-    """ValidateStateMachineDefinition: parse the definition; report JSON errors as diagnostics."""
+def _caller_allows(self: BaseResponse) -> athena.Allows:
+    """Whether the principal that signed this request may do an action (IAM off: everything)."""
+    signed = wire.signature({k.lower(): v for k, v in self.headers.items()}, "")
+    principal = _GUARD.authorizer.principal_for_key(signed.access_key) if _GUARD and signed else None
+    if principal is None:
+        return lambda action, resource: True
+    return lambda action, resource: _GUARD.authorizer.allows(  # type: ignore[union-attr]
+        principal, (action,), resource, "athena.ctas", self.region)
+
+
+def start_query_execution(self: AthenaResponse) -> Any:
+    """Run the statement (tapharness.sandbox.athena); a token seen before gets its first execution."""
+    known = athena.ENGINE.known_token(self._get_param("ClientRequestToken"))
+    if known is not None:
+        return json.dumps({"QueryExecutionId": known})
+    answer = _START_QUERY(self)
+    if not isinstance(answer, str):
+        return answer
+    query = self._get_param("QueryString") or ""
+    if _MOTO_RUNS.match(query):
+        return answer
+    execution_id = json.loads(answer)["QueryExecutionId"]
+    workgroup = self.athena_backend.work_groups.get(self._get_param("WorkGroup") or "primary")
+    cutoff = workgroup.configuration.get("BytesScannedCutoffPerQuery") if workgroup else None
+    athena.ENGINE.start(execution_id, self._get_param("ClientRequestToken"), query,
+                        (self._get_param("QueryExecutionContext") or {}).get("Database"), self.current_account,
+                        self.region, int(cutoff) if cutoff else None, _caller_allows(self))
+    return answer
+
+
+def get_query_execution(self: AthenaResponse) -> str:
+    """moto's answer with the state, reason, times and bytes of the run."""
+    answer = json.loads(_GET_QUERY(self))
+    execution = answer["QueryExecution"]
+    run = athena.ENGINE.runs.get(execution["QueryExecutionId"])
+    if run is not None:
+        status = {"State": run.state, "SubmissionDateTime": run.submitted}
+        if run.reason:
+            status["StateChangeReason"] = run.reason
+        if run.completed is not None:
+            status["CompletionDateTime"] = run.completed
+        execution["Status"] = status
+        execution["Statistics"]["DataScannedInBytes"] = run.scanned_bytes
+        elapsed = int(((run.completed or time.time()) - run.submitted) * 1000)
+        execution["Statistics"]["TotalExecutionTimeInMillis"] = elapsed
+        execution["Statistics"]["EngineExecutionTimeInMillis"] = elapsed
+    return json.dumps(answer)
+
+
+# --- SageMaker runtime ---------------------------------------------------------------
+
+def invoke_endpoint(self: SageMakerRuntimeResponse) -> tuple[int, dict[str, str], Any]:
+    """An endpoint of sandbox.yaml answers from its model (tapharness.sandbox.models); any other
+    name is not found, where moto would answer every name with a canned body."""
+    name = unquote(self.path.split("/")[2])
+    endpoint = models.ENDPOINTS.get(name)
+    if endpoint is None:
+        return _json_error("ValidationError", f"Endpoint {name} of account {self.current_account} not found.")
+    body = self.body if isinstance(self.body, bytes) else str(self.body or "").encode()
     try:
-        definition = json.loads(self._get_param("definition"))
-    except (TypeError, ValueError) as exc:
-        diagnostic = {"severity": "ERROR", "code": "INVALID_JSON_DESCRIPTION", "message": str(exc)}
-        return json.dumps({"result": "FAIL", "diagnostics": [diagnostic], "truncated": False})
-    missing = [key for key in ("StartAt", "States") if key not in definition]
-    if missing:
-        diagnostic = {"severity": "ERROR", "code": "SCHEMA_VALIDATION_FAILED",
-                      "message": f"missing required field(s): {', '.join(missing)}"}
-        return json.dumps({"result": "FAIL", "diagnostics": [diagnostic], "truncated": False})
-    return json.dumps({"result": "OK", "diagnostics": [], "truncated": False})
+        answer = endpoint.invoke(body)
+    except models.ModelError as exc:
+        return _json_error("ModelError", f"Received client error (400) from primary with message \"{exc}\".", 424)
+    return 200, {"Content-Type": "application/json", "x-Amzn-Invoked-Production-Variant": "AllTraffic"}, answer
+
+
+# --- Step Functions ------------------------------------------------------------------
 
 
 def list_state_machine_versions(self: StepFunctionResponse) -> str:
@@ -1150,6 +1212,9 @@ SHIMS: dict[tuple[type[BaseResponse], str], ShimMethod] = {
     (KinesisResponse, "create_stream"): create_stream,
     (DynamoDBStreamsHandler, "get_records"): streams_get_records,
     (DynamoHandler, "update_table"): globaltables.update_table,
+    (SageMakerRuntimeResponse, "invoke_endpoint"): invoke_endpoint,
+    (AthenaResponse, "start_query_execution"): start_query_execution,
+    (AthenaResponse, "get_query_execution"): get_query_execution,
 }
 
 

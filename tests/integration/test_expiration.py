@@ -1,44 +1,44 @@
-"""Flow 5: the content-expiration state machine (FindExpired on Aurora, then in parallel
-MarkExpired on content_catalog, PurgeCache on Redis, ArchiveViews as an Athena CTAS), started
-directly with a named execution and through its EventBridge schedule.
+"""Flow 5: the content-expiration state machine (FindExpired on Aurora, then in parallel the
+pages of MarkExpired on content_catalog and PurgeCache on Redis, and ArchiveViews as an Athena
+CTAS awaited to its end), started directly with a named execution and through its EventBridge
+schedule.
 
-Each run gets its own expired content: a content_licenses row with an expiry in the past, a
-catalog item, and Redis entries (``content:<id>``, ``cf:<id>``, the id inside another
-content's ``cf:`` set and inside a user's ``recs:`` set).
+The direct run gets a run date of its own (a random day decades ahead), so its archive is its
+own: a content_licenses row that expired two days before, a catalog item, Redis entries
+(``content:<id>``, ``cf:<id>``, the id inside another content's ``cf:`` set and inside a
+user's ``recs:`` set), and raw viewing events landed on the day before the run date (one of
+them twice, as a redelivery lands it).
 """
 
 from __future__ import annotations
 
 import json
+import random
+import tempfile
 import time
 import urllib.request
 import uuid
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-import pg8000.exceptions
+import duckdb
 import pg8000.native
 import pytest
 import redis
 
 from tapharness.deployed import Target
 from tapharness.retry import wait_for
+from tapharness.seed import ensure_tables
 
 from .flows import HOP_TIMEOUT_S, delete_item, get_item, new_id, put_item
 
 pytestmark = pytest.mark.integration
 
-LICENSES_DDL = """CREATE TABLE IF NOT EXISTS content_licenses (
-    content_id text PRIMARY KEY,
-    title text,
-    license_expiry_date date)"""
-# expiration_find creates the table under this advisory lock (tap_common.db.ensure_schema).
-LICENSES_LOCK = zlib.crc32(b"licenses")
 EXECUTION_TIMEOUT_S = 3 * HOP_TIMEOUT_S
-BRANCHES = {"MarkExpired", "PurgeCache", "ArchiveViews"}
+TASKS_IN_PARALLEL = {"MarkExpired", "PurgeCache", "ArchiveViews", "CheckArchive"}
 
 
 @dataclass(frozen=True)
@@ -65,18 +65,13 @@ class Run:
         return json.loads(self.execution["output"])
 
 
-def seed(target: Target, aurora: pg8000.native.Connection, cache: redis.Redis) -> ExpiredContent:
+def seed(target: Target, aurora: pg8000.native.Connection, cache: redis.Redis,
+         run_date: date | None = None) -> ExpiredContent:
     content = ExpiredContent(new_id("expired"), new_id("kept"), new_id("user"))
-    aurora.run("BEGIN")
-    try:
-        aurora.run("SELECT pg_advisory_xact_lock(:id)", id=LICENSES_LOCK)
-        aurora.run(LICENSES_DDL)
-    except pg8000.exceptions.DatabaseError:
-        aurora.run("ROLLBACK")
-        raise
-    aurora.run("COMMIT")
+    ensure_tables(aurora)
     aurora.run("INSERT INTO content_licenses (content_id, title, license_expiry_date) VALUES (:c, :t, :d)",
-               c=content.content_id, t="integration test title", d=datetime.now(UTC).date() - timedelta(days=2))
+               c=content.content_id, t="integration test title",
+               d=(run_date or datetime.now(UTC).date()) - timedelta(days=2))
     put_item(target, "catalog", {"content_id": content.content_id, "title": "integration test title",
                                  "genre": "test", "expired": False})
     keys = content.keys
@@ -112,16 +107,49 @@ def expired(target: Target, aurora: pg8000.native.Connection, cache: redis.Redis
     unseed(target, aurora, cache, content)
 
 
+RUN_DATE = date(2040, 1, 1) + timedelta(days=random.randrange(365 * 50))
+
+
+def land_raw_events(target: Target, content: ExpiredContent, day: date) -> list[str]:
+    """Raw events of `day` under raw/year=/month=/day=/ as the activity consumer lands them, the
+    first one twice; returns their event ids."""
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    stamp = f"{day.isoformat()}T12:00:00.000Z"
+    records = [{"event_id": event_id, "event_type": "watch", "user_id": content.user_id, "content_id": content.content_id,
+                "position_seconds": 60.0 * n, "duration_seconds": 1800.0, "client_timestamp": stamp,
+                "received_at": stamp} for n, event_id in enumerate(ids)]
+    body = "\n".join(json.dumps(r) for r in [records[0], *records]) + "\n"
+    target.client("s3").put_object(Bucket=target.output("s3_bucket_names", "archive"),
+                                   Key=f"raw/year={day:%Y}/month={day:%m}/day={day:%d}/it-{uuid.uuid4().hex}.json",
+                                   Body=body.encode())
+    return ids
+
+
+def archived_event_ids(target: Target, day: date) -> list[str]:
+    """Event ids in the Parquet objects of the archive of `day` (under year=/month=)."""
+    bucket, prefix = target.output("s3_bucket_names", "archive"), f"viewing/day={day.isoformat()}/"
+    s3, ids = target.client("s3"), []
+    for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+        assert obj["Key"][len(prefix):].startswith(f"year={day:%Y}/month={day:%m}/"), obj["Key"]
+        with tempfile.TemporaryDirectory() as work, duckdb.connect() as con:
+            path = Path(work) / "part.parquet"
+            path.write_bytes(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+            ids += [row[0] for row in con.execute("SELECT event_id FROM read_parquet(?)", [str(path)]).fetchall()]
+    return sorted(ids)
+
+
 @pytest.fixture(scope="module")
-def direct_run(target: Target, aurora: pg8000.native.Connection, cache: redis.Redis) -> Iterator[Run]:
-    """One execution started directly (named, with today's run_date) over freshly seeded content."""
-    content = seed(target, aurora, cache)
+def direct_run(target: Target, aurora: pg8000.native.Connection, cache: redis.Redis) -> Iterator[tuple[Run, list[str]]]:
+    """One execution started directly (named, with a run date of its own) over freshly seeded content
+    and raw events landed the day before."""
+    content = seed(target, aurora, cache, RUN_DATE)
+    events = land_raw_events(target, content, RUN_DATE - timedelta(days=1))
     try:
         started = time.monotonic()
         arn = target.client("stepfunctions").start_execution(
             stateMachineArn=target.output("state_machine_arn"), name=f"it-expiration-{uuid.uuid4().hex[:16]}",
-            input=json.dumps({"run_date": datetime.now(UTC).date().isoformat()}))["executionArn"]
-        yield Run(content, finished(target, arn), started, time.monotonic())
+            input=json.dumps({"run_date": RUN_DATE.isoformat()}))["executionArn"]
+        yield Run(content, finished(target, arn), started, time.monotonic()), events
     finally:
         unseed(target, aurora, cache, content)
 
@@ -134,38 +162,44 @@ def output_with(run: Run, key: str) -> dict[str, Any]:
 
 
 def test_direct_execution_flags_expired_content_in_catalog(
-        target: Target, direct_run: Run, latency: Callable[..., float]) -> None:
-    latency("StartExecution → SUCCEEDED (expiration)", direct_run.started, direct_run.ended)
-    item = get_item(target, "catalog", {"content_id": direct_run.seeded.content_id})
+        target: Target, direct_run: tuple[Run, list[str]], latency: Callable[..., float]) -> None:
+    run, _ = direct_run
+    latency("StartExecution → SUCCEEDED (expiration)", run.started, run.ended)
+    item = get_item(target, "catalog", {"content_id": run.seeded.content_id})
     assert item is not None and item.get("expired") is True and item.get("expired_at"), \
         f"catalog item after the run: {item}"
 
 
-def test_direct_execution_purges_expired_content_from_redis(direct_run: Run, cache: redis.Redis) -> None:
-    content, keys = direct_run.seeded, direct_run.seeded.keys
+def test_direct_execution_purges_expired_content_from_redis(direct_run: tuple[Run, list[str]], cache: redis.Redis) -> None:
+    content, keys = direct_run[0].seeded, direct_run[0].seeded.keys
     assert cache.exists(keys["content"], keys["own_cf"]) == 0, "content:<id> and cf:<id> should be deleted"
     assert cache.zrange(keys["recs"], 0, -1) == [content.kept_id], f"{keys['recs']} still ranks the expired id"
     assert content.content_id not in cache.zrange(keys["kept_cf"], 0, -1), f"{keys['kept_cf']} still lists it"
     assert cache.sismember("expired:content", content.content_id), "the id is missing from expired:content"
 
 
-def test_direct_execution_issues_the_athena_archive_query(target: Target, direct_run: Run) -> None:
-    query_id = output_with(direct_run, "query_execution_id")["query_execution_id"]
-    assert query_id, f"ArchiveViews returned no query execution id: {direct_run.branch_outputs}"
-    query = target.client("athena").get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
-    assert query["WorkGroup"] == target.output("athena_workgroup")
-    assert direct_run.seeded.content_id in query["Query"], f"the archive query does not select the id: {query['Query']}"
+def test_direct_execution_waits_for_the_archive_query_to_succeed(target: Target, direct_run: tuple[Run, list[str]]) -> None:
+    archive = output_with(direct_run[0], "query_execution_id")
+    assert archive["state"] == "SUCCEEDED", f"the archive branch ended with {archive}"
+    query = target.client("athena").get_query_execution(QueryExecutionId=archive["query_execution_id"])["QueryExecution"]
+    assert (query["WorkGroup"], query["Status"]["State"]) == (target.output("athena_workgroup"), "SUCCEEDED")
 
 
-def test_direct_execution_history_shows_the_parallel_branches(target: Target, direct_run: Run) -> None:
+def test_direct_execution_archives_the_previous_days_events_once_each(
+        target: Target, direct_run: tuple[Run, list[str]]) -> None:
+    assert archived_event_ids(target, RUN_DATE - timedelta(days=1)) == sorted(direct_run[1])
+
+
+def test_direct_execution_history_shows_the_parallel_branches(target: Target, direct_run: tuple[Run, list[str]]) -> None:
     events = target.client("stepfunctions").get_execution_history(
-        executionArn=direct_run.execution["executionArn"], maxResults=1000)["events"]
-    ids = {e["type"]: e["id"] for e in events if e["type"].startswith("ParallelState")}
-    assert {"ParallelStateEntered", "ParallelStateSucceeded", "ParallelStateExited"} <= set(ids), \
-        f"Parallel state events in the history: {sorted(ids)}"
+        executionArn=direct_run[0].execution["executionArn"], maxResults=1000)["events"]
+    entered = [e["id"] for e in events if e["type"] == "ParallelStateEntered"]
+    exited = [e["id"] for e in events if e["type"] == "ParallelStateExited"]
+    assert entered and exited, f"no Parallel state in the history: {sorted({e['type'] for e in events})}"
     inside = {e["stateEnteredEventDetails"]["name"] for e in events if e["type"] == "TaskStateEntered"
-              and ids["ParallelStateEntered"] < e["id"] < ids["ParallelStateExited"]}
-    assert inside == BRANCHES, f"tasks entered inside the Parallel state: {sorted(inside)}, expected {sorted(BRANCHES)}"
+              and min(entered) < e["id"] < max(exited)}
+    assert inside == TASKS_IN_PARALLEL, \
+        f"tasks entered inside the Parallel states: {sorted(inside)}, expected {sorted(TASKS_IN_PARALLEL)}"
 
 
 def test_scheduled_run_expires_content(
@@ -182,7 +216,6 @@ def test_scheduled_run_expires_content(
     execution = finished(target, fired[0]["executionArn"])
     latency("schedule fire → SUCCEEDED (expiration)", started)
     archive = [out for out in json.loads(execution["output"]) if "query_execution_id" in out]
-    query = target.client("athena").get_query_execution(QueryExecutionId=archive[0]["query_execution_id"])
-    assert expired.content_id in query["QueryExecution"]["Query"], "the scheduled run did not find the content"
+    assert [out["state"] for out in archive] == ["SUCCEEDED"], f"archive branch: {archive}"
     item = get_item(target, "catalog", {"content_id": expired.content_id})
     assert item is not None and item.get("expired") is True, f"catalog item after the scheduled run: {item}"

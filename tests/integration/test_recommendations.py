@@ -2,21 +2,27 @@
 → user_recommendations: at most TOP_N items ranked 1..n by descending score, with the TTL
 attribute RECOMMENDATION_TTL_HOURS (24) ahead (settings read from the deployed function).
 
-The test seeds the Redis collaborative-filtering neighbours of the content it watches
-(``cf:<content>``, ``content:<id>`` popularity), so a working ranking has more candidates
-than TOP_N to choose from.
+Two worlds: one test seeds the Redis collaborative-filtering neighbours of the content it watches
+(``cf:<content>``, ``content:<id>`` popularity) directly, so a working ranking has more candidates
+than TOP_N to choose from; the model test loads the demo's seed catalogue and viewing history
+(``tapharness.seed``: Aurora's catalogue, statistics and who finished what), runs the cache
+refresh, and has a new viewer finish five titles of one genre through the API.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import pg8000.native
 import pytest
 import redis
 
+from tapharness import seed
 from tapharness.deployed import Target
 from tapharness.retry import wait_for
 
@@ -92,3 +98,40 @@ def test_recommendations_expire_ttl_hours_after_generation(
     ttl = target.client("dynamodb").describe_time_to_live(TableName=table)["TimeToLiveDescription"]
     assert (ttl.get("TimeToLiveStatus"), ttl.get("AttributeName")) == ("ENABLED", attribute), \
         f"TTL of {table}: {ttl}"
+
+
+@pytest.fixture(scope="module")
+def seeded_world(target: Target, aurora: pg8000.native.Connection) -> seed.World:
+    """The seed catalogue and history in Aurora, and the recommendation cache refreshed from them."""
+    world = seed.build()
+    seed.load_aurora(aurora, world)
+    response = target.client("lambda").invoke(FunctionName=target.output("lambda_function_names", "cache_refresh"),
+                                               Payload=b"{}")
+    answer = json.loads(response["Payload"].read())
+    assert not response.get("FunctionError") and answer["neighbour_lists"] > 0, f"cache_refresh answered {answer}"
+    return world
+
+
+def test_a_viewer_of_the_catalogue_gets_recommendations_scored_by_the_model(
+        target: Target, api: Api, seeded_world: seed.World, cache: redis.Redis, settings: dict[str, str],
+        latency: Callable[..., float]) -> None:
+    today = datetime.now(UTC).date()
+    watched = [t for t in seeded_world.titles if t.genre == "drama" and t.license_expiry_date >= today][:5]
+    user, clock, started = new_id("user"), Clock(), time.monotonic()
+    for title in watched:
+        api.send(ViewingEvent("watch", user, title.content_id, 60.0, title.duration_seconds, clock.tick()))
+        api.send(ViewingEvent("complete", user, title.content_id, title.duration_seconds - 10, title.duration_seconds,
+                              clock.tick()))
+    finished = {t.content_id for t in watched}
+    top_n = int(settings.get("TOP_N", "10"))
+    item = wait_for(f"{top_n} model-scored recommendations for {user}",
+                    lambda: get_item(target, "recommendations", {"user_id": user}), HOP_TIMEOUT_S,
+                    ready=lambda item: bool(item) and item["source"] == "sagemaker" and len(item["items"]) == top_n
+                    and not finished & {e["content_id"] for e in item["items"]})
+    latency("POST /complete → model-scored user_recommendations", started)
+    entries = item["items"]
+    assert {e["source"] for e in entries} == {"sagemaker"}, f"items not scored by the model: {entries}"
+    scores = [float(e["score"]) for e in entries]
+    assert all(0 <= s <= 1 for s in scores) and scores == sorted(scores, reverse=True), f"scores: {scores}"
+    neighbours = set().union(*(cache.zrange(f"cf:{c}", 0, -1) for c in finished))
+    assert {e["content_id"] for e in entries} <= neighbours, "a recommended title is no neighbour of a watched one"

@@ -1,9 +1,10 @@
-"""SQS (analytics FIFO queue) → Aurora content_stats, one transaction per batch.
+"""SQS (analytics FIFO queue) → Aurora content_stats and viewer_titles, one transaction per batch.
 
 In that transaction the batch's event ids are inserted into processed_events
 (`ON CONFLICT DO NOTHING RETURNING`), and only the ones that were new are aggregated per
 content_id and upserted with one UNNEST statement, so a redelivered message never counts
-twice. Ids older than PROCESSED_EVENTS_RETENTION_DAYS (longer than a message can wait on the
+twice. The same new completions that reach the full-completion ratio upsert viewer_titles
+(who finished what, and when): the co-viewing data the cache refresh turns into `cf:*`. Ids older than PROCESSED_EVENTS_RETENTION_DAYS (longer than a message can wait on the
 queue and its dead-letter queue) are deleted in the same transaction, a bounded number per
 batch, so the table holds the redelivery window and no more. Unparseable messages (and, FIFO
 order, the later messages of their group) are reported as failures; if the transaction fails
@@ -14,30 +15,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from aggregate import Completion, parse_message, totals_by_content
+from aggregate import Completion, parse_message, totals_by_content, viewer_titles
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from pg8000.exceptions import DatabaseError, InterfaceError
 from pg8000.native import Connection
-from tap_common import batch, config, db
+from tap_common import batch, config, db, schema
 from tap_common.logs import logger as make_logger
 
 logger = make_logger()
 
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS content_stats (
-        content_id text PRIMARY KEY,
-        view_count bigint NOT NULL DEFAULT 0,
-        full_completions bigint NOT NULL DEFAULT 0,
-        completion_ratio_sum double precision NOT NULL DEFAULT 0,
-        completion_rate double precision NOT NULL DEFAULT 0,
-        updated_at timestamptz NOT NULL DEFAULT now())""",
-    """CREATE TABLE IF NOT EXISTS processed_events (
-        event_id text PRIMARY KEY,
-        processed_at timestamptz NOT NULL DEFAULT now())""",
-    "CREATE INDEX IF NOT EXISTS processed_events_processed_at ON processed_events (processed_at)",
-)
 # Old ids deleted per batch at most: far more than a batch inserts, so the table shrinks back to
 # the retention window after any backlog, and no batch waits on a long delete.
 PRUNE_PER_BATCH = 1000
@@ -62,6 +50,15 @@ UPSERT_STATS = """
         completion_rate = (s.full_completions + EXCLUDED.full_completions)::double precision
                           / (s.view_count + EXCLUDED.view_count),
         updated_at = now()"""
+
+UPSERT_VIEWER_TITLES = """
+    INSERT INTO viewer_titles AS v (user_id, content_id, full_completions, last_completed_at)
+    SELECT user_id, content_id, n, now()
+    FROM unnest(CAST(:users AS text[]), CAST(:content_ids AS text[]), CAST(:counts AS bigint[]))
+        AS t(user_id, content_id, n)
+    ON CONFLICT (user_id, content_id) DO UPDATE SET
+        full_completions = v.full_completions + EXCLUDED.full_completions,
+        last_completed_at = now()"""
 
 PRUNE_PROCESSED = """
     DELETE FROM processed_events WHERE event_id IN (
@@ -89,9 +86,13 @@ def record_batch(completions: list[Completion], full_ratio: float, retention_day
                 fulls=[t.full_completions for t in totals.values()],
                 sums=[t.ratio_sum for t in totals.values()],
             )
+        pairs = viewer_titles(counted, full_ratio)
+        if pairs:
+            conn.run(UPSERT_VIEWER_TITLES, users=[p[0] for p in pairs], content_ids=[p[1] for p in pairs],
+                     counts=[p[2] for p in pairs])
         return counted
 
-    db.ensure_schema("analytics", SCHEMA)
+    db.ensure_schema("analytics", schema.ANALYTICS)
     counted = db.in_transaction(work)
     for completion in counted:  # one line per completion: the completion-funnel query counts them
         logger.info("completion counted", extra={

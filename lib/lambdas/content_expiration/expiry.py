@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 _CONTENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -40,30 +40,49 @@ def _checked(pattern: re.Pattern[str], value: str, what: str) -> str:
     return value
 
 
-def archive_query(
-    database: str, raw_table: str, bucket: str, prefix: str, day: date, ids: Sequence[str]
-) -> tuple[str, str]:
-    """(table name, CTAS statement) archiving the viewing events of `ids` to
-    s3://bucket/prefix/run_date=<day>/year=YYYY/month=MM/ as Parquet, one row per event_id
-    (raw objects can hold the same event twice after a redelivery)."""
+def page_after(task_input: Mapping[str, Any]) -> str:
+    """The paging cursor of the input (the last content id of the previous page), or ""."""
+    raw = task_input.get("after")
+    if raw is None:
+        return ""
+    if not isinstance(raw, str) or not _CONTENT_ID.fullmatch(raw):
+        raise ValueError(f"after must be a content id, got {raw!r}")
+    return raw
+
+
+def query_execution_id(task_input: Mapping[str, Any]) -> str | None:
+    raw = task_input.get("query_execution_id")
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not re.fullmatch(r"[a-zA-Z0-9-]{1,128}", raw):
+        raise ValueError(f"query_execution_id must be an Athena query execution id, got {raw!r}")
+    return raw
+
+
+def archived_day(day: date) -> date:
+    """The run of `day` archives the day that ended before it."""
+    return day - timedelta(days=1)
+
+
+def archive_query(database: str, raw_table: str, bucket: str, prefix: str, day: date) -> tuple[str, str]:
+    """(table name, CTAS statement) archiving the raw viewing events of `day` to
+    s3://bucket/prefix/day=YYYY-MM-DD/year=YYYY/month=MM/ as Parquet, one row per event_id (raw
+    objects can hold the same event twice after a redelivery). The WHERE names the raw table's
+    partition (year, month, day), so Athena's partition projection reads that one day only."""
     database = _checked(_IDENTIFIER, database, "database name")
     raw_table = _checked(_IDENTIFIER, raw_table, "table name")
     bucket = _checked(_BUCKET, bucket, "bucket name")
     prefix = _checked(_PREFIX, prefix, "prefix")
-    if not ids:
-        raise ValueError("nothing to archive")
-    id_list = ", ".join(f"'{_checked(_CONTENT_ID, content_id, 'content id')}'" for content_id in ids)
     table = f"viewing_archive_{day:%Y%m%d}"
-    location = f"s3://{bucket}/{prefix}run_date={day.isoformat()}/"
+    location = f"s3://{bucket}/{prefix}day={day.isoformat()}/"
     sql = f"""CREATE TABLE "{database}"."{table}"
 WITH (format = 'PARQUET', write_compression = 'SNAPPY',
       external_location = '{location}',
       partitioned_by = ARRAY['year', 'month'])
 AS SELECT event_id, event_type, user_id, content_id, position_seconds, duration_seconds,
-          client_timestamp, received_at,
-          substr(client_timestamp, 1, 4) AS year, substr(client_timestamp, 6, 2) AS month
+          client_timestamp, received_at, year, month
 FROM (SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY received_at) AS copy
       FROM "{database}"."{raw_table}"
-      WHERE content_id IN ({id_list}))
+      WHERE year = '{day:%Y}' AND month = '{day:%m}' AND day = '{day:%d}')
 WHERE copy = 1"""
     return table, sql

@@ -1,7 +1,11 @@
 """Step Functions tasks of the nightly content expiration (contract.md, "Step Functions").
 
-find_expired → {"run_date", "content_ids"}; then, in parallel on that output,
-mark_expired (content_catalog), purge_cache (Redis) and archive_views (Athena CTAS).
+find_expired → {"run_date", "content_ids", "next_after"}: one page (at most PAGE_SIZE ids) of the
+licences that expired within EXPIRATION_LOOKBACK_DAYS before run_date, so a night's payloads stay
+small and a missed night is caught up by the next; the state machine runs mark_expired
+(content_catalog) and purge_cache (Redis) on each page, and meanwhile archive_views starts the
+Athena CTAS of the previous day's raw events and, called again with its query_execution_id,
+reports the query's state until it ends (a failed query fails the execution).
 Every task is idempotent, so the state machine's retries are safe; errors propagate
 to Step Functions (Retry, then Catch → Fail).
 """
@@ -9,43 +13,53 @@ to Step Functions (Retry, then Catch → Fail).
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from expiry import archive_query, content_ids, run_date
+from expiry import (
+    archive_query,
+    archived_day,
+    content_ids,
+    page_after,
+    query_execution_id,
+    run_date,
+)
 from pg8000.native import Connection
-from tap_common import aws, config, db, dynamo
+from tap_common import aws, config, db, dynamo, schema
 from tap_common.cache import redis_client
 from tap_common.events import format_timestamp
 from tap_common.logs import logger as make_logger
 
 logger = make_logger()
 
-LICENSE_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS content_licenses (
-        content_id text PRIMARY KEY,
-        title text,
-        license_expiry_date date)""",
-)
 SCAN_COUNT = 1000
+# Content ids per page: 500 ids of at most 64 characters keep every state's payload far below
+# Step Functions' 256 KB.
+PAGE_SIZE = 500
 
 
 @logger.inject_lambda_context
 def find_expired(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    day = run_date(event)
+    day, after = run_date(event), page_after(event)
+    since = day - timedelta(days=config.integer("EXPIRATION_LOOKBACK_DAYS"))
 
     def query(conn: Connection) -> list[str]:
         rows = conn.run(
-            "SELECT content_id FROM content_licenses WHERE license_expiry_date < :day ORDER BY content_id",
-            day=day,
+            "SELECT content_id FROM content_licenses"
+            " WHERE license_expiry_date < :day AND license_expiry_date >= :since AND content_id > :after"
+            " ORDER BY content_id LIMIT :limit",
+            day=day, since=since, after=after, limit=PAGE_SIZE + 1,
         )
         return [row[0] for row in rows]
 
-    db.ensure_schema("licenses", LICENSE_SCHEMA)
+    db.ensure_schema("catalogue", schema.CATALOGUE)
     ids = db.in_transaction(query)
-    logger.info("expired content found", extra={"run_date": day.isoformat(), "count": len(ids)})
-    return {"run_date": day.isoformat(), "content_ids": ids}
+    page, more = ids[:PAGE_SIZE], len(ids) > PAGE_SIZE
+    result = {"run_date": day.isoformat(), "content_ids": page, "next_after": page[-1] if more else None}
+    logger.info("expired content found", extra={"run_date": day.isoformat(), "after": after, "count": len(page),
+                                                 "more": more})
+    return result
 
 
 @logger.inject_lambda_context
@@ -111,25 +125,35 @@ def purge_cache(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
 
 @logger.inject_lambda_context
 def archive_views(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Start the CTAS archiving the viewing events of the expired content. The request
-    token is derived from the input, so a retried task gets the same query execution."""
-    day, ids = run_date(event), content_ids(event)
-    if not ids:
-        return {"run_date": day.isoformat(), "query_execution_id": None}
+    """Start the CTAS archiving the previous day's raw events; given the query_execution_id of that
+    start, report the query's state instead. The request token is derived from the archived day, so
+    a retried start gets the same query execution."""
+    day, running = run_date(event), query_execution_id(event)
+    athena = aws.client("athena")
+    if running is not None:
+        query = athena.get_query_execution(QueryExecutionId=running)["QueryExecution"]
+        status = query["Status"]
+        result = {"run_date": day.isoformat(), "query_execution_id": running, "table": event.get("table"),
+                  "state": status["State"], "reason": status.get("StateChangeReason", ""),
+                  "data_scanned_bytes": query.get("Statistics", {}).get("DataScannedInBytes", 0)}
+        logger.info("archive query state", extra=result)
+        return result
+    archived = archived_day(day)
     table, sql = archive_query(
         config.require("GLUE_DATABASE"),
         config.require("RAW_TABLE"),
         config.require("ARCHIVE_BUCKET"),
         config.optional("ARCHIVE_PREFIX", "viewing/"),
-        day,
-        ids,
+        archived,
     )
-    token = hashlib.sha256(f"{day.isoformat()}|{','.join(ids)}".encode()).hexdigest()
-    response = aws.client("athena").start_query_execution(
+    token = hashlib.sha256(f"{table}|{sql}".encode()).hexdigest()
+    response = athena.start_query_execution(
         QueryString=sql,
         QueryExecutionContext={"Database": config.require("GLUE_DATABASE")},
         WorkGroup=config.require("ATHENA_WORKGROUP"),
         ClientRequestToken=token,
     )
-    logger.info("archive query started", extra={"table": table, "query_execution_id": response["QueryExecutionId"]})
-    return {"run_date": day.isoformat(), "query_execution_id": response["QueryExecutionId"], "table": table}
+    logger.info("archive query started", extra={"table": table, "archived_day": archived.isoformat(),
+                                                 "query_execution_id": response["QueryExecutionId"]})
+    return {"run_date": day.isoformat(), "query_execution_id": response["QueryExecutionId"], "table": table,
+            "state": "QUEUED"}

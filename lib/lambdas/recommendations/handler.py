@@ -26,6 +26,8 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from ranking import (
+    FALLBACK,
+    MODEL,
     Ranked,
     View,
     collaborative_scores,
@@ -164,14 +166,16 @@ def _rank(
     history = [*views, *(View(c, p) for c, p in progress.items())]
     if cache is None:
         excluded = excluded_ids(history, (), ratio)
-        return top_n(dynamo_only_scores(views, previous.get(user, []), excluded, ratio), n), "fallback"
+        return top_n(dynamo_only_scores(views, previous.get(user, []), excluded, ratio), n), FALLBACK
     seed_views = seeds(views)
     excluded = excluded_ids(history, cache.expired, ratio)
     fallback = collaborative_scores(seed_views, cache.neighbours, cache.popularity, excluded)
     model = _model_scores(user, seed_views, fallback)
     if model is None:
-        return top_n(fallback, n), "fallback"
-    return merge_model_scores(model, fallback, set(fallback), n), "sagemaker"
+        return top_n(fallback, n), FALLBACK
+    ranked = merge_model_scores(model, fallback, set(fallback), n)
+    # A model that scored none of the candidates (titles it never saw) leaves the fallback's list.
+    return ranked, MODEL if any(r.source == MODEL for r in ranked) else FALLBACK
 
 
 def _cache_lists(lists: Mapping[str, list[Ranked]], ttl_seconds: int) -> None:
@@ -223,7 +227,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         items.append(
             {
                 "user_id": user,
-                "items": [{"content_id": r.content_id, "score": round(r.score, 6), "rank": r.rank} for r in ranked],
+                "items": [{"content_id": r.content_id, "score": round(r.score, 6), "rank": r.rank, "source": r.source}
+                          for r in ranked],
                 "generated_at": generated_at,
                 "source": source,
                 config.optional("TTL_ATTRIBUTE", "expires_at"): int(now) + ttl_seconds,

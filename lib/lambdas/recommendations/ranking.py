@@ -8,15 +8,19 @@ Algorithm, per user:
    similarity scores) with their popularity (Redis `content:{id}`).
 3. Exclusions, on every path: expired content (Redis `expired:content`) and content the
    user already completed (progress >= the full-completion ratio).
-4. Scores, by path:
-   - "sagemaker": the endpoint scores the candidates; items it scored rank first by its
-     score, then the remaining candidates in Redis-fallback order.
+4. Scores, by path, always a relevance in [0, 1] (higher is better), so a stored list reads
+   the same whichever path produced it and its ranks follow its scores:
+   - "sagemaker": the endpoint scores the candidates (its contract: a relevance in [0, 1];
+     values outside are clipped). Should it score fewer than N of them, the list is
+     topped up with the best remaining candidates of the Redis fallback, scaled below the
+     lowest model score, each entry marked with the path that scored it.
    - Redis fallback (SageMaker error, timeout or unusable answer):
-       score(c) = sum over seeds s of w(s) * sim(s, c) + POPULARITY_WEIGHT * log1p(popularity(c)),
-       w(s) = RECENCY_DECAY ** (recency rank of s) * (0.5 + progress(s)).
+       raw(c) = sum over seeds s of w(s) * sim(s, c) + POPULARITY_WEIGHT * log1p(popularity(c)),
+       w(s) = RECENCY_DECAY ** (recency rank of s) * (0.5 + progress(s)),
+       score(c) = 1 - exp(-raw(c))   (monotonic, so the order is raw's).
    - DynamoDB-only fallback (Redis unavailable): content in progress (0 < progress <
      full ratio), newest first, then the previous recommendations still valid in their
-     previous order.
+     previous order; score = position from the end / count.
 5. The top N by score (descending), ties broken by content_id (ascending), so equal
    inputs always give the same list; ranks start at 1.
 The update is never dropped: whatever path runs, a list (possibly empty) is written.
@@ -39,11 +43,16 @@ class View:
     progress: float
 
 
+MODEL = "sagemaker"
+FALLBACK = "fallback"
+
+
 @dataclass(frozen=True)
 class Ranked:
     content_id: str
     score: float
     rank: int
+    source: str = FALLBACK
 
 
 def seeds(views_newest_first: Iterable[View], limit: int = MAX_SEEDS) -> list[View]:
@@ -84,7 +93,7 @@ def collaborative_scores(
         pop = popularity.get(candidate, 0.0)
         if _finite(pop) and pop > 0:
             scores[candidate] += POPULARITY_WEIGHT * math.log1p(pop)
-    return scores
+    return {candidate: 1.0 - math.exp(-raw) for candidate, raw in scores.items()}
 
 
 def dynamo_only_scores(
@@ -95,7 +104,7 @@ def dynamo_only_scores(
 ) -> dict[str, float]:
     """DynamoDB-only fallback: continue watching first, then the previous list.
 
-    Scores are positional (higher is better) so that top_n keeps exactly that order."""
+    Scores are positional (1 for the first, down to 1/count) so that top_n keeps that order."""
     ordered: list[str] = []
     for view in seeds(views_newest_first, limit=len(views_newest_first) or 1):
         if 0 < view.progress < full_ratio and view.content_id not in excluded:
@@ -104,7 +113,7 @@ def dynamo_only_scores(
         if content_id not in excluded and content_id not in ordered:
             ordered.append(content_id)
     total = len(ordered)
-    return {content_id: float(total - index) for index, content_id in enumerate(ordered)}
+    return {content_id: (total - index) / total for index, content_id in enumerate(ordered)}
 
 
 def merge_model_scores(
@@ -113,16 +122,18 @@ def merge_model_scores(
     candidates: set[str],
     n: int,
 ) -> list[Ranked]:
-    """Items the model scored (restricted to candidates) first, then fallback order."""
+    """The model's scores of the candidates (clipped to [0, 1]); fewer than n are topped up with
+    the fallback's best remaining candidates, scaled below the lowest model score in the list."""
     scored: dict[str, float] = {}
     for content_id, score in model:
         if content_id in candidates and _finite(score):
-            scored[content_id] = max(score, scored.get(content_id, -math.inf))
-    head = top_n(scored, n)
-    rest = top_n({c: s for c, s in fallback.items() if c not in scored}, n - len(head))
-    return [Ranked(r.content_id, r.score, index + 1) for index, r in enumerate([*head, *rest])]
+            scored[content_id] = max(min(max(score, 0.0), 1.0), scored.get(content_id, 0.0))
+    head = top_n(scored, n, MODEL)
+    floor = head[-1].score if head else 1.0
+    rest = top_n({c: floor * s for c, s in fallback.items() if c not in scored}, n - len(head))
+    return [Ranked(r.content_id, r.score, index + 1, r.source) for index, r in enumerate([*head, *rest])]
 
 
-def top_n(scores: Mapping[str, float], n: int) -> list[Ranked]:
+def top_n(scores: Mapping[str, float], n: int, source: str = FALLBACK) -> list[Ranked]:
     ordered = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[: max(n, 0)]
-    return [Ranked(content_id, score, index + 1) for index, (content_id, score) in enumerate(ordered)]
+    return [Ranked(content_id, score, index + 1, source) for index, (content_id, score) in enumerate(ordered)]

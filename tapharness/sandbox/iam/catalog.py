@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from moto.athena.models import athena_backends
 from policy_sentry.shared.iam_data import get_service_prefix_data
 
 from tapharness.sandbox.iam.wire import ApiCall
@@ -282,9 +283,15 @@ _EXPANSIONS: dict[tuple[str, str], Expansion] = {
 }
 
 
-def _derived(call: ApiCall) -> dict[str, Any]:
-    """Parameters AWS's authorisation reads from other parameters (queue URL, shard iterator)."""
+def _derived(call: ApiCall, account: str) -> dict[str, Any]:
+    """Parameters AWS's authorisation reads from other parameters (queue URL, shard iterator,
+    the workgroup an Athena query ran in)."""
     params = dict(call.params)
+    query = params.get("QueryExecutionId")
+    if isinstance(query, str) and "WorkGroup" not in params:
+        execution = athena_backends[account][call.region].executions.get(query)
+        if execution is not None and execution.workgroup is not None:
+            params["WorkGroup"] = execution.workgroup.name
     url = params.get("QueueUrl")
     if isinstance(url, str) and "QueueName" not in params:
         params["QueueName"] = url.rstrip("/").rsplit("/", 1)[-1]
@@ -315,7 +322,7 @@ def needs(call: ApiCall, account: str) -> list[Need]:
     if not call.operation:
         raise UnmappedCall(f"unrecognised {call.signing_name} request")
     prefix = iam_prefix(call)
-    params = _derived(call)
+    params = _derived(call, account)
     expansion = _EXPANSIONS.get((prefix, call.operation))
     pairs = expansion(call, prefix) if expansion else [(action_for(prefix, call.operation), params)]
     result = []

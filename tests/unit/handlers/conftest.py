@@ -73,5 +73,5 @@ def aws() -> Iterator[Any]:
 
 @pytest.fixture
 def postgres_env(aws: Any, postgres_server: services.PostgresServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    with postgres_settings(postgres_server, monkeypatch, ("content_stats", "processed_events", "content_licenses")) as conn:
+    with postgres_settings(postgres_server, monkeypatch, ("content_stats", "processed_events", "content_licenses", "viewer_titles")) as conn:
         yield conn

@@ -24,18 +24,18 @@ def message(n: int, content: str = "c1", ratio: float = 1.0, user: str = "user-1
 
 
 def test_totals_count_views_full_completions_and_ratio_sum() -> None:
-    completions = [agg.Completion("e1", "c1", 1.0), agg.Completion("e2", "c1", 0.5), agg.Completion("e3", "c2", 0.95)]
+    completions = [agg.Completion("e1", "c1", 1.0, "u1"), agg.Completion("e2", "c1", 0.5, "u1"), agg.Completion("e3", "c2", 0.95, "u1")]
     totals = agg.totals_by_content(completions, 0.9)
     assert totals == {"c1": agg.ContentTotals(2, 1, 1.5), "c2": agg.ContentTotals(1, 1, 0.95)}
 
 
 def test_totals_count_an_event_id_once() -> None:
-    totals = agg.totals_by_content([agg.Completion("e1", "c1", 1.0), agg.Completion("e1", "c1", 1.0)], 0.9)
+    totals = agg.totals_by_content([agg.Completion("e1", "c1", 1.0, "u1"), agg.Completion("e1", "c1", 1.0, "u1")], 0.9)
     assert totals["c1"].views == 1
 
 
 def test_totals_are_keyed_in_sorted_order() -> None:
-    totals = agg.totals_by_content([agg.Completion("e1", "zz", 1.0), agg.Completion("e2", "aa", 1.0)], 0.9)
+    totals = agg.totals_by_content([agg.Completion("e1", "zz", 1.0, "u1"), agg.Completion("e2", "aa", 1.0, "u1")], 0.9)
     assert list(totals) == ["aa", "zz"]
 
 
@@ -156,3 +156,21 @@ def test_failed_statement_rolls_back_the_whole_batch(db: Any, context: Any) -> N
     response = mod.handler.lambda_handler(sqs_event([message(2), message(3, content="c2")]), context)
     assert len(response["batchItemFailures"]) == 2
     assert db.run("SELECT count(*) FROM processed_events")[0][0] == 1
+
+
+def viewer_titles(conn: Any) -> dict[tuple[str, str], int]:
+    return {(row[0], row[1]): row[2] for row in conn.run("SELECT user_id, content_id, full_completions FROM viewer_titles")}
+
+
+def test_full_completions_record_who_finished_which_title(db: Any, context: Any) -> None:
+    event = sqs_event([message(1, ratio=1.0), message(2, content="c2", ratio=0.5), message(3, content="c3", user="user-2")])
+    mod.handler.lambda_handler(event, context)
+    assert viewer_titles(db) == {("user-1", "c1"): 1, ("user-2", "c3"): 1}, "a partial completion is not co-viewing"
+
+
+def test_a_redelivered_completion_is_not_a_second_viewing(db: Any, context: Any) -> None:
+    event = sqs_event([message(1)])
+    mod.handler.lambda_handler(event, context)
+    mod.handler.lambda_handler(event, context)
+    mod.handler.lambda_handler(sqs_event([message(2)]), context)
+    assert viewer_titles(db) == {("user-1", "c1"): 2}

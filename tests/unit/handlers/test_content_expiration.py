@@ -42,13 +42,29 @@ def test_invalid_content_ids_are_refused(task_input: dict[str, Any]) -> None:
         ex.content_ids(task_input)
 
 
-def test_archive_query_is_a_partitioned_ctas_into_the_archive_prefix() -> None:
-    table, sql = ex.archive_query("tap_db", "raw_viewing_events", "tap-archive", "viewing/", date(2026, 11, 23), ["a", "b"])
-    assert table == "viewing_archive_20261123"
-    assert "external_location = 's3://tap-archive/viewing/run_date=2026-11-23/'" in sql
+def test_archive_query_reads_one_day_of_raw_events_into_parquet_partitions() -> None:
+    table, sql = ex.archive_query("tap_db", "raw_viewing_events", "tap-archive", "viewing/", date(2026, 11, 22))
+    assert table == "viewing_archive_20261122"
+    assert "external_location = 's3://tap-archive/viewing/day=2026-11-22/'" in sql
     assert "partitioned_by = ARRAY['year', 'month']" in sql
-    assert "WHERE content_id IN ('a', 'b')" in sql
+    assert "WHERE year = '2026' AND month = '11' AND day = '22'" in sql
     assert "PARTITION BY event_id" in sql
+
+
+def test_a_run_archives_the_day_before_it() -> None:
+    assert ex.archived_day(date(2026, 3, 1)) == date(2026, 2, 28)
+
+
+@pytest.mark.parametrize("after", [5, "x'; DROP"])
+def test_invalid_page_cursor_is_refused(after: Any) -> None:
+    with pytest.raises(ValueError):
+        ex.page_after({"after": after})
+
+
+@pytest.mark.parametrize("query_id", [5, "a b", "x" * 200])
+def test_invalid_query_execution_id_is_refused(query_id: Any) -> None:
+    with pytest.raises(ValueError):
+        ex.query_execution_id({"query_execution_id": query_id})
 
 
 @pytest.mark.parametrize(
@@ -57,22 +73,42 @@ def test_archive_query_is_a_partitioned_ctas_into_the_archive_prefix() -> None:
 )
 def test_archive_query_refuses_unsafe_names(database: str, raw_table: str, bucket: str) -> None:
     with pytest.raises(ValueError):
-        ex.archive_query(database, raw_table, bucket, "viewing/", date(2026, 11, 23), ["a"])
+        ex.archive_query(database, raw_table, bucket, "viewing/", date(2026, 11, 23))
 
 
-def test_find_expired_returns_licenses_ending_before_the_run_date(postgres_env: Any, context: Any) -> None:
-    mod.handler.find_expired({"run_date": "2026-11-23"}, context)
-    postgres_env.run(
-        "INSERT INTO content_licenses VALUES ('gone', 'Gone', '2026-11-22'), ('today', 'Today', '2026-11-23'),"
-        " ('later', 'Later', '2027-01-01'), ('open', 'Open', NULL), ('old', 'Old', '2020-01-01')"
+@pytest.fixture
+def licences(postgres_env: Any, context: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("EXPIRATION_LOOKBACK_DAYS", "7")
+    mod.handler.find_expired({"run_date": "2026-11-23"}, context)  # creates the table
+    return postgres_env
+
+
+def test_find_expired_returns_licences_that_ended_within_the_lookback(licences: Any, context: Any) -> None:
+    licences.run(
+        "INSERT INTO content_licenses (content_id, title, license_expiry_date) VALUES ('gone', 'Gone', '2026-11-22'),"
+        " ('today', 'Today', '2026-11-23'), ('later', 'Later', '2027-01-01'), ('open', 'Open', NULL),"
+        " ('week', 'Week', '2026-11-16'), ('old', 'Old', '2026-11-15')"
     )
     assert mod.handler.find_expired({"run_date": "2026-11-23"}, context) == {
-        "run_date": "2026-11-23",
-        "content_ids": ["gone", "old"],
-    }
+        "run_date": "2026-11-23", "content_ids": ["gone", "week"], "next_after": None}
 
 
-def test_find_expired_without_run_date_uses_today(postgres_env: Any, context: Any) -> None:
+def test_find_expired_pages_through_many_expired_licences(licences: Any, context: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mod.handler, "PAGE_SIZE", 2)
+    licences.run("INSERT INTO content_licenses (content_id, license_expiry_date)"
+                 " SELECT 'c' || n, DATE '2026-11-20' FROM generate_series(1, 5) AS n")
+    pages, after = [], None
+    while True:
+        page = mod.handler.find_expired({"run_date": "2026-11-23", **({"after": after} if after else {})}, context)
+        pages.append(page["content_ids"])
+        after = page["next_after"]
+        if after is None:
+            break
+    assert pages == [["c1", "c2"], ["c3", "c4"], ["c5"]]
+
+
+def test_find_expired_without_run_date_uses_today(licences: Any, context: Any) -> None:
     result = mod.handler.find_expired({}, context)
     assert result["run_date"] == ex.run_date({}).isoformat()
 
@@ -142,17 +178,20 @@ def athena_env(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     return athena
 
 
-def test_archive_views_starts_the_ctas_in_the_workgroup(athena_env: Any, context: Any) -> None:
-    result = mod.handler.archive_views({"run_date": "2026-11-23", "content_ids": ["a"]}, context)
+def test_archive_views_starts_the_ctas_of_the_previous_day_in_the_workgroup(athena_env: Any, context: Any) -> None:
+    result = mod.handler.archive_views({"run_date": "2026-11-23"}, context)
     execution = athena_backends["123456789012"][REGION].executions[result["query_execution_id"]]
     assert execution.workgroup.name == "tap-test"
-    assert execution.query.startswith('CREATE TABLE "tap_test"."viewing_archive_20261123"')
+    assert execution.query.startswith('CREATE TABLE "tap_test"."viewing_archive_20261122"')
+    assert (result["table"], result["state"]) == ("viewing_archive_20261122", "QUEUED")
 
 
-def test_archive_views_with_nothing_expired_starts_no_query(athena_env: Any, context: Any) -> None:
-    result = mod.handler.archive_views({"run_date": "2026-11-23", "content_ids": []}, context)
-    assert result["query_execution_id"] is None
-    assert athena_backends["123456789012"][REGION].executions == {}
+def test_archive_views_given_the_query_reports_its_state(athena_env: Any, context: Any) -> None:
+    started = mod.handler.archive_views({"run_date": "2026-11-23"}, context)
+    checked = mod.handler.archive_views({"run_date": "2026-11-23", "query_execution_id": started["query_execution_id"],
+                                         "table": started["table"]}, context)
+    assert {k: checked[k] for k in ("query_execution_id", "table")} == {k: started[k] for k in ("query_execution_id", "table")}
+    assert checked["state"] in {"QUEUED", "RUNNING", "SUCCEEDED"}
 
 
 def test_archive_views_retry_sends_the_same_request_token(athena_env: Any, context: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,8 +204,7 @@ def test_archive_views_retry_sends_the_same_request_token(athena_env: Any, conte
         return original(**kwargs)
 
     monkeypatch.setattr(client, "start_query_execution", capture)
-    task_input = {"run_date": "2026-11-23", "content_ids": ["a", "b"]}
-    mod.handler.archive_views(task_input, context)
-    mod.handler.archive_views(dict(task_input, content_ids=["b", "a"]), context)
-    mod.handler.archive_views(dict(task_input, run_date="2026-11-24"), context)
+    mod.handler.archive_views({"run_date": "2026-11-23"}, context)
+    mod.handler.archive_views({"run_date": "2026-11-23", "content_ids": ["x"]}, context)
+    mod.handler.archive_views({"run_date": "2026-11-24"}, context)
     assert tokens[0] == tokens[1] != tokens[2]

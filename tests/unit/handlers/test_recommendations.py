@@ -64,6 +64,44 @@ def test_merged_list_is_bounded_unique_and_only_from_candidates(model: list[tupl
     assert all(math.isfinite(r.score) for r in merged)
 
 
+@relaxed
+@given(
+    st.lists(st.tuples(ids, st.floats(allow_nan=True, allow_infinity=True)), max_size=30),
+    st.dictionaries(ids, st.floats(min_value=0, max_value=1), max_size=40),
+)
+def test_merged_scores_are_relevances_in_rank_order(model: list[tuple[str, float]], fallback: dict[str, float]) -> None:
+    merged = rk.merge_model_scores(model, fallback, set(fallback), 10)
+    assert all(0 <= r.score <= 1 for r in merged), [r.score for r in merged]
+    assert [r.score for r in merged] == sorted((r.score for r in merged), reverse=True)
+
+
+def test_top_up_entries_score_below_every_model_entry_and_say_where_they_came_from() -> None:
+    merged = rk.merge_model_scores([("c", 0.4)], {"a": 0.9, "b": 0.5, "c": 0.1}, {"a", "b", "c"}, 10)
+    assert [(r.content_id, r.source) for r in merged] == [("c", "sagemaker"), ("a", "fallback"), ("b", "fallback")]
+    assert merged[0].score == 0.4 and 0.4 > merged[1].score > merged[2].score
+
+
+def test_model_scores_outside_zero_to_one_are_clipped() -> None:
+    merged = rk.merge_model_scores([("a", 7.5), ("b", -2.0)], {"a": 0.1, "b": 0.1}, {"a", "b"}, 10)
+    assert [(r.content_id, r.score) for r in merged] == [("a", 1.0), ("b", 0.0)]
+
+
+@relaxed
+@given(st.lists(st.tuples(ids, st.floats(min_value=0, max_value=1)), min_size=1, max_size=10),
+       st.dictionaries(ids, st.lists(st.tuples(ids, st.floats(min_value=0, max_value=1)), max_size=5), max_size=10),
+       st.dictionaries(ids, st.floats(min_value=0, max_value=1e9), max_size=20))
+def test_fallback_scores_are_relevances_below_one(seed_list: list[tuple[str, float]],
+                                                  neighbours: dict[str, list[tuple[str, float]]],
+                                                  popularity: dict[str, float]) -> None:
+    scores_ = rk.collaborative_scores([View(c, p) for c, p in seed_list], neighbours, popularity, set())
+    assert all(0 <= s < 1 for s in scores_.values()), scores_
+
+
+def test_dynamo_only_scores_run_from_one_down() -> None:
+    scores_ = rk.dynamo_only_scores([View("half", 0.5)], [("p1", 3.0), ("p2", 2.0)], set(), 0.9)
+    assert scores_ == {"half": 1.0, "p1": 2 / 3, "p2": 1 / 3}
+
+
 def test_model_scored_items_rank_before_fallback_items() -> None:
     merged = rk.merge_model_scores([("c", 0.1)], {"a": 9.0, "b": 5.0, "c": 1.0}, {"a", "b", "c"}, 10)
     assert [r.content_id for r in merged] == ["c", "a", "b"]
@@ -169,6 +207,14 @@ def test_model_ranking_is_written_with_source_sagemaker(engine: Any, context: An
     assert mod.handler.lambda_handler(stream_event([summary_change()]), context) == {"batchItemFailures": []}
     item = stored()
     assert (listed(item), item["source"]) == (["y", "x", "z"], "sagemaker")
+
+
+def test_a_model_that_scores_no_candidate_leaves_a_fallback_list(engine: Any, context: Any) -> None:
+    model_answers({"recommendations": [{"content_id": "unknown", "score": 0.9}]})
+    mod.handler.lambda_handler(stream_event([summary_change()]), context)
+    item = stored()
+    assert (listed(item), item["source"]) == (["x", "z", "y"], "fallback")
+    assert {entry["source"] for entry in item["items"]} == {"fallback"}
 
 
 def test_completed_and_expired_content_is_never_recommended(engine: Any, context: Any) -> None:

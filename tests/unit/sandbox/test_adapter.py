@@ -37,3 +37,19 @@ def test_secret_values_go_to_the_arns_the_outputs_name(tmp_path: Path) -> None:
 
 def test_a_stack_without_sandbox_yaml_needs_nothing_extra(tmp_path: Path) -> None:
     assert Adapter.load(stacks.Stack("bare", tmp_path)) == Adapter()
+
+
+def test_a_model_endpoint_is_named_by_the_arn_its_output_holds(tmp_path: Path) -> None:
+    adapter = Adapter.load(_stack(tmp_path, "model_endpoints:\n  - endpoint_output: endpoint_arn\n"
+                                            "    training_sql: SELECT u, i, w FROM t\n    retrain_after_s: 5\n"))
+    named = adapter.model_endpoints_by_name({"endpoint_arn": {"value": "arn:aws:sagemaker:r:1:endpoint/recs"}})
+    assert list(named) == ["recs"]
+    assert (named["recs"].training_sql, named["recs"].retrain_after_s) == ("SELECT u, i, w FROM t", 5.0)
+    assert named["recs"].request == {"history": "recent_content_ids", "candidates": "candidates"}
+    with pytest.raises(AdapterError, match="endpoint_arn"):
+        adapter.model_endpoints_by_name({})
+
+
+def test_the_video_stacks_endpoint_trains_on_who_finished_what() -> None:
+    [spec] = Adapter.load(stacks.resolve("video_streaming")).model_endpoints
+    assert (spec.endpoint_output, "viewer_titles" in spec.training_sql) == ("sagemaker_endpoint_arn", True)

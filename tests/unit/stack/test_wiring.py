@@ -171,10 +171,57 @@ def test_nightly_rule_starts_the_expiration_state_machine(plan: PlanSummary) -> 
     assert plan.targets(target, "role_arn") == {'aws_iam_role.service["events"]'}
 
 
+def _task_functions(states: dict) -> set[str]:
+    found = set()
+    for state in states.values():
+        if state["Type"] == "Task":
+            parameters = state["Parameters"]
+            found.add(parameters["FunctionName"].rsplit(":", 1)[-1])
+        for branch in state.get("Branches", []):
+            found |= _task_functions(branch["States"])
+    return found
+
+
 def test_state_machine_runs_the_four_expiration_tasks(plan: PlanSummary) -> None:
-    tasks = {t for t in plan.targets("aws_sfn_state_machine.expiration", "definition")
-             if t.startswith("aws_lambda_function.")}
-    assert tasks == {f'aws_lambda_function.this["{t}"]' for t in EXPIRATION_TASKS}
+    definition = json.loads(plan.values["aws_sfn_state_machine.expiration"]["definition"])
+    functions = {plan.values[f'aws_lambda_function.this["{t}"]']["function_name"] for t in EXPIRATION_TASKS}
+    assert _task_functions(definition["States"]) == functions
+
+
+def test_the_refresh_schedule_invokes_the_cache_refresh_function(plan: PlanSummary) -> None:
+    rule = plan.values["aws_cloudwatch_event_rule.cache_refresh"]
+    target = "aws_cloudwatch_event_target.cache_refresh"
+    assert rule["schedule_expression"] == plan.variables["cache_refresh_schedule_expression"]
+    assert plan.targets(target, "arn") == {'aws_lambda_function.this["cache_refresh"]'}
+    assert plan.targets(target, "dead_letter_config") == {'aws_sqs_queue.dead_letter["async_failures"]'}
+    permission = plan.values["aws_lambda_permission.cache_refresh"]
+    assert permission["principal"] == "events.amazonaws.com"
+    assert plan.targets("aws_lambda_permission.cache_refresh", "source_arn") == {"aws_cloudwatch_event_rule.cache_refresh"}
+
+
+def test_the_cache_refresh_reads_aurora_and_writes_redis(plan: PlanSummary) -> None:
+    names = set(plan.outputs["lambda_environment_variable_names"]["cache_refresh"])
+    assert {"DB_SECRET_ARN", "DB_HOST", "REDIS_AUTH_SECRET_ARN", "REDIS_HOST", "CACHE_TTL_SECONDS"} <= names
+
+
+def test_raw_events_are_partitioned_by_day_with_projection_over_the_landing_layout(plan: PlanSummary) -> None:
+    table = plan.values["aws_glue_catalog_table.raw_viewing_events"]
+    assert [k["name"] for k in table["partition_keys"]] == ["year", "month", "day"]
+    parameters = table["parameters"]
+    assert parameters["projection.enabled"] == "true"
+    assert parameters["storage.location.template"].endswith("/raw/year=${year}/month=${month}/day=${day}/")
+    assert {parameters[f"projection.{k}.digits"] for k in ("month", "day")} == {"2"}
+
+
+def test_expiration_pages_are_bounded_and_the_archive_is_awaited(plan: PlanSummary) -> None:
+    definition = json.loads(plan.values["aws_sfn_state_machine.expiration"]["definition"])
+    branches = definition["States"]["ExpireAndArchive"]["Branches"]
+    expiry, archive = ({state for state in b["States"]} for b in branches)
+    assert {"ExpirePage", "MorePages", "FindNextPage"} <= expiry
+    assert archive == {"ArchiveViews", "WaitForArchive", "CheckArchive", "ArchiveState", "ArchiveFailed", "ArchiveDone"}
+    choices = branches[1]["States"]["ArchiveState"]["Choices"]
+    assert {c["StringEquals"]: c["Next"] for c in choices} == {
+        "SUCCEEDED": "ArchiveDone", "FAILED": "ArchiveFailed", "CANCELLED": "ArchiveFailed"}
 
 
 def test_thumbnail_uploads_trigger_the_validator(plan: PlanSummary) -> None:

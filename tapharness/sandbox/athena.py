@@ -1,0 +1,319 @@
+"""Athena queries that run: CREATE TABLE AS SELECT executed by DuckDB over the sandbox's S3.
+
+moto records a StartQueryExecution and reports it SUCCEEDED without running it. Here a CTAS
+(``CREATE TABLE "db"."t" WITH (format = 'PARQUET', external_location = 's3://…',
+partitioned_by = ARRAY[…]) AS SELECT …``) runs as Athena runs it:
+
+- Source tables come from the Glue catalogue: their columns, JSON SerDe and location. A
+  partitioned table reads the partitions that partition projection (``projection.enabled``,
+  ``storage.location.template``) or, without it, the registered Glue partitions give, pruned by
+  the query's ``column = 'value'`` predicates on partition columns, so a one-day query reads one
+  day of objects. Those bytes are the query's DataScannedInBytes, and a workgroup's
+  BytesScannedCutoffPerQuery fails a query that would read more.
+- The SELECT runs in DuckDB (its SQL is close enough to Trino's for the stacks' queries); its
+  rows are written as Parquet under ``external_location`` (Hive-style ``col=value/`` directories
+  for ``partitioned_by``, those columns last), and the table and its partitions are registered
+  in Glue. As on Athena, a CTAS fails when the table exists or the location holds objects.
+- The caller's own permissions are evaluated for what Athena does on its behalf: ``s3:GetObject``
+  on every object read, ``s3:PutObject`` on every object written, ``glue:GetTable`` on the
+  sources, ``glue:CreateTable`` and ``glue:BatchCreatePartition`` on the new table.
+- A ClientRequestToken seen before returns the first execution's id (Athena's idempotency).
+
+The query runs on a thread: QUEUED → RUNNING → SUCCEEDED, or FAILED with a StateChangeReason.
+Any other statement moto does not run is FAILED ("not run by the sandbox"), never a false
+SUCCEEDED; the emulation gaps list this.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from moto.glue import glue_backends
+from moto.s3.models import s3_backends
+
+# (action, resource ARN) → allowed? for the caller whose keys signed StartQueryExecution.
+Allows = Callable[[str, str], bool]
+
+_CTAS = re.compile(
+    r"^\s*CREATE\s+TABLE\s+(?:\"?(?P<db>\w+)\"?\.)?\"?(?P<table>\w+)\"?\s+WITH\s*\((?P<props>.*?)\)\s*AS\s+(?P<select>SELECT\b.*)$",
+    re.IGNORECASE | re.DOTALL)
+_PROPERTY = re.compile(r"(\w+)\s*=\s*('(?:[^']|'')*'|ARRAY\s*\[[^\]]*\])", re.IGNORECASE)
+_TABLE_REF = re.compile(r"\"(?P<db>\w+)\"\s*\.\s*\"(?P<table>\w+)\"")
+_EQUALS = re.compile(r"\b(\w+)\s*=\s*'([^']*)'")
+_S3 = re.compile(r"^s3://([^/]+)/?(.*)$")
+_TYPES = {"string": "VARCHAR", "double": "DOUBLE", "float": "FLOAT", "bigint": "BIGINT", "int": "INTEGER",
+          "integer": "INTEGER", "boolean": "BOOLEAN", "timestamp": "TIMESTAMP", "date": "DATE"}
+
+
+class QueryFailed(Exception):
+    """The query fails with this StateChangeReason."""
+
+
+@dataclass
+class Run:
+    state: str = "QUEUED"
+    reason: str = ""
+    scanned_bytes: int = 0
+    submitted: float = field(default_factory=time.time)
+    completed: float | None = None
+
+
+def _s3_location(url: str) -> tuple[str, str]:
+    match = _S3.match(url)
+    if not match:
+        raise QueryFailed(f"not an S3 location: {url}")
+    return match.group(1), match.group(2)
+
+
+def _properties(text: str) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    for name, raw in _PROPERTY.findall(text):
+        if raw.upper().startswith("ARRAY"):
+            properties[name.lower()] = re.findall(r"'([^']*)'", raw)
+        else:
+            properties[name.lower()] = raw[1:-1].replace("''", "'")
+    return properties
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    database: str
+    name: str
+    location: str
+    columns: list[tuple[str, str]]
+    partition_keys: list[str]
+    parameters: dict[str, str]
+    partitions: list[tuple[dict[str, str], str]]  # registered: (values, location)
+
+    def prefixes(self, wanted: dict[str, str]) -> list[tuple[str, str, dict[str, str] | None]]:
+        """(bucket, key prefix, pattern values or None) to list, after pruning by `wanted`."""
+        bucket, prefix = _s3_location(self.location)
+        if not self.partition_keys:
+            return [(bucket, prefix, None)]
+        if self.parameters.get("projection.enabled", "").lower() == "true":
+            template = self.parameters.get("storage.location.template") or (
+                self.location.rstrip("/") + "/" + "/".join(f"{k}=${{{k}}}" for k in self.partition_keys) + "/")
+            fixed = template.split("${", 1)[0]
+            t_bucket, t_prefix = _s3_location(fixed)
+            return [(t_bucket, t_prefix, wanted)]
+        chosen = []
+        for values, location in self.partitions:
+            if all(values.get(k, v) == v for k, v in wanted.items()):
+                p_bucket, p_prefix = _s3_location(location)
+                chosen.append((p_bucket, p_prefix, values))
+        return chosen
+
+    def projected_values(self, key: str) -> dict[str, str] | None:
+        """Partition values a key lies under, by the projection template; None if it does not fit."""
+        template = self.parameters.get("storage.location.template") or (
+            self.location.rstrip("/") + "/" + "/".join(f"{k}=${{{k}}}" for k in self.partition_keys) + "/")
+        _, pattern = _s3_location(template)
+        regex = "".join(f"(?P<{part[2:-1]}>[^/]+)" if part.startswith("${") else re.escape(part)
+                        for part in re.split(r"(\$\{\w+\})", pattern))
+        match = re.match(regex, key)
+        if not match:
+            return None
+        values = match.groupdict()
+        for name, value in values.items():
+            if not self._in_range(name, value):
+                return None
+        return values
+
+    def _in_range(self, name: str, value: str) -> bool:
+        if self.parameters.get(f"projection.{name}.type", "").lower() != "integer":
+            return True
+        digits = int(self.parameters.get(f"projection.{name}.digits", "0") or 0)
+        low, high = (int(x) for x in self.parameters.get(f"projection.{name}.range", "0,0").split(","))
+        return value.isdigit() and len(value) >= digits and low <= int(value) <= high and (
+            digits == 0 or len(value) == digits)
+
+
+class AthenaEngine:
+    """Runs CTAS statements for one sandbox; executions by id."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, Run] = {}
+        self.tokens: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def known_token(self, token: str | None) -> str | None:
+        with self.lock:
+            return self.tokens.get(token) if token else None
+
+    def start(self, execution_id: str, token: str | None, query: str, database: str | None, account: str,
+              region: str, cutoff_bytes: int | None, allows: Allows) -> None:
+        run = Run()
+        with self.lock:
+            self.runs[execution_id] = run
+            if token:
+                self.tokens[token] = execution_id
+        threading.Thread(target=self._run, name=f"athena-{execution_id[:8]}", daemon=True,
+                         args=(run, query, database, account, region, cutoff_bytes, allows)).start()
+
+    def _run(self, run: Run, query: str, database: str | None, account: str, region: str,
+             cutoff_bytes: int | None, allows: Allows) -> None:
+        run.state = "RUNNING"
+        try:
+            run.scanned_bytes = self._ctas(query, database, account, region, cutoff_bytes, allows)
+            run.state = "SUCCEEDED"
+        except QueryFailed as exc:
+            run.state, run.reason = "FAILED", str(exc)
+        except duckdb.Error as exc:
+            run.state, run.reason = "FAILED", f"SYNTAX_ERROR or GENERIC_INTERNAL_ERROR: {exc}"
+        run.completed = time.time()
+
+    def _ctas(self, query: str, default_db: str | None, account: str, region: str, cutoff_bytes: int | None,
+              allows: Allows) -> int:
+        match = _CTAS.match(query.strip().rstrip(";"))
+        if not match:
+            raise QueryFailed("NOT_SUPPORTED: the sandbox runs CREATE TABLE AS SELECT statements only "
+                              "(see the emulation gaps)")
+        target_db = (match.group("db") or default_db or "").lower()
+        target = match.group("table").lower()
+        properties = _properties(match.group("props"))
+        if properties.get("format", "PARQUET").upper() != "PARQUET":
+            raise QueryFailed("NOT_SUPPORTED: the sandbox writes format = 'PARQUET' only")
+        location = properties.get("external_location")
+        if not location:
+            raise QueryFailed("the sandbox needs external_location (the workgroup default is not emulated)")
+        partitioned_by = [c.lower() for c in properties.get("partitioned_by", [])]
+        glue = glue_backends[account][region]
+        s3 = s3_backends[account]["global"]
+        arn = f"arn:aws:glue:{region}"
+        if not allows("glue:CreateTable", f"{arn}:{account}:table/{target_db}/{target}"):
+            raise QueryFailed(f"AccessDeniedException: not authorized to perform glue:CreateTable on {target_db}.{target}")
+        if target in glue.get_database(target_db).tables:
+            raise QueryFailed(f"AlreadyExistsException: Table {target_db}.{target} already exists")
+        out_bucket, out_prefix = _s3_location(location if location.endswith("/") else location + "/")
+        if any(k.startswith(out_prefix) for k in s3.get_bucket(out_bucket).keys):
+            raise QueryFailed(f"HIVE_PATH_ALREADY_EXISTS: Target directory for table '{target_db}.{target}' "
+                              f"already exists: {location}")
+        select = match.group("select")
+        wanted = {k.lower(): v for k, v in _EQUALS.findall(select)}
+        with tempfile.TemporaryDirectory(prefix="athena-") as work, duckdb.connect() as con:
+            scanned = 0
+            for n, ref in enumerate({(m.group("db").lower(), m.group("table").lower())
+                                     for m in _TABLE_REF.finditer(select)}):
+                source = self._source(glue, ref, account, region, allows)
+                view = f"source_{n}"
+                scanned += self._materialise(con, s3, source, view, Path(work) / view, wanted, allows)
+                select = re.sub(rf"\"{ref[0]}\"\s*\.\s*\"{ref[1]}\"", view, select, flags=re.IGNORECASE)
+            if cutoff_bytes is not None and scanned > cutoff_bytes:
+                raise QueryFailed(f"Query exhausted resources: bytes scanned limit was exceeded "
+                                  f"({scanned} bytes > BytesScannedCutoffPerQuery {cutoff_bytes})")
+            result = con.sql(select)
+            columns = [(name, str(kind)) for name, kind in zip(result.columns, result.types)]
+            if partitioned_by and [c for c, _ in columns[-len(partitioned_by):]] != partitioned_by:
+                raise QueryFailed("HIVE_COLUMN_ORDER_MISMATCH: Partition keys must be the last columns in the "
+                                  "table and in the same order as the table properties")
+            out_dir = Path(work) / "out"
+            out_dir.mkdir()
+            partition_clause = f", PARTITION_BY ({', '.join(partitioned_by)})" if partitioned_by else ""
+            target_path = out_dir if partitioned_by else out_dir / "data.parquet"
+            con.sql(f"COPY ({select}) TO '{target_path}' (FORMAT PARQUET, COMPRESSION SNAPPY{partition_clause})")
+            written = sorted(p for p in out_dir.rglob("*") if p.is_file())
+            for path in written:
+                key = out_prefix + path.relative_to(out_dir).as_posix()
+                if not allows("s3:PutObject", f"arn:aws:s3:::{out_bucket}/{key}"):
+                    raise QueryFailed(f"Access denied when writing to location: s3://{out_bucket}/{key}")
+                s3.put_object(out_bucket, key, path.read_bytes())
+        self._register(glue, target_db, target, location, columns, partitioned_by, written, out_dir,
+                       account, region, allows)
+        return scanned
+
+    @staticmethod
+    def _source(glue: Any, ref: tuple[str, str], account: str, region: str, allows: Allows) -> SourceTable:
+        database, name = ref
+        if not allows("glue:GetTable", f"arn:aws:glue:{region}:{account}:table/{database}/{name}"):
+            raise QueryFailed(f"AccessDeniedException: not authorized to perform glue:GetTable on {database}.{name}")
+        try:
+            table = glue.get_table(database, name).as_dict()
+        except Exception as exc:  # moto's EntityNotFound and friends
+            raise QueryFailed(f"TABLE_NOT_FOUND: Table {database}.{name} does not exist") from exc
+        descriptor = table.get("StorageDescriptor", {})
+        keys = [k["Name"].lower() for k in table.get("PartitionKeys", [])]
+        partitions = [({k: v for k, v in zip(keys, p.as_dict()["Values"])}, p.as_dict()["StorageDescriptor"]["Location"])
+                      for p in glue.get_table(database, name).partitions.values()]
+        return SourceTable(database, name, descriptor.get("Location", ""),
+                           [(c["Name"].lower(), c.get("Type", "string").lower()) for c in descriptor.get("Columns", [])],
+                           keys, dict(table.get("Parameters", {})), partitions)
+
+    @staticmethod
+    def _materialise(con: Any, s3: Any, source: SourceTable, view: str, directory: Path, wanted: dict[str, str],
+                     allows: Allows) -> int:
+        """Copy the objects the query reads into `directory` and define `view` over them; returns bytes read."""
+        directory.mkdir(parents=True)
+        files: list[tuple[Path, dict[str, str]]] = []
+        scanned = 0
+        for bucket, prefix, pinned in source.prefixes({k: v for k, v in wanted.items() if k in source.partition_keys}):
+            for key, obj in sorted(s3.get_bucket(bucket).keys.items()):
+                if not key.startswith(prefix) or key.endswith("/"):
+                    continue
+                values = pinned or {}
+                if source.partition_keys and source.parameters.get("projection.enabled", "").lower() == "true":
+                    projected = source.projected_values(key)
+                    if projected is None or any(projected.get(k) != v for k, v in values.items()):
+                        continue
+                    values = projected
+                if not allows("s3:GetObject", f"arn:aws:s3:::{bucket}/{key}"):
+                    raise QueryFailed(f"Permission denied on S3 path: s3://{bucket}/{key}")
+                body = obj.value
+                scanned += len(body)
+                path = directory / f"{len(files)}.json"
+                path.write_bytes(body)
+                files.append((path, values))
+        columns = {name: _TYPES.get(kind, "VARCHAR") for name, kind in source.columns}
+        if not files:
+            # Athena reads no rows from no objects; the view still has the table's columns.
+            empty = ", ".join([*(f"NULL::{kind} AS {name}" for name, kind in columns.items()),
+                               *(f"NULL::VARCHAR AS {k}" for k in source.partition_keys)])
+            con.sql(f"CREATE VIEW {view} AS SELECT {empty} WHERE false")
+            return 0
+        parts = []
+        for path, values in files:
+            spec = json.dumps(columns).replace('"', "'")
+            literals = "".join(f", '{values.get(k, '')}'::VARCHAR AS {k}" for k in source.partition_keys)
+            parts.append(f"SELECT *{literals} FROM read_json('{path}', "
+                         f"format = 'newline_delimited', columns = {spec}, ignore_errors = true)")
+        con.sql(f"CREATE VIEW {view} AS {' UNION ALL '.join(parts)}")
+        return scanned
+
+    @staticmethod
+    def _register(glue: Any, database: str, table: str, location: str, columns: list[tuple[str, str]],
+                  partitioned_by: list[str], written: list[Path], out_dir: Path, account: str, region: str,
+                  allows: Allows) -> None:
+        glue_type = {"VARCHAR": "string", "DOUBLE": "double", "BIGINT": "bigint", "INTEGER": "int",
+                     "BOOLEAN": "boolean", "TIMESTAMP": "timestamp", "DATE": "date", "FLOAT": "float"}
+        data = [c for c in columns if c[0] not in partitioned_by]
+        parquet = {"InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+                   "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+                   "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"}}
+        glue.create_table(database, table, {
+            "Name": table, "TableType": "EXTERNAL_TABLE",
+            "Parameters": {"classification": "parquet", "parquet.compression": "SNAPPY"},
+            "PartitionKeys": [{"Name": c, "Type": "string"} for c in partitioned_by],
+            "StorageDescriptor": {"Location": location,
+                                  "Columns": [{"Name": n, "Type": glue_type.get(k, "string")} for n, k in data],
+                                  **parquet}})
+        if not partitioned_by:
+            return
+        if not allows("glue:BatchCreatePartition", f"arn:aws:glue:{region}:{account}:table/{database}/{table}"):
+            raise QueryFailed(f"AccessDeniedException: not authorized to perform glue:BatchCreatePartition on "
+                              f"{database}.{table}")
+        directories = sorted({path.parent.relative_to(out_dir).as_posix() for path in written})
+        glue.batch_create_partition(database, table, [
+            {"Values": [part.split("=", 1)[1] for part in directory.split("/")],
+             "StorageDescriptor": {"Location": location.rstrip("/") + f"/{directory}/", **parquet}}
+            for directory in directories])
+
+
+ENGINE = AthenaEngine()
