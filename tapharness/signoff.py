@@ -137,7 +137,8 @@ def run_step(step: Step, command: list[str], timeout: float, env: dict[str, str]
 
 
 def pytest_command(paths: list[str], xml: Path, suite_name: str, workers: str, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "pytest", *paths, "-n", workers, "-p", "no:cacheprovider",
+    # loadgroup: tests that share a stand-in's behaviour (marked xdist_group) run on one worker.
+    return [sys.executable, "-m", "pytest", *paths, "-n", workers, "--dist", "loadgroup", "-p", "no:cacheprovider",
             f"--junitxml={xml}", "-o", f"junit_suite_name={suite_name}", *extra]
 
 

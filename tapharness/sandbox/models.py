@@ -78,8 +78,9 @@ class ImplicitRecommender:
 
     def score(self, history: Sequence[str], candidates: Sequence[str]) -> dict[str, float]:
         """Predicted preference in [0, 1] of each known candidate for a viewer with this history."""
-        known_history = sorted({self.item_index[i] for i in history if i in self.item_index})
-        known = [c for c in dict.fromkeys(candidates) if c in self.item_index and c not in set(history)]
+        seen = set(history)
+        known_history = sorted({self.item_index[i] for i in seen if i in self.item_index})
+        known = [c for c in dict.fromkeys(candidates) if c in self.item_index and c not in seen]
         if self.model is None or not known_history or not known:
             return {}
         row = sparse.csr_matrix((np.full(len(known_history), 1.0 + CONFIDENCE, dtype=np.float32),

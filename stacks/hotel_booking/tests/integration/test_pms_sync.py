@@ -11,7 +11,9 @@ import pytest
 from tapharness.deployed import Target
 from tapharness.retry import wait_for
 
-pytestmark = pytest.mark.integration
+# The tests set the one opera stand-in's behaviour (and reset it on teardown): one worker runs
+# them one after another, or a reset by one turns off the failures another waits on.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("opera-stand-in")]
 
 
 @pytest.fixture
