@@ -165,6 +165,13 @@ def run(target: Target) -> int:
                f"{refreshed['neighbour_lists']} cf:* lists ({refreshed['neighbours']} neighbours), "
                f"{refreshed['expired']} expired")
 
+    since = time.monotonic()
+    endpoint = str(target.output("sagemaker_endpoint_arn")).rsplit("/", 1)[-1]
+    answer = wait_for("the recommendation model to know the seed catalogue",
+                      lambda: seed.model_answer(endpoint, target.client("sagemaker-runtime"), world), HOP_TIMEOUT_S)
+    steps.done(f"SageMaker endpoint {endpoint}", since, f"scores the seed catalogue ({len(answer)} candidates scored "
+               "for a seed viewer)")
+
     user = f"demo-{uuid.uuid4().hex[:8]}"
     today = datetime.now(UTC).date()
     favourites = [t for t in world.titles if t.genre == DEMO_GENRE and t.license_expiry_date >= today][:DEMO_TITLES]

@@ -225,3 +225,16 @@ def load_raw_events(s3: Any, bucket: str, prefix: str, world: World) -> int:
         s3.put_object(Bucket=bucket, Key=f"{prefix}{key}",
                       Body="\n".join(json.dumps(line) for line in lines).encode() + b"\n")
     return sum(len(lines) for lines in objects.values())
+
+
+def model_answer(endpoint: str, sagemaker_runtime: Any, world: World) -> list[dict[str, Any]]:
+    """What the recommendation endpoint answers for one seed viewer's history: empty until its model
+    knows the seed catalogue (a model is trained on what it has seen, so a fresh catalogue waits for
+    its next training)."""
+    viewer = world.viewings[-1].user_id
+    history = [v.content_id for v in world.viewings if v.user_id == viewer and v.full][-10:]
+    candidates = [t.content_id for t in world.titles if t.content_id not in history][:100]
+    response = sagemaker_runtime.invoke_endpoint(
+        EndpointName=endpoint, ContentType="application/json", Accept="application/json",
+        Body=json.dumps({"user_id": viewer, "recent_content_ids": history, "candidates": candidates}).encode())
+    return list(json.loads(response["Body"].read()).get("recommendations", []))

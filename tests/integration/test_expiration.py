@@ -110,6 +110,19 @@ def expired(target: Target, aurora: pg8000.native.Connection, cache: redis.Redis
 RUN_DATE = date(2040, 1, 1) + timedelta(days=random.randrange(365 * 50))
 
 
+def drop_day(target: Target, day: date) -> None:
+    """Remove what a run for `day + 1` leaves: the day's raw and archived objects, its archive table."""
+    bucket, s3 = target.output("s3_bucket_names", "archive"), target.client("s3")
+    for prefix in (f"raw/year={day:%Y}/month={day:%m}/day={day:%d}/", f"viewing/day={day.isoformat()}/"):
+        for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    glue = target.client("glue")
+    try:
+        glue.delete_table(DatabaseName=target.output("glue_database_name"), Name=f"viewing_archive_{day:%Y%m%d}")
+    except glue.exceptions.EntityNotFoundException:
+        return
+
+
 def land_raw_events(target: Target, content: ExpiredContent, day: date) -> list[str]:
     """Raw events of `day` under raw/year=/month=/day=/ as the activity consumer lands them, the
     first one twice; returns their event ids."""
@@ -152,6 +165,7 @@ def direct_run(target: Target, aurora: pg8000.native.Connection, cache: redis.Re
         yield Run(content, finished(target, arn), started, time.monotonic()), events
     finally:
         unseed(target, aurora, cache, content)
+        drop_day(target, RUN_DATE - timedelta(days=1))
 
 
 def output_with(run: Run, key: str) -> dict[str, Any]:

@@ -109,6 +109,9 @@ def seeded_world(target: Target, aurora: pg8000.native.Connection) -> seed.World
                                                Payload=b"{}")
     answer = json.loads(response["Payload"].read())
     assert not response.get("FunctionError") and answer["neighbour_lists"] > 0, f"cache_refresh answered {answer}"
+    endpoint = str(target.output("sagemaker_endpoint_arn")).rsplit("/", 1)[-1]
+    wait_for("the recommendation model to know the seed catalogue",
+             lambda: seed.model_answer(endpoint, target.client("sagemaker-runtime"), world), HOP_TIMEOUT_S)
     return world
 
 
