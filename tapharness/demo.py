@@ -14,19 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import duckdb
 from pg8000.exceptions import DatabaseError
 
-from tapharness import seed
+from tapharness import seed, video
 from tapharness.deployed import ENV_VAR, NoTarget, Target, load_target
 from tapharness.retry import wait_for
 
@@ -71,14 +68,9 @@ def _content_stats(target: Target, content_id: str) -> list[Any] | None:
     return rows[0] if rows else None
 
 
-class Steps:
-    """Prints each step with how long it took."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-
-    def done(self, label: str, since: float, detail: str) -> None:
-        print(f"  [{time.monotonic() - since:5.1f} s] {label}: {detail}")
+def _done(label: str, since: float, detail: str) -> None:
+    """Print a step with how long it took since `since` (a time.monotonic() value)."""
+    print(f"  [{time.monotonic() - since:5.1f} s] {label}: {detail}")
 
 
 def _seed(target: Target, world: seed.World) -> None:
@@ -89,15 +81,6 @@ def _seed(target: Target, world: seed.World) -> None:
         connection.close()
     seed.load_catalog_table(target.client("dynamodb"), target.output("dynamodb_table_names", "catalog"), world)
     seed.load_raw_events(target.client("s3"), target.output("s3_bucket_names", "archive"), "raw/", world)
-
-
-def _refresh_cache(target: Target) -> dict[str, Any]:
-    response = target.client("lambda").invoke(FunctionName=target.output("lambda_function_arns", "cache_refresh"),
-                                               Payload=b"{}")
-    answer = json.loads(response["Payload"].read())
-    if response.get("FunctionError"):
-        raise RuntimeError(f"cache_refresh failed: {answer}")
-    return answer
 
 
 def _watch(target: Target, user: str, titles: list[seed.Title]) -> bool:
@@ -135,42 +118,27 @@ def _expire(target: Target) -> tuple[dict[str, Any], list[Any]]:
     return execution, json.loads(execution.get("output") or "[]")
 
 
-def _archive(target: Target, day: date) -> tuple[list[str], int]:
-    """Keys of the archive of `day` and how many rows its Parquet objects hold."""
-    bucket, prefix = target.output("s3_bucket_names", "archive"), f"viewing/day={day.isoformat()}/"
-    s3 = target.client("s3")
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
-    rows = 0
-    with tempfile.TemporaryDirectory() as work, duckdb.connect() as con:
-        for n, key in enumerate(keys):
-            path = Path(work) / f"{n}.parquet"
-            path.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-            rows += con.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchone()[0]
-    return keys, rows
-
-
 def run(target: Target) -> int:
     print(f"target: {target.describe()}")
-    steps = Steps()
+    started = time.monotonic()
     world = seed.build()
     titles = {t.content_id: t for t in world.titles}
     since = time.monotonic()
     _seed(target, world)
-    steps.done("seed", since, f"{len(world.titles)} titles in {len(seed.GENRES)} genres ({len(world.expired_ids)} "
-               f"licences expired yesterday), {len({v.user_id for v in world.viewings})} viewers, "
-               f"{len(world.viewings)} viewings -> Aurora, content_catalog, raw events in S3")
+    _done("seed", since, f"{len(world.titles)} titles in {len(seed.GENRES)} genres ({len(world.expired_ids)} "
+          f"licences expired yesterday), {len({v.user_id for v in world.viewings})} viewers, "
+          f"{len(world.viewings)} viewings -> Aurora, content_catalog, raw events in S3")
     since = time.monotonic()
-    refreshed = _refresh_cache(target)
-    steps.done("cache_refresh (Aurora -> Redis)", since, f"{refreshed['titles']} content:* hashes, "
-               f"{refreshed['neighbour_lists']} cf:* lists ({refreshed['neighbours']} neighbours), "
-               f"{refreshed['expired']} expired")
+    refreshed = video.refresh_cache(target)
+    _done("cache_refresh (Aurora -> Redis)", since, f"{refreshed['titles']} content:* hashes, "
+          f"{refreshed['neighbour_lists']} cf:* lists ({refreshed['neighbours']} neighbours), "
+          f"{refreshed['expired']} expired")
 
     since = time.monotonic()
-    endpoint = str(target.output("sagemaker_endpoint_arn")).rsplit("/", 1)[-1]
     answer = wait_for("the recommendation model to know the seed catalogue",
-                      lambda: seed.model_answer(endpoint, target.client("sagemaker-runtime"), world), HOP_TIMEOUT_S)
-    steps.done(f"SageMaker endpoint {endpoint}", since, f"scores the seed catalogue ({len(answer)} candidates scored "
-               "for a seed viewer)")
+                      lambda: video.model_answer(target, world), HOP_TIMEOUT_S)
+    _done(f"SageMaker endpoint {video.endpoint_name(target)}", since,
+          f"scores the seed catalogue ({len(answer)} candidates scored for a seed viewer)")
 
     user = f"demo-{uuid.uuid4().hex[:8]}"
     today = datetime.now(UTC).date()
@@ -180,12 +148,12 @@ def run(target: Target) -> int:
     since = time.monotonic()
     if not _watch(target, user, favourites):
         return 1
-    steps.done("API", since, f"{2 * len(favourites)} events accepted (202)")
+    _done("API", since, f"{2 * len(favourites)} events accepted (202)")
     finished = {t.content_id for t in favourites}
 
     def landed(label: str, probe: Any, show: Any, ready: Any = bool) -> Any:
         value = wait_for(label, probe, HOP_TIMEOUT_S, ready=ready, retry_on=(OSError,))
-        steps.done(label, since, show(value))
+        _done(label, since, show(value))
         return value
 
     landed("user_activity SUMMARY (Kinesis -> activity_consumer)",
@@ -211,16 +179,17 @@ def run(target: Target) -> int:
     since = time.monotonic()
     execution, branches = _expire(target)
     detail = {k: v for out in branches for k, v in out.items() if k in ("content_ids", "state", "table")}
-    steps.done("nightly expiration (Step Functions)", since, f"{execution['status']} {json.dumps(detail)}")
+    _done("nightly expiration (Step Functions)", since, f"{execution['status']} {json.dumps(detail)}")
     if execution["status"] != "SUCCEEDED":
         return 1
     archived = today - timedelta(days=1)
-    keys, rows = _archive(target, archived)
-    print(f"  archive of {archived}: {rows} viewing events in {len(keys)} Parquet objects, e.g. "
-          f"s3://{target.output('s3_bucket_names', 'archive')}/{keys[0] if keys else '(none)'}")
+    archive = video.archived_event_ids(target, archived)
+    rows = sum(len(ids) for ids in archive.values())
+    print(f"  archive of {archived}: {rows} viewing events in {len(archive)} Parquet objects, e.g. "
+          f"s3://{target.output('s3_bucket_names', 'archive')}/viewing/day={archived}/{next(iter(archive), '(none)')}")
     print(f"logs: CloudWatch Logs groups {sorted(target.output('log_group_names').values())[:3]} ...")
-    print(f"done in {time.monotonic() - steps.started:.0f} s")
-    return 0 if keys else 1
+    print(f"done in {time.monotonic() - started:.0f} s")
+    return 0 if archive else 1
 
 
 def main(argv: list[str] | None = None) -> int:

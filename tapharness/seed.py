@@ -21,7 +21,6 @@ import sys
 import uuid
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -33,7 +32,8 @@ from tapharness import stacks
 if str(stacks.COMMON_LAMBDAS) not in sys.path:
     sys.path.insert(0, str(stacks.COMMON_LAMBDAS))
 
-from tap_common import schema  # the layer's package, as the functions import it
+from tap_common import db, schema  # the layer's package, as the functions import it
+from tap_common.batch import chunks
 
 GENRES = ("drama", "comedy", "thriller", "documentary", "animation", "sci-fi", "romance", "horror",
           "crime", "family", "music", "history")
@@ -155,18 +155,11 @@ def ensure_tables(conn: pg8000.native.Connection) -> None:
     for name, statements in (("catalogue", schema.CATALOGUE), ("analytics", schema.ANALYTICS)):
         conn.run("BEGIN")
         try:
-            conn.run("SELECT pg_advisory_xact_lock(:id)", id=zlib.crc32(name.encode()))
-            for statement in statements:
-                conn.run(statement)
+            db.create_schema(conn, name, statements)
         except Exception:
             conn.run("ROLLBACK")
             raise
         conn.run("COMMIT")
-
-
-def _chunks(rows: list[Any], size: int) -> Iterable[list[Any]]:
-    for start in range(0, len(rows), size):
-        yield rows[start:start + size]
 
 
 def load_aurora(conn: pg8000.native.Connection, world: World) -> None:
@@ -213,7 +206,7 @@ def load_catalog_table(dynamodb: Any, table: str, world: World) -> None:
     items = [{"PutRequest": {"Item": {"content_id": {"S": t.content_id}, "title": {"S": t.title},
                                       "genre": {"S": t.genre}, "expired": {"BOOL": False}}}}
              for t in world.titles]
-    for chunk in _chunks(items, 25):
+    for chunk in chunks(items, 25):
         pending = {table: chunk}
         while pending:
             pending = dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
@@ -226,15 +219,3 @@ def load_raw_events(s3: Any, bucket: str, prefix: str, world: World) -> int:
                       Body="\n".join(json.dumps(line) for line in lines).encode() + b"\n")
     return sum(len(lines) for lines in objects.values())
 
-
-def model_answer(endpoint: str, sagemaker_runtime: Any, world: World) -> list[dict[str, Any]]:
-    """What the recommendation endpoint answers for one seed viewer's history: empty until its model
-    knows the seed catalogue (a model is trained on what it has seen, so a fresh catalogue waits for
-    its next training)."""
-    viewer = world.viewings[-1].user_id
-    history = [v.content_id for v in world.viewings if v.user_id == viewer and v.full][-10:]
-    candidates = [t.content_id for t in world.titles if t.content_id not in history][:100]
-    response = sagemaker_runtime.invoke_endpoint(
-        EndpointName=endpoint, ContentType="application/json", Accept="application/json",
-        Body=json.dumps({"user_id": viewer, "recent_content_ids": history, "candidates": candidates}).encode())
-    return list(json.loads(response["Body"].read()).get("recommendations", []))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -53,14 +53,14 @@ class EndpointSpec:
 
     @classmethod
     def from_yaml(cls, raw: dict[str, Any]) -> EndpointSpec:
+        """The spec of a sandbox.yaml entry (or its ``to_json``): field names not given keep their defaults."""
         spec = cls(str(raw["endpoint_output"]), str(raw["training_sql"]))
-        return cls(spec.endpoint_output, spec.training_sql, {**spec.request, **(raw.get("request") or {})},
-                   {**spec.response, **(raw.get("response") or {})},
-                   float(raw.get("retrain_after_s", spec.retrain_after_s)))
+        return replace(spec, request={**spec.request, **(raw.get("request") or {})},
+                       response={**spec.response, **(raw.get("response") or {})},
+                       retrain_after_s=float(raw.get("retrain_after_s", spec.retrain_after_s)))
 
     def to_json(self) -> dict[str, Any]:
-        return {"endpoint_output": self.endpoint_output, "training_sql": self.training_sql, "request": self.request,
-                "response": self.response, "retrain_after_s": self.retrain_after_s}
+        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,8 @@ _EQUALS = re.compile(r"\b(\w+)\s*=\s*'([^']*)'")
 _S3 = re.compile(r"^s3://([^/]+)/?(.*)$")
 _TYPES = {"string": "VARCHAR", "double": "DOUBLE", "float": "FLOAT", "bigint": "BIGINT", "int": "INTEGER",
           "integer": "INTEGER", "boolean": "BOOLEAN", "timestamp": "TIMESTAMP", "date": "DATE"}
+# DuckDB type → the Glue type a CTAS registers (the first Glue name of each: "int", not "integer").
+_GLUE_TYPES = {duck: glue for glue, duck in reversed(_TYPES.items())}
 
 
 class QueryFailed(Exception):
@@ -94,16 +96,23 @@ class SourceTable:
     parameters: dict[str, str]
     partitions: list[tuple[dict[str, str], str]]  # registered: (values, location)
 
+    @property
+    def projected(self) -> bool:
+        return bool(self.partition_keys) and self.parameters.get("projection.enabled", "").lower() == "true"
+
+    @property
+    def template(self) -> str:
+        """Where a partition's objects lie: the projection's template, or Hive's layout."""
+        return self.parameters.get("storage.location.template") or (
+            self.location.rstrip("/") + "/" + "/".join(f"{k}=${{{k}}}" for k in self.partition_keys) + "/")
+
     def prefixes(self, wanted: dict[str, str]) -> list[tuple[str, str, dict[str, str] | None]]:
         """(bucket, key prefix, pattern values or None) to list, after pruning by `wanted`."""
         bucket, prefix = _s3_location(self.location)
         if not self.partition_keys:
             return [(bucket, prefix, None)]
-        if self.parameters.get("projection.enabled", "").lower() == "true":
-            template = self.parameters.get("storage.location.template") or (
-                self.location.rstrip("/") + "/" + "/".join(f"{k}=${{{k}}}" for k in self.partition_keys) + "/")
-            fixed = template.split("${", 1)[0]
-            t_bucket, t_prefix = _s3_location(fixed)
+        if self.projected:
+            t_bucket, t_prefix = _s3_location(self.template.split("${", 1)[0])
             return [(t_bucket, t_prefix, wanted)]
         chosen = []
         for values, location in self.partitions:
@@ -114,9 +123,7 @@ class SourceTable:
 
     def projected_values(self, key: str) -> dict[str, str] | None:
         """Partition values a key lies under, by the projection template; None if it does not fit."""
-        template = self.parameters.get("storage.location.template") or (
-            self.location.rstrip("/") + "/" + "/".join(f"{k}=${{{k}}}" for k in self.partition_keys) + "/")
-        _, pattern = _s3_location(template)
+        _, pattern = _s3_location(self.template)
         regex = "".join(f"(?P<{part[2:-1]}>[^/]+)" if part.startswith("${") else re.escape(part)
                         for part in re.split(r"(\$\{\w+\})", pattern))
         match = re.match(regex, key)
@@ -236,13 +243,14 @@ class AthenaEngine:
         if not allows("glue:GetTable", f"arn:aws:glue:{region}:{account}:table/{database}/{name}"):
             raise QueryFailed(f"AccessDeniedException: not authorized to perform glue:GetTable on {database}.{name}")
         try:
-            table = glue.get_table(database, name).as_dict()
+            found = glue.get_table(database, name)
         except Exception as exc:  # moto's EntityNotFound and friends
             raise QueryFailed(f"TABLE_NOT_FOUND: Table {database}.{name} does not exist") from exc
+        table = found.as_dict()
         descriptor = table.get("StorageDescriptor", {})
         keys = [k["Name"].lower() for k in table.get("PartitionKeys", [])]
-        partitions = [({k: v for k, v in zip(keys, p.as_dict()["Values"])}, p.as_dict()["StorageDescriptor"]["Location"])
-                      for p in glue.get_table(database, name).partitions.values()]
+        partitions = [(dict(zip(keys, p["Values"])), p["StorageDescriptor"]["Location"])
+                      for p in (partition.as_dict() for partition in found.partitions.values())]
         return SourceTable(database, name, descriptor.get("Location", ""),
                            [(c["Name"].lower(), c.get("Type", "string").lower()) for c in descriptor.get("Columns", [])],
                            keys, dict(table.get("Parameters", {})), partitions)
@@ -259,7 +267,7 @@ class AthenaEngine:
                 if not key.startswith(prefix) or key.endswith("/"):
                     continue
                 values = pinned or {}
-                if source.partition_keys and source.parameters.get("projection.enabled", "").lower() == "true":
+                if source.projected:
                     projected = source.projected_values(key)
                     if projected is None or any(projected.get(k) != v for k, v in values.items()):
                         continue
@@ -278,9 +286,9 @@ class AthenaEngine:
                                *(f"NULL::VARCHAR AS {k}" for k in source.partition_keys)])
             con.sql(f"CREATE VIEW {view} AS SELECT {empty} WHERE false")
             return 0
+        spec = json.dumps(columns).replace('"', "'")
         parts = []
         for path, values in files:
-            spec = json.dumps(columns).replace('"', "'")
             literals = "".join(f", '{values.get(k, '')}'::VARCHAR AS {k}" for k in source.partition_keys)
             parts.append(f"SELECT *{literals} FROM read_json('{path}', "
                          f"format = 'newline_delimited', columns = {spec}, ignore_errors = true)")
@@ -291,8 +299,6 @@ class AthenaEngine:
     def _register(glue: Any, database: str, table: str, location: str, columns: list[tuple[str, str]],
                   partitioned_by: list[str], written: list[Path], out_dir: Path, account: str, region: str,
                   allows: Allows) -> None:
-        glue_type = {"VARCHAR": "string", "DOUBLE": "double", "BIGINT": "bigint", "INTEGER": "int",
-                     "BOOLEAN": "boolean", "TIMESTAMP": "timestamp", "DATE": "date", "FLOAT": "float"}
         data = [c for c in columns if c[0] not in partitioned_by]
         parquet = {"InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
                    "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
@@ -302,7 +308,7 @@ class AthenaEngine:
             "Parameters": {"classification": "parquet", "parquet.compression": "SNAPPY"},
             "PartitionKeys": [{"Name": c, "Type": "string"} for c in partitioned_by],
             "StorageDescriptor": {"Location": location,
-                                  "Columns": [{"Name": n, "Type": glue_type.get(k, "string")} for n, k in data],
+                                  "Columns": [{"Name": n, "Type": _GLUE_TYPES.get(k, "string")} for n, k in data],
                                   **parquet}})
         if not partitioned_by:
             return

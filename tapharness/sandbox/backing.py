@@ -201,6 +201,17 @@ class BackingServices:
             self.postgres_admin_password = password
         self.db_credentials = {"user": user, "password": password, "database": database}
 
+    def run_sql(self, sql: str) -> list[list[Any]]:
+        """Rows of a query on the stack's database, as its master user (the model endpoints' training data)."""
+        assert self.postgres is not None
+        credentials = self.db_credentials
+        conn = pg8000.native.Connection(credentials["user"], password=credentials["password"], host="127.0.0.1",
+                                        port=self.postgres.port, database=credentials["database"], timeout=30)
+        try:
+            return conn.run(sql)
+        finally:
+            conn.close()
+
     def info(self) -> dict[str, Any]:
         """Local connection details (for the outputs file and ``status``)."""
         assert self.redis is not None and self.postgres is not None

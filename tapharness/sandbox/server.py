@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import pg8000.native
 from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.config import default_user_config
@@ -289,13 +288,7 @@ class Sandbox:
         """Rows of a query on the stack's database (the master user's), for the model endpoints."""
         if self.backing is None:
             raise models.ModelError("this sandbox runs no database")
-        info = self.backing.info()["postgres"]
-        conn = pg8000.native.Connection(info["user"], password=info["password"], host=info["host"], port=info["port"],
-                                        database=info["database"], timeout=30)
-        try:
-            return conn.run(sql)
-        finally:
-            conn.close()
+        return self.backing.run_sql(sql)
 
     def _mapping_clients(self, role_arn: str, function_name: str) -> AwsClients:
         return self.sessions.clients_for(role_arn, function_name, "lambda.amazonaws.com")

@@ -115,7 +115,8 @@ def _caller_allows(self: BaseResponse) -> athena.Allows:
 
 def start_query_execution(self: AthenaResponse) -> Any:
     """Run the statement (tapharness.sandbox.athena); a token seen before gets its first execution."""
-    known = athena.ENGINE.known_token(self._get_param("ClientRequestToken"))
+    token = self._get_param("ClientRequestToken")
+    known = athena.ENGINE.known_token(token)
     if known is not None:
         return json.dumps({"QueryExecutionId": known})
     answer = _START_QUERY(self)
@@ -127,7 +128,7 @@ def start_query_execution(self: AthenaResponse) -> Any:
     execution_id = json.loads(answer)["QueryExecutionId"]
     workgroup = self.athena_backend.work_groups.get(self._get_param("WorkGroup") or "primary")
     cutoff = workgroup.configuration.get("BytesScannedCutoffPerQuery") if workgroup else None
-    athena.ENGINE.start(execution_id, self._get_param("ClientRequestToken"), query,
+    athena.ENGINE.start(execution_id, token, query,
                         (self._get_param("QueryExecutionContext") or {}).get("Database"), self.current_account,
                         self.region, int(cutoff) if cutoff else None, _caller_allows(self))
     return answer

@@ -14,21 +14,19 @@ from __future__ import annotations
 
 import json
 import random
-import tempfile
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import duckdb
 import pg8000.native
 import pytest
 import redis
 
+from tapharness import video
 from tapharness.deployed import Target
 from tapharness.retry import wait_for
 from tapharness.seed import ensure_tables
@@ -138,19 +136,6 @@ def land_raw_events(target: Target, content: ExpiredContent, day: date) -> list[
     return ids
 
 
-def archived_event_ids(target: Target, day: date) -> list[str]:
-    """Event ids in the Parquet objects of the archive of `day` (under year=/month=)."""
-    bucket, prefix = target.output("s3_bucket_names", "archive"), f"viewing/day={day.isoformat()}/"
-    s3, ids = target.client("s3"), []
-    for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
-        assert obj["Key"][len(prefix):].startswith(f"year={day:%Y}/month={day:%m}/"), obj["Key"]
-        with tempfile.TemporaryDirectory() as work, duckdb.connect() as con:
-            path = Path(work) / "part.parquet"
-            path.write_bytes(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
-            ids += [row[0] for row in con.execute("SELECT event_id FROM read_parquet(?)", [str(path)]).fetchall()]
-    return sorted(ids)
-
-
 @pytest.fixture(scope="module")
 def direct_run(target: Target, aurora: pg8000.native.Connection, cache: redis.Redis) -> Iterator[tuple[Run, list[str]]]:
     """One execution started directly (named, with a run date of its own) over freshly seeded content
@@ -201,7 +186,11 @@ def test_direct_execution_waits_for_the_archive_query_to_succeed(target: Target,
 
 def test_direct_execution_archives_the_previous_days_events_once_each(
         target: Target, direct_run: tuple[Run, list[str]]) -> None:
-    assert archived_event_ids(target, RUN_DATE - timedelta(days=1)) == sorted(direct_run[1])
+    day = RUN_DATE - timedelta(days=1)
+    archive = video.archived_event_ids(target, day)
+    for key in archive:
+        assert key.startswith(f"year={day:%Y}/month={day:%m}/"), key
+    assert sorted(event for events in archive.values() for event in events) == sorted(direct_run[1])
 
 
 def test_direct_execution_history_shows_the_parallel_branches(target: Target, direct_run: tuple[Run, list[str]]) -> None:

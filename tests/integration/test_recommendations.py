@@ -11,7 +11,6 @@ refresh, and has a new viewer finish five titles of one genre through the API.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import pg8000.native
 import pytest
 import redis
 
-from tapharness import seed
+from tapharness import seed, video
 from tapharness.deployed import Target
 from tapharness.retry import wait_for
 
@@ -105,13 +104,10 @@ def seeded_world(target: Target, aurora: pg8000.native.Connection) -> seed.World
     """The seed catalogue and history in Aurora, and the recommendation cache refreshed from them."""
     world = seed.build()
     seed.load_aurora(aurora, world)
-    response = target.client("lambda").invoke(FunctionName=target.output("lambda_function_names", "cache_refresh"),
-                                               Payload=b"{}")
-    answer = json.loads(response["Payload"].read())
-    assert not response.get("FunctionError") and answer["neighbour_lists"] > 0, f"cache_refresh answered {answer}"
-    endpoint = str(target.output("sagemaker_endpoint_arn")).rsplit("/", 1)[-1]
-    wait_for("the recommendation model to know the seed catalogue",
-             lambda: seed.model_answer(endpoint, target.client("sagemaker-runtime"), world), HOP_TIMEOUT_S)
+    answer = video.refresh_cache(target)
+    assert answer["neighbour_lists"] > 0, f"cache_refresh answered {answer}"
+    wait_for("the recommendation model to know the seed catalogue", lambda: video.model_answer(target, world),
+             HOP_TIMEOUT_S)
     return world
 
 

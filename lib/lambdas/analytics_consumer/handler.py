@@ -4,9 +4,10 @@ In that transaction the batch's event ids are inserted into processed_events
 (`ON CONFLICT DO NOTHING RETURNING`), and only the ones that were new are aggregated per
 content_id and upserted with one UNNEST statement, so a redelivered message never counts
 twice. The same new completions that reach the full-completion ratio upsert viewer_titles
-(who finished what, and when): the co-viewing data the cache refresh turns into `cf:*`. Ids older than PROCESSED_EVENTS_RETENTION_DAYS (longer than a message can wait on the
-queue and its dead-letter queue) are deleted in the same transaction, a bounded number per
-batch, so the table holds the redelivery window and no more. Unparseable messages (and, FIFO
+(who finished what, and when): the co-viewing data the cache refresh turns into `cf:*`.
+Ids older than PROCESSED_EVENTS_RETENTION_DAYS (longer than a message can wait on the queue
+and its dead-letter queue) are deleted in the same transaction, a bounded number per batch,
+so the table holds the redelivery window and no more. Unparseable messages (and, FIFO
 order, the later messages of their group) are reported as failures; if the transaction fails
 every message is.
 """

@@ -69,7 +69,3 @@ def neighbour_lists(rows: Iterable[Sequence[object]], limit: int) -> dict[str, d
         for content_id, pairs in sorted(grouped.items())
     }
 
-
-def chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -25,7 +25,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from cachekeys import (
     EXPIRED_KEY,
     Title,
-    chunks,
     content_fields,
     content_key,
     neighbour_lists,
@@ -33,6 +32,7 @@ from cachekeys import (
 )
 from pg8000.native import Connection
 from tap_common import config, db, schema
+from tap_common.batch import chunks
 from tap_common.cache import redis_client
 from tap_common.logs import logger as make_logger
 
@@ -96,13 +96,12 @@ def read_aurora(today: date, k: int, window_days: int, per_viewer: int, min_co: 
 def write_cache(titles: list[Title], neighbours: dict[str, dict[str, float]], expired: list[str],
                 ttl_seconds: int, now: datetime) -> None:
     client = redis_client()
-    by_id = {title.content_id: title for title in titles}
-    for chunk in chunks(sorted(by_id), WRITE_CHUNK):
+    for chunk in chunks(titles, WRITE_CHUNK):
         pipe = client.pipeline(transaction=False)
-        for content_id in chunk:
-            pipe.delete(content_key(content_id))
-            pipe.hset(content_key(content_id), mapping=content_fields(by_id[content_id], now))
-            pipe.expire(content_key(content_id), ttl_seconds)
+        for title in chunk:
+            pipe.delete(content_key(title.content_id))
+            pipe.hset(content_key(title.content_id), mapping=content_fields(title, now))
+            pipe.expire(content_key(title.content_id), ttl_seconds)
         pipe.execute()
     for chunk in chunks(sorted(neighbours), WRITE_CHUNK):
         pipe = client.pipeline(transaction=False)

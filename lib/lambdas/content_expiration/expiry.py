@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 _CONTENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_QUERY_ID = re.compile(r"[a-zA-Z0-9-]{1,128}")
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_]{1,128}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PREFIX = re.compile(r"[A-Za-z0-9_./=-]*")
@@ -54,7 +55,7 @@ def query_execution_id(task_input: Mapping[str, Any]) -> str | None:
     raw = task_input.get("query_execution_id")
     if raw is None:
         return None
-    if not isinstance(raw, str) or not re.fullmatch(r"[a-zA-Z0-9-]{1,128}", raw):
+    if not isinstance(raw, str) or not _QUERY_ID.fullmatch(raw):
         raise ValueError(f"query_execution_id must be an Athena query execution id, got {raw!r}")
     return raw
 

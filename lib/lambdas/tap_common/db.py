@@ -99,17 +99,17 @@ def _rollback(conn: Connection) -> None:
         _discard()
 
 
+def create_schema(conn: Connection, name: str, statements: Sequence[str]) -> None:
+    """Run the schema's statements in the caller's transaction under the schema's advisory lock,
+    because concurrent CREATE TABLE IF NOT EXISTS can still collide in the catalog."""
+    conn.run("SELECT pg_advisory_xact_lock(:id)", id=zlib.crc32(name.encode()))
+    for statement in statements:
+        conn.run(statement)
+
+
 def ensure_schema(name: str, statements: Sequence[str]) -> None:
-    """Create tables once per container. An advisory lock serialises concurrent cold
-    starts, because concurrent CREATE TABLE IF NOT EXISTS can still collide in the catalog."""
+    """Create tables once per container (concurrent cold starts serialised by create_schema's lock)."""
     if name in _schemas_ready:
         return
-    lock_id = zlib.crc32(name.encode())
-
-    def create(conn: Connection) -> None:
-        conn.run("SELECT pg_advisory_xact_lock(:id)", id=lock_id)
-        for statement in statements:
-            conn.run(statement)
-
-    in_transaction(create)
+    in_transaction(lambda conn: create_schema(conn, name, statements))
     _schemas_ready.add(name)
