@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from tapharness import plan as planlib
 from tapharness import stacks, toolchain
 from tapharness.deployed import NoTarget, Target, TargetError, load_target
+from tapharness.offline_aws import moto_server
 
 
 @pytest.fixture(scope="session")
@@ -21,8 +20,8 @@ def toolchain_env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """An in-process moto server answering the provider's calls during plans."""
-    with planlib.moto_server() as endpoint:
+    """A moto server (a process of its own) answering the provider's calls during plans."""
+    with moto_server() as endpoint:
         yield endpoint
 
 
@@ -48,28 +47,19 @@ def workspace_factory(tmp_path_factory: pytest.TempPathFactory, toolchain_env: d
 
 
 @pytest.fixture(scope="session")
-def workspace(workspace_factory: Callable[[], planlib.Workspace]) -> planlib.Workspace:
-    return workspace_factory()
+def workspace(workspace_factory: Callable[[], planlib.Workspace], stack: stacks.Stack) -> planlib.Planner:
+    """Plans and validation errors of the stack, from the memo while it is unchanged (``tapharness.memo``)."""
+    return planlib.Planner(stack, workspace_factory)
 
 
 @pytest.fixture(scope="session")
-def plan_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Shared by all xdist workers of one run (they share the base temp dir's parent)."""
-    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    if run_id:
-        return toolchain.CACHE / "runs" / run_id
-    return tmp_path_factory.mktemp("plans")
-
-
-@pytest.fixture(scope="session")
-def plans(plan_cache_dir: Path, stack: stacks.Stack,
-          workspace_factory: Callable[[], planlib.Workspace]) -> Callable[[str], planlib.PlanSummary]:
-    """plans(env) -> the PlanSummary of the stack's tfvars/<env>.tfvars, computed once per run."""
+def plans(workspace: planlib.Planner) -> Callable[[str], planlib.PlanSummary]:
+    """plans(env) -> the PlanSummary of the stack's tfvars/<env>.tfvars, computed once per stack content."""
     memo: dict[str, planlib.PlanSummary] = {}
 
     def get(env: str) -> planlib.PlanSummary:
         if env not in memo:
-            memo[env] = planlib.shared_plan(plan_cache_dir, stack.name, env, workspace_factory)
+            memo[env] = workspace.plan(env)
         return memo[env]
 
     return get

@@ -10,14 +10,18 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from unittest import mock
 
 import boto3
 import pytest
 import redis
 from hypothesis import settings
+from moto import mock_aws
+from moto.dynamodb.models import DynamoDBBackend
 from pg8000.native import Connection
 
 from tapharness import services
@@ -25,6 +29,25 @@ from tapharness.inventory import Inventory
 from tapharness.lambdas import REGION, FakeContext
 from tapharness.sandbox.iam.catalog import UnmappedCall, action_for, iam_prefix, needs
 from tapharness.sandbox.iam.wire import ApiCall
+
+
+@contextmanager
+def emulated_aws() -> Iterator[None]:
+    """moto's in-process AWS for a handler test, with DynamoDB transactions atomic as AWS's are.
+
+    moto applies a TransactWriteItems item by item and, when one is cancelled, restores a copy of
+    the tables taken at its start: two transactions of a handler's writer threads interleave, and
+    one's restore brings back the other's cancelled writes. One at a time, they are all-or-nothing."""
+    lock = threading.Lock()
+    original = DynamoDBBackend.transact_write_items
+
+    def atomic(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(self, *args, **kwargs)
+
+    with mock_aws(), mock.patch.object(DynamoDBBackend, "transact_write_items", atomic):
+        yield
+
 
 # Hypothesis' per-example deadline trips on loaded CI machines; these properties are not about speed.
 relaxed = settings(deadline=None)

@@ -8,26 +8,22 @@ real API instead of being skipped.
 
 from __future__ import annotations
 
-import fcntl
+import functools
+import importlib.metadata
 import json
-import logging
 import os
 import re
 import shutil
-import socket
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tftest
-from moto.server import ThreadedMotoServer
 
-from tapharness import stacks, toolchain
-from tapharness.sandbox import asl
+from tapharness import memo, stacks, toolchain
 from tapharness.stacks import Stack
 
 ENVS = ("dev", "staging", "prod")
@@ -43,22 +39,6 @@ terraform {
   backend "local" {}
 }
 """
-
-
-@contextmanager
-def moto_server() -> Iterator[str]:
-    """A moto server on a free loopback port for the plans' provider calls; yields its endpoint."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    asl.install()  # the provider validates a definition it knows at plan time
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 def offline_aws_env(endpoint: str) -> dict[str, str]:
@@ -218,16 +198,53 @@ class Workspace:
         return summarize(env, dict(raw))
 
 
-def shared_plan(cache_dir: Path, stack: str, env: str, workspace_factory: Any) -> PlanSummary:
-    """One plan per stack and env per test run, shared by every xdist worker through a locked file."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    target = cache_dir / f"plan-{stack}-{env}.json"
-    with (cache_dir / f"plan-{stack}-{env}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not target.exists():
-            summary = workspace_factory().plan(env)
-            tmp = target.with_suffix(".tmp")
-            tmp.write_text(json.dumps(summary.raw))
-            tmp.replace(target)
-            return summary
-    return summarize(env, json.loads(target.read_text()))
+_IGNORED_DIRS = {".build", ".terraform", "__pycache__"}
+
+
+def _plan_inputs(directory: Path) -> list[Path]:
+    """The files of a lib/ a working copy takes (what COPY_IGNORE leaves)."""
+    return [path for path in directory.rglob("*") if path.is_file()
+            and not _IGNORED_DIRS & set(path.relative_to(directory).parts[:-1])
+            and not COPY_IGNORE(str(path.parent), [path.name])]
+
+
+@functools.cache
+def stack_digest(stack: Stack) -> str:
+    """The content hash of everything a plan of ``stack`` depends on: its lib/ and tfvars/, the shared
+    runtime in its layer, the toolchain's versions (OpenTofu, providers, moto answering the provider)
+    and the code that plans."""
+    here = Path(__file__).resolve().parent
+    harness = [here / "plan.py", here / "offline_aws.py", here / "sandbox" / "asl.py"]
+    shared = [] if stacks.SHARED_RUNTIME.is_relative_to(stack.lib) else _plan_inputs(stacks.SHARED_RUNTIME)
+    versions = [toolchain.OPENTOFU_VERSION, toolchain.AWS_PROVIDER_VERSION, toolchain.ARCHIVE_PROVIDER_VERSION,
+                toolchain.environment()["TOFU_BIN"], importlib.metadata.version("moto"),
+                memo.files_digest(toolchain.ROOT, (toolchain.ROOT / "tools" / "archive-provider").glob("*.go"))]
+    return memo.digest([*versions, memo.files_digest(stack.lib, _plan_inputs(stack.lib)),
+                        memo.files_digest(stack.root, sorted(stack.tfvars.glob("*.tfvars"))),
+                        *(memo.files_digest(toolchain.ROOT, [path]) for path in [*shared, *harness])])
+
+
+class Planner:
+    """Plans and validation errors of a stack, answered from ``memo`` while the stack is unchanged:
+    an initialised ``Workspace`` is made only when something must really run."""
+
+    def __init__(self, stack: Stack, workspace_factory: Callable[[], Workspace]) -> None:
+        self.stack = stack
+        self._workspace = workspace_factory
+
+    def _key(self, *parts: Any) -> str:
+        return memo.digest([stack_digest(self.stack), json.dumps(parts, sort_keys=True)])
+
+    def plan(self, env: str, tf_vars: dict[str, Any] | None = None) -> PlanSummary:
+        raw = memo.get("plan", self._key(env, tf_vars), lambda: self._workspace().plan(env, tf_vars).raw)
+        return summarize(env, raw)
+
+    def validation_errors(self, env: str, overrides: dict[str, str]) -> tuple[int, list[str]]:
+        """Plan ``env`` with ``overrides`` (-var NAME=HCL literal); (exit code, each error's detail)."""
+        code, messages = memo.get("validation", self._key(env, overrides),
+                                  lambda: self._workspace().validation_errors(env, overrides))
+        return code, messages
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run tofu in the working copy (never from the memo)."""
+        return self._workspace().run(*args)

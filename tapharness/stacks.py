@@ -21,6 +21,7 @@ from tapharness.toolchain import ROOT as REPO_ROOT
 STACKS_DIR = REPO_ROOT / "stacks"
 # tap_common, the runtime library every stack's layer carries, lives beside the root stack's functions.
 COMMON_LAMBDAS = REPO_ROOT / "lib" / "lambdas"
+SHARED_RUNTIME = COMMON_LAMBDAS / "tap_common"
 DEFAULT_STACK = "video_streaming"
 ENV_VAR = "TAPSTACK_STACK"
 

@@ -10,7 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tapharness.plan import ENVS, PlanSummary, Workspace, moto_server, offline_aws_env
+from tapharness.offline_aws import moto_server
+from tapharness.plan import ENVS, PlanSummary, Workspace, offline_aws_env
 
 # Capacity attributes worth a glance per environment: (resource type, attribute).
 CAPACITY = (

@@ -235,16 +235,57 @@ def cli_config() -> Path:
 # --- Python environments and the Lambda layer -------------------------------------------
 
 
-def _venv(requirements: Path, name: str) -> Path:
+def _python_version(binary: str) -> str | None:
+    try:
+        out = subprocess.run([binary, "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
+                             capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def find_python(version: str = LAMBDA_PYTHON_VERSION) -> Path | None:
+    """A CPython of ``version`` (the functions' declared runtime): $TAPSTACK_PYTHON, pythonX.Y on PATH,
+    pyenv's versions, the usual prefixes. Resolved past pyenv's shims to the real interpreter."""
+    name = f"python{version}"
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates = [os.environ.get("TAPSTACK_PYTHON"), shutil.which(name),
+                  *sorted(glob.glob(str(pyenv_root / "versions" / f"{version}.*" / "bin" / name)), reverse=True),
+                  f"/usr/bin/{name}", f"/usr/local/bin/{name}", *sorted(glob.glob(f"/opt/*/bin/{name}"))]
+    for candidate in filter(None, candidates):
+        if not Path(candidate).is_file() or _python_version(candidate) != version:
+            continue
+        real = subprocess.run([candidate, "-c", "import sys; print(sys.executable)"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        return Path(real)
+    return None
+
+
+def harness_python() -> Path:
+    """The interpreter of the harness venv, and so of the sandbox's function workers: the functions'
+    declared runtime (Lambda python3.12) when the machine has it, else this python3, with a warning.
+
+    On 3.11 two threads building ASTs at once can corrupt the AST converter's recursion counter
+    (``SystemError: AST constructor recursion depth mismatch``: traceback formatting parses source
+    too); 3.12 does not share that state. tests/unit/test_runtime.py reproduces it."""
+    found = find_python()
+    if found is not None:
+        return found
+    _say(f"WARNING: no Python {LAMBDA_PYTHON_VERSION} found (PATH, pyenv, /usr, /opt; or set TAPSTACK_PYTHON): "
+         f"the harness and the sandbox's functions run on {platform.python_version()}, not the declared runtime")
+    return Path(sys.executable)
+
+
+def _venv(requirements: Path, name: str, python: Path) -> Path:
     key = _hash_files([requirements])
-    venv = CACHE / f"{name}-py{sys.version_info.major}{sys.version_info.minor}-{key}"
+    venv = CACHE / f"{name}-py{_python_version(str(python)).replace('.', '')}-{key}"
     marker = venv / ".complete"
     if marker.exists():
         return venv
     # A venv's scripts hard-code its path, so it is built in place; the marker says it finished.
-    _say(f"creating {name} venv from {requirements.name}")
+    _say(f"creating {name} venv from {requirements.name} on {python}")
     shutil.rmtree(venv, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "venv", str(venv)], check=True)
     _run_logged([str(venv / "bin" / "pip"), "install", "--disable-pip-version-check", "-r", str(requirements)],
                 CACHE / "logs" / f"{name}-{key}.log", f"pip install ({name})")
     marker.touch()
@@ -252,8 +293,8 @@ def _venv(requirements: Path, name: str) -> Path:
 
 
 def setup_venvs() -> None:
-    main = _venv(ROOT / "requirements.txt", "venv")
-    checkov = _venv(ROOT / "requirements-checkov.txt", "checkov")
+    main = _venv(ROOT / "requirements.txt", "venv", harness_python())
+    checkov = _venv(ROOT / "requirements-checkov.txt", "checkov", Path(sys.executable))
     link = ROOT / ".venv"
     if (link.is_symlink() or link.exists()) and link.resolve() != main.resolve():
         link.unlink() if link.is_symlink() else shutil.rmtree(link)

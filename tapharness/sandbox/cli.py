@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -49,9 +48,9 @@ from tapharness.sandbox.deploy import (
     empty_buckets,
     remaining_resources,
 )
+from tapharness.sandbox.process import ServerFailed, launch
 from tapharness.sandbox.state import (
     REGION,
-    REPO_ROOT,
     SandboxPaths,
     SandboxState,
     free_port,
@@ -117,12 +116,16 @@ def _client_factory(state: SandboxState) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from tapharness.sandbox.pollers import PollerSettings
     from tapharness.sandbox.server import Sandbox, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     paths = SandboxPaths.for_env(args.env, args.stack.name)
-    sandbox = Sandbox(cache_dir=paths.lambda_cache, moto_port=args.moto_port, gateway_port=args.gateway_port,
-                      region=args.region, services_dir=None if args.no_services else paths.services_dir)
+    services_dir = None if args.no_services else Path(args.services_dir or paths.services_dir)
+    settings = PollerSettings(**json.loads(args.poller_settings)) if args.poller_settings else PollerSettings()
+    sandbox = Sandbox(cache_dir=Path(args.cache_dir or paths.lambda_cache), moto_port=args.moto_port,
+                      gateway_port=args.gateway_port, region=args.region, services_dir=services_dir,
+                      poller_settings=settings, run_scheduler=not args.no_scheduler)
     serve(sandbox, Path(args.ready_file) if args.ready_file else None)
     return 0
 
@@ -131,28 +134,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _start_server(paths: SandboxPaths, state: SandboxState, say: Progress) -> dict[str, Any]:
-    ready = paths.base / "ready.json"
-    ready.unlink(missing_ok=True)
-    paths.logs_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "tapharness.sandbox", "serve", "--env", state.env, "--stack", state.stack_dir,
-               "--region", state.region,
-               "--moto-port", str(state.moto_port), "--gateway-port", str(state.gateway_port),
-               "--ready-file", str(ready)]
-    with (paths.logs_dir / "server.log").open("ab") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    arguments = ["--env", state.env, "--stack", state.stack_dir, "--region", state.region,
+                 "--moto-port", str(state.moto_port), "--gateway-port", str(state.gateway_port)]
+    try:
+        process, ready = launch(arguments, paths.base / "ready.json", paths.logs_dir / "server.log",
+                                READY_TIMEOUT_S, detach=True)
+    except ServerFailed as exc:
+        raise SandboxError(str(exc)) from None
     state.server_pid = process.pid
     state.save(paths)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while not ready.exists():
-        if process.poll() is not None:
-            raise SandboxError(f"the sandbox process exited with {process.returncode}; see "
-                               f"{paths.logs_dir / 'server.log'}")
-        if time.monotonic() > deadline:
-            raise SandboxError(f"the sandbox process was not ready after {READY_TIMEOUT_S:.0f}s")
-        time.sleep(0.1)
     say(f"moto {state.endpoint_url}, gateway {state.gateway_url} (pid {process.pid})", "server")
-    return json.loads(ready.read_text())
+    return ready
 
 
 def _local_api_urls(value: Any, gateway_url: str, found: list[tuple[str, str]]) -> Any:
@@ -445,6 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--region", default=REGION)
             sub.add_argument("--ready-file")
             sub.add_argument("--no-services", action="store_true", help="without Redis and PostgreSQL")
+            sub.add_argument("--services-dir", help="Redis and PostgreSQL data (default: the sandbox's)")
+            sub.add_argument("--cache-dir", help="unzipped function code (default: the sandbox's)")
+            sub.add_argument("--poller-settings", help="PollerSettings as JSON")
+            sub.add_argument("--no-scheduler", action="store_true", help="schedules fire only when asked")
     return parser
 
 

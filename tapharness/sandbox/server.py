@@ -18,7 +18,8 @@
    ``GET|POST /_sandbox/faults`` (crash a function's next invocations, answer requests with an
    AWS error such as throttling), ``GET|POST /_sandbox/partners/<name>`` (HTTP stand-ins of a stack's partners, ``partner_api``),
    ``GET|POST /_sandbox/replication`` (global tables: ``{region, paused, delay_s}``, see
-   ``globaltables``), ``GET|POST /_sandbox/services``
+   ``globaltables``), ``GET|POST /_sandbox/clock`` (move the services' clock forward, ``clock``),
+   ``GET|POST /_sandbox/services``
    (POST: match Redis/PostgreSQL to the deployed stack), ``POST /_sandbox/rules/<name>/fire``.
 
 With ``services_dir`` it first starts Redis and PostgreSQL (``backing.BackingServices``).
@@ -53,7 +54,7 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
 from tapharness.partner_api import PartnerApi
-from tapharness.sandbox import globaltables, models, shims
+from tapharness.sandbox import clock, globaltables, models, shims
 from tapharness.sandbox.adapter import EndpointSpec
 from tapharness.sandbox.apigw import FrontDoor, HttpRequest, HttpResponse
 from tapharness.sandbox.backing import BackingServices
@@ -306,7 +307,8 @@ class Sandbox:
         parts = [p for p in request.path.split("/") if p][1:]
         if request.method == "GET" and parts == ["health"]:
             return HttpResponse.json(200, {"status": "ok", "endpoint_url": self.endpoint_url,
-                                           "lambda_workers": self.runner.worker_count(), "gc": self.gc.snapshot()})
+                                           "lambda_workers": self.runner.worker_count(),
+                                           "max_environments": self.runner.max_environments, "gc": self.gc.snapshot()})
         if request.method == "GET" and parts == ["pollers"]:
             return HttpResponse.json(200, self.pollers.snapshot())
         if request.method == "GET" and parts == ["requests"]:
@@ -331,6 +333,13 @@ class Sandbox:
                     return HttpResponse.json(400, {"error": "expected {crash: {function, count, after_s}} or "
                                                             f"{{error: {{request, code, count, share}}}}: {exc!r}"})
             return HttpResponse.json(200, {"crashed": dict(self.runner.crashed), "injected": dict(self.moto.gate.injected)})
+        if parts == ["clock"]:
+            if request.method == "POST":
+                try:
+                    clock.advance(float(json.loads(request.body or b"{}")["advance_s"]))
+                except (ValueError, TypeError, KeyError) as exc:
+                    return HttpResponse.json(400, {"error": f"expected {{advance_s: seconds >= 0}}: {exc}"})
+            return HttpResponse.json(200, clock.status())
         if parts[:1] == ["partners"]:
             return self._partner(request, parts[1:])
         if parts == ["replication"]:

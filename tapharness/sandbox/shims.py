@@ -77,7 +77,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task import (
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
 
-from tapharness.sandbox import athena, globaltables, insights, models
+from tapharness.sandbox import athena, clock, globaltables, insights, models
 from tapharness.sandbox.asl import validate_state_machine_definition
 from tapharness.sandbox.iam import wire
 
@@ -918,7 +918,7 @@ def _table_query(self: Table, *args: Any, **kwargs: Any) -> Any:
 # messages) to read the retention period, so a receive costs the square of the queue's depth.
 def _within_retention(self: SQSBackend, queue_name: str, message: Any) -> bool:
     period = int(self.queues[queue_name].message_retention_period)
-    return period + message.sent_timestamp / 1000 > unix_time()
+    return period + message.sent_timestamp / 1000 > clock.now()
 
 
 # Kinesis: moto finds a shard's last sequence number by listing every record's key, on every

@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from tapharness import stacks
-from tapharness.plan import shared_plan
 from tapharness.sandbox import cli
 from tapharness.sandbox.state import SandboxPaths
 
@@ -62,15 +59,6 @@ def test_an_unknown_stack_is_refused_naming_the_known_ones() -> None:
 def test_the_sandbox_commands_refuse_an_unknown_stack(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["status", "--stack", "no_such_stack"]) == 2
     assert "no stack 'no_such_stack'" in capsys.readouterr().err
-
-
-def test_plans_of_two_stacks_in_one_env_are_cached_apart(tmp_path: Path) -> None:
-    for name in ("video_streaming", "hotel_booking"):
-        workspace = SimpleNamespace(plan=lambda env, n=name: SimpleNamespace(raw={"stack": n, "env": env}))
-        shared_plan(tmp_path, name, "dev", lambda w=workspace: w)
-    cached = {path.name: json.loads(path.read_text()) for path in tmp_path.glob("plan-*.json")}
-    assert cached == {"plan-video_streaming-dev.json": {"stack": "video_streaming", "env": "dev"},
-                      "plan-hotel_booking-dev.json": {"stack": "hotel_booking", "env": "dev"}}
 
 
 def test_sandboxes_of_two_stacks_in_one_env_have_their_own_directories() -> None:

@@ -7,12 +7,12 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from tapharness import services
 from tapharness.handler_testing import (
     calls_stay_within_the_inventory,
     context,
+    emulated_aws,
     log_records,
     postgres_server,
     postgres_settings,
@@ -47,7 +47,7 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def aws() -> Iterator[Any]:
     """moto for every AWS service, with the four DynamoDB tables of the contract."""
-    with mock_aws():
+    with emulated_aws():
         ddb = boto3.client("dynamodb", region_name=REGION)
         string = "S"
         definitions = {

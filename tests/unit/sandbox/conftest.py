@@ -1,5 +1,6 @@
-"""One in-process sandbox (moto + runner + pollers + gateway) per test session, and helpers
-that build tiny Lambda functions from source text."""
+"""One sandbox server (moto + runner + pollers + gateway, a process of its own) per test worker,
+and helpers that build tiny Lambda functions from source text. Nothing of the sandbox runs in
+the test process: its moto patches and threads stay in the server's."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from botocore.config import Config
 
 from tapharness.sandbox.pollers import PollerSettings
-from tapharness.sandbox.server import Sandbox
+from tapharness.sandbox.process import SandboxProcess
 
 from .helpers import Recorder, unique, zip_sources
 
@@ -23,32 +24,49 @@ ROLE_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
 
 
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    box = Sandbox(
-        cache_dir=tmp_path_factory.mktemp("lambda-cache"),
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    box = SandboxProcess.start(
+        tmp_path_factory.mktemp("sandbox"),
         poller_settings=PollerSettings(poll_interval=0.05, reconcile_interval=0.2, retry_base_delay=0.05,
                                        retry_max_delay=0.2, sqs_wait_seconds=1),
-        run_scheduler=False,
+        scheduler=False,
     )
-    box.start()
     yield box
     box.stop()
 
 
 @pytest.fixture(scope="session")
-def aws(sandbox: Sandbox) -> Callable[[str], Any]:
-    """aws("sqs") -> a boto3 client of the sandbox."""
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    """A second sandbox, with Redis and PostgreSQL behind the stack's endpoints (made only when asked for)."""
+    box = SandboxProcess.start(tmp_path_factory.mktemp("served"), scheduler=False, services=True)
+    yield box
+    box.stop()
+
+
+def client_factory(box: SandboxProcess) -> Callable[[str], Any]:
+    """get("sqs") -> a boto3 client of the sandbox, as the harness (administrator)."""
     clients: dict[str, Any] = {}
 
     def get(service: str) -> Any:
         if service not in clients:
             clients[service] = boto3.client(
-                service, endpoint_url=sandbox.endpoint_url, region_name=REGION,
+                service, endpoint_url=box.endpoint_url, region_name=REGION,
                 aws_access_key_id="testing", aws_secret_access_key="testing",
                 config=Config(read_timeout=120, retries={"max_attempts": 1}))
         return clients[service]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def aws(sandbox: SandboxProcess) -> Callable[[str], Any]:
+    """aws("sqs") -> a boto3 client of the sandbox."""
+    return client_factory(sandbox)
+
+
+@pytest.fixture(scope="session")
+def served_aws(served: SandboxProcess) -> Callable[[str], Any]:
+    return client_factory(served)
 
 
 # The delivery tests' functions may do anything: what IAM allows is test_iam_*'s subject.

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
-from tapharness.sandbox.apigw import local_invoke_url
-from tapharness.sandbox.web import match_resource
+from tapharness.sandbox.apigw import FrontDoor, local_invoke_url
+from tapharness.sandbox.pollers import AwsClients
+from tapharness.sandbox.web import HttpRequest, match_resource
 
+from .conftest import REGION
 from .helpers import unique, zip_sources
 
 ECHO = """
@@ -126,13 +128,15 @@ def test_hostile_json_under_a_model_is_400_invalid_request_body(api, raw):
     assert (status, body) == (400, {"message": "Invalid request body"})
 
 
-def test_a_front_door_failure_is_500_not_a_dropped_connection(api, sandbox, monkeypatch):
+def test_a_front_door_failure_is_500_not_a_dropped_connection(monkeypatch):
     def broken(*_args: Any) -> None:
         raise RuntimeError("front door bug")
 
-    monkeypatch.setattr(sandbox.front_door, "_serve", broken)
-    status, body = call(f"{api.base}/watch", body=VALID)
-    assert (status, body) == (500, {"message": "Internal server error"})
+    door = FrontDoor(AwsClients("http://127.0.0.1:9", REGION))
+    monkeypatch.setattr(door, "_stage", lambda route: {"stageName": route.stage})
+    monkeypatch.setattr(door, "_serve", broken)
+    response = door.handle(HttpRequest("POST", "/restapis/abc/dev/watch", body=json.dumps(VALID).encode()))
+    assert (response.status, json.loads(response.body)) == (500, {"message": "Internal server error"})
 
 
 def test_unknown_route_is_403_missing_authentication_token(api):

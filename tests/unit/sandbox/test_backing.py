@@ -13,7 +13,6 @@ import redis
 from tapharness import services
 from tapharness.sandbox import _bootstrap
 from tapharness.sandbox.backing import BackingServices
-from tapharness.sandbox.pollers import AwsClients
 
 from .helpers import unique
 
@@ -46,7 +45,8 @@ def test_redis_certificate_verifies_for_the_stack_endpoint_name(backing, endpoin
     assert client.ping() is True
 
 
-def test_configure_applies_the_auth_token_and_master_user_the_stack_set_on_its_resources(backing, aws, sandbox):
+def test_configure_applies_the_auth_token_and_master_user_the_stack_set_on_its_resources(served, served_aws):
+    aws = served_aws
     token = unique("token")
     aws("elasticache").create_replication_group(
         ReplicationGroupId=unique("cache")[:40], ReplicationGroupDescription="cache", Engine="redis",
@@ -55,11 +55,11 @@ def test_configure_applies_the_auth_token_and_master_user_the_stack_set_on_its_r
     aws("rds").create_db_cluster(DBClusterIdentifier=unique("aurora")[:60], Engine="aurora-postgresql",
                                  MasterUsername=db["username"], MasterUserPassword=db["password"],
                                  DatabaseName=db["dbname"])
-    backing.configure(AwsClients(sandbox.endpoint_url, "us-east-1"))
-    redis_client = redis.Redis(host="127.0.0.1", port=backing.redis.port, password=token, ssl=True,
+    ports = served.control("POST", "services")
+    redis_client = redis.Redis(host="127.0.0.1", port=ports["redis"]["port"], password=token, ssl=True,
                                ssl_cert_reqs="none")
     connection = pg8000.native.Connection(db["username"], password=db["password"], host="127.0.0.1",
-                                          port=backing.postgres.port, database=db["dbname"])
+                                          port=ports["postgres"]["port"], database=db["dbname"])
     assert redis_client.ping() is True
     assert connection.run("SELECT current_user") == [["tapadmin"]]
     connection.close()

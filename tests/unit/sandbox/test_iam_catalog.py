@@ -13,8 +13,6 @@ from botocore.config import Config
 from tapharness.sandbox.iam.catalog import UnmappedCall, action_for, needs
 from tapharness.sandbox.iam.wire import ApiCall, decode, signature
 
-from .helpers import unique
-
 ACCOUNT = "123456789012"
 ARN = f"arn:aws:%s:us-east-1:{ACCOUNT}:%s"
 
@@ -59,14 +57,6 @@ def test_transact_write_items_is_authorised_per_item_action_and_table():
     assert pairs(call) == [("dynamodb:PutItem", ARN % ("dynamodb", "table/activity")),
                            ("dynamodb:UpdateItem", ARN % ("dynamodb", "table/activity")),
                            ("dynamodb:ConditionCheckItem", ARN % ("dynamodb", "table/ledger"))]
-
-
-def test_a_query_execution_is_authorised_against_the_workgroup_it_ran_in(aws):
-    workgroup = unique("analytics")
-    aws("athena").create_work_group(Name=workgroup, Configuration={})
-    query = aws("athena").start_query_execution(QueryString="SELECT 1", WorkGroup=workgroup)["QueryExecutionId"]
-    assert pairs(wire("athena", "get_query_execution", QueryExecutionId=query)) == [
-        ("athena:GetQueryExecution", ARN % ("athena", f"workgroup/{workgroup}"))]
 
 
 def test_batch_get_item_needs_batch_get_item_on_every_table():

@@ -160,11 +160,12 @@ def test_concurrent_invocations_share_at_most_max_environments_workers(aws, make
 
     arn = make_function("import os, time\ndef lambda_handler(event, context):\n    time.sleep(0.3)\n"
                         "    return os.getpid()\n")
-    calls = sandbox.runner.max_environments + 4
+    limit = sandbox.control("GET", "health")["max_environments"]
+    calls = limit + 4
     with ThreadPoolExecutor(calls) as pool:
         pids = list(pool.map(lambda _: invoke(aws, arn, {})[1], range(calls)))
     assert all(isinstance(pid, int) for pid in pids), pids
-    assert len(set(pids)) <= sandbox.runner.max_environments, f"{len(set(pids))} workers for one function"
+    assert len(set(pids)) <= limit, f"{len(set(pids))} workers for one function"
 
 
 def test_import_error_is_reported_as_runtime_import_module_error(aws, make_function):
@@ -207,7 +208,7 @@ def test_host_map_sends_a_mapped_hostname_to_the_local_port():
 def test_an_injected_crash_kills_the_invocation_as_an_exit_error(sandbox, aws, make_function):
     arn = make_function("import time\ndef lambda_handler(event, context):\n    time.sleep(1)\n    return 'done'\n")
     name = arn.split(":")[-1]
-    sandbox.runner.inject_crashes(name, count=1, after_s=0.2)
+    sandbox.control("POST", "faults", {"crash": {"function": name, "count": 1, "after_s": 0.2}})
     crashed = aws("lambda").invoke(FunctionName=arn, Payload=b"{}")
     assert "FunctionError" in crashed
     assert json.loads(crashed["Payload"].read())["errorType"] == "Runtime.ExitError"

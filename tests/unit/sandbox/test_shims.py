@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -341,36 +343,31 @@ ITEM = {"pk": {"S": "a"}, "blob": {"B": b"\x00\x01\xff"}, "n": {"N": "1.5"}, "ne
 
 
 @pytest.mark.parametrize("operation", ["get_item", "query", "batch_get_item", "scan"])
-def test_item_answers_are_what_moto_serializer_gives(aws, operation):
-    from moto.dynamodb.responses import DynamoResult
-
-    from tapharness.sandbox import shims
-
+def test_item_answers_are_what_moto_serializer_gives(aws, moto_endpoint, operation):
+    # The sandbox serializes item answers itself (faster); moto's own server is the reference.
+    plain = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1",
+                         aws_access_key_id="testing", aws_secret_access_key="testing")
     table = unique("table")
-    aws("dynamodb").create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
-                                 KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                                 AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
-    aws("dynamodb").put_item(TableName=table, Item=ITEM)
-    results: list[DynamoResult] = []
-    shims_execute = DynamoResult.execute_result
-    DynamoResult.execute_result = lambda self, context: results.append((self, context)) or shims_execute(self, context)
-    try:
-        answer = {
-            "get_item": lambda: aws("dynamodb").get_item(TableName=table, Key={"pk": {"S": "a"}})["Item"],
-            "query": lambda: aws("dynamodb").query(TableName=table, KeyConditionExpression="pk = :p",
-                                                   ExpressionAttributeValues={":p": {"S": "a"}})["Items"][0],
-            "batch_get_item": lambda: aws("dynamodb").batch_get_item(
-                RequestItems={table: {"Keys": [{"pk": {"S": "a"}}]}})["Responses"][table][0],
-            "scan": lambda: aws("dynamodb").scan(TableName=table)["Items"][0],
-        }[operation]()
-    finally:
-        DynamoResult.execute_result = shims_execute
-    assert answer == ITEM
-    result, context = results[-1]
-    fast_status, fast_headers, fast_body = shims._dynamo_result(result, context)
-    status, headers, body = shims._DYNAMO_EXECUTE(result, context)
-    assert (fast_status, json.loads(fast_body)) == (status, json.loads(body))
-    assert fast_headers["Content-Type"] == headers["Content-Type"]
+    answers = []
+    for dynamodb in (aws("dynamodb"), plain):
+        dynamodb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                              KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                              AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        dynamodb.put_item(TableName=table, Item=ITEM)
+        if operation == "get_item":
+            answer = dynamodb.get_item(TableName=table, Key={"pk": {"S": "a"}})
+        elif operation == "query":
+            answer = dynamodb.query(TableName=table, KeyConditionExpression="pk = :p",
+                                    ExpressionAttributeValues={":p": {"S": "a"}})
+        elif operation == "batch_get_item":
+            answer = dynamodb.batch_get_item(RequestItems={table: {"Keys": [{"pk": {"S": "a"}}]}})
+        else:
+            answer = dynamodb.scan(TableName=table)
+        metadata = answer.pop("ResponseMetadata")
+        answers.append((answer, metadata["HTTPStatusCode"], metadata["HTTPHeaders"]["content-type"]))
+    assert answers[0] == answers[1]
+    answer = answers[0][0]
+    assert ITEM in (answer.get("Items") or answer.get("Responses", {}).get(table) or [answer.get("Item")])
 
 
 def test_describe_table_keeps_moto_serializer_for_its_datetimes(aws):
@@ -456,15 +453,20 @@ def test_concurrent_kinesis_puts_each_get_their_own_sequence_number(aws):
     assert sorted(int(r["Data"]) for r in read) == list(range(200))
 
 
-def test_message_past_the_retention_period_is_not_received(aws):
-    from moto.sqs.models import sqs_backends
-
-    name = unique("retained")
-    url = aws("sqs").create_queue(QueueName=name, Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+def test_message_past_the_retention_period_is_not_received(aws, sandbox):
+    url = aws("sqs").create_queue(QueueName=unique("retained"), Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
     aws("sqs").send_message(QueueUrl=url, MessageBody="kept")
     assert [m["Body"] for m in aws("sqs").receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"]] == ["kept"]
-    sqs_backends["123456789012"]["us-east-1"].queues[name]._messages[0].sent_timestamp -= 61_000
+    sandbox.control("POST", "clock", {"advance_s": 61})
     assert "Messages" not in aws("sqs").receive_message(QueueUrl=url)
+
+
+def test_the_sandbox_clock_only_moves_forward(sandbox):
+    before = sandbox.control("GET", "clock")["offset_s"]
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        sandbox.control("POST", "clock", {"advance_s": -5})
+    assert refused.value.code == 400
+    assert sandbox.control("GET", "clock")["offset_s"] == before
 
 
 def test_lambda_keeps_dead_letter_and_logging_config(aws, role_arn):

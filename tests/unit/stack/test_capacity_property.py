@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tapharness.plan import PlanSummary, Workspace
+from tapharness.plan import Planner, PlanSummary
 
 pytestmark = [pytest.mark.plan, pytest.mark.slow]
 
@@ -40,7 +40,7 @@ def capacities(draw: st.DrawFn) -> dict[str, object]:
 @settings(max_examples=3, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(values=capacities())
-def test_valid_capacities_plan_the_same_resource_graph_as_dev(workspace: Workspace, dev: PlanSummary,
+def test_valid_capacities_plan_the_same_resource_graph_as_dev(workspace: Planner, dev: PlanSummary,
                                                               values: dict[str, object]) -> None:
     planned = workspace.plan("dev", tf_vars=values)
     missing = sorted(set(dev.types.items()) - set(planned.types.items()))

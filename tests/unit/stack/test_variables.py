@@ -9,7 +9,7 @@ import pytest
 from tapharness.checks.variables import (
     test_the_sandbox_sets_only_variables_the_stack_declares,
 )
-from tapharness.plan import Workspace
+from tapharness.plan import Planner
 
 __all__ = ["test_the_sandbox_sets_only_variables_the_stack_declares"]
 
@@ -66,7 +66,7 @@ INVALID = {
 
 
 @pytest.fixture(scope="module")
-def rejected(workspace: Workspace) -> tuple[int, list[str]]:
+def rejected(workspace: Planner) -> tuple[int, list[str]]:
     """One plan with every invalid value at once: OpenTofu reports each failed validation."""
     return workspace.validation_errors("dev", INVALID)
 
@@ -81,7 +81,7 @@ def test_invalid_value_fails_the_plan_naming_the_variable(rejected: tuple[int, l
 
 
 @pytest.mark.plan
-def test_each_invalid_value_alone_fails_the_plan(workspace: Workspace) -> None:
+def test_each_invalid_value_alone_fails_the_plan(workspace: Planner) -> None:
     """The batched plan above cannot hide a value that is only rejected because of another one."""
     for name in ("env", "min_capacity", "expiration_schedule_expression"):
         returncode, messages = workspace.validation_errors("dev", {name: INVALID[name]})
@@ -89,14 +89,14 @@ def test_each_invalid_value_alone_fails_the_plan(workspace: Workspace) -> None:
 
 
 @pytest.mark.plan
-def test_aurora_min_capacity_above_max_fails_the_plan(workspace: Workspace) -> None:
+def test_aurora_min_capacity_above_max_fails_the_plan(workspace: Planner) -> None:
     returncode, messages = workspace.validation_errors("dev", {"min_capacity": "8", "max_capacity": "4"})
     assert returncode == 1
     assert any("min_capacity" in m and "max_capacity" in m for m in messages), messages
 
 
 @pytest.mark.plan
-def test_subnet_lists_shorter_than_the_zone_count_fail_the_plan(workspace: Workspace) -> None:
+def test_subnet_lists_shorter_than_the_zone_count_fail_the_plan(workspace: Planner) -> None:
     returncode, messages = workspace.validation_errors("dev", {"num_availability_zones": "4"})
     assert returncode == 1
     assert any("num_availability_zones" in m for m in messages), messages

@@ -7,11 +7,11 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from tapharness.handler_testing import (
     calls_stay_within_the_inventory,
     context,
+    emulated_aws,
     relaxed,
     set_lambda_env,
 )
@@ -34,7 +34,7 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """moto: the behaviour table (provisioned, as the stack makes it) and the stream_failures queue."""
-    with mock_aws():
+    with emulated_aws():
         ddb = boto3.client("dynamodb", region_name=REGION)
         ddb.create_table(TableName=TABLE, BillingMode="PROVISIONED",
                          ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 5},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from tapharness.checks.variables import (
     test_the_sandbox_sets_only_variables_the_stack_declares,
 )
-from tapharness.plan import Workspace, summarize
+from tapharness.plan import Planner
 
 pytestmark = pytest.mark.plan
 
@@ -42,7 +41,7 @@ INVALID = {
 
 
 @pytest.fixture(scope="module")
-def rejected(workspace: Workspace) -> tuple[int, list[str]]:
+def rejected(workspace: Planner) -> tuple[int, list[str]]:
     return workspace.validation_errors("dev", INVALID)
 
 
@@ -53,15 +52,12 @@ def test_invalid_value_fails_the_plan_naming_the_variable(rejected: tuple[int, l
     assert [m for m in messages if re.search(rf"\b{name}\b", m)], f"{name}={INVALID[name]}: " + "\n".join(messages)
 
 
-def test_minimum_capacity_above_maximum_fails_the_plan(workspace: Workspace) -> None:
+def test_minimum_capacity_above_maximum_fails_the_plan(workspace: Planner) -> None:
     returncode, messages = workspace.validation_errors("dev", {"table_min_write_capacity": "500", "table_max_write_capacity": "100"})
     assert returncode == 1 and any("table_min_write_capacity" in m for m in messages), messages
 
 
-def test_turning_ssh_on_opens_port_22_to_the_admin_range_only(workspace: Workspace) -> None:
-    planned = workspace.run("plan", "-input=false", "-refresh=false", "-lock=false", "-out=ssh.tfplan",
-                            f"-var-file={workspace.stack.tfvars_file('dev')}", "-var", "enable_ssh_from_admin_cidr=true")
-    assert planned.returncode == 0, planned.stderr
-    plan = summarize("dev", json.loads(workspace.run("show", "-json", "ssh.tfplan").stdout))
+def test_turning_ssh_on_opens_port_22_to_the_admin_range_only(workspace: Planner) -> None:
+    plan = workspace.plan("dev", tf_vars={"enable_ssh_from_admin_cidr": "true"})
     ssh = [r for r in plan.of_type("aws_network_acl_rule").values() if r["from_port"] == 22]
     assert [r["cidr_block"] for r in ssh] == [plan.variables["ssh_allowed_cidr"]]

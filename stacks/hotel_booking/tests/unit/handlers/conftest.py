@@ -9,12 +9,12 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from tapharness import services
 from tapharness.handler_testing import (
     calls_stay_within_the_inventory,
     context,
+    emulated_aws,
     log_records,
     postgres_server,
     postgres_settings,
@@ -53,7 +53,7 @@ def _create_inventory(region: str) -> None:
 @pytest.fixture
 def aws() -> Iterator[Any]:
     """moto for every AWS service: the inventory in the primary and one replica region, the breaker table."""
-    with mock_aws():
+    with emulated_aws():
         for region in (REGION, REPLICA_REGION):
             _create_inventory(region)
         ddb = boto3.client("dynamodb", region_name=REGION)

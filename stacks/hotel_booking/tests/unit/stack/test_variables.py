@@ -9,7 +9,7 @@ import pytest
 from tapharness.checks.variables import (
     test_the_sandbox_sets_only_variables_the_stack_declares,
 )
-from tapharness.plan import Workspace
+from tapharness.plan import Planner
 
 pytestmark = pytest.mark.plan
 
@@ -60,7 +60,7 @@ INVALID = {
 
 
 @pytest.fixture(scope="module")
-def rejected(workspace: Workspace) -> tuple[int, list[str]]:
+def rejected(workspace: Planner) -> tuple[int, list[str]]:
     """One plan with every invalid value at once: OpenTofu reports each failed validation."""
     return workspace.validation_errors("dev", INVALID)
 
@@ -73,22 +73,22 @@ def test_invalid_value_fails_the_plan_naming_the_variable(rejected: tuple[int, l
     assert naming, f"{name}={INVALID[name]} produced no error naming it; errors were:\n" + "\n".join(messages)
 
 
-def test_every_validated_variable_has_an_invalid_example(workspace: Workspace) -> None:
+def test_every_validated_variable_has_an_invalid_example(workspace: Planner) -> None:
     variables = workspace.stack.lib.joinpath("tap_stack.tf").read_text()
     validated = set(re.findall(r'variable "(\w+)" \{(?:(?!\nvariable ).)*?validation \{', variables, re.DOTALL))
     assert validated == set(INVALID), {"untested": validated - set(INVALID), "unknown": set(INVALID) - validated}
 
 
-def test_a_replica_in_the_primary_region_fails_the_plan(workspace: Workspace) -> None:
+def test_a_replica_in_the_primary_region_fails_the_plan(workspace: Planner) -> None:
     returncode, messages = workspace.validation_errors("dev", {"dynamodb_replica_regions": '["us-west-2"]'})
     assert returncode == 1 and any("dynamodb_replica_regions" in m for m in messages), messages
 
 
-def test_a_visibility_timeout_shorter_than_six_function_timeouts_fails_the_plan(workspace: Workspace) -> None:
+def test_a_visibility_timeout_shorter_than_six_function_timeouts_fails_the_plan(workspace: Planner) -> None:
     returncode, messages = workspace.validation_errors("dev", {"pms_queue_visibility_timeout_seconds": "60"})
     assert returncode == 1 and any("pms_queue_visibility_timeout_seconds" in m for m in messages), messages
 
 
-def test_aurora_min_capacity_above_max_fails_the_plan(workspace: Workspace) -> None:
+def test_aurora_min_capacity_above_max_fails_the_plan(workspace: Planner) -> None:
     returncode, messages = workspace.validation_errors("dev", {"aurora_min_capacity": "8", "aurora_max_capacity": "4"})
     assert returncode == 1 and any("aurora_min_capacity" in m for m in messages), messages

@@ -1,0 +1,33 @@
+"""The sandbox's clock: the time its services judge ages by, which a test may move forward.
+
+``POST /_sandbox/clock {"advance_s": 61}`` moves it on (never back: AWS's time is monotonic);
+``GET /_sandbox/clock`` tells the offset. What reads it: SQS message retention. Everything else
+(moto's timestamps, schedules, Lambda timeouts) keeps the machine's time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+_lock = threading.Lock()
+_offset_s = 0.0
+
+
+def now() -> float:
+    """Seconds since the epoch on the sandbox's clock."""
+    return time.time() + _offset_s
+
+
+def advance(seconds: float) -> float:
+    """Move the clock ``seconds`` forward; returns the new offset."""
+    global _offset_s
+    if not seconds >= 0:
+        raise ValueError(f"the clock only moves forward, not by {seconds!r} s")
+    with _lock:
+        _offset_s += seconds
+        return _offset_s
+
+
+def status() -> dict[str, float]:
+    return {"offset_s": _offset_s, "now": now()}
