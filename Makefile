@@ -10,14 +10,10 @@ PYTEST  := $(PYTHON) -m pytest
 setup:
 	python3 tapharness/toolchain.py setup
 
-# The repository root's unit suite (the harness and the video-streaming stack), then each stack
-# under stacks/ in a run of its own (its test packages share names; TAPSTACK_STACK selects it).
+# Every stack's unit suite side by side (tapharness/suites.py): the repository root's (the harness
+# and the video-streaming stack) on two workers, each stack under stacks/ in a process of its own.
 test: setup
-	$(PYTEST) tests/unit -n auto
-	@set -e; for suite in $(wildcard stacks/*/tests/unit); do \
-	  stack=$${suite#stacks/}; stack=$${stack%%/*}; \
-	  echo "== unit suite of $$stack"; TAPSTACK_STACK=$$stack $(PYTEST) $$suite -n auto; \
-	done
+	$(PYTHON) -m tapharness.suites
 
 run: setup
 	$(PYTHON) -m tapharness.sandbox up --env dev

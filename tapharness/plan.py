@@ -150,6 +150,13 @@ def summarize(env: str, raw: dict[str, Any]) -> PlanSummary:
     return PlanSummary(env, values, types, unknown, outputs, variables, data, _config_references(raw), raw)
 
 
+def _hcl(value: Any) -> str:
+    """A -var value as OpenTofu reads it: bools lowercase, lists and maps as JSON, the rest as text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
 class Workspace:
     """An initialised working copy of a stack's lib/ (so state, locks and zips never land in the repo)."""
 
@@ -194,8 +201,17 @@ class Workspace:
         return result.returncode, messages
 
     def plan(self, env: str, tf_vars: dict[str, Any] | None = None) -> PlanSummary:
-        raw = self.tf.plan(output=True, tf_var_file=str(self.stack.tfvars_file(env)), tf_vars=tf_vars)
-        return summarize(env, dict(raw))
+        """Plan ``env``'s tfvars with ``tf_vars`` on top: the -var options come after -var-file, because
+        OpenTofu lets the last one win (tftest puts them before, so the file's values won)."""
+        overrides = [arg for name, value in (tf_vars or {}).items() for arg in ("-var", f"{name}={_hcl(value)}")]
+        plan_file = f"plan-{env}-{os.getpid()}.tfplan"
+        planned = self.run("plan", "-input=false", "-no-color", "-lock=false", f"-out={plan_file}",
+                           f"-var-file={self.stack.tfvars_file(env)}", *overrides)
+        if planned.returncode != 0:
+            raise RuntimeError(f"tofu plan of {env} with {tf_vars} failed:\n{planned.stderr[-4000:]}")
+        shown = self.run("show", "-json", plan_file)
+        (self.dir / plan_file).unlink(missing_ok=True)
+        return summarize(env, json.loads(shown.stdout))
 
 
 _IGNORED_DIRS = {".build", ".terraform", "__pycache__"}

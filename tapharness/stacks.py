@@ -6,8 +6,9 @@ holds ``lib/`` (``tap_stack.tf``, ``provider.tf``, ``lambdas/``, ``layer/``), ``
 ``docs/iam_inventory.yaml`` and ``tests/{unit,integration}``. Every stack's layer carries
 ``tap_common`` (the family's runtime library, in the root's ``lib/lambdas``) and the stack's own
 ``lib/lambdas/*_common`` packages. Harness commands take the stack by
-name (``--stack NAME``, or ``TAPSTACK_STACK`` for test runs), or as a directory of that shape (a
-scratch copy of a stack, e.g. with one permission removed).
+name (``--stack NAME``, or ``TAPSTACK_STACK`` for test runs), or as a directory, inside the
+repository or not, whose ``lib/`` holds its ``*.tf`` (a scratch copy of a stack with one permission
+removed, or a stack of nobody's conventions: no layer, no tfvars, none of our variables).
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def _is_stack(directory: Path) -> bool:
     return (directory / "lib" / "tap_stack.tf").is_file()
 
 
+def _has_configuration(directory: Path) -> bool:
+    return any((directory / "lib").glob("*.tf"))
+
+
 def registry(stacks_dir: Path | None = None) -> dict[str, Stack]:
     """Every stack of the repository by name: the root one first, then ``stacks/*`` by name."""
     found = {DEFAULT_STACK: Stack(DEFAULT_STACK, REPO_ROOT)}
@@ -82,9 +87,9 @@ def resolve(name_or_dir: str | None = None, stacks_dir: Path | None = None) -> S
     if wanted in known:
         return known[wanted]
     directory = Path(wanted).expanduser()
-    if directory.is_dir() and _is_stack(directory):
+    if directory.is_dir() and _has_configuration(directory):
         root = directory.resolve()
         named = [stack for stack in known.values() if stack.root == root]
         return named[0] if named else Stack(root.name, root)
-    raise UnknownStack(f"no stack {wanted!r}: the stacks are {', '.join(known)}, or give a directory with "
-                       "lib/tap_stack.tf and tfvars/<env>.tfvars")
+    raise UnknownStack(f"no stack {wanted!r}: the stacks are {', '.join(known)}, or give a directory whose "
+                       "lib/ holds its *.tf files")

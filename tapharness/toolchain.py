@@ -55,9 +55,10 @@ def _say(msg: str) -> None:
 
 
 def _hash_files(paths: list[Path]) -> str:
+    """The hash of the files' names and contents (wherever they are: a stack may live outside the repository)."""
     digest = hashlib.sha256()
     for path in sorted(paths):
-        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 

@@ -15,8 +15,8 @@ iam     the IAM report of the run: per role, what it used, what was denied and w
 
 Every command takes ``--stack NAME`` (``tapharness.stacks``: ``video_streaming``, the default,
 or a directory name under ``stacks/``; ``TAPSTACK_STACK`` sets the default) or ``--stack DIR``, a
-directory shaped like a stack root (``lib/tap_stack.tf`` and ``tfvars/<env>.tfvars``), e.g. a
-scratch copy with one permission removed. Each stack and environment has its own sandbox
+directory whose ``lib/`` holds ``*.tf`` (optionally ``tfvars/<env>.tfvars``, ``backend/<env>.hcl``,
+``sandbox.yaml``), inside the repository or not, e.g. a scratch copy with one permission removed. Each stack and environment has its own sandbox
 (``.sandbox/<stack>/<env>``); ``plan`` and ``down`` use the stack ``up`` deployed there.
 """
 
@@ -83,7 +83,7 @@ def tfvars_region(env: str, stack: stacks.Stack) -> str:
     """The ``aws_region`` the environment's tfvars set (the sandbox serves that region)."""
     tfvars = stack.tfvars_file(env)
     if not tfvars.is_file():
-        raise SandboxError(f"{tfvars} is missing: --stack needs a directory with lib/ and tfvars/<env>.tfvars")
+        return REGION
     match = re.search(r'^\s*aws_region\s*=\s*"([^"]+)"', tfvars.read_text(), re.MULTILINE)
     return match.group(1) if match else REGION
 

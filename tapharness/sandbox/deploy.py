@@ -1,15 +1,16 @@
 """The stack applied to the sandbox from a scratch working copy of its lib/.
 
-A stack (``tapharness.stacks``) is a directory with ``lib/`` (``tap_stack.tf``, ``provider.tf``,
-``lambdas/``, ``layer/``) and ``tfvars/<env>.tfvars``: one of the repository's, or any copy of one
-(``python -m tapharness.sandbox up --stack DIR``). Its ``lib/`` is copied to
+A stack (``tapharness.stacks``) is a directory with ``lib/*.tf`` and, optionally, ``tfvars/<env>.tfvars``,
+``lib/layer/requirements.txt`` (a Lambda layer built from it), ``backend/<env>.hcl`` and ``sandbox.yaml``:
+one of the repository's, a copy of one, or any other (``python -m tapharness.sandbox up --stack DIR``). Its ``lib/`` is copied to
 ``.sandbox/<stack>/<env>/work/lib`` (as ``tapharness.plan`` does for plans: no
 state, no ``.terraform``, no build output; the built layer is linked), so ``.terraform``, the
 lock file, the zips and the state never land in ``lib/``. One extra file is written there,
 ``zz_sandbox_override.tf``, an OpenTofu override of the ``aws`` provider block for moto
 (path-style S3, no metadata or credential checks); the endpoint comes from
-``AWS_ENDPOINT_URL``. The tfvars of the environment are used as they are, plus
-``SANDBOX_VARS`` (deletion protection off, so ``down`` can destroy) and any ``--var`` given.
+``AWS_ENDPOINT_URL``. The tfvars of the environment are used as they are, plus those of
+``SANDBOX_VARS`` (deletion protection off, so ``down`` can destroy) the stack declares (as
+``tofu graph`` lists its root variables) and any ``--var`` given.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from tapharness.plan import COPY_IGNORE, LOCAL_BACKEND_OVERRIDE, offline_aws_env
 from tapharness.sandbox.state import SandboxPaths
 
 _HCL_STRING = re.compile(r'^\s*(\w+)\s*=\s*"([^"]*)"', re.MULTILINE)
+_ROOT_VARIABLE = re.compile(r'"\[root\] var\.(\w+)" \[label')
 PROVIDER_OVERRIDE = """\
 # Written by tapharness.sandbox (sandbox working copy only, never in lib/).
 provider "aws" {
@@ -65,33 +67,45 @@ class StackDeployment:
         self.stack = stack or stacks.resolve()
         self.lib = self.stack.lib
         self.endpoint_url = endpoint_url
-        self.vars = {**SANDBOX_VARS, **(extra_vars or {})}
+        self.extra_vars = dict(extra_vars or {})
         self.say = say
         self.dir = paths.work_dir / "lib"
 
+    @functools.cached_property
+    def declared(self) -> frozenset[str]:
+        """The variables the configuration's root module declares, as tofu itself reads them (after init)."""
+        return frozenset(_ROOT_VARIABLE.findall(self.run("graph", "graph", capture=True).stdout))
+
+    @property
+    def vars(self) -> dict[str, str]:
+        """``SANDBOX_VARS`` the stack declares, then the extra variables."""
+        return {**{k: v for k, v in SANDBOX_VARS.items() if k in self.declared}, **self.extra_vars}
+
     @property
     def var_args(self) -> list[str]:
-        args = [f"-var-file={self.stack.tfvars_file(self.env)}"]
+        tfvars = self.stack.tfvars_file(self.env)
+        args = [f"-var-file={tfvars}"] if tfvars.is_file() else []
         args += [f"-var={key}={value}" for key, value in sorted(self.vars.items())]
         return args
 
     def prepare(self) -> None:
-        """A fresh working copy of lib/ with the provider override and the built layer linked
-        (built by ``make setup`` for the default stack; any other gets its layer built here from
-        its own lib/layer and tap_common)."""
-        for needed in (self.lib / "tap_stack.tf", self.stack.tfvars_file(self.env)):
-            if not needed.is_file():
-                raise TofuError(f"{needed} is missing: a stack directory holds lib/tap_stack.tf and tfvars/<env>.tfvars")
+        """A fresh working copy of lib/ with the provider override and, for a stack with a layer
+        (``lib/layer/requirements.txt``), the built layer linked (built by ``make setup`` for the
+        repository's stacks; any other gets its layer built here)."""
+        if not list(self.lib.glob("*.tf")):
+            raise TofuError(f"{self.lib}/*.tf: no such files (a stack directory holds its configuration in lib/)")
         layer = self.lib / ".build" / "layer"
-        if not layer.is_dir():
+        has_layer = (self.lib / "layer" / "requirements.txt").is_file()
+        if has_layer and not layer.is_dir():
             if self.stack.root == stacks.REPO_ROOT:
                 raise TofuError(f"{layer} is missing: run `make setup` first (it builds the Lambda layer)")
             toolchain.build_layer(self.lib)
         if self.dir.exists():
             shutil.rmtree(self.dir)
         shutil.copytree(self.lib, self.dir, ignore=COPY_IGNORE)
-        (self.dir / ".build").mkdir(exist_ok=True)
-        (self.dir / ".build" / "layer").symlink_to(layer, target_is_directory=True)
+        if has_layer:
+            (self.dir / ".build").mkdir(exist_ok=True)
+            (self.dir / ".build" / "layer").symlink_to(layer, target_is_directory=True)
         backend = self.state_backend()
         (self.dir / "zz_sandbox_override.tf").write_text(
             PROVIDER_OVERRIDE + (s3_backend_override(backend, self.endpoint_url) if backend else LOCAL_BACKEND_OVERRIDE))

@@ -345,7 +345,9 @@ class LambdaRunner:
             "LAMBDA_TASK_ROOT": str(code_dir),
             "LAMBDA_RUNTIME_DIR": str(Path(sys.executable).parent),
             "PYTHONPATH": _python_path(str(code_dir), tuple(layer_dirs)),
-            "PYTHONDONTWRITEBYTECODE": "1",
+            # Bytecode goes to the sandbox's cache, never into the code or layer directories (read-only
+            # on Lambda): a function's modules compile once per sandbox, not once per environment.
+            "PYTHONPYCACHEPREFIX": str(self.cache_dir / "pycache"),
             "SANDBOX_HOST_MAP": json.dumps(self.host_map(fn.account_id, fn.region), sort_keys=True),
         }
         spec = WorkerSpec(

@@ -1,4 +1,5 @@
-"""One sandbox server (moto + runner + pollers + gateway, a process of its own) per test worker,
+"""One sandbox server (moto + runner + pollers + gateway, Redis and PostgreSQL; a process of its own)
+per test worker,
 and helpers that build tiny Lambda functions from source text. Nothing of the sandbox runs in
 the test process: its moto patches and threads stay in the server's."""
 
@@ -30,15 +31,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess
         poller_settings=PollerSettings(poll_interval=0.05, reconcile_interval=0.2, retry_base_delay=0.05,
                                        retry_max_delay=0.2, sqs_wait_seconds=1),
         scheduler=False,
+        services=True,
     )
-    yield box
-    box.stop()
-
-
-@pytest.fixture(scope="session")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
-    """A second sandbox, with Redis and PostgreSQL behind the stack's endpoints (made only when asked for)."""
-    box = SandboxProcess.start(tmp_path_factory.mktemp("served"), scheduler=False, services=True)
     yield box
     box.stop()
 
@@ -62,11 +56,6 @@ def client_factory(box: SandboxProcess) -> Callable[[str], Any]:
 def aws(sandbox: SandboxProcess) -> Callable[[str], Any]:
     """aws("sqs") -> a boto3 client of the sandbox."""
     return client_factory(sandbox)
-
-
-@pytest.fixture(scope="session")
-def served_aws(served: SandboxProcess) -> Callable[[str], Any]:
-    return client_factory(served)
 
 
 # The delivery tests' functions may do anything: what IAM allows is test_iam_*'s subject.

@@ -45,8 +45,7 @@ def test_redis_certificate_verifies_for_the_stack_endpoint_name(backing, endpoin
     assert client.ping() is True
 
 
-def test_configure_applies_the_auth_token_and_master_user_the_stack_set_on_its_resources(served, served_aws):
-    aws = served_aws
+def test_configure_applies_the_auth_token_and_master_user_the_stack_set_on_its_resources(sandbox, aws):
     token = unique("token")
     aws("elasticache").create_replication_group(
         ReplicationGroupId=unique("cache")[:40], ReplicationGroupDescription="cache", Engine="redis",
@@ -55,7 +54,7 @@ def test_configure_applies_the_auth_token_and_master_user_the_stack_set_on_its_r
     aws("rds").create_db_cluster(DBClusterIdentifier=unique("aurora")[:60], Engine="aurora-postgresql",
                                  MasterUsername=db["username"], MasterUserPassword=db["password"],
                                  DatabaseName=db["dbname"])
-    ports = served.control("POST", "services")
+    ports = sandbox.control("POST", "services")
     redis_client = redis.Redis(host="127.0.0.1", port=ports["redis"]["port"], password=token, ssl=True,
                                ssl_cert_reqs="none")
     connection = pg8000.native.Connection(db["username"], password=db["password"], host="127.0.0.1",

@@ -93,15 +93,15 @@ VALUES_SQL = "SELECT * FROM (VALUES {}) AS viewings(user_id, content_id, weight)
 
 
 @pytest.fixture(scope="module")
-def served_endpoint(served: Any) -> str:
+def served_endpoint(sandbox: Any) -> str:
     """An endpoint of the served sandbox trained on ROWS through its database."""
-    served.control("POST", "models", {"Tap-Test-Recs": {"endpoint_output": "sagemaker_endpoint_arn",
+    sandbox.control("POST", "models", {"Tap-Test-Recs": {"endpoint_output": "sagemaker_endpoint_arn",
                                                          "training_sql": VALUES_SQL}})
     return "tap-test-recs"
 
 
-def test_invoke_endpoint_answers_from_the_registered_model(served_aws: Any, served_endpoint: str) -> None:
-    answer = served_aws("sagemaker-runtime").invoke_endpoint(
+def test_invoke_endpoint_answers_from_the_registered_model(aws: Any, served_endpoint: str) -> None:
+    answer = aws("sagemaker-runtime").invoke_endpoint(
         EndpointName=served_endpoint, ContentType="application/json",
         Body=json.dumps({"recent_content_ids": ["b1"], "candidates": ["b2", "a2"]}))
     assert [e["content_id"] for e in json.loads(answer["Body"].read())["recommendations"]] == ["b2", "a2"]
@@ -112,8 +112,8 @@ def test_invoke_endpoint_of_an_unknown_endpoint_is_a_validation_error(aws: Any) 
         aws("sagemaker-runtime").invoke_endpoint(EndpointName="nope", ContentType="application/json", Body=b"{}")
 
 
-def test_invoke_endpoint_with_an_unreadable_body_is_a_model_error(served_aws: Any, served_endpoint: str) -> None:
+def test_invoke_endpoint_with_an_unreadable_body_is_a_model_error(aws: Any, served_endpoint: str) -> None:
     with pytest.raises(ClientError, match="ModelError") as caught:
-        served_aws("sagemaker-runtime").invoke_endpoint(EndpointName=served_endpoint, ContentType="application/json",
+        aws("sagemaker-runtime").invoke_endpoint(EndpointName=served_endpoint, ContentType="application/json",
                                                         Body=b"not json")
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 424

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tapharness.plan import Planner, PlanSummary
@@ -37,12 +37,15 @@ def capacities(draw: st.DrawFn) -> dict[str, object]:
     }
 
 
-@settings(max_examples=3, deadline=None, derandomize=True,
+# No shrinking: each example is a whole plan, and a failure names its values.
+@settings(max_examples=3, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(values=capacities())
 def test_valid_capacities_plan_the_same_resource_graph_as_dev(workspace: Planner, dev: PlanSummary,
                                                               values: dict[str, object]) -> None:
     planned = workspace.plan("dev", tf_vars=values)
+    # A -var value is recorded in the plan as the text given (tfvars win over -var given before them).
+    assert {name: str(planned.variables[name]) for name in values} == {name: str(v) for name, v in values.items()}
     missing = sorted(set(dev.types.items()) - set(planned.types.items()))
     extra = sorted(set(planned.types.items()) - set(dev.types.items()))
     assert not missing and not extra, f"with {values}: missing {missing}, extra {extra}"

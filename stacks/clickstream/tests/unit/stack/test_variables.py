@@ -58,6 +58,6 @@ def test_minimum_capacity_above_maximum_fails_the_plan(workspace: Planner) -> No
 
 
 def test_turning_ssh_on_opens_port_22_to_the_admin_range_only(workspace: Planner) -> None:
-    plan = workspace.plan("dev", tf_vars={"enable_ssh_from_admin_cidr": "true"})
+    plan = workspace.plan("dev", tf_vars={"enable_ssh_from_admin_cidr": True})
     ssh = [r for r in plan.of_type("aws_network_acl_rule").values() if r["from_port"] == 22]
     assert [r["cidr_block"] for r in ssh] == [plan.variables["ssh_allowed_cidr"]]

@@ -1,0 +1,2 @@
+def phrase(greeting, name):
+    return f"{greeting}, {name}!"
