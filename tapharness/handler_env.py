@@ -15,6 +15,8 @@ import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tapharness import stacks
+
 CONFIG_MODULE = "tap_common.config"
 READERS = frozenset({"require", "optional", "integer", "number", "flag"})
 
@@ -37,7 +39,7 @@ class _Walker:
         self.queue: list[tuple[str, str | None]] = []
 
     def _path(self, name: str) -> Path | None:
-        for base in (self.package_dir, self.lambdas_dir):
+        for base in (self.package_dir, self.lambdas_dir, stacks.COMMON_LAMBDAS):
             for candidate in (base / f"{name.replace('.', '/')}.py", base / name.replace(".", "/") / "__init__.py"):
                 if candidate.is_file():
                     return candidate

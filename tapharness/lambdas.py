@@ -14,8 +14,8 @@ from tapharness import stacks
 LAMBDAS = stacks.resolve().lambdas
 REGION = "us-east-1"
 
-# The layer's top-level packages: tap_common (shared by every stack, kept in the repository
-# root's lib/lambdas) and the stack's own *_common package, importable from these directories.
+# The layer's top-level packages: tap_common (shared by every stack, in runtime/) and the stack's
+# own *_common package, importable from these directories.
 for directory in (stacks.COMMON_LAMBDAS, LAMBDAS):
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
@@ -36,7 +36,7 @@ def _is_package_module(module: ModuleType) -> bool:
 
 def load_package(package: str, *modules: str) -> SimpleNamespace:
     """Import modules of lib/lambdas/<package> the way Lambda does: the package directory
-    and the layer (lib/lambdas, for tap_common) on sys.path, siblings imported by plain
+    and the layer (runtime/ for tap_common, lib/lambdas for the stack's *_common) on sys.path, siblings imported by plain
     name. Same-named modules of other packages are evicted first, so every package gets
     its own `handler`; the returned objects stay valid after later loads."""
     for name, module in list(sys.modules.items()):

@@ -4,8 +4,8 @@ The repository root is the video-streaming stack (``video_streaming``); every di
 ``stacks/`` that holds ``lib/tap_stack.tf`` is another, named after the directory. A stack root
 holds ``lib/`` (``tap_stack.tf``, ``provider.tf``, ``lambdas/``, ``layer/``), ``tfvars/<env>.tfvars``,
 ``docs/iam_inventory.yaml`` and ``tests/{unit,integration}``. Every stack's layer carries
-``tap_common`` (the family's runtime library, in the root's ``lib/lambdas``) and the stack's own
-``lib/lambdas/*_common`` packages. Harness commands take the stack by
+``tap_common`` (the family's runtime library, ``runtime/tap_common``, beside the stacks) and the
+stack's own ``lib/lambdas/*_common`` packages. Harness commands take the stack by
 name (``--stack NAME``, or ``TAPSTACK_STACK`` for test runs), or as a directory, inside the
 repository or not, whose ``lib/`` holds its ``*.tf`` (a scratch copy of a stack with one permission
 removed, or a stack of nobody's conventions: no layer, no tfvars, none of our variables).
@@ -20,8 +20,8 @@ from pathlib import Path
 from tapharness.toolchain import ROOT as REPO_ROOT
 
 STACKS_DIR = REPO_ROOT / "stacks"
-# tap_common, the runtime library every stack's layer carries, lives beside the root stack's functions.
-COMMON_LAMBDAS = REPO_ROOT / "lib" / "lambdas"
+# tap_common, the runtime library every stack's layer carries, has a home of its own beside the stacks.
+COMMON_LAMBDAS = REPO_ROOT / "runtime"
 SHARED_RUNTIME = COMMON_LAMBDAS / "tap_common"
 DEFAULT_STACK = "video_streaming"
 ENV_VAR = "TAPSTACK_STACK"

@@ -321,9 +321,9 @@ def build_layer(lib: Path = ROOT / "lib") -> Path:
     layer = lib / ".build" / "layer" / "python"
     shutil.rmtree(layer.parent, ignore_errors=True)
     shutil.copytree(site, layer, ignore=shutil.ignore_patterns("bin", "__pycache__"))
-    # tap_common (every stack's runtime library, beside the root stack's functions), then the
+    # tap_common (every stack's runtime library, in runtime/ beside the stacks), then the
     # stack's own *_common packages.
-    shared = ROOT / "lib" / "lambdas" / "tap_common"
+    shared = ROOT / "runtime" / "tap_common"
     for package in [shared, *sorted(p for p in (lib / "lambdas").glob("*_common") if p != shared)]:
         shutil.copytree(package, layer / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return layer

@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, quote
 
 from moto.elbv2.models import FakeLoadBalancer, FakeTargetGroup, elbv2_backends
 
-from tapharness.sandbox.pollers import AwsClients, Invoker
+from tapharness.sandbox.clients import AwsClients, Invoker
 from tapharness.sandbox.web import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:

@@ -49,8 +49,8 @@ from moto.apigateway.models import apigateway_backends
 from moto.logs.models import logs_backends
 
 from tapharness.sandbox.alb import AlbDoor
+from tapharness.sandbox.clients import AwsClients, Invoker
 from tapharness.sandbox.httpapi import HttpApiDoor
-from tapharness.sandbox.pollers import AwsClients, Invoker
 from tapharness.sandbox.web import (
     HttpRequest,
     HttpResponse,

@@ -33,8 +33,8 @@ from cryptography.x509.oid import NameOID
 from moto.core import DEFAULT_ACCOUNT_ID
 
 from tapharness import services
+from tapharness.sandbox.clients import AwsClients
 from tapharness.sandbox.endpoints import redis_hostnames
-from tapharness.sandbox.pollers import AwsClients
 
 
 def _name(common_name: str) -> x509.Name:

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from tapharness.sandbox.pollers import AwsClients
+from tapharness.sandbox.clients import AwsClients
 
 
 def redis_hostnames(elasticache: Any) -> set[str]:

@@ -1,6 +1,6 @@
 """DynamoDB global tables (version 2019.11.21) in the sandbox; moto has none.
 
-The patches (``update_table``, ``describe``, ``stream_add``) are registered in ``shims``;
+The patches (``update_table``, ``describe``, ``stream_add``) are registered in ``services.dynamodb``;
 ``start()`` runs the replicator.
 
 ``UpdateTable`` with ``ReplicaUpdates`` creates (or deletes) the replica: a table of the same
@@ -236,7 +236,7 @@ def describe(self: Table, base_key: str = "TableDescription") -> dict[str, Any]:
 
 
 def start(account_id: str, delay_s: float = 0.5) -> Replicator:
-    """Start replicating (once per process); the moto patches are in ``shims.MODEL_PATCHES``."""
+    """Start replicating (once per process); the moto patches are in ``services.dynamodb``."""
     global _REPLICATOR
     if _REPLICATOR is None:
         _REPLICATOR = Replicator(account_id, delay_s)

@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl
 
 from moto.apigatewayv2.models import Api, Route, apigatewayv2_backends
 
-from tapharness.sandbox.pollers import AwsClients, Invoker
+from tapharness.sandbox.clients import AwsClients, Invoker
 from tapharness.sandbox.web import (
     HttpRequest,
     HttpResponse,

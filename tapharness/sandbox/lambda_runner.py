@@ -60,8 +60,8 @@ from moto.awslambda.utils import get_backend
 from moto.core.exceptions import JsonRESTError
 from moto.core.utils import unix_time_millis, utcnow
 
+from tapharness.sandbox.clients import InvokeOutcome
 from tapharness.sandbox.filters import decode_json
-from tapharness.sandbox.pollers import InvokeOutcome
 
 BOOTSTRAP = Path(__file__).with_name("_bootstrap.py")
 LOG_TAIL_BYTES = 4096

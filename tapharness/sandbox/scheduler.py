@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from tapharness.sandbox.pollers import POLLER_ERRORS, AwsClients
+from tapharness.sandbox.clients import AwsClients
+from tapharness.sandbox.pollers import POLLER_ERRORS
 
 if TYPE_CHECKING:
     from tapharness.sandbox.iam.sessions import ServiceGuard

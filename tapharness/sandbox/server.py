@@ -5,7 +5,7 @@
 2. starts moto's server on 127.0.0.1 (a free port unless given) behind the IAM gate
    (``iam.gate``: requests signed by role sessions and users are authorised as AWS would);
 3. configures moto (``MOTO_PORT`` for Step Functions' Lambda calls, AWS-managed IAM
-   policies, Step Functions executing definitions) and installs the shims, with IAM checks
+   policies, Step Functions executing definitions) and installs its patches of moto (``patches``, ``services``), with IAM checks
    on service-to-service deliveries;
 4. installs the Lambda runner (functions run in subprocess workers as their execution
    role, with the stack's Redis/Aurora endpoint names mapped to the local servers);
@@ -54,7 +54,7 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
 from tapharness.partner_api import PartnerApi
-from tapharness.sandbox import clock, globaltables, models, shims
+from tapharness.sandbox import clock, globaltables, models, patches
 from tapharness.sandbox.adapter import EndpointSpec
 from tapharness.sandbox.apigw import FrontDoor, HttpRequest, HttpResponse
 from tapharness.sandbox.backing import BackingServices
@@ -234,7 +234,7 @@ class Sandbox:
         self.clients = AwsClients(self.endpoint_url, self.region)
         self.sessions = RoleSessions(self.clients, self.authorizer)
         self.guard = ServiceGuard(self.authorizer, self.sessions)
-        shims.install(self.guard)
+        patches.install(self.guard)
         self.replication = globaltables.start(DEFAULT_ACCOUNT_ID)
         self.partners: dict[str, PartnerApi] = {}
         self.endpoints = EndpointMap(self.clients, self.redis_port, self.postgres_port)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import threading
 
+from tapharness.sandbox.clients import AwsClients, Credentials
 from tapharness.sandbox.iam.authorizer import Authorizer, delivery_key_arn
-from tapharness.sandbox.pollers import AwsClients, Credentials
 
 
 class AssumeRoleRefused(PermissionError):

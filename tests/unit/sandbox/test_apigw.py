@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tapharness.sandbox.apigw import FrontDoor, local_invoke_url
-from tapharness.sandbox.pollers import AwsClients
+from tapharness.sandbox.clients import AwsClients
 from tapharness.sandbox.web import HttpRequest, match_resource
 
 from .conftest import REGION

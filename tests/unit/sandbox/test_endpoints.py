@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from tapharness.sandbox.clients import AwsClients
 from tapharness.sandbox.endpoints import EndpointMap
-from tapharness.sandbox.pollers import AwsClients
 
 from .helpers import unique
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tapharness.sandbox.pollers import AwsClients
+from tapharness.sandbox.clients import AwsClients
 from tapharness.sandbox.scheduler import Scheduler, next_fire
 
 from .helpers import unique

@@ -7,6 +7,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 
 import boto3
 import pytest
@@ -135,10 +136,18 @@ def test_empty_buckets_removes_every_object_version(aws):
     assert bucket not in [b["Name"] for b in aws("s3").list_buckets()["Buckets"]]
 
 
-def test_sandbox_applies_with_deletion_protection_off(tmp_path):
-    deployment = StackDeployment(SandboxPaths(tmp_path), "dev", "http://127.0.0.1:1", {"shard_count": "2"})
-    assert "-var=deletion_protection=false" in deployment.var_args
-    assert "-var=shard_count=2" in deployment.var_args
+FOREIGN_STACK = Path(__file__).parent / "foreign_stack"
+
+
+@pytest.mark.parametrize(("root", "declares"), [(stacks.REPO_ROOT, True), (FOREIGN_STACK, False)],
+                         ids=["a stack declaring it", "a stack without it"])
+def test_sandbox_turns_deletion_protection_off_only_where_the_stack_declares_it(tmp_path, root, declares):
+    deployment = StackDeployment(SandboxPaths(tmp_path), "dev", "http://127.0.0.1:1", {"greeting": "hi"},
+                                 say=lambda _: None, stack=stacks.resolve(str(root)))
+    deployment.prepare()
+    deployment.init()
+    assert ("-var=deletion_protection=false" in deployment.var_args) is declares
+    assert "-var=greeting=hi" in deployment.var_args
 
 
 def test_region_comes_from_the_environment_tfvars():

@@ -1,0 +1,50 @@
+"""Event source mappings delivered with Lambda's semantics, through the public APIs.
+
+``PollerManager`` reads the deployed mappings (``ListEventSourceMappings``) every
+``settings.reconcile_interval`` seconds and keeps one poller per Kinesis/DynamoDB-stream
+shard and one per SQS queue mapping; a changed mapping's settings apply to the next batch,
+a deleted or disabled mapping's pollers stop. moto's own inline delivery is switched off by
+``server.detach_inline_delivery`` so that only these pollers deliver.
+
+The pollers are clients of the sandbox's public APIs (``tapharness.sandbox.clients``), not moto
+patches, so each event source's poller is here rather than in ``tapharness.sandbox.services``:
+
+- ``base``: ``PollerSettings``, ``MappingConfig``, ``failed_item_ids``, ``POLLER_ERRORS``, the counters;
+- ``streams``: ``ShardPoller``, one shard of a stream to one function (batching, filters,
+  retries, bisection, on-failure destinations, tumbling windows);
+- ``kinesis`` / ``dynamodb``: the stream sources (Kinesis ``GetRecords``, ``dynamodbstreams``);
+- ``sqs``: ``QueuePoller``, one queue to one function;
+- ``manager``: ``PollerManager``.
+
+Everything is importable from here, and so are ``AwsClients``, ``Credentials``, ``InvokeOutcome``
+and ``Invoker`` (``tapharness.sandbox.clients``), which many modules import from here.
+"""
+
+from __future__ import annotations
+
+from tapharness.sandbox.clients import (
+    ADMIN,
+    AwsClients,
+    Credentials,
+    InvokeOutcome,
+    Invoker,
+)
+from tapharness.sandbox.pollers.base import (
+    POLLER_ERRORS,
+    MappingConfig,
+    PollerSettings,
+    PollerStats,
+    StreamRecord,
+    failed_item_ids,
+)
+from tapharness.sandbox.pollers.dynamodb import DynamoDBStreamSource
+from tapharness.sandbox.pollers.kinesis import KinesisSource
+from tapharness.sandbox.pollers.manager import Poller, PollerManager, RoleClients
+from tapharness.sandbox.pollers.sqs import QueuePoller, sqs_event_record
+from tapharness.sandbox.pollers.streams import ShardPoller, StreamSource
+
+__all__ = [
+    "ADMIN", "POLLER_ERRORS", "AwsClients", "Credentials", "DynamoDBStreamSource", "InvokeOutcome", "Invoker",
+    "KinesisSource", "MappingConfig", "Poller", "PollerManager", "PollerSettings", "PollerStats", "QueuePoller",
+    "RoleClients", "ShardPoller", "StreamRecord", "StreamSource", "failed_item_ids", "sqs_event_record",
+]

@@ -1,0 +1,42 @@
+"""What the sandbox adds to or changes in moto 5.2.5, one module per AWS service.
+
+Each module registers its changes with ``tapharness.sandbox.patches`` (``@patch``,
+``patch.replace``, ``patch.url``) when imported; ``patches.install(guard)`` imports them all
+(``load()``) and applies them. A service's engine that is more than a patch stays its own module
+of ``tapharness.sandbox`` (``athena``: DuckDB, ``insights``: Logs Insights, ``globaltables``,
+``models``: SageMaker endpoints, ``asl``), imported by its service module here; the event source
+pollers are ``tapharness.sandbox.pollers``.
+
+- ``core``: moto's server itself (service resolution, backend look-up, handler methods), for speed;
+- ``apigateway``: UpdateMethod;
+- ``applicationautoscaling``: the Tags of scalable targets;
+- ``athena``: StartQueryExecution/GetQueryExecution run by the DuckDB engine, workgroup calls;
+- ``dynamodb``: Contributor Insights, transactions, Query, the serializer, Streams GetRecords, global tables;
+- ``ec2``: security group rule descriptions;
+- ``elasticache``: parameter groups, replication group members, AuthToken, deletions that finish;
+- ``kinesis``: CreateStream's Tags, shard reads and writes;
+- ``kms``: key rotation periods;
+- ``lambda_``: GetRuntimeManagementConfig, DeadLetterConfig and LoggingConfig;
+- ``logs``: query definitions, Logs Insights queries;
+- ``rds``: the default CA, Performance Insights, ScalingConfigurationInfo;
+- ``s3``: Intelligent-Tiering, event notifications, bucket policies;
+- ``sagemaker``: InvokeEndpoint;
+- ``sns``: GetDataProtectionPolicy, topic attributes, deliveries under IAM;
+- ``sqs``: queue attributes and policy, ReceiveMessage's retention check;
+- ``stepfunctions``: definition validation, versions, unnamed executions, tasks as the machine's role.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+SERVICES = (
+    "core", "apigateway", "applicationautoscaling", "athena", "dynamodb", "ec2", "elasticache", "kinesis",
+    "kms", "lambda_", "logs", "rds", "s3", "sagemaker", "sns", "sqs", "stepfunctions",
+)
+
+
+def load() -> list[ModuleType]:
+    """Import every service module (each registers its patches once, when first imported)."""
+    return [importlib.import_module(f"{__name__}.{name}") for name in SERVICES]

@@ -1,0 +1,127 @@
+"""Athena: the sandbox's changes to moto's Athena API.
+
+Queries run in ``tapharness.sandbox.athena`` (the DuckDB engine over the sandbox's S3, which
+stays its own module); these shims start them there and report their state, times and bytes,
+with the caller's permissions (``patches.GUARD``) for what a CTAS reads and writes. Also the
+workgroup calls the provider makes: ListTagsForResource of an untagged workgroup, UpdateWorkGroup.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from moto.athena.responses import AthenaResponse
+from moto.core.responses import BaseResponse
+
+from tapharness.sandbox import athena, patches
+from tapharness.sandbox.iam import wire
+from tapharness.sandbox.patches import patch
+
+# --- Athena ---------------------------------------------------------------------------
+
+_START_QUERY = AthenaResponse.start_query_execution
+_GET_QUERY = AthenaResponse.get_query_execution
+_MOTO_RUNS = re.compile(r"^\s*(CREATE|DROP)\s+(DATABASE|SCHEMA)\b", re.IGNORECASE)
+
+
+def _caller_allows(self: BaseResponse) -> athena.Allows:
+    """Whether the principal that signed this request may do an action (IAM off: everything)."""
+    signed = wire.signature({k.lower(): v for k, v in self.headers.items()}, "")
+    principal = patches.GUARD.authorizer.principal_for_key(signed.access_key) if patches.GUARD and signed else None
+    if principal is None:
+        return lambda action, resource: True
+    return lambda action, resource: patches.GUARD.authorizer.allows(  # type: ignore[union-attr]
+        principal, (action,), resource, "athena.ctas", self.region)
+
+
+@patch(AthenaResponse, "start_query_execution")
+def start_query_execution(self: AthenaResponse) -> Any:
+    """Run the statement (tapharness.sandbox.athena); a token seen before gets its first execution."""
+    token = self._get_param("ClientRequestToken")
+    known = athena.ENGINE.known_token(token)
+    if known is not None:
+        return json.dumps({"QueryExecutionId": known})
+    answer = _START_QUERY(self)
+    if not isinstance(answer, str):
+        return answer
+    query = self._get_param("QueryString") or ""
+    if _MOTO_RUNS.match(query):
+        return answer
+    execution_id = json.loads(answer)["QueryExecutionId"]
+    workgroup = self.athena_backend.work_groups.get(self._get_param("WorkGroup") or "primary")
+    cutoff = workgroup.configuration.get("BytesScannedCutoffPerQuery") if workgroup else None
+    athena.ENGINE.start(execution_id, token, query,
+                        (self._get_param("QueryExecutionContext") or {}).get("Database"), self.current_account,
+                        self.region, int(cutoff) if cutoff else None, _caller_allows(self))
+    return answer
+
+
+@patch(AthenaResponse, "get_query_execution")
+def get_query_execution(self: AthenaResponse) -> str:
+    """moto's answer with the state, reason, times and bytes of the run."""
+    answer = json.loads(_GET_QUERY(self))
+    execution = answer["QueryExecution"]
+    run = athena.ENGINE.runs.get(execution["QueryExecutionId"])
+    if run is not None:
+        status = {"State": run.state, "SubmissionDateTime": run.submitted}
+        if run.reason:
+            status["StateChangeReason"] = run.reason
+        if run.completed is not None:
+            status["CompletionDateTime"] = run.completed
+        execution["Status"] = status
+        execution["Statistics"]["DataScannedInBytes"] = run.scanned_bytes
+        elapsed = int(((run.completed or time.time()) - run.submitted) * 1000)
+        execution["Statistics"]["TotalExecutionTimeInMillis"] = elapsed
+        execution["Statistics"]["EngineExecutionTimeInMillis"] = elapsed
+    return json.dumps(answer)
+
+
+@patch(AthenaResponse, "list_tags_for_resource")
+def athena_list_tags_for_resource(self: AthenaResponse) -> Any:
+    """ListTagsForResource: an existing workgroup without tags has an empty tag list, not an error."""
+    arn = self._get_param("ResourceARN")
+    tags = self.athena_backend.list_tags_for_resource(arn)
+    if tags is None:
+        name = arn.rsplit("/", 1)[-1]
+        if ":workgroup/" in arn and name in self.athena_backend.work_groups:
+            return json.dumps({"Tags": []})
+        return self.error(f"Athena Resource, {arn} Does Not Exist", 400)
+    return json.dumps(tags)
+
+
+def _merge_configuration(configuration: dict[str, Any], updates: dict[str, Any]) -> None:
+    """Apply WorkGroupConfigurationUpdates to a WorkGroupConfiguration in place."""
+    result_updates = updates.get("ResultConfigurationUpdates") or {}
+    result = configuration.setdefault("ResultConfiguration", {})
+    for field in ("OutputLocation", "EncryptionConfiguration", "ExpectedBucketOwner", "AclConfiguration"):
+        if field in result_updates:
+            result[field] = result_updates[field]
+        if result_updates.get(f"Remove{field}"):
+            result.pop(field, None)
+    for key, value in updates.items():
+        if key in ("ResultConfigurationUpdates", "RemoveBytesScannedCutoffPerQuery",
+                   "RemoveCustomerContentEncryptionConfiguration"):
+            continue
+        configuration[key] = value
+    if updates.get("RemoveBytesScannedCutoffPerQuery"):
+        configuration.pop("BytesScannedCutoffPerQuery", None)
+    if updates.get("RemoveCustomerContentEncryptionConfiguration"):
+        configuration.pop("CustomerContentEncryptionConfiguration", None)
+
+
+@patch(AthenaResponse, "update_work_group")
+def update_work_group(self: AthenaResponse) -> Any:
+    """UpdateWorkGroup: description, state and configuration updates."""
+    name = self._get_param("WorkGroup")
+    group = self.athena_backend.work_groups.get(name)
+    if group is None:
+        return self.error(f"WorkGroup {name} does not exist", 400)
+    if self._get_param("Description") is not None:
+        group.description = self._get_param("Description")
+    if self._get_param("State"):
+        group.state = self._get_param("State")
+    _merge_configuration(group.configuration, self._get_param("ConfigurationUpdates") or {})
+    return json.dumps({})

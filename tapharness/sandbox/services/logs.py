@@ -1,0 +1,65 @@
+"""CloudWatch Logs: query definitions (kept on the backend), and Logs Insights queries run by
+the sandbox's engine (``tapharness.sandbox.insights``) where moto's StartQuery only lists events."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from moto.core.utils import unix_time
+from moto.logs import models as logs_models
+from moto.logs.exceptions import LogsClientError
+from moto.logs.responses import LogsResponse
+
+from tapharness.sandbox import insights
+from tapharness.sandbox.patches import json_error, patch, store
+
+# --- CloudWatch Logs -----------------------------------------------------------------
+
+@patch(LogsResponse, "put_query_definition")
+def put_query_definition(self: LogsResponse) -> str:
+    """PutQueryDefinition: create, or update when queryDefinitionId is given."""
+    definitions = store(self.logs_backend, "query_definitions")
+    definition_id = self._get_param("queryDefinitionId") or str(uuid.uuid4())
+    definitions[definition_id] = {
+        "queryDefinitionId": definition_id,
+        "name": self._get_param("name"),
+        "queryString": self._get_param("queryString"),
+        "logGroupNames": self._get_param("logGroupNames") or [],
+        "lastModified": int(unix_time() * 1000),
+    }
+    return json.dumps({"queryDefinitionId": definition_id})
+
+
+@patch(LogsResponse, "describe_query_definitions")
+def describe_query_definitions(self: LogsResponse) -> str:
+    """DescribeQueryDefinitions, filtered by name prefix."""
+    prefix = self._get_param("queryDefinitionNamePrefix") or ""
+    definitions = store(self.logs_backend, "query_definitions").values()
+    return json.dumps({"queryDefinitions": [d for d in definitions if d["name"].startswith(prefix)]})
+
+
+@patch(LogsResponse, "delete_query_definition")
+def delete_query_definition(self: LogsResponse) -> Any:
+    """DeleteQueryDefinition; an unknown id is ResourceNotFoundException, as in AWS."""
+    definitions = store(self.logs_backend, "query_definitions")
+    if definitions.pop(self._get_param("queryDefinitionId"), None) is None:
+        return json_error("ResourceNotFoundException", "The specified query definition does not exist.")
+    return json.dumps({"success": True})
+
+
+# --- CloudWatch Logs Insights: queries run by the sandbox's engine (moto's only lists events) ---
+
+@patch(logs_models, "execute_query")
+def _insights_query(log_groups: list[Any], query: str, start_time: int, end_time: int) -> list[dict[str, Any]]:
+    """moto's ``logs_query.execute_query``, answered by ``insights``: StartQuery with a query the
+    engine cannot run fails with MalformedQueryException, as AWS answers a malformed one."""
+    records = (insights.LogRecord(event.timestamp, event.message, group.name, stream.log_stream_name, group.account_id)
+               for group in log_groups for stream in group.streams.values() for event in stream.events
+               if (not start_time or event.timestamp >= start_time * 1000)
+               and (not end_time or event.timestamp <= end_time * 1000))
+    try:
+        return insights.run(query, records)
+    except insights.MalformedQuery as exc:
+        raise LogsClientError("MalformedQueryException", str(exc)) from None
