@@ -21,7 +21,8 @@ what is not seen yet); duplicates are counted once at the end (a Query per viewe
 It prints the offered and accepted rates, API latency p50/p99, end-to-end lag p50/p99 per
 store (first seen by polling minus send time), events lost and duplicated, and, for a sandbox,
 its CPU time and peak RSS (the sandbox process and its children), its garbage-collection
-pauses and the AWS requests its endpoint served per event, by operation. A progress line
+pauses, the AWS requests its endpoint served per event, by operation, and the CPU seconds per
+1,000 events by process (the server, each function's workers, Redis, PostgreSQL, this client). A progress line
 every five seconds. Exit 1 when anything was lost or duplicated.
 """
 
@@ -45,7 +46,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tapharness import stacks
+from tapharness import cpu, stacks
 from tapharness.deployed import ENV_VAR, Target, load_target
 from tapharness.sandbox.state import SandboxPaths, SandboxState
 
@@ -317,6 +318,24 @@ def _sandbox_usage(env: str) -> tuple[float, int] | None:
     return cpu, rss
 
 
+def _cpu_snapshot(env: str) -> Counter[str] | None:
+    """CPU seconds so far by process of the running sandbox (``tapharness.cpu``), or None without one."""
+    paths = SandboxPaths.for_env(env, stacks.resolve().name)
+    state = SandboxState.load(paths)
+    if state is None or not state.server_pid:
+        return None
+    return cpu.snapshot(state.server_pid, paths.base)
+
+
+def _print_cpu(before: Counter[str] | None, env: str, events: int) -> None:
+    """The CPU the run took by process, per 1,000 events (a table after the measures)."""
+    after = _cpu_snapshot(env)
+    if before is None or after is None:
+        return
+    print(f"\nCPU by process over the run ({events} events):\n")
+    print("\n".join(cpu.table(cpu.by_role(before, after), events)))
+
+
 def _sandbox_requests(target: Target) -> Counter[str]:
     """Requests the sandbox's AWS endpoint has served so far, by service and operation."""
     return Counter(target.control("GET", "requests"))
@@ -344,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     ordered, by_viewer = plan_events(args.events, args.events_per_viewer, rate)
     say(f"{len(ordered)} events from {len(by_viewer)} viewers at {rate:.0f}/s against {target.describe()}")
     usage_before = _sandbox_usage(args.env) if target.is_sandbox else None
+    cpu_before = _cpu_snapshot(args.env) if target.is_sandbox else None
     requests_before = _sandbox_requests(target) if target.is_sandbox else None
     gc_at_start = target.control("GET", "health")["gc"] if target.is_sandbox else None
     ledger = Ledger()
@@ -404,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         top = ", ".join(f"{label} {count / len(ordered):.2f}" for label, count in served.most_common(8))
         print(f"| AWS requests per event | {sum(served.values()) / len(ordered):.1f} (the benchmark's own "
               f"polling included); most: {top} |")
+    _print_cpu(cpu_before, args.env, len(ordered))
     return 0 if accepted and complete and duplicates == 0 else 1
 
 

@@ -40,7 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import _percentile, _sandbox_usage
+from load import _cpu_snapshot, _percentile, _print_cpu, _sandbox_usage
 
 from tapharness.deployed import ENV_VAR, Target, load_target
 
@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "error": {"request": "dynamodb BatchWriteItem", "count": args.throttles,
                                              "code": "ProvisionedThroughputExceededException", "share": 0.5}})
     before = _sandbox_usage(args.env) if target.is_sandbox else None
+    cpu_before = _cpu_snapshot(args.env) if target.is_sandbox else None
     parked_before = parked_count(target)
     faults_before = target.control("GET", "faults") if target.is_sandbox else None
     events = plan(args.events, args.users, args.pages, args.events / args.duration)
@@ -240,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"faults    stream_processor crashed {crashed}x mid-batch, {throttled} BatchWriteItem calls throttled")
     if before and after:
         print(f"sandbox   CPU {after[0] - before[0]:.0f}s over the run, RSS {after[1] / 2**20:.0f} MiB at the end")
+    _print_cpu(cpu_before, args.env, len(events))
     ok = not lost and not duplicates and not missing and not wrong_insights and parked >= args.poison
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1

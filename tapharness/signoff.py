@@ -137,8 +137,10 @@ def run_step(step: Step, command: list[str], timeout: float, env: dict[str, str]
 
 
 def pytest_command(paths: list[str], xml: Path, suite_name: str, workers: str, extra: list[str]) -> list[str]:
-    # loadgroup: tests that share a stand-in's behaviour (marked xdist_group) run on one worker.
-    return [sys.executable, "-m", "pytest", *paths, "-n", workers, "--dist", "loadgroup", "-p", "no:cacheprovider",
+    # loadfile: a file's tests run on one worker, one after another (tests that share a stand-in's
+    # behaviour live in one file). xdist 3.8's loadgroup no longer groups under pytest 9: it renames
+    # item._nodeid, which pytest 9's nodeid no longer reads, so xdist_group marks were ignored.
+    return [sys.executable, "-m", "pytest", *paths, "-n", workers, "--dist", "loadfile", "-p", "no:cacheprovider",
             f"--junitxml={xml}", "-o", f"junit_suite_name={suite_name}", *extra]
 
 

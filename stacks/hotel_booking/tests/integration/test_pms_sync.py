@@ -12,8 +12,9 @@ from tapharness.deployed import Target
 from tapharness.retry import wait_for
 
 # The tests set the one opera stand-in's behaviour (and reset it on teardown): one worker runs
-# them one after another, or a reset by one turns off the failures another waits on.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("opera-stand-in")]
+# them one after another (the sign-off's --dist loadfile), or a reset by one turns off the
+# failures another waits on.
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
