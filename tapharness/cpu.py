@@ -77,13 +77,15 @@ def snapshot(server_pid: int, sandbox_dir: Path, client_pid: int | None = None) 
     children: dict[int, list[int]] = {}
     for process in processes.values():
         children.setdefault(process.ppid, []).append(process.pid)
-    members, stack = set(), [server_pid]
+    # The server's tree, and the trees of what names the sandbox's directory (PostgreSQL's postmaster
+    # and the backends it forks, whose own command lines name no directory).
+    members: set[int] = set()
+    stack = [server_pid, *(p.pid for p in processes.values() if str(sandbox_dir) in p.cmdline)]
     while stack:
         pid = stack.pop()
         if pid in processes and pid not in members:
             members.add(pid)
             stack.extend(children.get(pid, []))
-    members |= {p.pid for p in processes.values() if str(sandbox_dir) in p.cmdline}
     members.add(client_pid)
     totals: Counter[str] = Counter()
     for pid in members & set(processes):
