@@ -11,10 +11,13 @@ server thread formats a traceback while a test parses source.
 from __future__ import annotations
 
 import logging
+import select
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from tapharness import toolchain
 
@@ -24,13 +27,19 @@ READY_TIMEOUT_S = 60.0
 @contextmanager
 def moto_server() -> Iterator[str]:
     """Start the server process; yields its endpoint and stops it on exit."""
+    log = tempfile.NamedTemporaryFile(prefix="tapstack-offline-aws-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen([sys.executable, "-m", "tapharness.offline_aws"], cwd=toolchain.ROOT,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+    log.close()
     assert process.stdout is not None and process.stdin is not None
     try:
-        line = process.stdout.readline()
+        ready, _, _ = select.select([process.stdout], [], [], READY_TIMEOUT_S)
+        line = process.stdout.readline() if ready else ""
         if not line.startswith("ready "):
-            raise RuntimeError(f"the offline AWS server did not start (exit {process.poll()}): {line!r}")
+            process.kill()
+            raise RuntimeError(f"the offline AWS server did not start in {READY_TIMEOUT_S:.0f} s (exit "
+                               f"{process.poll()}); its log: {log.name}")
+        Path(log.name).unlink()  # it started: nothing in the log is needed
         yield f"http://127.0.0.1:{int(line.split()[1])}"
     finally:
         process.stdin.close()

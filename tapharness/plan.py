@@ -150,6 +150,12 @@ def summarize(env: str, raw: dict[str, Any]) -> PlanSummary:
     return PlanSummary(env, values, types, unknown, outputs, variables, data, _config_references(raw), raw)
 
 
+def tofu_environ() -> dict[str, str]:
+    """This process's environment without what would change a plan behind the memo's back
+    (``TF_VAR_*`` values, ``TF_CLI_ARGS*`` options): a plan reads only the stack's files."""
+    return {key: value for key, value in os.environ.items() if not key.startswith(("TF_VAR_", "TF_CLI_ARGS"))}
+
+
 def _hcl(value: Any) -> str:
     """A -var value as OpenTofu reads it: bools lowercase, lists and maps as JSON, the rest as text."""
     if isinstance(value, bool):
@@ -182,7 +188,7 @@ class Workspace:
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run tofu without raising, for tests that expect failures or exit codes."""
-        return subprocess.run([self.binary, *args], cwd=self.dir, env={**os.environ, **self.env},
+        return subprocess.run([self.binary, *args], cwd=self.dir, env={**tofu_environ(), **self.env},
                               capture_output=True, text=True, check=False)
 
     def validation_errors(self, env: str, overrides: dict[str, str]) -> tuple[int, list[str]]:
@@ -224,20 +230,30 @@ def _plan_inputs(directory: Path) -> list[Path]:
             and not COPY_IGNORE(str(path.parent), [path.name])]
 
 
+def _built_layer(stack: Stack) -> list[Path]:
+    """The first-party packages of the layer the plan zips, as built (tap_common, the stack's
+    *_common): a change not yet built by ``make setup`` is not planned under the new sources' key."""
+    built = stack.lib / ".build" / "layer" / "python"
+    return sorted(path for package in built.glob("*_common") if package.is_dir()
+                  for path in package.rglob("*.py") if "__pycache__" not in path.parts)
+
+
 @functools.cache
 def stack_digest(stack: Stack) -> str:
-    """The content hash of everything a plan of ``stack`` depends on: its lib/ and tfvars/, the shared
-    runtime in its layer, the toolchain's versions (OpenTofu, providers, moto answering the provider)
-    and the code that plans."""
+    """The content hash of everything a plan of ``stack`` depends on: its lib/ and tfvars/, the
+    packages of its built layer, the toolchain's versions (OpenTofu, providers and their sources,
+    moto answering the provider) and the code that plans."""
     here = Path(__file__).resolve().parent
     harness = [here / "plan.py", here / "offline_aws.py", here / "sandbox" / "asl.py"]
-    shared = [] if stacks.SHARED_RUNTIME.is_relative_to(stack.lib) else _plan_inputs(stacks.SHARED_RUNTIME)
+    archive_provider = toolchain.ROOT / "tools" / "archive-provider"
     versions = [toolchain.OPENTOFU_VERSION, toolchain.AWS_PROVIDER_VERSION, toolchain.ARCHIVE_PROVIDER_VERSION,
                 toolchain.environment()["TOFU_BIN"], importlib.metadata.version("moto"),
-                memo.files_digest(toolchain.ROOT, (toolchain.ROOT / "tools" / "archive-provider").glob("*.go"))]
+                memo.files_digest(toolchain.ROOT, [p for p in archive_provider.iterdir() if p.is_file()])]
+    layer = stack.lib / ".build" / "layer" / "python"
     return memo.digest([*versions, memo.files_digest(stack.lib, _plan_inputs(stack.lib)),
+                        memo.files_digest(layer, _built_layer(stack)) if layer.is_dir() else "no layer",
                         memo.files_digest(stack.root, sorted(stack.tfvars.glob("*.tfvars"))),
-                        *(memo.files_digest(toolchain.ROOT, [path]) for path in [*shared, *harness])])
+                        *(memo.files_digest(toolchain.ROOT, [path]) for path in harness)])
 
 
 class Planner:

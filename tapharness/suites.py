@@ -69,20 +69,31 @@ def suites(only: list[str], extra: list[str], logs: Path) -> list[Suite]:
     return found
 
 
+def _wait_all(selected: list[Suite]) -> dict[str, int]:
+    codes: dict[str, int] = {}
+    try:
+        while len(codes) < len(selected):
+            for suite in selected:
+                assert suite.process is not None
+                if suite.name not in codes and (code := suite.process.poll()) is not None:
+                    codes[suite.name] = code
+                    suite.seconds = time.monotonic() - suite.started
+            time.sleep(0.2)
+    finally:  # interrupted: no suite goes on running without us
+        for suite in selected:
+            if suite.process is not None and suite.process.poll() is None:
+                suite.process.terminate()
+                suite.process.wait()
+    return codes
+
+
 def run(selected: list[Suite]) -> int:
     for suite in selected:
         suite.started = time.monotonic()
         with suite.log.open("wb") as out:
             suite.process = subprocess.Popen(suite.command, cwd=stacks.REPO_ROOT, env=suite.env, stdout=out,
                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    codes: dict[str, int] = {}
-    while len(codes) < len(selected):
-        for suite in selected:
-            assert suite.process is not None
-            if suite.name not in codes and (code := suite.process.poll()) is not None:
-                codes[suite.name] = code
-                suite.seconds = time.monotonic() - suite.started
-        time.sleep(0.2)
+    codes = _wait_all(selected)
     for suite in selected:
         print(f"\n== unit suite of {suite.name}: {' '.join(suite.command[1:])}", flush=True)
         sys.stdout.write(suite.log.read_text(errors="replace"))
@@ -104,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], metavar="STACK", help="run only this stack's suite")
     parser.add_argument("pytest_args", nargs="*", help="after --: passed to every pytest run")
     args = parser.parse_args(argv)
+    unknown = set(args.only) - set(stacks.registry())
+    if unknown:
+        parser.error(f"no stack {', '.join(sorted(unknown))}: the stacks are {', '.join(stacks.registry())}")
     with tempfile.TemporaryDirectory(prefix="tapstack-suites-") as logs:
         return run(suites(args.only, args.pytest_args, Path(logs)))
 

@@ -268,7 +268,8 @@ def harness_python() -> Path:
 
     On 3.11 two threads building ASTs at once can corrupt the AST converter's recursion counter
     (``SystemError: AST constructor recursion depth mismatch``: traceback formatting parses source
-    too); 3.12 does not share that state. tests/unit/test_runtime.py reproduces it."""
+    too); 3.12 does not share that state. benchmarks/ast_race.py shows it (tests/unit/test_runtime.py
+    runs it on the harness's interpreter, where it must never fail)."""
     found = find_python()
     if found is not None:
         return found
@@ -279,7 +280,10 @@ def harness_python() -> Path:
 
 def _venv(requirements: Path, name: str, python: Path) -> Path:
     key = _hash_files([requirements])
-    venv = CACHE / f"{name}-py{_python_version(str(python)).replace('.', '')}-{key}"
+    version = _python_version(str(python))
+    if version is None:
+        raise SystemExit(f"{python} does not run: set TAPSTACK_PYTHON to a working CPython {LAMBDA_PYTHON_VERSION}")
+    venv = CACHE / f"{name}-py{version.replace('.', '')}-{key}"
     marker = venv / ".complete"
     if marker.exists():
         return venv
@@ -324,7 +328,7 @@ def build_layer(lib: Path = ROOT / "lib") -> Path:
     # tap_common (every stack's runtime library, in runtime/ beside the stacks), then the
     # stack's own *_common packages.
     shared = ROOT / "runtime" / "tap_common"
-    for package in [shared, *sorted(p for p in (lib / "lambdas").glob("*_common") if p != shared)]:
+    for package in [shared, *sorted((lib / "lambdas").glob("*_common"))]:
         shutil.copytree(package, layer / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return layer
 

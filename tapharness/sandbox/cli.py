@@ -29,6 +29,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -126,6 +127,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sandbox = Sandbox(cache_dir=Path(args.cache_dir or paths.lambda_cache), moto_port=args.moto_port,
                       gateway_port=args.gateway_port, region=args.region, services_dir=services_dir,
                       poller_settings=settings, run_scheduler=not args.no_scheduler)
+    if args.exit_with_parent:
+        def watch_parent() -> None:
+            sys.stdin.buffer.read()  # EOF: the process that started us is gone, or has let go
+            os.kill(os.getpid(), signal.SIGTERM)
+        threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
     serve(sandbox, Path(args.ready_file) if args.ready_file else None)
     return 0
 
@@ -420,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--env", default="dev", choices=("dev", "staging", "prod"))
         sub.add_argument("--stack", default=None, metavar="NAME|DIR",
                          help=f"the stack: a name ({', '.join(stacks.registry())}; default ${stacks.ENV_VAR} or "
-                              f"{stacks.DEFAULT_STACK}) or a directory with lib/ and tfvars/")
+                              f"{stacks.DEFAULT_STACK}) or a directory whose lib/ holds *.tf")
         if name in ("up", "down"):
             sub.add_argument("--keep", action="store_true", help="leave everything running after a failure")
         if name in ("up", "plan"):
@@ -441,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--cache-dir", help="unzipped function code (default: the sandbox's)")
             sub.add_argument("--poller-settings", help="PollerSettings as JSON")
             sub.add_argument("--no-scheduler", action="store_true", help="schedules fire only when asked")
+            sub.add_argument("--exit-with-parent", action="store_true",
+                             help="stop when standard input closes (the starting process exited)")
     return parser
 
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -22,8 +23,8 @@ def now() -> float:
 def advance(seconds: float) -> float:
     """Move the clock ``seconds`` forward; returns the new offset."""
     global _offset_s
-    if not seconds >= 0:
-        raise ValueError(f"the clock only moves forward, not by {seconds!r} s")
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(f"the clock only moves forward, by a finite number of seconds, not {seconds!r}")
     with _lock:
         _offset_s += seconds
         return _offset_s

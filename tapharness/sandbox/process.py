@@ -36,15 +36,18 @@ def launch(arguments: Sequence[str], ready_file: Path, log_file: Path, timeout: 
     ready_file.unlink(missing_ok=True)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "tapharness.sandbox", "serve", *arguments, "--ready-file", str(ready_file)]
+    if not detach:
+        command.append("--exit-with-parent")  # stops when our end of its stdin closes (we exit, even killed)
     with log_file.open("ab") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=detach)
+                                   stdin=subprocess.DEVNULL if detach else subprocess.PIPE, start_new_session=detach)
     deadline = time.monotonic() + timeout
     while not ready_file.exists():
         if process.poll() is not None:
             raise ServerFailed(f"the sandbox process exited with {process.returncode}; see {log_file}")
         if time.monotonic() > deadline:
             process.kill()
+            process.wait()
             raise ServerFailed(f"the sandbox process was not ready after {timeout:.0f}s; see {log_file}")
         time.sleep(0.05)
     return process, json.loads(ready_file.read_text())
@@ -88,6 +91,7 @@ class SandboxProcess:
             return json.loads(response.read())
 
     def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM: the server stops its workers, Redis and PostgreSQL before it exits."""
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
             try:
@@ -95,3 +99,5 @@ class SandboxProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.process.stdin is not None:
+            self.process.stdin.close()

@@ -58,6 +58,7 @@ from tapharness.sandbox import clock, globaltables, models, patches
 from tapharness.sandbox.adapter import EndpointSpec
 from tapharness.sandbox.apigw import FrontDoor, HttpRequest, HttpResponse
 from tapharness.sandbox.backing import BackingServices
+from tapharness.sandbox.clients import AwsClients
 from tapharness.sandbox.endpoints import EndpointMap
 from tapharness.sandbox.gcpolicy import YoungOnlyCollector
 from tapharness.sandbox.iam import wire
@@ -66,12 +67,7 @@ from tapharness.sandbox.iam.gate import IamGate
 from tapharness.sandbox.iam.report import build_report
 from tapharness.sandbox.iam.sessions import RoleSessions, ServiceGuard
 from tapharness.sandbox.lambda_runner import LambdaRunner, LocalLambda
-from tapharness.sandbox.pollers import (
-    POLLER_ERRORS,
-    AwsClients,
-    PollerManager,
-    PollerSettings,
-)
+from tapharness.sandbox.pollers import POLLER_ERRORS, PollerManager, PollerSettings
 from tapharness.sandbox.scheduler import Scheduler
 from tapharness.sandbox.state import REGION, local_url
 

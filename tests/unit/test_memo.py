@@ -1,5 +1,5 @@
 """Plans answered from the memo: the same for an unchanged stack, planned again after any change to
-what a plan depends on, never shared between two stacks."""
+what a plan depends on (two stacks whose files differ never share one)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tapharness import memo
-from tapharness.plan import Planner, stack_digest
+from tapharness.plan import Planner, stack_digest, tofu_environ
 from tapharness.stacks import Stack
 
 
@@ -80,11 +80,28 @@ def test_build_output_and_bytecode_do_not_count_as_changes(tmp_path: Path) -> No
     assert stack_digest(stack) == before
 
 
-def test_two_stacks_with_the_same_files_keep_their_own_plans(tmp_path: Path) -> None:
-    first, second = make_stack(tmp_path, "first"), make_stack(tmp_path / "other", "first")
+def test_two_stacks_whose_files_differ_keep_their_own_plans(tmp_path: Path) -> None:
+    first, second = make_stack(tmp_path, "first"), make_stack(tmp_path, "second")
     (second.lib / "tap_stack.tf").write_text("# another stack\n")
-    assert planned(first, Counting(first))["n"] == 1
-    assert planned(second, Counting(second))["n"] == 1
+    assert planned(first, Counting(first))["stack"] == "first"
+    assert planned(second, Counting(second))["stack"] == "second"
+
+
+def test_a_layer_built_from_older_sources_is_part_of_the_key(tmp_path: Path) -> None:
+    stack = make_stack(tmp_path, "one")
+    built = stack.lib / ".build" / "layer" / "python" / "tap_common"
+    built.mkdir(parents=True)
+    (built / "config.py").write_text("OLD = 1\n")
+    before = stack_digest(stack)
+    (built / "config.py").write_text("NEW = 1\n")  # `make setup` rebuilt the layer
+    stack_digest.cache_clear()
+    assert stack_digest(stack) != before
+
+
+def test_tf_var_values_in_the_environment_never_reach_a_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TF_VAR_env", "prod")
+    monkeypatch.setenv("TF_CLI_ARGS_plan", "-var=env=prod")
+    assert not {k for k in tofu_environ() if k.startswith(("TF_VAR_", "TF_CLI_ARGS"))}
 
 
 def test_with_the_memo_off_each_run_plans_afresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,19 +16,12 @@ patches, so each event source's poller is here rather than in ``tapharness.sandb
 - ``sqs``: ``QueuePoller``, one queue to one function;
 - ``manager``: ``PollerManager``.
 
-Everything is importable from here, and so are ``AwsClients``, ``Credentials``, ``InvokeOutcome``
-and ``Invoker`` (``tapharness.sandbox.clients``), which many modules import from here.
+Everything is importable from here; the client factory (``AwsClients``, ``Credentials``,
+``InvokeOutcome``, ``Invoker``) is ``tapharness.sandbox.clients``.
 """
 
 from __future__ import annotations
 
-from tapharness.sandbox.clients import (
-    ADMIN,
-    AwsClients,
-    Credentials,
-    InvokeOutcome,
-    Invoker,
-)
 from tapharness.sandbox.pollers.base import (
     POLLER_ERRORS,
     MappingConfig,
@@ -44,7 +37,6 @@ from tapharness.sandbox.pollers.sqs import QueuePoller, sqs_event_record
 from tapharness.sandbox.pollers.streams import ShardPoller, StreamSource
 
 __all__ = [
-    "ADMIN", "POLLER_ERRORS", "AwsClients", "Credentials", "DynamoDBStreamSource", "InvokeOutcome", "Invoker",
-    "KinesisSource", "MappingConfig", "Poller", "PollerManager", "PollerSettings", "PollerStats", "QueuePoller",
+    "POLLER_ERRORS", "DynamoDBStreamSource", "KinesisSource", "MappingConfig", "Poller", "PollerManager", "PollerSettings", "PollerStats", "QueuePoller",
     "RoleClients", "ShardPoller", "StreamRecord", "StreamSource", "failed_item_ids", "sqs_event_record",
 ]

@@ -1,5 +1,6 @@
 """``sandbox up --stack DIR`` takes any directory whose lib/ holds *.tf, inside the repository or not:
-no layer, no tfvars, none of our variables, an S3 backend configured at init."""
+no layer, no tfvars, none of our variables, an empty ``backend "s3" {}`` (no ``backend/<env>.hcl``:
+the sandbox keeps its state locally)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tapharness import stacks
 from tapharness.sandbox import cli
+from tapharness.sandbox.deploy import StackDeployment
 from tapharness.sandbox.state import SandboxPaths, SandboxState
 
 FOREIGN = Path(__file__).parent / "foreign_stack"
@@ -30,6 +33,8 @@ def test_a_stack_of_nobodys_conventions_outside_the_repository_deploys_runs_and_
         paths = SandboxPaths.for_env("dev", "greeter")
         state = SandboxState.load(paths)
         assert state is not None
+        deployed = StackDeployment(paths, "dev", state.endpoint_url, say=lambda _: None, stack=stacks.resolve(str(root)))
+        assert deployed.declared == {"region", "greeting"}  # as tofu graph lists them: no deletion_protection
         outputs = json.loads(paths.outputs_file.read_text())
         client = {"endpoint_url": state.endpoint_url, "region_name": "us-east-1",
                   "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tapharness.sandbox.pollers import InvokeOutcome, failed_item_ids
+from tapharness.sandbox.clients import InvokeOutcome
+from tapharness.sandbox.pollers import failed_item_ids
 
 from .helpers import Recorder, unique, wait_until
 
