@@ -4,13 +4,14 @@ failed items, the counters, and the stream record."""
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tapharness.sandbox.clients import InvokeOutcome
+from tapharness.sandbox.clients import AwsClients, InvokeOutcome, Invoker
 from tapharness.sandbox.filters import parse_filter_criteria
 
 log = logging.getLogger("tapharness.sandbox.pollers")
@@ -118,3 +119,38 @@ class StreamRecord:
     sequence: str
     arrival: float
     view: dict[str, Any]
+
+
+class PollerThread(threading.Thread):
+    """One poller's thread: ``_step`` until stopped. A failed step is kept in the stats and logged,
+    the poller forgets where it was reading (``_forget_position``) and tries again after
+    ``retry_max_delay``: a poller outlives a failed call."""
+
+    def __init__(self, name: str, config: MappingConfig, clients: AwsClients, settings: PollerSettings,
+                 invoker: Invoker | None) -> None:
+        super().__init__(name=name, daemon=True)
+        self.config = config
+        self.clients = clients
+        self.invoker = invoker or clients
+        self.settings = settings
+        self.stats = PollerStats()
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def _step(self) -> None:
+        raise NotImplementedError
+
+    def _forget_position(self) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                self._step()
+            except POLLER_ERRORS as exc:
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("poller %s failed a step", self.name)
+                self._forget_position()
+                self._stop_event.wait(self.settings.retry_max_delay)

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from typing import Any
 
 from tapharness.sandbox.clients import AwsClients, Invoker
 from tapharness.sandbox.filters import decode_json, matches_any
 from tapharness.sandbox.pollers.base import (
-    POLLER_ERRORS,
     MappingConfig,
     PollerSettings,
-    PollerStats,
+    PollerThread,
     failed_item_ids,
-    log,
 )
 
 
@@ -51,22 +48,16 @@ def sqs_event_record(message: dict[str, Any], queue_arn: str, region: str) -> di
     return record
 
 
-class QueuePoller(threading.Thread):
+class QueuePoller(PollerThread):
     """Delivers one SQS queue to one mapping's function."""
 
     def __init__(self, config: MappingConfig, clients: AwsClients, settings: PollerSettings,
                  invoker: Invoker | None = None) -> None:
-        super().__init__(name=f"poller-{config.uuid[:8]}-sqs", daemon=True)
-        self.config = config
-        self.clients = clients
-        self.invoker = invoker or clients
-        self.settings = settings
-        self.stats = PollerStats()
-        self._stop_event = threading.Event()
+        super().__init__(f"poller-{config.uuid[:8]}-sqs", config, clients, settings, invoker)
         self._queue_url: str | None = None
 
-    def stop(self) -> None:
-        self._stop_event.set()
+    def _forget_position(self) -> None:
+        self._queue_url = None
 
     def _url(self) -> str:
         if self._queue_url is None:
@@ -128,12 +119,3 @@ class QueuePoller(threading.Thread):
         if reported:
             self.stats.failed_batches += 1
 
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            try:
-                self._step()
-            except POLLER_ERRORS as exc:  # a poller outlives a failed call; the error is kept and logged
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("poller %s failed a step", self.name)
-                self._queue_url = None
-                self._stop_event.wait(self.settings.retry_max_delay)

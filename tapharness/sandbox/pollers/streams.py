@@ -26,7 +26,6 @@ Not emulated: ParallelizationFactor (one batch at a time per shard), MaximumReco
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -35,14 +34,12 @@ from typing import Any
 from tapharness.sandbox.clients import AwsClients, InvokeOutcome, Invoker
 from tapharness.sandbox.filters import matches_any
 from tapharness.sandbox.pollers.base import (
-    POLLER_ERRORS,
     MappingConfig,
     PollerSettings,
-    PollerStats,
+    PollerThread,
     StreamRecord,
     _iso,
     failed_item_ids,
-    log,
 )
 from tapharness.sandbox.pollers.dynamodb import DynamoDBStreamSource
 from tapharness.sandbox.pollers.kinesis import KinesisSource
@@ -57,21 +54,15 @@ class _Attempt:
     invocations: int = 0
 
 
-class ShardPoller(threading.Thread):
+class ShardPoller(PollerThread):
     """Delivers one shard of a stream to one mapping's function."""
 
     def __init__(self, config: MappingConfig, source: StreamSource, shard_id: str, clients: AwsClients,
                  settings: PollerSettings, role: str = "", invoker: Invoker | None = None) -> None:
-        super().__init__(name=f"poller-{config.uuid[:8]}-{shard_id}", daemon=True)
-        self.config = config
+        super().__init__(f"poller-{config.uuid[:8]}-{shard_id}", config, clients, settings, invoker)
         self.source = source
         self.shard_id = shard_id
-        self.clients = clients
-        self.invoker = invoker or clients
-        self.settings = settings
         self.role = role
-        self.stats = PollerStats()
-        self._stop_event = threading.Event()
         self._buffer: list[StreamRecord] = []
         self._buffered_since: float | None = None
         self._pending: list[_Attempt] = []
@@ -81,8 +72,8 @@ class ShardPoller(threading.Thread):
         self._window: tuple[int, int] | None = None
         self._window_state: dict[str, Any] = {}
 
-    def stop(self) -> None:
-        self._stop_event.set()
+    def _forget_position(self) -> None:
+        self._iterator = None
 
     # --- reading ---------------------------------------------------------------------
 
@@ -236,15 +227,6 @@ class ShardPoller(threading.Thread):
         self.clients.send_to_destination(self.config.on_failure_arn, message)
         self.stats.sent_to_destination += len(records)
 
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            try:
-                self._step()
-            except POLLER_ERRORS as exc:  # a poller outlives a failed call; the error is kept and logged
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("poller %s failed a step", self.name)
-                self._iterator = None
-                self._stop_event.wait(self.settings.retry_max_delay)
 
     def _step(self) -> None:
         if not self._pending:
