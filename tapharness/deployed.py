@@ -26,7 +26,6 @@ import json
 import os
 import ssl
 import threading
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ import redis
 from botocore.config import Config
 
 from tapharness import stacks
-from tapharness.sandbox.state import SandboxPaths, SandboxState, pid_alive
+from tapharness.sandbox.state import SandboxPaths, SandboxState, call_control, pid_alive
 
 OUTPUTS_VAR = "TAPSTACK_OUTPUTS"
 ENV_VAR = "TAPSTACK_ENV"
@@ -159,10 +158,7 @@ class Target:
         """A sandbox control endpoint (``/_sandbox/<path>``); TargetError on a real account."""
         if self.sandbox is None:
             raise TargetError(f"/_sandbox/{path} exists only in the sandbox")
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.sandbox['control_url']}/{path}", data=data, method=method)
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
+        return call_control(self.sandbox["control_url"], method, path, body, timeout=30)
 
     def route_url(self, route: str) -> str:
         return str(self.output("api_endpoints", route))

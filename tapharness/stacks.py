@@ -17,12 +17,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tapharness import toolchain
 from tapharness.toolchain import ROOT as REPO_ROOT
 
 STACKS_DIR = REPO_ROOT / "stacks"
-# tap_common, the runtime library every stack's layer carries, has a home of its own beside the stacks.
-COMMON_LAMBDAS = REPO_ROOT / "runtime"
-SHARED_RUNTIME = COMMON_LAMBDAS / "tap_common"
+# The directory holding tap_common (toolchain.SHARED_RUNTIME): on sys.path, it imports as the layer ships it.
+COMMON_LAMBDAS = toolchain.SHARED_RUNTIME.parent
 DEFAULT_STACK = "video_streaming"
 ENV_VAR = "TAPSTACK_STACK"
 

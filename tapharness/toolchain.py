@@ -33,6 +33,8 @@ LAMBDA_PYTHON_VERSION = "3.12"
 MIN_TERRAFORM = (1, 5)
 
 ROOT = Path(__file__).resolve().parent.parent
+# tap_common, the runtime library every stack's layer carries, has a home of its own beside the stacks.
+SHARED_RUNTIME = ROOT / "runtime" / "tap_common"
 CACHE = Path(os.environ.get("TAPSTACK_CACHE", Path.home() / ".cache" / "tapstack"))
 REGISTRY_HOSTS = ("registry.opentofu.org", "registry.terraform.io")
 PLUGIN_SEARCH_DIRS = (
@@ -327,8 +329,7 @@ def build_layer(lib: Path = ROOT / "lib") -> Path:
     shutil.copytree(site, layer, ignore=shutil.ignore_patterns("bin", "__pycache__"))
     # tap_common (every stack's runtime library, in runtime/ beside the stacks), then the
     # stack's own *_common packages.
-    shared = ROOT / "runtime" / "tap_common"
-    for package in [shared, *sorted((lib / "lambdas").glob("*_common"))]:
+    for package in [SHARED_RUNTIME, *sorted((lib / "lambdas").glob("*_common"))]:
         shutil.copytree(package, layer / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return layer
 

@@ -54,6 +54,7 @@ from tapharness.sandbox.state import (
     REGION,
     SandboxPaths,
     SandboxState,
+    call_control,
     free_port,
     pid_alive,
     port_open,
@@ -100,10 +101,7 @@ def _parse_vars(items: list[str]) -> dict[str, str]:
 
 
 def control(state: SandboxState, method: str, path: str, body: Any = None, timeout: float = 120.0) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{state.gateway_url}/_sandbox/{path}", method=method, data=data)
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
+    return call_control(f"{state.gateway_url}/_sandbox", method, path, body, timeout)
 
 
 def _client_factory(state: SandboxState) -> Any:

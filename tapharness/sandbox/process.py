@@ -14,14 +14,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from tapharness.sandbox.pollers import PollerSettings
-from tapharness.sandbox.state import local_url
+from tapharness.sandbox.state import call_control, local_url
 from tapharness.stacks import REPO_ROOT
 
 
@@ -85,10 +84,7 @@ class SandboxProcess:
 
     def control(self, method: str, path: str, body: Any = None, timeout: float = 120.0) -> Any:
         """``method /_sandbox/<path>`` with a JSON body; the JSON answer (an HTTPError on 4xx/5xx)."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.gateway_url}/_sandbox/{path}", method=method, data=data)
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
+        return call_control(f"{self.gateway_url}/_sandbox", method, path, body, timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM: the server stops its workers, Redis and PostgreSQL before it exits."""

@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import urllib.request
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from tapharness.stacks import DEFAULT_STACK, REPO_ROOT
 
@@ -33,6 +35,15 @@ def sandbox_root() -> Path:
 def local_url(port: int) -> str:
     """The URL of a sandbox port on the loopback address."""
     return f"http://127.0.0.1:{port}"
+
+
+def call_control(control_url: str, method: str, path: str, body: Any = None, timeout: float = 120.0) -> Any:
+    """``method <control_url>/<path>`` (a ``/_sandbox/`` endpoint) with a JSON body; its JSON answer
+    (an HTTPError on 4xx/5xx)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{control_url}/{path}", method=method, data=data)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
 
 
 @dataclass(frozen=True)
