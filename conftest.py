@@ -86,3 +86,9 @@ def target() -> Target:
         pytest.skip(f"no deployed stack to test: {reason}")
     except TargetError as error:
         pytest.fail(f"the configured target cannot be used: {error}", pytrace=False)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked slow run first. xdist hands each file to a worker in collection order; a long
+    file handed out last would leave one worker running it alone while the other has finished."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

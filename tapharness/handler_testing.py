@@ -13,10 +13,13 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 from unittest import mock
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 import redis
 from hypothesis import settings
@@ -45,8 +48,17 @@ def emulated_aws() -> Iterator[None]:
         with lock:
             return original(self, *args, **kwargs)
 
-    with mock_aws(), mock.patch.object(DynamoDBBackend, "transact_write_items", atomic):
+    with (mock_aws(), mock.patch.object(DynamoDBBackend, "transact_write_items", atomic),
+          mock.patch.object(botocore.session, "create_loader", _shared_loader)):
         yield
+
+
+@cache
+def _shared_loader(search_paths_string: str | None = None) -> botocore.loaders.Loader:
+    """One botocore loader for every session a test makes: mock_aws gives each test a new default
+    session, and each session's own loader parsed the service models' JSON again (a third of the
+    handler tests' time). The loader's cache holds only what botocore ships, read-only."""
+    return botocore.loaders.create_loader(search_paths_string)
 
 
 # Hypothesis' per-example deadline trips on loaded CI machines; these properties are not about speed.

@@ -12,6 +12,7 @@ from tapharness import stacks
 
 # The Lambda packages of the stack under test (``TAPSTACK_STACK``, or the repository root's).
 LAMBDAS = stacks.resolve().lambdas
+_LAMBDAS_PREFIX = f"{LAMBDAS}/"
 REGION = "us-east-1"
 
 # The layer's top-level packages: tap_common (shared by every stack, in runtime/) and the stack's
@@ -27,10 +28,12 @@ import tap_common.secrets
 
 
 def _is_package_module(module: ModuleType) -> bool:
+    # A package's modules are imported from the sys.path entry load_package puts there, so their
+    # files start with LAMBDAS as it is spelt (no resolve(): this runs over every loaded module).
     file = getattr(module, "__file__", None)
-    if not file:
+    if not file or not file.startswith(_LAMBDAS_PREFIX):
         return False
-    parent = Path(file).resolve().parent
+    parent = Path(file).parent
     return parent.parent == LAMBDAS and not parent.name.endswith("_common")
 
 

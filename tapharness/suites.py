@@ -1,8 +1,11 @@
 """``make test``: every stack's unit suite, run side by side so both cores stay busy.
 
-The repository root's suite (the harness and the video-streaming stack) runs on two xdist workers,
-a test file's tests on one of them (module-scoped fixtures such as a sandbox's test API are made
-once, not once per worker that meets the module); each stack
+The repository root's suite (the harness and the video-streaming stack) runs on three xdist
+workers, a test file's tests on one of them (module-scoped fixtures such as a sandbox's test API are
+made once, not once per worker that meets the module), files handed out in collection order with
+the slow ones first (conftest.py), so that the long mostly-waiting deploy of a foreign stack runs
+beside the rest instead of alone at the end; a third worker because that deploy leaves its worker
+idle most of the time; each stack
 under ``stacks/`` runs in a process of its own (their test packages share names, and
 ``TAPSTACK_STACK`` selects the stack). Each suite's output is printed whole when it ends, then a
 table of the suites and the plain total line.
@@ -62,7 +65,7 @@ def suites(only: list[str], extra: list[str], logs: Path) -> list[Suite]:
         if not tests.is_dir():
             continue
         if stack.root == stacks.REPO_ROOT:
-            command = [*python, str(tests.relative_to(stacks.REPO_ROOT)), "-n", "2", "--dist", "loadfile", *extra]
+            command = [*python, str(tests.relative_to(stacks.REPO_ROOT)), "-n", "3", "--dist", "loadfile", "--no-loadscope-reorder", *extra]
         else:
             command = [*python, str(tests.relative_to(stacks.REPO_ROOT)), "-p", "no:xdist", *extra]
         found.append(Suite(stack.name, command, {**base, stacks.ENV_VAR: stack.name}, logs / f"{stack.name}.log"))

@@ -131,7 +131,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             os.kill(os.getpid(), signal.SIGTERM)
         threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
     serve(sandbox, Path(args.ready_file) if args.ready_file else None)
-    return 0
+    # Everything the server started has stopped: exit now rather than spend a second or more of
+    # interpreter finalisation tearing down moto's object graph, which no one waits for a reason.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 # --- up ------------------------------------------------------------------------------------

@@ -244,7 +244,8 @@ class Sandbox:
         self.front_door = FrontDoor(self.clients, self.guard, invoker=lambda_service)
         self.gateway = _GatewayServer(self.gateway_port, self)
         self.gateway_port = self.gateway.server_address[1]
-        threading.Thread(target=self.gateway.serve_forever, name="gateway", daemon=True).start()
+        threading.Thread(target=self.gateway.serve_forever, kwargs={"poll_interval": 0.1}, name="gateway",
+                         daemon=True).start()
         if self.run_pollers:
             self.pollers.start()
         if self.run_scheduler:

@@ -42,6 +42,8 @@ class PollerManager(threading.Thread):
         self.as_role = as_role
         self.settings = settings or PollerSettings()
         self.pollers: dict[tuple[str, str], Poller] = {}
+        # Stopped with their mapping, until their thread ends (a receive may still be in flight).
+        self.stopping: dict[tuple[str, str], Poller] = {}
         self._stop_event = threading.Event()
         self._lock = threading.Lock()
         self._roles: dict[str, str] = {}
@@ -49,8 +51,9 @@ class PollerManager(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         with self._lock:
-            pollers = list(self.pollers.values())
+            pollers = [*self.pollers.values(), *self.stopping.values()]
             self.pollers.clear()
+            self.stopping.clear()
         for poller in pollers:
             poller.stop()
         for poller in pollers:
@@ -106,17 +109,20 @@ class PollerManager(threading.Thread):
                     self.pollers[key].config = config
         with self._lock:
             gone = [key for key in self.pollers if key not in wanted]
-            stopped = [self.pollers.pop(key) for key in gone]
-        for poller in stopped:
-            poller.stop()
+            for key in gone:
+                self.stopping[key] = self.pollers.pop(key)
+                self.stopping[key].stop()
+            self.stopping = {key: p for key, p in self.stopping.items() if p.is_alive()}
 
     def snapshot(self) -> list[dict[str, Any]]:
-        """Per poller: mapping, source, shard and counters."""
+        """Per poller: mapping, source, shard, state (running, or stopping until its thread ends) and counters."""
         with self._lock:
+            running = [(key, p, "running") for key, p in sorted(self.pollers.items())]
+            stopping = [(key, p, "stopping") for key, p in sorted(self.stopping.items()) if p.is_alive()]
             return [
-                {"uuid": uuid_, "shard": shard, "function": p.config.function_arn,
+                {"uuid": uuid_, "shard": shard, "state": state, "function": p.config.function_arn,
                  "source": p.config.source_arn, **p.stats.snapshot()}
-                for (uuid_, shard), p in sorted(self.pollers.items())
+                for (uuid_, shard), p, state in running + stopping
             ]
 
     def run(self) -> None:
