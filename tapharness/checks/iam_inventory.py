@@ -9,6 +9,7 @@ from policy_sentry.shared.iam_data import get_service_prefix_data
 
 from tapharness.inventory import Inventory
 from tapharness.plan import PlanSummary
+from tapharness.sandbox.iam.authorizer import kms_checked_for
 
 INVENTORY = Inventory.load()
 
@@ -17,6 +18,53 @@ def granted(plan: PlanSummary, function: str) -> set[str]:
     document = plan.data[f'data.aws_iam_policy_document.lambda["{function}"]']
     return {action for statement in document["statement"] if statement["effect"] == "Allow"
             for action in statement["actions"]}
+
+
+# Where each service's resources name their KMS key in a plan: (resource type, path to the key).
+_KEY_ATTRIBUTES = {
+    "dynamodb": ("aws_dynamodb_table", ("server_side_encryption", 0, "kms_key_arn")),
+    "sqs": ("aws_sqs_queue", ("kms_master_key_id",)),
+    "sns": ("aws_sns_topic", ("kms_master_key_id",)),
+    "kinesis": ("aws_kinesis_stream", ("kms_key_id",)),
+    "secretsmanager": ("aws_secretsmanager_secret", ("kms_key_id",)),
+    "s3": ("aws_s3_bucket_server_side_encryption_configuration",
+           ("rule", 0, "apply_server_side_encryption_by_default", 0, "kms_master_key_id")),
+}
+
+
+def _at(value: object, path: tuple[str | int, ...]) -> object:
+    for step in path:
+        try:
+            value = value[step]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
+
+
+def customer_keyed(plan: PlanSummary, service: str) -> list[str]:
+    """The resources of ``service`` the plan encrypts with a customer managed key (named, or known
+    only after apply); a key named ``alias/aws/...`` is AWS managed."""
+    if service not in _KEY_ATTRIBUTES:
+        return []
+    rtype, path = _KEY_ATTRIBUTES[service]
+    found = []
+    for address in plan.of_type(rtype):
+        key = _at(plan.values[address], path)
+        if _at(plan.unknown.get(address, {}), path) is True or (key and not str(key).startswith("alias/aws/")):
+            found.append(address)
+    return found
+
+
+@pytest.mark.parametrize("function", sorted(INVENTORY.functions))
+def test_inventory_lists_the_kms_actions_aws_checks_for_the_functions_calls(plan: PlanSummary, function: str) -> None:
+    """A call on a resource under a customer managed key is also a KMS call as the caller (the
+    sandbox's authorizer holds the rules, with AWS's documentation for each)."""
+    calls = [a for user in ("handler", "mapping") for a in INVENTORY.by_user(function)[user]]
+    needed = INVENTORY.needed(function)
+    missing = sorted({f"{kms} (for {action} on {', '.join(keyed)})" for action in calls
+                      if (keyed := customer_keyed(plan, action.split(":", 1)[0]))
+                      for kms in kms_checked_for(action) if kms not in needed})
+    assert not missing, f"{function} needs {missing}: AWS would deny its calls"
 
 
 def test_inventory_lists_every_function_of_the_stack(dev: PlanSummary) -> None:

@@ -760,6 +760,15 @@ locals {
     ]
     insights_api = [
       { sid = "ReadBehaviour", actions = ["dynamodb:Query"], resources = [aws_dynamodb_table.behaviour.arn] },
+      # DynamoDB decrypts the table's key with the caller's own kms:Decrypt ("How Amazon DynamoDB uses
+      # AWS KMS"): the key policy delegates to IAM, so without this every query is AccessDenied.
+      {
+        sid = "DecryptBehaviourThroughDynamoDB", actions = ["kms:Decrypt"], resources = [aws_kms_key.this.arn],
+        conditions = [
+          { test = "StringEquals", variable = "kms:ViaService", values = ["dynamodb.${local.region}.amazonaws.com"] },
+          { test = "StringEquals", variable = "kms:EncryptionContext:aws:dynamodb:tableName", values = [aws_dynamodb_table.behaviour.name] },
+        ]
+      },
     ]
   }
 }
@@ -797,6 +806,14 @@ data "aws_iam_policy_document" "lambda" {
       effect    = "Allow"
       actions   = statement.value.actions
       resources = statement.value.resources
+      dynamic "condition" {
+        for_each = try(statement.value.conditions, [])
+        content {
+          test     = condition.value.test
+          variable = condition.value.variable
+          values   = condition.value.values
+        }
+      }
     }
   }
 }

@@ -356,6 +356,23 @@ def _secret_key(call: ApiCall, need: Need) -> str | None:
     return getattr(secret, "kms_key_id", None) if secret else None
 
 
+def _table_key(call: ApiCall, need: Need) -> str | None:
+    """The KMS key of a table (or of the table an index belongs to); None for the AWS owned key."""
+    _, _, _, region, account, rest = need.resource.split(":", 5)
+    table = backends("dynamodb")[account][region].tables.get(rest.split("/")[1])
+    sse = getattr(table, "sse_specification", None) or {}
+    return sse.get("KMSMasterKeyId") if sse.get("Enabled") in (True, "true", "True") else None
+
+
+# DynamoDB decrypts a table's key with the credentials of "the principal in your AWS account who is
+# accessing the table" (KMS developer guide, "How Amazon DynamoDB uses AWS KMS",
+# https://docs.aws.amazon.com/kms/latest/developerguide/services-dynamodb.html#dynamodb-cmk-trail), with
+# the table name and account as encryption context. AWS caches the key for five minutes per
+# connection; every item call here needs the caller's kms:Decrypt, which decides the same way.
+# Stream reads are not listed: neither DynamoDB's nor Lambda's documentation asks a stream reader for KMS.
+_DYNAMODB_ITEM_ACTIONS = ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "Query", "Scan",
+                          "BatchGetItem", "BatchWriteItem")
+
 KeyFinder = Callable[[ApiCall, Need], "str | None"]
 # action -> (the KMS actions AWS checks for the caller, where the key is found)
 _KMS_ON_BEHALF: dict[str, tuple[tuple[str, ...], KeyFinder]] = {
@@ -369,16 +386,27 @@ _KMS_ON_BEHALF: dict[str, tuple[tuple[str, ...], KeyFinder]] = {
     "kinesis:PutRecords": (("kms:GenerateDataKey",), _stream_key),
     "kinesis:GetRecords": (("kms:Decrypt",), _stream_key),
     "secretsmanager:GetSecretValue": (("kms:Decrypt",), _secret_key),
+    **{f"dynamodb:{action}": (("kms:Decrypt",), _table_key) for action in _DYNAMODB_ITEM_ACTIONS},
 }
 
 
+def kms_checked_for(action: str) -> tuple[str, ...]:
+    """The KMS actions AWS checks for the caller of ``action`` on a resource under a customer managed key."""
+    entry = _KMS_ON_BEHALF.get(action)
+    return entry[0] if entry else ()
+
+
 def _key_arn(key: str, region: str, account: str) -> str | None:
-    """A key id, key ARN, alias name or alias ARN as the key's ARN; None for AWS-managed keys."""
+    """A key id, key ARN, alias name or alias ARN as the key's ARN; None for AWS-managed keys (an
+    ``alias/aws/<service>`` alias names them, as for the key moto makes a table with no key given)."""
     if "alias/aws/" in key:
         return None
+    kms = backends("kms")[account][region]
     try:
-        key_id = backends("kms")[account][region].any_id_to_key_id(key)
+        key_id = kms.any_id_to_key_id(key)
     except (KeyError, LookupError, TypeError):
+        return None
+    if any(alias.alias_name.startswith("alias/aws/") for alias in kms.list_aliases(key_id)):
         return None
     return f"arn:{PARTITION}:kms:{region}:{account}:key/{key_id}"
 
@@ -400,7 +428,11 @@ def kms_on_behalf(call: ApiCall, needs: list[Need], account: str) -> list[Need]:
             continue
         service = need.action.split(":")[0]
         context = {"kms:viaservice": [f"{service}.{call.region}.amazonaws.com"], "kms:calleraccount": [account]}
-        extra += [Need(action, key_arn, context) for action in actions]
+        if service == "dynamodb":
+            context |= {"kms:encryptioncontext:aws:dynamodb:tablename": [need.resource.split("/")[1]],
+                        "kms:encryptioncontext:aws:dynamodb:subscriberid": [account]}
+        extra += [Need(action, key_arn, context) for action in actions
+                  if all((action, key_arn) != (e.action, e.resource) for e in extra)]
     return extra
 
 

@@ -274,3 +274,59 @@ def test_a_query_execution_is_authorised_against_the_workgroup_it_ran_in(aws, sa
     with pytest.raises(ClientError) as refused:
         athena.get_query_execution(QueryExecutionId=queries[other])
     assert f"workgroup/{other}" in refused.value.response["Error"]["Message"]
+
+
+def cmk_table(aws: Callable[[str], Any], key: str | None) -> tuple[str, str]:
+    """A table encrypted with ``key`` (None: DynamoDB's AWS managed key); its name and ARN."""
+    name = unique("table")
+    sse = {"Enabled": True, "SSEType": "KMS", **({"KMSMasterKeyId": key} if key else {})}
+    table = aws("dynamodb").create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], SSESpecification=sse)
+    return name, table["TableDescription"]["TableArn"]
+
+
+def query(client: Any, table: str) -> Any:
+    return client.query(TableName=table, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "a"}})
+
+
+def test_reading_a_table_under_a_customer_managed_key_needs_kms_decrypt(aws, sandbox, role):
+    key = aws("kms").create_key()["KeyMetadata"]["Arn"]
+    table, table_arn = cmk_table(aws, key)
+    reader = as_role(aws, sandbox, role({"Effect": "Allow", "Action": "dynamodb:Query", "Resource": table_arn}),
+                     "dynamodb")
+    with pytest.raises(ClientError) as denied:
+        query(reader, table)
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert f"kms:Decrypt on resource: {key}" in denied.value.response["Error"]["Message"]
+
+
+def test_kms_decrypt_through_dynamodb_for_the_table_lets_the_read_through(aws, sandbox, role):
+    key = aws("kms").create_key()["KeyMetadata"]["Arn"]
+    table, table_arn = cmk_table(aws, key)
+    reader = as_role(aws, sandbox, role(
+        {"Effect": "Allow", "Action": "dynamodb:Query", "Resource": table_arn},
+        {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": key, "Condition": {
+            "StringEquals": {"kms:ViaService": f"dynamodb.{REGION}.amazonaws.com",
+                             "kms:EncryptionContext:aws:dynamodb:tableName": table}}}), "dynamodb")
+    assert query(reader, table)["Items"] == []
+
+
+def test_kms_decrypt_scoped_to_another_tables_encryption_context_is_not_enough(aws, sandbox, role):
+    key = aws("kms").create_key()["KeyMetadata"]["Arn"]
+    table, table_arn = cmk_table(aws, key)
+    writer = as_role(aws, sandbox, role(
+        {"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": table_arn},
+        {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": key,
+         "Condition": {"StringEquals": {"kms:EncryptionContext:aws:dynamodb:tableName": "another-table"}}}),
+        "dynamodb")
+    with pytest.raises(ClientError, match="kms:Decrypt"):
+        writer.transact_write_items(TransactItems=[{"Put": {"TableName": table, "Item": {"pk": {"S": "a"}}}}])
+    assert aws("dynamodb").scan(TableName=table)["Count"] == 0
+
+
+def test_a_table_under_dynamodbs_aws_managed_key_needs_no_kms_permission(aws, sandbox, role):
+    table, table_arn = cmk_table(aws, None)
+    reader = as_role(aws, sandbox, role({"Effect": "Allow", "Action": "dynamodb:Query", "Resource": table_arn}),
+                     "dynamodb")
+    assert query(reader, table)["Items"] == []

@@ -2,6 +2,7 @@
 
 from tapharness.checks.iam_inventory import (
     test_inventory_lists_every_function_of_the_stack,
+    test_inventory_lists_the_kms_actions_aws_checks_for_the_functions_calls,
     test_inventory_names_only_actions_of_the_authorization_reference,
     test_role_grants_every_action_its_function_needs,
     test_role_grants_no_action_its_function_does_not_need,
@@ -9,6 +10,7 @@ from tapharness.checks.iam_inventory import (
 
 __all__ = [
     "test_inventory_lists_every_function_of_the_stack",
+    "test_inventory_lists_the_kms_actions_aws_checks_for_the_functions_calls",
     "test_inventory_names_only_actions_of_the_authorization_reference",
     "test_role_grants_every_action_its_function_needs",
     "test_role_grants_no_action_its_function_does_not_need",
