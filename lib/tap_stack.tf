@@ -1770,8 +1770,14 @@ locals {
     recommendations = [
       {
         sid       = "ReadActivityStream"
-        actions   = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"]
+        actions   = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"]
         resources = ["${local.tables["activity"].arn}/stream/*"]
+      },
+      {
+        # AWS forces "*": ListStreams has no resource type (a stream ARN here never matches).
+        sid       = "ListTableStreams"
+        actions   = ["dynamodb:ListStreams"]
+        resources = ["*"]
       },
       {
         sid       = "QueryViewingPatterns"

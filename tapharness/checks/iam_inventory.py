@@ -5,6 +5,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 
 import pytest
+from policy_sentry.querying.actions import get_action_data
 from policy_sentry.shared.iam_data import get_service_prefix_data
 
 from tapharness.inventory import Inventory
@@ -65,6 +66,26 @@ def test_inventory_lists_the_kms_actions_aws_checks_for_the_functions_calls(plan
                       if (keyed := customer_keyed(plan, action.split(":", 1)[0]))
                       for kms in kms_checked_for(action) if kms not in needed})
     assert not missing, f"{function} needs {missing}: AWS would deny its calls"
+
+
+def _without_resource_type(action: str) -> bool:
+    """The Service Authorization Reference gives the action no resource type: only "*" matches it."""
+    service, _, name = action.partition(":")
+    if "*" in action:
+        return False
+    formats = [entry["resource_arn_format"] for entry in (get_action_data(service, name) or {}).get(service, [])]
+    return bool(formats) and all(f == "*" for f in formats)
+
+
+def test_actions_without_a_resource_type_are_granted_on_every_resource(plan: PlanSummary) -> None:
+    """An Allow of such an action on an ARN never matches a request (AWS authorises it against
+    "*"): the call is denied however the statement reads."""
+    ineffective = sorted(f"{address} {statement.get('sid')}: {action}"
+                         for address, values in plan.data.items() if address.startswith("data.aws_iam_policy_document.")
+                         for statement in values.get("statement") or [] if statement["effect"] == "Allow"
+                         and "*" not in (statement.get("resources") or [])
+                         for action in statement.get("actions") or [] if _without_resource_type(action))
+    assert not ineffective, f"granted on specific resources, which never match: {ineffective}"
 
 
 def test_inventory_lists_every_function_of_the_stack(dev: PlanSummary) -> None:

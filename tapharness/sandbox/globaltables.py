@@ -76,14 +76,22 @@ class Replicator:
     def _table(self, region: str, name: str) -> Table | None:
         return dynamodb_backends[self.account_id][region].tables.get(name)
 
-    def create_replica(self, source: Table, region: str) -> None:
+    def create_replica(self, source: Table, region: str, kms_key: str | None = None) -> None:
+        """A replica in ``region``, encrypted as AWS encrypts one: with ``kms_key`` (the Create
+        update's KMSMasterKeyId) when given, else, for a table under a KMS key, with DynamoDB's
+        AWS managed key of the replica's own region (a key never spans regions)."""
         backend = dynamodb_backends[self.account_id][region]
+        sse = dict(source.sse_specification) if source.sse_specification else None
+        if sse is not None:
+            sse.pop("KMSMasterKeyId", None)
+            if kms_key:
+                sse["KMSMasterKeyId"] = kms_key
         if source.name not in backend.tables:
             backend.create_table(
                 source.name, schema=source.schema, throughput=source.throughput, attr=source.attr,
                 global_indexes=[i.describe() for i in source.global_indexes],
                 indexes=[i.describe() for i in source.indexes], streams=source.stream_specification,
-                billing_mode=source.billing_mode, sse_specification=source.sse_specification, tags=[],
+                billing_mode=source.billing_mode, sse_specification=sse, tags=[],
                 deletion_protection_enabled=source.deletion_protection_enabled, warm_throughput=None)
             replica = backend.tables[source.name]
             for item in (i for items in source.items.values()
@@ -217,7 +225,7 @@ def update_table(self: DynamoHandler) -> ActionResult:
         table = self.dynamodb_backend.get_table(self.body["TableName"])
         for update in updates:
             if "Create" in update:
-                _REPLICATOR.create_replica(table, update["Create"]["RegionName"])
+                _REPLICATOR.create_replica(table, update["Create"]["RegionName"], update["Create"].get("KMSMasterKeyId"))
             elif "Delete" in update:
                 _REPLICATOR.delete_replica(table, update["Delete"]["RegionName"])
         others = {k for k in self.body if k not in ("TableName", "ReplicaUpdates")}

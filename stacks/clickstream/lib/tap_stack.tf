@@ -753,7 +753,9 @@ data "aws_iam_policy_document" "lambda_assume" {
 locals {
   lambda_statements = {
     stream_processor = [
-      { sid = "ReadClickstream", actions = ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards", "kinesis:ListStreams", "kinesis:SubscribeToShard"], resources = [aws_kinesis_stream.events.arn] },
+      { sid = "ReadClickstream", actions = ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards", "kinesis:SubscribeToShard"], resources = [aws_kinesis_stream.events.arn] },
+      # AWS forces "*": ListStreams has no resource type (the stream's ARN here never matches).
+      { sid = "ListStreams", actions = ["kinesis:ListStreams"], resources = ["*"] },
       { sid = "StoreBehaviour", actions = ["dynamodb:BatchWriteItem"], resources = [aws_dynamodb_table.behaviour.arn] },
       { sid = "ParkPoisonAndDiscardedRecords", actions = ["sqs:SendMessage"], resources = [aws_sqs_queue.stream_failures.arn] },
       { sid = "UseStackKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [aws_kms_key.this.arn] },

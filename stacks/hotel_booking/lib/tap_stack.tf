@@ -936,8 +936,9 @@ locals {
   ]
 
   # sns: delivers to the encrypted PMS queues; events: failed schedule deliveries to
-  # async_failures; cloudwatch: alarm notifications to the encrypted alarms topic.
-  kms_data_service_principals = ["sns.amazonaws.com", "events.amazonaws.com", "cloudwatch.amazonaws.com"]
+  # async_failures; cloudwatch: alarm notifications to the encrypted alarms topic;
+  # delivery.logs: decrypts the reconciliation state machine's execution data it logs.
+  kms_data_service_principals = ["sns.amazonaws.com", "events.amazonaws.com", "cloudwatch.amazonaws.com", "delivery.logs.amazonaws.com"]
 
   log_group_arn_prefix = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:"
   data_key             = aws_kms_key.this["data"].arn
@@ -1230,8 +1231,15 @@ locals {
     cache_updater = [
       {
         sid        = "ReadInventoryStream"
-        actions    = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"]
+        actions    = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"]
         resources  = ["${local.inventory_arn}/stream/*"]
+        conditions = []
+      },
+      {
+        # AWS forces "*": ListStreams has no resource type (a stream ARN here never matches).
+        sid        = "ListTableStreams"
+        actions    = ["dynamodb:ListStreams"]
+        resources  = ["*"]
         conditions = []
       },
       {

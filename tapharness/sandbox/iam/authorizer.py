@@ -231,6 +231,10 @@ class Authorizer:
         needs = [Need(action, resource) for action in actions]
         return all(d.allowed for d in self._decide_all(principal, needs, label, region))
 
+    def decide(self, principal: Principal, needs: list[Need], label: str, region: str) -> list[Decision]:
+        """The decision on each of ``needs`` (with their condition context), recorded in the report."""
+        return self._decide_all(principal, needs, label, region)
+
     def _decide_all(self, principal: Principal, needs: list[Need], label: str, region: str) -> list[Decision]:
         identity, boundary = self.identity_policies(principal)
         base = request_context(principal, region)

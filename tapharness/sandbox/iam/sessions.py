@@ -17,7 +17,13 @@ from __future__ import annotations
 import threading
 
 from tapharness.sandbox.clients import AwsClients, Credentials
-from tapharness.sandbox.iam.authorizer import Authorizer, delivery_key_arn
+from tapharness.sandbox.iam.authorizer import (
+    Authorizer,
+    Verdict,
+    delivery_key_arn,
+    describe_denial,
+)
+from tapharness.sandbox.iam.catalog import Need
 
 
 class AssumeRoleRefused(PermissionError):
@@ -63,6 +69,16 @@ class ServiceGuard:
     def __init__(self, authorizer: Authorizer, sessions: RoleSessions) -> None:
         self.authorizer = authorizer
         self.sessions = sessions
+
+    def role_denial(self, credentials: Credentials, needs: list[Need], label: str, region: str) -> str | None:
+        """AWS's AccessDenied message for the first of ``needs`` the role session may not perform; None if all may."""
+        principal = self.authorizer.principal_for_key(credentials.access_key_id)
+        if principal is None:
+            return None
+        for need, decision in zip(needs, self.authorizer.decide(principal, needs, label, region), strict=True):
+            if not decision.allowed:
+                return describe_denial(principal, Verdict(need, decision))
+        return None
 
     def may_deliver(self, service: str, target_arn: str, source_arn: str, account: str) -> bool:
         """Whether ``service`` may deliver to a queue, topic or function (and use the queue's key)."""

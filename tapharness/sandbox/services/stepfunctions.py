@@ -2,26 +2,40 @@
 
 ValidateStateMachineDefinition (``tapharness.sandbox.asl``, shared with the offline plans, which
 install it with ``asl.install()``), ListStateMachineVersions, StartExecution without a name, and
-under IAM (``patches.GUARD``) the state machine's Lambda tasks called as its role.
+under IAM (``patches.GUARD``): every task (Lambda, SQS, SNS, DynamoDB, EventBridge, Step
+Functions, aws-sdk, ...) called as the state machine's role, or as the task's own
+``Credentials.RoleArn``; and a state machine under a customer managed key starts only if its role
+may use the key, as AWS's "Data at rest encryption in Step Functions" requires.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+from moto.core.exceptions import AWSError
 from moto.core.utils import unix_time
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import (
     lambda_eval_utils,
 )
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_factory,  # noqa: F401  imports every service integration, each binding boto_client_for
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
+    StateTaskService,
+)
+from moto.stepfunctions.parser.asl.utils import boto_client
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
 
 from tapharness.sandbox import patches
 from tapharness.sandbox.asl import validate_state_machine_definition
+from tapharness.sandbox.iam.catalog import Need
+from tapharness.sandbox.iam.sessions import AssumeRoleRefused
 from tapharness.sandbox.patches import patch
 
 # --- Step Functions ------------------------------------------------------------------
@@ -41,31 +55,42 @@ def list_state_machine_versions(self: StepFunctionResponse) -> str:
 
 
 # --- Service-to-service calls under IAM (see ``patches.GUARD``) -------------------------
-# moto calls Step Functions' Lambda tasks with a fixed dummy key; AWS calls them as the state
-# machine's role.
+# moto calls every task with a fixed dummy key; AWS calls them as the state machine's role (or the
+# task's Credentials.RoleArn), in a session of the service states.amazonaws.com.
 
 
 _TASK_ROLE = threading.local()
-_BOTO_CLIENT_FOR = lambda_eval_utils.boto_client_for
+_BOTO_CLIENT_FOR = boto_client.boto_client_for
 _EXECUTE_INTEGRATION = lambda_eval_utils.execute_lambda_function_integration
 _EXEC_LAMBDA = lambda_eval_utils.exec_lambda_function
+_EVAL_SERVICE_TASK = StateTaskService._eval_execution
 
 
-@patch(lambda_eval_utils, "boto_client_for")
 def _task_client(region: str, service: str, state_credentials: Any = None) -> Any:
-    """Step Functions' client for a task: signed as the state machine's role when IAM is on."""
-    role = getattr(_TASK_ROLE, "current", None)
-    if patches.GUARD is None or role is None:
+    """Step Functions' client for a task: signed as the task's role when IAM is on."""
+    running = getattr(_TASK_ROLE, "current", None)
+    if patches.GUARD is None or running is None:
         return _BOTO_CLIENT_FOR(region, service, state_credentials)
-    role_arn, machine_arn = role
+    execution_role, machine_arn = running
+    role_arn = getattr(state_credentials, "role_arn", None) or execution_role
     return patches.GUARD.sessions.clients_for(role_arn, machine_arn.split(":")[-1], "states.amazonaws.com",
                                               machine_arn).client(service)
 
 
+# Each integration module imported the function by name: replace it wherever it was bound.
+for _module in [m for name, m in sys.modules.items() if name.startswith("moto.stepfunctions.parser")]:
+    if getattr(_module, "boto_client_for", None) is _BOTO_CLIENT_FOR:
+        patch.replace(_module, "boto_client_for", _task_client)
+
+
+def _machine_role(env: Any) -> tuple[str, str]:
+    context = env.states.context_object.context_object_data
+    return context["Execution"]["RoleArn"], context["StateMachine"]["Id"]
+
+
 def _as_machine_role(original: Callable[..., Any]) -> Callable[..., Any]:
     def run(env: Any, *args: Any, **kwargs: Any) -> Any:
-        context = env.states.context_object.context_object_data
-        _TASK_ROLE.current = (context["Execution"]["RoleArn"], context["StateMachine"]["Id"])
+        _TASK_ROLE.current = _machine_role(env)
         try:
             return original(env, *args, **kwargs)
         finally:
@@ -73,8 +98,61 @@ def _as_machine_role(original: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def _service_task_as_machine_role(self: StateTaskService, env: Any) -> None:
+    _TASK_ROLE.current = _machine_role(env)
+    try:
+        _EVAL_SERVICE_TASK(self, env)
+    finally:
+        _TASK_ROLE.current = None
+
+
 patch.replace(lambda_eval_utils, "execute_lambda_function_integration", _as_machine_role(_EXECUTE_INTEGRATION))
 patch.replace(lambda_eval_utils, "exec_lambda_function", _as_machine_role(_EXEC_LAMBDA))
+patch.replace(StateTaskService, "_eval_execution", _service_task_as_machine_role)
+
+
+# --- Starting an execution ----------------------------------------------------------------
+
+
+class KmsAccessDeniedException(AWSError):
+    TYPE = "KmsAccessDeniedException"
+    STATUS = 400
+
+
+def _customer_key(machine: Any) -> str | None:
+    config = getattr(machine, "encryptionConfiguration", None) or {}
+    return config.get("kmsKeyId") if config.get("type") == "CUSTOMER_MANAGED_KMS_KEY" else None
+
+
+def _check_machine_key(machine: Any) -> None:
+    """"To successfully start an execution for Standard workflows and Asynchronous Express workflows
+    with customer managed keys, your execution role requires kms:Decrypt and kms:GenerateDataKey"
+    (https://docs.aws.amazon.com/step-functions/latest/dg/encryption-at-rest.html), with the state
+    machine's ARN as encryption context; the caller of StartExecution needs no KMS permission. With
+    CloudWatch Logs on, the role also needs kms:GenerateDataKey with the logs' SourceArn context,
+    and the key policy must let delivery.logs.amazonaws.com kms:Decrypt (the same page): a log
+    delivery refused is recorded in the IAM report, the execution still runs."""
+    guard = patches.GUARD
+    key = _customer_key(machine)
+    if guard is None or key is None:
+        return
+    _, _, _, region, account, _ = machine.arn.split(":", 5)
+    key_arn = key if key.startswith("arn:") else f"arn:aws:kms:{region}:{account}:key/{key}"
+    context = {"kms:encryptioncontext:aws:states:statemachinearn": [machine.arn]}
+    needs = [Need("kms:Decrypt", key_arn, context), Need("kms:GenerateDataKey", key_arn, context)]
+    logging = machine.loggingConfiguration or {}
+    if logging.get("level", "OFF") != "OFF":
+        needs.append(Need("kms:GenerateDataKey", key_arn,
+                          {"kms:encryptioncontext:sourcearn": [f"arn:aws:logs:{region}:{account}:*"]}))
+        guard.authorizer.authorize_service("delivery.logs.amazonaws.com", "kms:Decrypt", key_arn, None, account,
+                                           region)
+    try:
+        credentials = guard.sessions.credentials(machine.roleArn, machine.name, "states.amazonaws.com", machine.arn)
+    except AssumeRoleRefused:
+        return  # its tasks fail as they would on AWS, each refused the role
+    denial = guard.role_denial(credentials, needs, "states.StartExecution", region)
+    if denial:
+        raise KmsAccessDeniedException(f"The state machine's execution role cannot use its key: {denial}")
 
 
 _SFN_START_EXECUTION = StepFunctionsParserBackend.start_execution
@@ -84,5 +162,6 @@ _SFN_START_EXECUTION = StepFunctionsParserBackend.start_execution
 def _start_execution(self: StepFunctionsParserBackend, state_machine_arn: str, name: str | None = None,
                      *args: Any, **kwargs: Any) -> Any:
     """StartExecution without a name gets a UUID, as on AWS (moto names every such execution "None",
-    so the second one fails with ExecutionAlreadyExists)."""
+    so the second one fails with ExecutionAlreadyExists); a customer managed key is checked first."""
+    _check_machine_key(self.describe_state_machine(state_machine_arn))
     return _SFN_START_EXECUTION(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)

@@ -102,3 +102,33 @@ def test_deleting_the_replica_drops_it_from_the_table(sandbox: Any, table: str) 
     assert "Replicas" not in primary.describe_table(TableName=table)["Table"]
     with pytest.raises(primary.exceptions.ResourceNotFoundException):
         _client(sandbox, "eu-west-1").describe_table(TableName=table)
+
+
+def _encrypted_table(sandbox: Any, replica: dict[str, Any]) -> str:
+    name = unique("keyed")
+    _client(sandbox, "us-east-1").create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        SSESpecification={"Enabled": True, "SSEType": "KMS"})
+    _client(sandbox, "us-east-1").update_table(TableName=name, ReplicaUpdates=[
+        {"Create": {"RegionName": "eu-west-1", **replica}}])
+    return name
+
+
+def test_a_replica_of_a_table_under_the_aws_managed_key_uses_its_own_regions_key(sandbox: Any) -> None:
+    name = _encrypted_table(sandbox, {})
+    key = _client(sandbox, "eu-west-1").describe_table(TableName=name)["Table"]["SSEDescription"]["KMSMasterKeyArn"]
+    kms = boto3.client("kms", region_name="eu-west-1", endpoint_url=sandbox.endpoint_url,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    aliases = [a["AliasName"] for a in kms.list_aliases(KeyId=key.rsplit("/", 1)[-1])["Aliases"]]
+    assert key.split(":")[3] == "eu-west-1" and aliases == ["alias/aws/dynamodb"], (key, aliases)
+
+
+def test_a_replica_created_with_a_key_of_its_region_is_encrypted_with_it(sandbox: Any) -> None:
+    kms = boto3.client("kms", region_name="eu-west-1", endpoint_url=sandbox.endpoint_url,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    key = kms.create_key()["KeyMetadata"]["Arn"]
+    name = _encrypted_table(sandbox, {"KMSMasterKeyId": key})
+    described = _client(sandbox, "eu-west-1").describe_table(TableName=name)["Table"]["SSEDescription"]
+    assert described["KMSMasterKeyArn"].rsplit("/", 1)[-1] == key.rsplit("/", 1)[-1]

@@ -230,6 +230,91 @@ def test_state_machine_tasks_run_as_the_state_machine_role(aws, sandbox, role):
     assert run(allowed) == "SUCCEEDED"
 
 
+def end_of(aws: Callable[[str], Any], execution: str) -> dict[str, Any]:
+    """describe_execution's answer once the execution has ended."""
+    def finished() -> dict[str, Any] | None:
+        described = aws("stepfunctions").describe_execution(executionArn=execution)
+        return None if described["status"] == "RUNNING" else described
+
+    return wait_until(finished, what="execution end")
+
+
+def run_machine(aws: Callable[[str], Any], definition: dict[str, Any], role_arn: str, **create: Any) -> dict[str, Any]:
+    """Create a state machine, start it, wait for its end: describe_execution's answer."""
+    machine = aws("stepfunctions").create_state_machine(name=unique("machine"), definition=json.dumps(definition),
+                                                        roleArn=role_arn, **create)["stateMachineArn"]
+    return end_of(aws, aws("stepfunctions").start_execution(stateMachineArn=machine)["executionArn"])
+
+
+def send_task(queue_url: str) -> dict[str, Any]:
+    return {"StartAt": "Send", "States": {"Send": {
+        "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage",
+        "Parameters": {"QueueUrl": queue_url, "MessageBody": "from the machine"}, "End": True}}}
+
+
+def test_an_sqs_task_runs_as_the_state_machine_role_and_fails_without_its_permission(aws, sandbox, role):
+    url = aws("sqs").create_queue(QueueName=unique("out"))["QueueUrl"]
+    queue_arn = aws("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    machine_role = role(services=("states.amazonaws.com",))
+    assert run_machine(aws, send_task(url), machine_role)["status"] == "FAILED"
+    assert aws("sqs").receive_message(QueueUrl=url).get("Messages", []) == []
+    assert ("sqs:SendMessage", queue_arn) in [(d["action"], d["resource"]) for d in denials(sandbox, machine_role)]
+
+
+def test_an_sqs_task_the_role_allows_sends_its_message(aws, sandbox, role):
+    url = aws("sqs").create_queue(QueueName=unique("out"))["QueueUrl"]
+    queue_arn = aws("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    machine_role = role({"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn},
+                        services=("states.amazonaws.com",))
+    assert run_machine(aws, send_task(url), machine_role)["status"] == "SUCCEEDED"
+    [message] = aws("sqs").receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"]
+    assert message["Body"] == "from the machine"
+
+
+PASS_MACHINE = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+
+
+def test_a_state_machine_under_a_customer_key_does_not_start_when_its_role_cannot_use_the_key(aws, sandbox, role):
+    key = aws("kms").create_key()["KeyMetadata"]["Arn"]
+    machine = aws("stepfunctions").create_state_machine(
+        name=unique("machine"), definition=json.dumps(PASS_MACHINE), roleArn=role(services=("states.amazonaws.com",)),
+        encryptionConfiguration={"type": "CUSTOMER_MANAGED_KMS_KEY", "kmsKeyId": key})["stateMachineArn"]
+    with pytest.raises(ClientError) as refused:
+        aws("stepfunctions").start_execution(stateMachineArn=machine)
+    assert refused.value.response["Error"]["Code"] == "KmsAccessDeniedException"
+    assert f"kms:Decrypt on resource: {key}" in refused.value.response["Error"]["Message"]
+    assert aws("stepfunctions").list_executions(stateMachineArn=machine)["executions"] == []
+
+
+def test_a_role_with_decrypt_and_generate_data_key_for_its_machine_runs_it(aws, sandbox, role):
+    key = aws("kms").create_key()["KeyMetadata"]["Arn"]
+    name = unique("machine")
+    machine_arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+    machine_role = role({"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": key,
+                         "Condition": {"StringEquals": {"kms:EncryptionContext:aws:states:stateMachineArn": machine_arn}}},
+                        services=("states.amazonaws.com",))
+    aws("stepfunctions").create_state_machine(
+        name=name, definition=json.dumps(PASS_MACHINE), roleArn=machine_role,
+        encryptionConfiguration={"type": "CUSTOMER_MANAGED_KMS_KEY", "kmsKeyId": key})
+    execution = aws("stepfunctions").start_execution(stateMachineArn=machine_arn)["executionArn"]
+    assert end_of(aws, execution)["status"] == "SUCCEEDED"
+
+
+def test_logging_a_customer_keyed_machine_needs_the_key_policy_to_admit_log_delivery(aws, sandbox, role):
+    key = aws("kms").create_key()["KeyMetadata"]["Arn"]  # the default key policy: the account's IAM only
+    group = unique("/sfn/")
+    aws("logs").create_log_group(logGroupName=group)
+    [group_arn] = [g["arn"] for g in aws("logs").describe_log_groups(logGroupNamePrefix=group)["logGroups"]]
+    machine_role = role({"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": key},
+                        services=("states.amazonaws.com",))
+    described = run_machine(aws, PASS_MACHINE, machine_role,
+                            encryptionConfiguration={"type": "CUSTOMER_MANAGED_KMS_KEY", "kmsKeyId": key},
+                            loggingConfiguration={"level": "ALL", "destinations": [
+                                {"cloudWatchLogsLogGroup": {"logGroupArn": group_arn}}]})
+    assert described["status"] == "SUCCEEDED"
+    assert ("kms:Decrypt", key) in [(d["action"], d["resource"]) for d in denials(sandbox, "delivery.logs.amazonaws.com")]
+
+
 def test_schedule_target_needs_a_role_events_may_assume(aws, sandbox, role):
     machine = aws("stepfunctions").create_state_machine(
         name=unique("machine"), roleArn=role(services=("states.amazonaws.com",)),

@@ -15,6 +15,7 @@ WILDCARD_RESOURCE_SIDS = {
     "WriteXRayTraces",  # X-Ray segments have no ARN
     "FindLogGroups",  # logs:DescribeLogGroups lists across the account
     "DeliverExecutionLogs",  # Step Functions' logs:*LogDelivery calls take no resource
+    "ListTableStreams",  # dynamodb:ListStreams has no resource type
 }
 # In a key policy, resource "*" means "this key": the policy is attached to one key.
 KEY_POLICIES = ("data.aws_iam_policy_document.kms_",)

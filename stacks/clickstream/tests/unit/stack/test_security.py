@@ -8,7 +8,7 @@ from tapharness.plan import PlanSummary
 
 pytestmark = pytest.mark.plan
 
-WILDCARD_RESOURCE_SIDS = {"ManageVpcNetworkInterfaces", "WriteXRayTraces", "FindLogGroups"}
+WILDCARD_RESOURCE_SIDS = {"ManageVpcNetworkInterfaces", "WriteXRayTraces", "FindLogGroups", "ListStreams"}
 
 
 def _statements(plan: PlanSummary) -> list[tuple[str, dict]]:

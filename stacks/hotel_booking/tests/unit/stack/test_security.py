@@ -15,6 +15,7 @@ WILDCARD_RESOURCE_SIDS = {
     "FindLogGroups",  # logs:DescribeLogGroups lists across the account
     "DeliverExecutionLogs",  # Step Functions' vended-log delivery calls
     "PutBookingMetrics",  # cloudwatch:PutMetricData, scoped by a namespace condition instead
+    "ListTableStreams",  # dynamodb:ListStreams has no resource type
 }
 KEY_POLICIES = ("data.aws_iam_policy_document.kms_",)  # in a key policy "*" is the key itself
 
@@ -53,6 +54,20 @@ def test_step_functions_may_invoke_only_the_two_reconciliation_functions(plan: P
     assert len(statements) == 1
     resources = statements[0]["resources"]  # the two function ARNs, known after apply (None here), never "*"
     assert len(resources) == 2 and "*" not in resources, resources
+
+
+def test_the_data_key_admits_the_log_delivery_of_the_state_machine_it_encrypts(plan: PlanSummary) -> None:
+    # "you must allow delivery.logs.amazonaws.com to do kms:Decrypt action from your AWS KMS key policy"
+    # (Step Functions, data at rest encryption: a state machine under a customer key that logs).
+    machine = plan.values["aws_sfn_state_machine.reconciliation"]
+    assert machine["encryption_configuration"][0]["type"] == "CUSTOMER_MANAGED_KMS_KEY"
+    assert "local.data_key" in plan.refs("aws_sfn_state_machine.reconciliation", "encryption_configuration")
+    assert machine["logging_configuration"][0]["level"] != "OFF"
+    admitted = [s for s in plan.data["data.aws_iam_policy_document.kms_data"]["statement"]
+                if s["effect"] == "Allow" and "kms:Decrypt" in s["actions"]
+                for p in s.get("principals") or [] if p["type"] == "Service"
+                and "delivery.logs.amazonaws.com" in p["identifiers"]]
+    assert admitted, "the data key's policy does not let delivery.logs.amazonaws.com decrypt"
 
 
 def test_every_function_runs_in_the_private_subnets_with_active_tracing(plan: PlanSummary) -> None:
