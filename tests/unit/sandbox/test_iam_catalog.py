@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 from botocore.config import Config
+from moto import mock_aws
 
 from tapharness.sandbox.iam.catalog import UnmappedCall, action_for, needs
 from tapharness.sandbox.iam.wire import ApiCall, decode, signature
@@ -159,3 +160,36 @@ def test_an_action_without_resource_types_is_authorised_on_star():
 def test_an_operation_the_reference_does_not_know_is_unmapped():
     with pytest.raises(UnmappedCall, match="not an action"):
         action_for("dynamodb", "FlyToTheMoon")
+
+
+def test_an_arn_in_a_message_body_does_not_decide_which_queue_is_authorised():
+    call = wire("sqs", "send_message", QueueUrl=f"https://sqs.us-east-1.amazonaws.com/{ACCOUNT}/orders",
+                MessageBody=ARN % ("sqs", "payments"))
+    assert pairs(call) == [("sqs:SendMessage", ARN % ("sqs", "orders"))]
+
+
+def test_invoke_of_an_unqualified_arn_with_a_qualifier_is_authorised_on_the_qualified_function():
+    function = ARN % ("lambda", "function:recommendations")
+    call = wire("lambda", "invoke", FunctionName=function, Qualifier="live", Payload=b"{}")
+    assert pairs(call) == [("lambda:InvokeFunction", f"{function}:live")]
+
+
+def test_get_object_attributes_needs_get_object_and_get_object_attributes():
+    call = wire("s3", "get_object_attributes", Bucket="archive", Key="raw/1.json", ObjectAttributes=["ETag"])
+    assert pairs(call) == [("s3:GetObject", "arn:aws:s3:::archive/raw/1.json"),
+                           ("s3:GetObjectAttributes", "arn:aws:s3:::archive/raw/1.json")]
+
+
+def test_batch_get_secret_value_needs_get_secret_value_on_each_secret():
+    first, second = ARN % ("secretsmanager", "secret:a-AbCdEf"), ARN % ("secretsmanager", "secret:b-GhIjKl")
+    call = wire("secretsmanager", "batch_get_secret_value", SecretIdList=[first, second])
+    assert pairs(call) == [("secretsmanager:BatchGetSecretValue", "*"),
+                           ("secretsmanager:GetSecretValue", first), ("secretsmanager:GetSecretValue", second)]
+
+
+def test_a_secret_read_by_name_is_authorised_on_its_full_arn():
+    with mock_aws():
+        arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+            Name="redis", SecretString="{}")["ARN"]
+        assert pairs(wire("secretsmanager", "get_secret_value", SecretId="redis")) == [
+            ("secretsmanager:GetSecretValue", arn)]
