@@ -383,7 +383,9 @@ _KMS_ON_BEHALF: dict[str, tuple[tuple[str, ...], KeyFinder]] = {
     "s3:PutObject": (("kms:GenerateDataKey",), _s3_key),
     "s3:GetObject": (("kms:Decrypt",), _s3_key),
     "s3:GetObjectVersion": (("kms:Decrypt",), _s3_key),
-    "sqs:SendMessage": (("kms:GenerateDataKey",), _queue_or_topic_key),
+    # "the producer must have the kms:Decrypt and kms:GenerateDataKey permissions for the KMS key"
+    # (SQS developer guide, key management): Decrypt checks the integrity of a new data key.
+    "sqs:SendMessage": (("kms:GenerateDataKey", "kms:Decrypt"), _queue_or_topic_key),
     "sqs:ReceiveMessage": (("kms:Decrypt",), _queue_or_topic_key),
     "sns:Publish": (("kms:GenerateDataKey", "kms:Decrypt"), _queue_or_topic_key),
     "kinesis:PutRecord": (("kms:GenerateDataKey",), _stream_key),
@@ -415,6 +417,11 @@ def _key_arn(key: str, region: str, account: str) -> str | None:
     return f"arn:{PARTITION}:kms:{region}:{account}:key/{key_id}"
 
 
+# "the requester needs permissions for the kms:Decrypt action on the UploadPart and UploadPartCopy
+# APIs" (CreateMultipartUpload, S3 API reference); CreateMultipartUpload itself needs GenerateDataKey.
+_MULTIPART_PARTS = frozenset({"UploadPart", "UploadPartCopy"})
+
+
 def kms_on_behalf(call: ApiCall, needs: list[Need], account: str) -> list[Need]:
     """The KMS (action, key) pairs AWS checks for the caller of ``needs``."""
     extra = []
@@ -423,6 +430,8 @@ def kms_on_behalf(call: ApiCall, needs: list[Need], account: str) -> list[Need]:
         if entry is None or need.resource == "*":
             continue
         actions, find = entry
+        if need.action == "s3:PutObject" and call.operation in _MULTIPART_PARTS:
+            actions = ("kms:Decrypt",)
         try:
             key = find(call, need)
         except (KeyError, IndexError, LookupError):

@@ -11,6 +11,7 @@ import pytest
 from botocore.config import Config
 from moto import mock_aws
 
+from tapharness.sandbox.iam.authorizer import kms_on_behalf
 from tapharness.sandbox.iam.catalog import UnmappedCall, action_for, needs
 from tapharness.sandbox.iam.wire import ApiCall, decode, signature
 
@@ -193,3 +194,29 @@ def test_a_secret_read_by_name_is_authorised_on_its_full_arn():
             Name="redis", SecretString="{}")["ARN"]
         assert pairs(wire("secretsmanager", "get_secret_value", SecretId="redis")) == [
             ("secretsmanager:GetSecretValue", arn)]
+
+
+def kms_pairs(call: ApiCall) -> list[tuple[str, str]]:
+    return [(n.action, n.resource) for n in kms_on_behalf(call, needs(call, ACCOUNT), ACCOUNT)]
+
+
+def test_sending_to_a_queue_under_a_customer_key_needs_generate_data_key_and_decrypt():
+    with mock_aws():
+        key = boto3.client("kms", region_name="us-east-1").create_key()["KeyMetadata"]["Arn"]
+        url = boto3.client("sqs", region_name="us-east-1").create_queue(
+            QueueName="orders", Attributes={"KmsMasterKeyId": key})["QueueUrl"]
+        assert kms_pairs(wire("sqs", "send_message", QueueUrl=url, MessageBody="{}")) == [
+            ("kms:GenerateDataKey", key), ("kms:Decrypt", key)]
+
+
+def test_a_multipart_part_into_a_kms_bucket_needs_decrypt_and_its_start_generate_data_key():
+    with mock_aws():
+        key = boto3.client("kms", region_name="us-east-1").create_key()["KeyMetadata"]["Arn"]
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="lake")
+        s3.put_bucket_encryption(Bucket="lake", ServerSideEncryptionConfiguration={"Rules": [
+            {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}}]})
+        assert kms_pairs(wire("s3", "create_multipart_upload", Bucket="lake", Key="big")) == [
+            ("kms:GenerateDataKey", key)]
+        assert kms_pairs(wire("s3", "upload_part", Bucket="lake", Key="big", UploadId="u", PartNumber=1,
+                              Body=b"x")) == [("kms:Decrypt", key)]
