@@ -4,7 +4,8 @@
 same-account evaluation logic: an explicit ``Deny`` anywhere wins; a resource policy that
 names the principal (its role, its session, or ``*``) allows on its own; a resource policy
 that names only the account delegates to the identity policies; otherwise an identity
-``Allow`` is needed, within the permissions boundary when the role has one. KMS keys are the
+``Allow`` is needed, within the permissions boundary when the role has one (a resource policy
+naming the role, not the session, is within the boundary too, as AWS rules). KMS keys are the
 exception AWS makes: the key policy must allow, itself or by delegating to the account.
 
 Statements: ``Action``/``NotAction``, ``Resource``/``NotResource``, ``Principal``/
@@ -140,7 +141,8 @@ def _account_of(principal_value: str) -> str | None:
 
 
 def _principal_match(block: Any, principal: Principal) -> str | None:
-    """How a ``Principal`` block names the caller: "direct", "account" (delegation) or None."""
+    """How a ``Principal`` block names the caller: "direct" (everyone, the session or the user
+    itself), "role" (the session's role), "account" (delegation) or None."""
     if block == "*":
         return "direct"
     if not isinstance(block, dict):
@@ -149,11 +151,27 @@ def _principal_match(block: Any, principal: Principal) -> str | None:
         return "direct" if principal.service in as_list(block.get("Service")) else None
     found = None
     for value in as_list(block.get("AWS")):
-        if value == "*" or value in principal.identity_arns:
+        if value == "*" or value == principal.arn:
             return "direct"
-        if _account_of(value) == principal.account:
+        if principal.role_arn and value == principal.role_arn:
+            found = "role"
+        elif _account_of(value) == principal.account and found is None:
             found = "account"
     return found
+
+
+def _not_principal_exempts(block: Any, principal: Principal) -> bool:
+    """Whether ``NotPrincipal`` spares the caller. "If an assumed-role user ... is being evaluated,
+    AWS might validate the account first, then the role, and then the assumed-role user"
+    (IAM, NotPrincipal): a session is spared only when its session ARN, its role and its account
+    are all named, a user when the user and the account are."""
+    if block == "*" or not isinstance(block, dict):
+        raise PolicyError(f"malformed NotPrincipal {block!r}")
+    if principal.service:
+        return principal.service in as_list(block.get("Service"))
+    named = set(as_list(block.get("AWS")))
+    account_named = any(_account_of(value) == principal.account for value in named)
+    return account_named and all(arn in named for arn in principal.identity_arns)
 
 
 # --- conditions ------------------------------------------------------------------------
@@ -260,8 +278,12 @@ def _condition_holds(operator: str, key: str, expected_raw: Any, context: Contex
         raise PolicyError(f"condition operator {operator!r} is not defined by IAM")
     test, negated = _OPERATORS[base]
     if not actual:
+        # "ForAnyValue ... For no matching key or a null dataset, the condition returns false",
+        # whatever the operator (IAM, multivalued context keys); ForAllValues returns true.
         if qualifier == "ForAllValues":
             return True
+        if qualifier == "ForAnyValue":
+            return if_exists
         return if_exists or negated
     expected = [v for v in (_substitute(e, context) for e in expected) if v is not None]
 
@@ -343,7 +365,7 @@ def _statement_match(statement: dict[str, Any], request: AuthzRequest, with_prin
                 return None
             how = found
         elif "NotPrincipal" in statement:
-            if _principal_match(statement["NotPrincipal"], request.principal) is not None:
+            if _not_principal_exempts(statement["NotPrincipal"], request.principal):
                 return None
             how = "direct"
         else:
@@ -386,17 +408,22 @@ def evaluate(request: AuthzRequest, identity: Iterable[PolicySource] = (),
     for match in resource_matches + identity_matches + boundary_matches:
         if match.effect == "Deny":
             return Decision(False, f"explicit deny in {match.where}")
-    resource_direct = [m for m in resource_matches if m.how == "direct"]
-    resource_delegates = any(m.how == "account" for m in resource_matches)
     identity_allows = [m for m in identity_matches if m.effect == "Allow"]
     within_boundary = boundary is None or any(m.effect == "Allow" for m in boundary_matches)
+    # "Resource-based policies that grant permissions to an IAM role ARN are limited by an implicit
+    # deny in a permissions boundary or session policy"; granted to the session itself, they are
+    # not (IAM, policy evaluation logic).
+    resource_direct = [m for m in resource_matches if m.how == "direct" or (m.how == "role" and within_boundary)]
+    resource_delegates = any(m.how == "account" for m in resource_matches)
+    # what the boundary would have let through: an identity allow or a resource policy naming the role
+    capped = identity_allows + [m for m in resource_matches if m.how == "role"]
     if key_policy:
         if resource_direct:
             return Decision(True, f"allowed by {resource_direct[0].where}")
         if resource_delegates and identity_allows and within_boundary:
             return Decision(True, f"allowed by {identity_allows[0].where} (key policy delegates to IAM)")
         return Decision(False, "no statement of the key policy allows it"
-                        if not resource_delegates else _no_identity_allow(identity_allows, within_boundary))
+                        if not resource_delegates else _no_identity_allow(capped, within_boundary))
     if resource_direct:
         return Decision(True, f"allowed by {resource_direct[0].where}")
     if request.principal.service:
@@ -404,10 +431,10 @@ def evaluate(request: AuthzRequest, identity: Iterable[PolicySource] = (),
         return Decision(False, f"no statement of {where} allows the service principal")
     if identity_allows and within_boundary:
         return Decision(True, f"allowed by {identity_allows[0].where}")
-    return Decision(False, _no_identity_allow(identity_allows, within_boundary))
+    return Decision(False, _no_identity_allow(capped, within_boundary))
 
 
-def _no_identity_allow(identity_allows: list[_Match], within_boundary: bool) -> str:
-    if identity_allows and not within_boundary:
+def _no_identity_allow(capped: list[_Match], within_boundary: bool) -> str:
+    if not within_boundary and capped:
         return "not allowed by the permissions boundary"
     return "no identity-based policy allows the action"

@@ -231,3 +231,42 @@ def test_a_matching_explicit_deny_always_denies(action: str, allowed: list[str],
         assert not decision.allowed
     else:
         assert decision.allowed == any(wildcard_match(p, action, ignore_case=True) for p in allowed)
+
+
+BOUNDARY = [PolicySource("boundary", json.dumps({"Statement": [allow("dynamodb:GetItem")]}))]
+
+
+def test_a_resource_policy_naming_the_role_is_capped_by_the_permissions_boundary():
+    # "Resource-based policies that grant permissions to an IAM role ARN are limited by an implicit
+    # deny in a permissions boundary or session policy" (IAM, policy evaluation logic).
+    queue_policy = policy({"Effect": "Allow", "Principal": {"AWS": ROLE}, "Action": "sqs:SendMessage", "Resource": QUEUE})
+    decision = evaluate(request("sqs:SendMessage", QUEUE), [], queue_policy, boundary=BOUNDARY)
+    assert not decision.allowed and decision.reason == "not allowed by the permissions boundary"
+
+
+def test_a_resource_policy_naming_the_session_is_not_capped_by_the_permissions_boundary():
+    queue_policy = policy({"Effect": "Allow", "Principal": {"AWS": SESSION}, "Action": "sqs:SendMessage",
+                           "Resource": QUEUE})
+    assert evaluate(request("sqs:SendMessage", QUEUE), [], queue_policy, boundary=BOUNDARY).allowed
+
+
+def _deny_all_but(*names: str) -> PolicySource:
+    return policy({"Effect": "Deny", "NotPrincipal": {"AWS": list(names)}, "Action": "sqs:*", "Resource": QUEUE})
+
+
+def test_not_principal_naming_only_the_role_does_not_spare_its_sessions():
+    everyone = policy(allow("sqs:SendMessage", QUEUE))
+    assert not evaluate(request("sqs:SendMessage", QUEUE), [everyone], _deny_all_but(ROLE)).allowed
+
+
+def test_not_principal_naming_the_session_its_role_and_account_spares_it():
+    everyone = policy(allow("sqs:SendMessage", QUEUE))
+    spared = _deny_all_but(SESSION, ROLE, f"arn:aws:iam::{ACCOUNT}:root")
+    assert evaluate(request("sqs:SendMessage", QUEUE), [everyone], spared).allowed
+
+
+def test_for_any_value_with_a_negated_operator_on_a_missing_key_does_not_match():
+    # "ForAnyValue ... For no matching key or a null dataset, the condition returns false."
+    statement = allow("dynamodb:PutItem", TABLE,
+                      Condition={"ForAnyValue:StringNotEquals": {"aws:TagKeys": ["secret"]}})
+    assert not evaluate(request(), [policy(statement)]).allowed

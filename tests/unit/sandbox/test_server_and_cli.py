@@ -32,13 +32,14 @@ def _function(aws, role_arn) -> str:
         Code={"ZipFile": zip_sources({"h.py": "def h(e, c):\n    return {}\n"})})["FunctionArn"]
 
 
-def _until_no_poller_reads(box, mapping_uuid: str, timeout: float = 10.0) -> None:
-    """Deleting a mapping stops its poller at the sandbox's next reconcile, not inside the call, and
-    a receive in flight ends first: until then the deleted mapping may still deliver, as a mapping
-    in AWS's Deleting state may."""
+def _until_pollers_read(box, mapping_uuid: str, reading: bool, timeout: float = 10.0) -> None:
+    """Until the sandbox runs a poller for the mapping (``reading``) or none any more. The pollers
+    follow the mappings at each reconcile, not inside the Lambda API's calls, and a stopped poller's
+    receive in flight ends first: meanwhile a deleted mapping may still deliver, as one in AWS's
+    Deleting state may."""
     deadline = time.monotonic() + timeout
-    while any(p["uuid"] == mapping_uuid for p in box.control("GET", "pollers")):
-        assert time.monotonic() < deadline, f"the poller of deleted mapping {mapping_uuid} still runs"
+    while any(p["uuid"] == mapping_uuid for p in box.control("GET", "pollers")) != reading:
+        assert time.monotonic() < deadline, f"the pollers of mapping {mapping_uuid}: never {reading=}"
         time.sleep(0.05)
 
 
@@ -47,8 +48,9 @@ def test_a_deleted_sqs_mapping_delivers_nothing(sandbox, aws, role_arn):
     url = aws("sqs").create_queue(QueueName=unique("queue"))["QueueUrl"]
     arn = aws("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     esm = aws("lambda").create_event_source_mapping(EventSourceArn=arn, FunctionName=_function(aws, role_arn))
+    _until_pollers_read(sandbox, esm["UUID"], reading=True)  # a reconcile under way has seen the mapping
     aws("lambda").delete_event_source_mapping(UUID=esm["UUID"])
-    _until_no_poller_reads(sandbox, esm["UUID"])
+    _until_pollers_read(sandbox, esm["UUID"], reading=False)
     aws("sqs").send_message(QueueUrl=url, MessageBody="kept")
     time.sleep(0.5)
     received = aws("sqs").receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])
