@@ -224,18 +224,15 @@ class Authorizer:
             self.log.add(principal, label, need, decision)
             return [Verdict(need, decision)]
         return [Verdict(need, decision) for need, decision in
-                zip(needs, self._decide_all(principal, needs, label, call.region), strict=True)]
+                zip(needs, self.decide(principal, needs, label, call.region), strict=True)]
 
     def allows(self, principal: Principal, actions: tuple[str, ...], resource: str, label: str, region: str) -> bool:
         """Whether every action a service performs with the principal's credentials (Lambda's logs) is allowed."""
         needs = [Need(action, resource) for action in actions]
-        return all(d.allowed for d in self._decide_all(principal, needs, label, region))
+        return all(d.allowed for d in self.decide(principal, needs, label, region))
 
     def decide(self, principal: Principal, needs: list[Need], label: str, region: str) -> list[Decision]:
         """The decision on each of ``needs`` (with their condition context), recorded in the report."""
-        return self._decide_all(principal, needs, label, region)
-
-    def _decide_all(self, principal: Principal, needs: list[Need], label: str, region: str) -> list[Decision]:
         identity, boundary = self.identity_policies(principal)
         base = request_context(principal, region)
         return [self._decide(principal, need, label, base, identity, boundary) for need in needs]
@@ -343,7 +340,7 @@ def delivery_key_arn(target_arn: str) -> str | None:
     """The customer managed key a service must be allowed to use to deliver to a queue or topic."""
     key = _target_key(target_arn)
     _, _, _, region, account, _ = target_arn.split(":", 5)
-    return _key_arn(key, region, account) if key else None
+    return key_arn(key, region, account) if key else None
 
 
 def _stream_key(call: ApiCall, need: Need) -> str | None:
@@ -402,7 +399,7 @@ def kms_checked_for(action: str) -> tuple[str, ...]:
     return entry[0] if entry else ()
 
 
-def _key_arn(key: str, region: str, account: str) -> str | None:
+def key_arn(key: str, region: str, account: str) -> str | None:
     """A key id, key ARN, alias name or alias ARN as the key's ARN; None for AWS-managed keys (an
     ``alias/aws/<service>`` alias names them, as for the key moto makes a table with no key given)."""
     if "alias/aws/" in key:
@@ -436,16 +433,16 @@ def kms_on_behalf(call: ApiCall, needs: list[Need], account: str) -> list[Need]:
             key = find(call, need)
         except (KeyError, IndexError, LookupError):
             continue
-        key_arn = _key_arn(key, call.region, account) if key else None
-        if key_arn is None:
+        arn = key_arn(key, call.region, account) if key else None
+        if arn is None:
             continue
         service = need.action.split(":")[0]
         context = {"kms:viaservice": [f"{service}.{call.region}.amazonaws.com"], "kms:calleraccount": [account]}
         if service == "dynamodb":
             context |= {"kms:encryptioncontext:aws:dynamodb:tablename": [need.resource.split("/")[1]],
                         "kms:encryptioncontext:aws:dynamodb:subscriberid": [account]}
-        extra += [Need(action, key_arn, context) for action in actions
-                  if all((action, key_arn) != (e.action, e.resource) for e in extra)]
+        extra += [Need(action, arn, context) for action in actions
+                  if all((action, arn) != (e.action, e.resource) for e in extra)]
     return extra
 
 

@@ -34,6 +34,7 @@ from moto.stepfunctions.responses import StepFunctionResponse
 
 from tapharness.sandbox import patches
 from tapharness.sandbox.asl import validate_state_machine_definition
+from tapharness.sandbox.iam.authorizer import key_arn
 from tapharness.sandbox.iam.catalog import Need
 from tapharness.sandbox.iam.sessions import AssumeRoleRefused
 from tapharness.sandbox.patches import patch
@@ -63,7 +64,7 @@ _TASK_ROLE = threading.local()
 _BOTO_CLIENT_FOR = boto_client.boto_client_for
 _EXECUTE_INTEGRATION = lambda_eval_utils.execute_lambda_function_integration
 _EXEC_LAMBDA = lambda_eval_utils.exec_lambda_function
-_EVAL_SERVICE_TASK = StateTaskService._eval_execution
+_EVAL_SERVICE_EXECUTION = StateTaskService._eval_execution
 
 
 def _task_client(region: str, service: str, state_credentials: Any = None) -> Any:
@@ -88,27 +89,20 @@ def _machine_role(env: Any) -> tuple[str, str]:
     return context["Execution"]["RoleArn"], context["StateMachine"]["Id"]
 
 
-def _as_machine_role(original: Callable[..., Any]) -> Callable[..., Any]:
-    def run(env: Any, *args: Any, **kwargs: Any) -> Any:
-        _TASK_ROLE.current = _machine_role(env)
+def _as_machine_role(original: Callable[..., Any], env_at: int = 0) -> Callable[..., Any]:
+    """``original`` with its tasks' clients signed as the execution's role (its ``env`` is argument ``env_at``)."""
+    def run(*args: Any, **kwargs: Any) -> Any:
+        _TASK_ROLE.current = _machine_role(kwargs["env"] if "env" in kwargs else args[env_at])
         try:
-            return original(env, *args, **kwargs)
+            return original(*args, **kwargs)
         finally:
             _TASK_ROLE.current = None
     return run
 
 
-def _service_task_as_machine_role(self: StateTaskService, env: Any) -> None:
-    _TASK_ROLE.current = _machine_role(env)
-    try:
-        _EVAL_SERVICE_TASK(self, env)
-    finally:
-        _TASK_ROLE.current = None
-
-
 patch.replace(lambda_eval_utils, "execute_lambda_function_integration", _as_machine_role(_EXECUTE_INTEGRATION))
 patch.replace(lambda_eval_utils, "exec_lambda_function", _as_machine_role(_EXEC_LAMBDA))
-patch.replace(StateTaskService, "_eval_execution", _service_task_as_machine_role)
+patch.replace(StateTaskService, "_eval_execution", _as_machine_role(_EVAL_SERVICE_EXECUTION, env_at=1))
 
 
 # --- Starting an execution ----------------------------------------------------------------
@@ -137,14 +131,16 @@ def _check_machine_key(machine: Any) -> None:
     if guard is None or key is None:
         return
     _, _, _, region, account, _ = machine.arn.split(":", 5)
-    key_arn = key if key.startswith("arn:") else f"arn:aws:kms:{region}:{account}:key/{key}"
+    arn = key_arn(key, region, account)
+    if arn is None:
+        return
     context = {"kms:encryptioncontext:aws:states:statemachinearn": [machine.arn]}
-    needs = [Need("kms:Decrypt", key_arn, context), Need("kms:GenerateDataKey", key_arn, context)]
+    needs = [Need("kms:Decrypt", arn, context), Need("kms:GenerateDataKey", arn, context)]
     logging = machine.loggingConfiguration or {}
     if logging.get("level", "OFF") != "OFF":
-        needs.append(Need("kms:GenerateDataKey", key_arn,
+        needs.append(Need("kms:GenerateDataKey", arn,
                           {"kms:encryptioncontext:sourcearn": [f"arn:aws:logs:{region}:{account}:*"]}))
-        guard.authorizer.authorize_service("delivery.logs.amazonaws.com", "kms:Decrypt", key_arn, None, account,
+        guard.authorizer.authorize_service("delivery.logs.amazonaws.com", "kms:Decrypt", arn, None, account,
                                            region)
     try:
         credentials = guard.sessions.credentials(machine.roleArn, machine.name, "states.amazonaws.com", machine.arn)
