@@ -281,7 +281,10 @@ def harness_python() -> Path:
 
 
 def _venv(requirements: Path, name: str, python: Path) -> Path:
-    key = _hash_files([requirements])
+    """The venv of ``requirements`` on ``python``, every package at the version its lock file
+    (``<requirements>.lock`` beside it) pins: a fresh machine gets what was tested."""
+    lock = requirements.with_suffix(".lock")
+    key = _hash_files([requirements, lock])
     version = _python_version(str(python))
     if version is None:
         raise SystemExit(f"{python} does not run: set TAPSTACK_PYTHON to a working CPython {LAMBDA_PYTHON_VERSION}")
@@ -293,7 +296,8 @@ def _venv(requirements: Path, name: str, python: Path) -> Path:
     _say(f"creating {name} venv from {requirements.name} on {python}")
     shutil.rmtree(venv, ignore_errors=True)
     subprocess.run([str(python), "-m", "venv", str(venv)], check=True)
-    _run_logged([str(venv / "bin" / "pip"), "install", "--disable-pip-version-check", "-r", str(requirements)],
+    _run_logged([str(venv / "bin" / "pip"), "install", "--disable-pip-version-check", "-r", str(requirements),
+                "-c", str(lock)],
                 CACHE / "logs" / f"{name}-{key}.log", f"pip install ({name})")
     marker.touch()
     return venv

@@ -81,3 +81,32 @@ def test_wrapper_works_with_itself_on_path() -> None:
     result = subprocess.run(["tofu", "version"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
                             check=False)
     assert result.returncode == 0 and "OpenTofu" in result.stdout, result.stdout + result.stderr
+
+
+def _pins(lock: Path) -> dict[str, str]:
+    pins = {}
+    for line in lock.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def test_every_package_of_the_harness_venv_is_the_version_the_lock_pins() -> None:
+    """A package the lock does not pin, or pins at another version, is one a fresh machine may
+    install differently (a newer botocore once broke every Athena call against moto)."""
+    from importlib import metadata
+
+    installed = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in metadata.distributions()}
+    installed = {name: version for name, version in installed.items() if name not in ("pip", "setuptools", "wheel")}
+    pins = _pins(ROOT / "requirements.lock")
+    differing = {name: (version, pins.get(name)) for name, version in installed.items() if pins.get(name) != version}
+    assert differing == {}, f"installed vs requirements.lock: {differing}"
+
+
+def test_every_requirement_is_pinned_in_the_lock_at_its_own_version() -> None:
+    pins = _pins(ROOT / "requirements.lock")
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert pins.get(name.split("[")[0].lower()) == version, f"{line} is not what requirements.lock pins"
