@@ -79,40 +79,49 @@ class PollerManager(threading.Thread):
         poller.start()
 
     def reconcile(self) -> None:
-        """One pass: start pollers for new mappings/shards, update settings, stop removed ones."""
+        """One pass: start pollers for new mappings/shards, update settings, stop removed ones.
+
+        A mapping whose source cannot be read (its role may not list the shards) keeps the pollers
+        it has and is tried again next pass; it never holds up the other mappings."""
         wanted: set[tuple[str, str]] = set()
         for config in self._mappings():
-            if not config.enabled:
+            if not config.enabled or config.source_kind not in ("sqs", "kinesis", "dynamodb"):
                 continue
-            kind = config.source_kind
-            if kind not in ("sqs", "kinesis", "dynamodb"):
-                continue
-            as_role = self._role_clients(config.function_arn)
-            if kind == "sqs":
-                keys: list[tuple[str, str]] = [(config.uuid, "queue")]
+            try:
+                wanted.update(self._reconcile_mapping(config))
+            except POLLER_ERRORS as exc:
+                log.warning("event source mapping %s: reading %s failed: %s", config.uuid, config.source_arn, exc)
                 with self._lock:
-                    if keys[0] not in self.pollers:
-                        self._start(keys[0], QueuePoller(config, as_role, self.settings, self.invoker))
-            else:
-                source: StreamSource = (KinesisSource(as_role, config.source_arn) if kind == "kinesis"
-                                        else DynamoDBStreamSource(as_role, config.source_arn))
-                keys = [(config.uuid, shard) for shard in source.shard_ids()]
-                role = self._role(config.function_arn)
-                with self._lock:
-                    for key in keys:
-                        if key not in self.pollers:
-                            self._start(key, ShardPoller(config, source, key[1], as_role, self.settings, role,
-                                                         self.invoker))
-            wanted.update(keys)
-            with self._lock:
-                for key in keys:
-                    self.pollers[key].config = config
+                    wanted.update(key for key in self.pollers if key[0] == config.uuid)
         with self._lock:
             gone = [key for key in self.pollers if key not in wanted]
             for key in gone:
                 self.stopping[key] = self.pollers.pop(key)
                 self.stopping[key].stop()
             self.stopping = {key: p for key, p in self.stopping.items() if p.is_alive()}
+
+    def _reconcile_mapping(self, config: MappingConfig) -> list[tuple[str, str]]:
+        """Start the pollers one mapping lacks and give them its current settings: their keys."""
+        as_role = self._role_clients(config.function_arn)
+        if config.source_kind == "sqs":
+            keys: list[tuple[str, str]] = [(config.uuid, "queue")]
+            with self._lock:
+                if keys[0] not in self.pollers:
+                    self._start(keys[0], QueuePoller(config, as_role, self.settings, self.invoker))
+        else:
+            source: StreamSource = (KinesisSource(as_role, config.source_arn) if config.source_kind == "kinesis"
+                                    else DynamoDBStreamSource(as_role, config.source_arn))
+            keys = [(config.uuid, shard) for shard in source.shard_ids()]
+            role = self._role(config.function_arn)
+            with self._lock:
+                for key in keys:
+                    if key not in self.pollers:
+                        self._start(key, ShardPoller(config, source, key[1], as_role, self.settings, role,
+                                                     self.invoker))
+        with self._lock:
+            for key in keys:
+                self.pollers[key].config = config
+        return keys
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Per poller: mapping, source, shard, state (running, or stopping until its thread ends) and counters."""

@@ -141,29 +141,178 @@ def test_kms_encrypted_stream_also_needs_the_key(aws, sandbox, role):
     assert records_in(aws, name) == 0
 
 
-def test_role_lambda_cannot_assume_makes_the_invocation_fail(aws, sandbox, role):
-    role_arn = role(services=("states.amazonaws.com",))
-    arn = function(aws, role_arn, "def lambda_handler(e, c):\n    return 1\n", {})
+def refusal(call: Callable[[], Any]) -> str:
+    """The InvalidParameterValueException message Lambda answers ``call`` with."""
+    with pytest.raises(ClientError) as refused:
+        call()
+    assert refused.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    return refused.value.response["Error"]["Message"]
+
+
+def create(aws: Callable[[str], Any], role_arn: str, **config: Any) -> str:
+    return aws("lambda").create_function(
+        FunctionName=unique("fn"), Runtime="python3.12", Role=role_arn, Handler="handler.lambda_handler",
+        Code={"ZipFile": zip_sources({"handler.py": "def lambda_handler(e, c):\n    return 1\n"})},
+        **config)["FunctionArn"]
+
+
+ENI = {"Effect": "Allow", "Action": ["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces",
+                                      "ec2:DeleteNetworkInterface"], "Resource": "*"}
+VPC = {"VpcConfig": {"SubnetIds": ["subnet-0a1b2c3d"], "SecurityGroupIds": ["sg-0a1b2c3d"]}}
+
+
+def queue_arn_of(aws: Callable[[str], Any], url: str) -> str:
+    return aws("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def test_create_function_refuses_a_role_lambda_cannot_assume(aws, sandbox, role):
+    message = refusal(lambda: create(aws, role(services=("states.amazonaws.com",))))
+    assert message == "The role defined for the function cannot be assumed by Lambda."
+
+
+def test_a_trust_policy_changed_after_creation_makes_the_invocation_fail(aws, sandbox, role):
+    role_arn = role()
+    arn = create(aws, role_arn)
+    aws("iam").update_assume_role_policy(RoleName=role_arn.split("/")[-1],
+                                         PolicyDocument=trust("states.amazonaws.com"))
     response = aws("lambda").invoke(FunctionName=arn, Payload=b"{}")
     assert response.get("FunctionError")
     assert "cannot be assumed by Lambda" in json.loads(response["Payload"].read())["errorMessage"]
 
 
+def test_a_function_in_a_vpc_needs_its_role_to_manage_network_interfaces(aws, sandbox, role):
+    without = role(WRITE_LOGS)
+    assert refusal(lambda: create(aws, without, **VPC)) == (
+        "The provided execution role does not have permissions to call CreateNetworkInterface on EC2")
+    assert [d["action"] for d in denials(sandbox, without)] == ["ec2:CreateNetworkInterface"]
+    partial = role({**ENI, "Action": ["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces"]})
+    assert "call DeleteNetworkInterface on EC2" in refusal(lambda: create(aws, partial, **VPC))
+    assert create(aws, role(ENI), **VPC)
+
+
+def test_eni_permissions_on_named_subnets_only_do_not_count(aws, sandbox, role):
+    """Lambda's guide: allow them "on all resources ("Resource": "*")"."""
+    named = role({**ENI, "Resource": f"arn:aws:ec2:us-east-1:{ACCOUNT}:subnet/subnet-0a1b2c3d"})
+    assert "CreateNetworkInterface" in refusal(lambda: create(aws, named, **VPC))
+
+
+def test_a_dead_letter_queue_needs_send_message_on_it(aws, sandbox, role):
+    dlq = queue_arn_of(aws, aws("sqs").create_queue(QueueName=unique("dlq"))["QueueUrl"])
+    config = {"DeadLetterConfig": {"TargetArn": dlq}}
+    elsewhere = role({"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": f"{dlq}-other"})
+    assert refusal(lambda: create(aws, elsewhere, **config)) == (
+        "The provided execution role does not have permissions to call SendMessage on SQS")
+    assert create(aws, role({"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": dlq}), **config)
+
+
+def test_a_dead_letter_topic_needs_publish_on_it(aws, sandbox, role):
+    topic = aws("sns").create_topic(Name=unique("dlt"))["TopicArn"]
+    assert refusal(lambda: create(aws, role(), DeadLetterConfig={"TargetArn": topic})) == (
+        "The provided execution role does not have permissions to call Publish on SNS")
+
+
+def test_a_configuration_update_is_checked_like_a_creation(aws, sandbox, role):
+    arn = create(aws, role())
+    dlq = queue_arn_of(aws, aws("sqs").create_queue(QueueName=unique("dlq"))["QueueUrl"])
+    assert "call SendMessage on SQS" in refusal(lambda: aws("lambda").update_function_configuration(
+        FunctionName=arn, DeadLetterConfig={"TargetArn": dlq}))
+    assert "call CreateNetworkInterface on EC2" in refusal(lambda: aws("lambda").update_function_configuration(
+        FunctionName=arn, **VPC))
+    aws("lambda").update_function_configuration(FunctionName=arn, Timeout=30)  # touches nothing the role needs
+
+
+def test_a_stream_mapping_is_refused_when_the_role_cannot_read_the_stream(aws, sandbox, role):
+    _, stream_arn = stream(aws)
+    arn = create(aws, role({"Effect": "Allow", "Action": ["kinesis:DescribeStream", "kinesis:GetShardIterator"],
+                            "Resource": stream_arn}))
+    assert refusal(lambda: aws("lambda").create_event_source_mapping(
+        FunctionName=arn, EventSourceArn=stream_arn, StartingPosition="TRIM_HORIZON")) == (
+        f"Cannot access stream {stream_arn}. Please ensure the role can perform the GetRecords, GetShardIterator, "
+        "DescribeStream, and ListStreams Actions on your stream in IAM.")
+    assert aws("lambda").list_event_source_mappings(FunctionName=arn)["EventSourceMappings"] == []
+
+
+def test_a_dynamodb_stream_mapping_needs_list_streams_on_every_resource(aws, sandbox, role):
+    table = unique("table")
+    stream_arn = aws("dynamodb").create_table(
+        TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})["TableDescription"]["LatestStreamArn"]
+    reads = {"Effect": "Allow", "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords",
+                                            "dynamodb:GetShardIterator", "dynamodb:ListStreams"],
+             "Resource": stream_arn}
+    arn = create(aws, role(reads))
+    assert refusal(lambda: aws("lambda").create_event_source_mapping(
+        FunctionName=arn, EventSourceArn=stream_arn, StartingPosition="LATEST")).startswith(f"Cannot access stream {stream_arn}.")
+    arn = create(aws, role(reads, {"Effect": "Allow", "Action": "dynamodb:ListStreams", "Resource": "*"}))
+    assert aws("lambda").create_event_source_mapping(FunctionName=arn, EventSourceArn=stream_arn,
+                                                     StartingPosition="LATEST")["UUID"]
+
+
+def test_an_sqs_mapping_needs_receive_delete_and_get_attributes(aws, sandbox, role):
+    queue = queue_arn_of(aws, aws("sqs").create_queue(QueueName=unique("in"))["QueueUrl"])
+    arn = create(aws, role({"Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:GetQueueAttributes"],
+                            "Resource": queue}))
+    assert refusal(lambda: aws("lambda").create_event_source_mapping(FunctionName=arn, EventSourceArn=queue)) == (
+        "The function execution role does not have permissions to call DeleteMessage on SQS")
+
+
+def test_an_on_failure_destination_needs_send_message_when_the_mapping_is_made_or_changed(aws, sandbox, role):
+    _, stream_arn = stream(aws)
+    target = queue_arn_of(aws, aws("sqs").create_queue(QueueName=unique("failed"))["QueueUrl"])
+    reads = {"Effect": "Allow", "Action": ["kinesis:DescribeStream", "kinesis:GetRecords",
+                                            "kinesis:GetShardIterator"], "Resource": stream_arn}
+    arn = create(aws, role(reads))
+    destination = {"OnFailure": {"Destination": target}}
+    assert refusal(lambda: aws("lambda").create_event_source_mapping(
+        FunctionName=arn, EventSourceArn=stream_arn, StartingPosition="LATEST", DestinationConfig=destination)) == (
+        "The provided execution role does not have permissions to call SendMessage on SQS")
+    mapping = aws("lambda").create_event_source_mapping(FunctionName=arn, EventSourceArn=stream_arn,
+                                                        StartingPosition="LATEST")["UUID"]
+    assert "call SendMessage on SQS" in refusal(lambda: aws("lambda").update_event_source_mapping(
+        UUID=mapping, DestinationConfig=destination))
+
+
 def test_event_source_mapping_reads_its_stream_as_the_function_role(aws, sandbox, role):
+    """A permission taken away after the mapping was made: the mapping's own reads are refused."""
     name, stream_arn = stream(aws)
     out = aws("sqs").create_queue(QueueName=unique("out"))
     out_arn = f"arn:aws:sqs:us-east-1:{ACCOUNT}:{out['QueueUrl'].rsplit('/', 1)[-1]}"
     role_arn = role({"Effect": "Allow", "Action": ["kinesis:DescribeStream", "kinesis:ListShards",
-                                                    "kinesis:GetShardIterator"], "Resource": stream_arn},
+                                                    "kinesis:GetShardIterator", "kinesis:GetRecords"],
+                     "Resource": stream_arn},
                     {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": out_arn})
     arn = function(aws, role_arn, RECORDER, {"OUT": out["QueueUrl"]})
-    aws("kinesis").put_record(StreamName=name, Data=b"{}", PartitionKey="u1")
     aws("lambda").create_event_source_mapping(FunctionName=arn, EventSourceArn=stream_arn,
                                               StartingPosition="TRIM_HORIZON", BatchSize=10)
-    found = wait_until(lambda: [d for d in denials(sandbox, role_arn) if d["action"] == "kinesis:GetRecords"],
-                       what="the mapping's GetRecords denial")
+    aws("iam").put_role_policy(RoleName=role_arn.split("/")[-1], PolicyName="deny-reads", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "kinesis:GetRecords", "Resource": "*"}]}))
+    aws("kinesis").put_record(StreamName=name, Data=b"{}", PartitionKey="u1")
+    found = wait_until(lambda: [d for d in denials(sandbox, role_arn) if d["action"] == "kinesis:GetRecords"
+                                and "explicit deny" in d["reason"]], what="the mapping's GetRecords denial")
     assert found[0]["resource"] == stream_arn
     assert aws("sqs").receive_message(QueueUrl=out["QueueUrl"], WaitTimeSeconds=1).get("Messages") is None
+
+
+def test_a_mapping_whose_role_cannot_list_shards_does_not_hold_up_the_others(aws, sandbox, role):
+    _, blocked_arn = stream(aws)
+    no_list = role({"Effect": "Allow", "Action": ["kinesis:DescribeStream", "kinesis:GetRecords",
+                                                   "kinesis:GetShardIterator"], "Resource": blocked_arn})
+    aws("lambda").create_event_source_mapping(FunctionName=create(aws, no_list), EventSourceArn=blocked_arn,
+                                              StartingPosition="LATEST")
+    wait_until(lambda: [d for d in denials(sandbox, no_list) if d["action"] == "kinesis:ListShards"],
+               what="the blocked mapping's ListShards denial")
+    name, stream_arn = stream(aws)
+    out = aws("sqs").create_queue(QueueName=unique("out"))["QueueUrl"]
+    reader = role({"Effect": "Allow", "Action": ["kinesis:DescribeStream", "kinesis:ListShards",
+                                                  "kinesis:GetShardIterator", "kinesis:GetRecords"],
+                   "Resource": stream_arn},
+                  {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn_of(aws, out)})
+    aws("lambda").create_event_source_mapping(FunctionName=function(aws, reader, RECORDER, {"OUT": out}),
+                                              EventSourceArn=stream_arn, StartingPosition="TRIM_HORIZON")
+    aws("kinesis").put_record(StreamName=name, Data=b"{}", PartitionKey="u1")
+    assert wait_until(lambda: aws("sqs").receive_message(QueueUrl=out, WaitTimeSeconds=1).get("Messages"),
+                      what="the other mapping's delivery")
 
 
 def test_api_gateway_needs_the_function_permission(aws, sandbox, role):
