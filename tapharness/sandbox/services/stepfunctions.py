@@ -5,7 +5,8 @@ install it with ``asl.install()``), ListStateMachineVersions, StartExecution wit
 under IAM (``patches.GUARD``): every task (Lambda, SQS, SNS, DynamoDB, EventBridge, Step
 Functions, aws-sdk, ...) called as the state machine's role, or as the task's own
 ``Credentials.RoleArn``; and a state machine under a customer managed key starts only if its role
-may use the key, as AWS's "Data at rest encryption in Step Functions" requires.
+may use the key, as AWS's "Data at rest encryption in Step Functions" requires; a Choice on a
+path the input lacks fails with States.Runtime, as on AWS.
 """
 
 from __future__ import annotations
@@ -19,6 +20,26 @@ from typing import Any
 
 from moto.core.exceptions import AWSError
 from moto.core.utils import unix_time
+from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
+    StatesErrorName,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+    StatesErrorNameType,
+)
+from moto.stepfunctions.parser.asl.component.state.choice.comparison.comparison_operator_type import (
+    ComparisonOperatorType,
+)
+from moto.stepfunctions.parser.asl.component.state.choice.comparison.comparison_variable import (
+    ComparisonVariable,
+)
+from moto.stepfunctions.parser.asl.component.state.choice.comparison.variable import (
+    NoSuchVariable,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import (
     lambda_eval_utils,
 )
@@ -28,6 +49,8 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
     StateTaskService,
 )
+from moto.stepfunctions.parser.asl.eval.environment import Environment
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.utils import boto_client
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
@@ -161,3 +184,29 @@ def _start_execution(self: StepFunctionsParserBackend, state_machine_arn: str, n
     so the second one fails with ExecutionAlreadyExists); a customer managed key is checked first."""
     _check_machine_key(self.describe_state_machine(state_machine_arn))
     return _SFN_START_EXECUTION(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
+
+
+# --- ASL runtime errors moto forgives -----------------------------------------------------
+
+_INVALID_CHOICE_PATH = "Invalid path '{path}': The choice state's condition path references an invalid value."
+
+
+@patch(ComparisonVariable, "_eval_body")
+def _compare_variable(self: ComparisonVariable, env: Environment) -> None:
+    """A Choice rule whose ``Variable`` path is not in the input fails the execution with
+    States.Runtime ("A States.Runtime error isn't retriable, and will always cause the execution to
+    fail": concepts-error-handling.html), unless the rule asks ``IsPresent``; moto's interpreter
+    compares a placeholder instead and takes the Default branch."""
+    self.variable.eval(env)
+    if (isinstance(env.stack[-1], NoSuchVariable)
+            and self.comparison_function.operator_type != ComparisonOperatorType.IsPresent):
+        env.stack.pop()
+        cause = _INVALID_CHOICE_PATH.format(path=self.variable.string_sampler.literal_value)
+        raise FailureEventException(FailureEvent(
+            env=env, error_name=StatesErrorName(typ=StatesErrorNameType.StatesRuntime),
+            event_type=HistoryEventType.ExecutionFailed,
+            event_details=EventDetails(executionFailedEventDetails=ExecutionFailedEventDetails(
+                error=StatesErrorNameType.StatesRuntime.to_name(),
+                cause=f"An error occurred while executing the state '{env.next_state_name}' "
+                      f"(entered at the event id #{env.event_history_context.source_event_id}). {cause}"))))
+    self.comparison_function.eval(env)

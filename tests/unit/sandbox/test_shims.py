@@ -39,6 +39,44 @@ def test_executions_started_without_a_name_get_distinct_names(aws, role_arn):
     assert first != second and not first.endswith(":None")
 
 
+def _choose(variable_test: dict) -> str:
+    return json.dumps({"StartAt": "Choose", "States": {
+        "Choose": {"Type": "Choice", "Choices": [{"Variable": "$.tier", **variable_test, "Next": "Gold"}],
+                   "Default": "Other"},
+        "Gold": {"Type": "Pass", "Result": {"branch": "gold"}, "End": True},
+        "Other": {"Type": "Pass", "Result": {"branch": "other"}, "End": True}}})
+
+
+def _run_to_end(aws, definition: str, role_arn: str, execution_input: dict) -> dict:
+    sfn = aws("stepfunctions")
+    arn = sfn.create_state_machine(name=unique("sm"), definition=definition, roleArn=role_arn)["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=arn, name=unique("run"),
+                                    input=json.dumps(execution_input))["executionArn"]
+    deadline = time.monotonic() + 30
+    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the execution did not end"
+        time.sleep(0.05)
+    return described
+
+
+def test_a_choice_on_a_path_the_input_lacks_fails_the_execution_with_states_runtime(aws, role_arn):
+    described = _run_to_end(aws, _choose({"StringEquals": "gold"}), role_arn, {"user": "u1"})
+    assert (described["status"], described["error"]) == ("FAILED", "States.Runtime")
+    assert described["cause"].startswith("An error occurred while executing the state 'Choose'")
+    assert described["cause"].endswith(
+        "Invalid path '$.tier': The choice state's condition path references an invalid value.")
+
+
+def test_a_choice_on_a_present_path_takes_its_branch(aws, role_arn):
+    described = _run_to_end(aws, _choose({"StringEquals": "gold"}), role_arn, {"tier": "gold"})
+    assert (described["status"], json.loads(described["output"])) == ("SUCCEEDED", {"branch": "gold"})
+
+
+def test_is_present_on_a_missing_path_is_false_not_an_error(aws, role_arn):
+    described = _run_to_end(aws, _choose({"IsPresent": True}), role_arn, {"user": "u1"})
+    assert (described["status"], json.loads(described["output"])) == ("SUCCEEDED", {"branch": "other"})
+
+
 def test_query_definition_round_trip(aws):
     logs = aws("logs")
     name = unique("viewing-patterns")
