@@ -17,7 +17,12 @@ import pytest
 from moto import mock_aws
 
 from tapharness.sandbox.iam.catalog import needs
-from tapharness.sandbox.iam.policy import AuthzRequest, PolicySource, Principal, evaluate
+from tapharness.sandbox.iam.policy import (
+    AuthzRequest,
+    PolicySource,
+    Principal,
+    evaluate,
+)
 
 from .test_iam_catalog import wire
 
