@@ -267,19 +267,21 @@ class Authorizer:
         return decision
 
     def authorize_service(self, service: str, action: str, resource: str, source_arn: str | None,
-                          source_account: str, region: str) -> Decision:
+                          source_account: str, region: str, context: dict[str, list[str]] | None = None) -> Decision:
         """May ``service`` (``apigateway.amazonaws.com``) perform ``action`` on ``resource`` for ``source_arn``?
 
         The resource's own policy decides (a function's permissions, a queue's or topic's
         policy, a key policy, a role's trust policy); the service sends ``aws:SourceArn``
-        (when it has one) and ``aws:SourceAccount``, as AWS services do.
+        (when it has one) and ``aws:SourceAccount``, as AWS services do, and ``context`` (an
+        encryption context) when the service sends one.
         """
         principal = Principal(f"service:{service}", source_account, service=service)
-        context = {**request_context(principal, region), "aws:sourceaccount": [source_account]}
+        request = {**request_context(principal, region), "aws:sourceaccount": [source_account], **(context or {})}
         if source_arn:
-            context["aws:sourcearn"] = [source_arn]
+            request["aws:sourcearn"] = [source_arn]
         policy = self.resource_policy(resource)
-        decision = evaluate(AuthzRequest(principal, action, resource, context), (), policy)
+        decision = evaluate(AuthzRequest(principal, action, resource, request), (), policy,
+                            key_policy=action.startswith("kms:"))
         self.log.add(principal, f"{service} → {action}", Need(action, resource), decision)
         return decision
 

@@ -1,5 +1,6 @@
-"""CloudWatch Logs: query definitions (kept on the backend), and Logs Insights queries run by
-the sandbox's engine (``tapharness.sandbox.insights``) where moto's StartQuery only lists events."""
+"""CloudWatch Logs: query definitions (kept on the backend), Logs Insights queries run by the
+sandbox's engine (``tapharness.sandbox.insights``) where moto's StartQuery only lists events, and
+under IAM (``patches.GUARD``) a log group's KMS key checked as CloudWatch Logs checks it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from moto.logs import models as logs_models
 from moto.logs.exceptions import LogsClientError
 from moto.logs.responses import LogsResponse
 
-from tapharness.sandbox import insights
+from tapharness.sandbox import insights, patches
+from tapharness.sandbox.iam.authorizer import key_arn
 from tapharness.sandbox.patches import json_error, patch, store
 
 # --- CloudWatch Logs -----------------------------------------------------------------
@@ -63,3 +65,35 @@ def _insights_query(log_groups: list[Any], query: str, start_time: int, end_time
         return insights.run(query, records)
     except insights.MalformedQuery as exc:
         raise LogsClientError("MalformedQueryException", str(exc)) from None
+
+
+# --- A log group's key (under IAM) -----------------------------------------------------------
+# CloudWatch Logs uses a log group's key as the service principal logs.<region>.amazonaws.com,
+# with the log group's ARN as the encryption context ("kms:EncryptionContext:aws:logs:arn"), so
+# the key policy must allow it (CloudWatch Logs user guide, encrypt-log-data-kms.html). A key that
+# does not is refused when the group is created, with the message AWS answers (moto has no AssociateKmsKey).
+
+_CREATE_LOG_GROUP = LogsResponse.create_log_group
+_KEY_USES = ("kms:GenerateDataKey", "kms:Decrypt")
+
+
+def _check_log_group_key(self: LogsResponse, group: str, key: str | None) -> None:
+    if patches.GUARD is None or not key:
+        return
+    account, region = self.current_account, self.region
+    group_arn = f"arn:aws:logs:{region}:{account}:log-group:{group}"
+    arn = key_arn(key, region, account)
+    if arn is None:
+        return
+    context = {"kms:encryptioncontext:aws:logs:arn": [group_arn]}
+    if not all(patches.GUARD.authorizer.authorize_service(f"logs.{region}.amazonaws.com", action, arn, None, account,
+                                                          region, context).allowed for action in _KEY_USES):
+        raise LogsClientError("AccessDeniedException", "The specified KMS key does not exist or is not allowed to "
+                              f"be used with Arn '{group_arn}'")
+
+
+@patch(LogsResponse, "create_log_group")
+def create_log_group(self: LogsResponse) -> str:
+    """CreateLogGroup, its kmsKeyId first checked for the service."""
+    _check_log_group_key(self, self._get_param("logGroupName"), self._get_param("kmsKeyId"))
+    return _CREATE_LOG_GROUP(self)

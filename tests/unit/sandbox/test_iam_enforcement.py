@@ -599,3 +599,24 @@ def test_leading_keys_confine_a_role_to_its_own_partition(aws, sandbox, role):
     with pytest.raises(ClientError, match="AccessDeniedException"):
         alice.query(TableName=table, KeyConditionExpression="#u = :u", ExpressionAttributeNames={"#u": "user"},
                     ExpressionAttributeValues={":u": {"S": "bob"}})
+
+
+def test_a_log_group_key_must_admit_cloudwatch_logs_for_that_group(aws, sandbox):
+    group = f"/app/{unique('group')}"
+    group_arn = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}"
+    account_only = aws("kms").create_key()["KeyMetadata"]["Arn"]
+    with pytest.raises(ClientError) as refused:
+        aws("logs").create_log_group(logGroupName=group, kmsKeyId=account_only)
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert refused.value.response["Error"]["Message"] == (
+        f"The specified KMS key does not exist or is not allowed to be used with Arn '{group_arn}'")
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Allow", "Principal": {"Service": f"logs.{REGION}.amazonaws.com"},
+         "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:GenerateDataKey*", "kms:Describe*"], "Resource": "*",
+         "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/app/*"}}}]}
+    admitting = aws("kms").create_key(Policy=json.dumps(policy))["KeyMetadata"]["Arn"]
+    aws("logs").create_log_group(logGroupName=group, kmsKeyId=admitting)
+    assert aws("logs").describe_log_groups(logGroupNamePrefix=group)["logGroups"][0]["kmsKeyId"] == admitting
+    with pytest.raises(ClientError, match="not allowed to be used"):
+        aws("logs").create_log_group(logGroupName=f"/other/{unique('group')}", kmsKeyId=admitting)
