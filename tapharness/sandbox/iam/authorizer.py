@@ -8,7 +8,8 @@ the demo), which stays administrator and is not recorded.
 Policies are read from moto's backends at decision time (so a policy changed through the
 API applies to the next call): a role's inline and attached managed policies and its
 permissions boundary; a user's, plus its groups'; and the resource's own policy (S3
-bucket, SQS queue, SNS topic, Lambda function, KMS key, Secrets Manager secret).
+bucket, SQS queue, SNS topic, Lambda function, KMS key, Secrets Manager secret, DynamoDB table
+or stream, Kinesis stream, EventBridge event bus).
 
 Calls on resources encrypted with a customer managed KMS key also need the KMS actions AWS
 checks on the caller's behalf (``_KMS_ON_BEHALF``): S3 objects in a bucket whose default
@@ -219,6 +220,18 @@ class Authorizer:
             elif service == "secretsmanager":
                 secret = backends("secretsmanager")[account][region].secrets.get(arn)
                 document = getattr(secret, "policy", None) if secret else None
+            elif service == "dynamodb":
+                # A table's policy covers its indexes; a stream has a policy of its own (DynamoDB,
+                # "Using resource-based policies for DynamoDB").
+                parts = rest.split("/")
+                owner = arn if "stream" in parts else f"arn:{PARTITION}:dynamodb:{region}:{account}:table/{parts[1]}"
+                policy = backends("dynamodb")[account][region].resource_policies.get(owner)
+                document = policy.policy_doc if policy else None
+            elif service == "kinesis":
+                document = backends("kinesis")[account][region].resource_policies.get(arn)
+            elif service == "events" and rest.startswith("event-bus/"):
+                bus = backends("events")[account][region].event_buses.get(rest.split("/", 1)[1])
+                document = bus.policy if bus else None
         except Exception:  # noqa: BLE001 - no such resource: moto's not-found errors share no base class
             return None
         if not document:

@@ -620,3 +620,27 @@ def test_a_log_group_key_must_admit_cloudwatch_logs_for_that_group(aws, sandbox)
     assert aws("logs").describe_log_groups(logGroupNamePrefix=group)["logGroups"][0]["kmsKeyId"] == admitting
     with pytest.raises(ClientError, match="not allowed to be used"):
         aws("logs").create_log_group(logGroupName=f"/other/{unique('group')}", kmsKeyId=admitting)
+
+
+def test_a_tables_resource_policy_takes_part_in_the_decision(aws, sandbox, role):
+    table = unique("guarded")
+    arn = aws("dynamodb").create_table(TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                                       AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                                       BillingMode="PAY_PER_REQUEST")["TableDescription"]["TableArn"]
+    writer, granted = role({"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": arn}), role()
+    aws("dynamodb").put_resource_policy(ResourceArn=arn, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": {"AWS": writer}, "Action": "dynamodb:PutItem", "Resource": arn},
+        {"Effect": "Allow", "Principal": {"AWS": granted}, "Action": "dynamodb:PutItem", "Resource": arn}]}))
+    item = {"TableName": table, "Item": {"pk": {"S": "a"}}}
+    with pytest.raises(ClientError, match="explicit deny in dynamodb resource policy"):
+        as_role(aws, sandbox, writer, "dynamodb").put_item(**item)
+    as_role(aws, sandbox, granted, "dynamodb").put_item(**item)  # no identity policy: the table's grant suffices
+
+
+def test_a_streams_resource_policy_takes_part_in_the_decision(aws, sandbox, role):
+    name, arn = stream(aws)
+    producer = role({"Effect": "Allow", "Action": "kinesis:PutRecord", "Resource": arn})
+    aws("kinesis").put_resource_policy(ResourceARN=arn, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": {"AWS": producer}, "Action": "kinesis:PutRecord", "Resource": arn}]}))
+    with pytest.raises(ClientError, match="explicit deny in kinesis resource policy"):
+        as_role(aws, sandbox, producer, "kinesis").put_record(StreamName=name, Data=b"{}", PartitionKey="u1")
