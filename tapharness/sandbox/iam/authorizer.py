@@ -22,6 +22,7 @@ nothing.
 from __future__ import annotations
 
 import importlib
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -274,6 +275,10 @@ class Authorizer:
         else:
             context = {**base, **need.context}
             resource = self.resource_policy(need.resource)
+            if _mentions_resource_tags([*identity, *(boundary or []), *([resource] if resource else [])]) \
+                    and catalog.resource_tagged(need.action, need.resource):
+                context |= {f"aws:resourcetag/{key.lower()}": [value]
+                            for key, value in resource_tags(need.resource).items()}
             decision = evaluate(AuthzRequest(principal, need.action, need.resource, context),
                                 identity, resource, boundary, key_policy=need.action.startswith("kms:"))
         self.log.add(principal, label, need, decision)
@@ -297,6 +302,45 @@ class Authorizer:
                             key_policy=action.startswith("kms:"))
         self.log.add(principal, f"{service} → {action}", Need(action, resource), decision)
         return decision
+
+
+def _mentions_resource_tags(sources: list[PolicySource]) -> bool:
+    """Whether a policy in play can read aws:ResourceTag (the tags are looked up only then)."""
+    return any("resourcetag" in (s.document if isinstance(s.document, str) else json.dumps(s.document)).lower()
+               for s in sources)
+
+
+def resource_tags(arn: str) -> dict[str, str]:
+    """The tags of the resource ``arn`` names, from moto's model of its service ({} when it has none)."""
+    _, _, service, region, account, rest = arn.split(":", 5)
+    try:
+        if service == "lambda":
+            return dict(backends("awslambda")[account][region].list_tags(arn))
+        if service == "dynamodb":
+            table = f"arn:{PARTITION}:dynamodb:{region}:{account}:table/{rest.split('/')[1]}"
+            return {t["Key"]: t["Value"] for t in backends("dynamodb")[account][region].list_tags_of_resource(table)}
+        if service == "sqs":
+            return dict(backends("sqs")[account][region].queues[rest].tags)
+        if service == "sns":
+            return dict(backends("sns")[account][region].list_tags_for_resource(arn))
+        if service == "kinesis":
+            return dict(backends("kinesis")[account][region].streams[rest.split("/")[1]].tags)
+        if service == "kms":
+            return {t["TagKey"]: t["TagValue"]
+                    for t in backends("kms")[account][region].list_resource_tags(arn)["Tags"]}
+        if service == "secretsmanager":
+            secret = backends("secretsmanager")[account][region].secrets[arn]
+            return {t["Key"]: t["Value"] for t in secret.tags or []}
+        if service == "states":
+            return {t["key"]: t["value"] for t in backends("stepfunctions")[account][region].list_tags_for_resource(
+                arn)["tags"]}
+        if service == "s3":
+            bucket = rest.split("/", 1)[0]
+            tagging = backends("s3")[_s3_owner(bucket)][PARTITION].get_bucket_tagging(bucket)
+            return {t["Key"]: t["Value"] for t in tagging.get("Tags", [])}
+    except Exception:  # noqa: BLE001 - no such resource (moto's not-found errors share no base class): no tags
+        return {}
+    return {}
 
 
 def _s3_owner(bucket: str) -> str:

@@ -63,6 +63,7 @@ _ALIASES = {
     "StateMachineName": ("stateMachineArn",),
     "EventBusName": ("EventBusName",),
     "RuleName": ("Rule", "Name"),
+    "TopicName": ("Name",),
 }
 _DEFAULTS = {"WorkGroupName": "primary", "EventBusName": "default"}
 _VARIABLE = re.compile(r"\$\{([A-Za-z0-9]+)\}")
@@ -206,6 +207,61 @@ def _context(action: str, call: ApiCall) -> dict[str, list[str]]:
         if value is not None:
             context[key.lower()] = [str(value).lower() if isinstance(value, bool) else str(value)]
     return context
+
+
+# --- tags in the request context ------------------------------------------------------------------
+# "aws:ResourceTag ... is included in the request context when the requested resource already has
+# attached tags ... only for resources that support authorization based on tags"; "aws:RequestTag
+# ... when tags are passed in the request" (IAM, global condition context keys). Which resource
+# types and actions support them is the authorization reference's list of their condition keys.
+
+
+@cache
+def resource_tagged(action: str, resource: str) -> bool:
+    """Whether AWS puts the resource's tags (aws:ResourceTag/*) in the context of ``action`` on it."""
+    prefix, name = action.split(":", 1)
+    service = _service(prefix)
+    for type_name in service["privileges"][name]["resource_types"]:
+        described = service["resources"].get(type_name) or {}
+        if (described.get("arn") and _format_regex(described["arn"]).fullmatch(resource)
+                and "aws:ResourceTag/${TagKey}" in (described.get("condition_keys") or [])):
+            return True
+    return False
+
+
+@cache
+def _takes_request_tags(action: str) -> bool:
+    prefix, name = action.split(":", 1)
+    return any("aws:RequestTag/${TagKey}" in (resource_type.get("condition_keys") or [])
+               for resource_type in _service(prefix)["privileges"][name]["resource_types"].values())
+
+
+_FLAT_TAG = re.compile(r"^(?:Tags|TagList|Tag)\.(?:member\.)?(\d+)\.(Key|Value)$")
+
+
+def _request_tags(params: dict[str, Any]) -> dict[str, str]:
+    """The tags a request passes, in any of the shapes the APIs use (a map, Key/Value pairs, or the
+    query protocol's flattened ``Tags.member.N.Key``)."""
+    for name in ("Tags", "tags", "TagList"):
+        tags = params.get(name)
+        if isinstance(tags, dict):
+            return {str(k): str(v) for k, v in tags.items()}
+        if isinstance(tags, list):
+            return {str(t.get("Key", t.get("key"))): str(t.get("Value", t.get("value", ""))) for t in tags
+                    if isinstance(t, dict)}
+    flat: dict[str, dict[str, str]] = {}
+    for name, value in params.items():
+        found = _FLAT_TAG.match(name)
+        if found:
+            flat.setdefault(found.group(1), {})[found.group(2)] = str(value)
+    return {pair["Key"]: pair.get("Value", "") for _, pair in sorted(flat.items()) if "Key" in pair}
+
+
+def _tag_context(action: str, params: dict[str, Any]) -> dict[str, list[str]]:
+    tags = _request_tags(params) if _takes_request_tags(action) else {}
+    if not tags:
+        return {}
+    return {"aws:tagkeys": list(tags), **{f"aws:requesttag/{key.lower()}": [value] for key, value in tags.items()}}
 
 
 # --- DynamoDB's fine-grained access control keys --------------------------------------------
@@ -488,7 +544,7 @@ def needs(call: ApiCall, account: str) -> list[Need]:
         if isinstance(secret, str) and not secret.startswith("arn:"):
             merged["SecretId"] = _secret_arn(secret, call.region, account)
         resource = resource_for(action, merged, call.region, account)
-        context = _context(action, call)
+        context = _context(action, call) | _tag_context(action, merged)
         if prefix == "dynamodb":
             request = action_params.get(_REQUEST, params)
             if isinstance(request, list):  # a BatchWriteItem table's writes

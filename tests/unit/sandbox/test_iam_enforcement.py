@@ -644,3 +644,23 @@ def test_a_streams_resource_policy_takes_part_in_the_decision(aws, sandbox, role
         {"Effect": "Deny", "Principal": {"AWS": producer}, "Action": "kinesis:PutRecord", "Resource": arn}]}))
     with pytest.raises(ClientError, match="explicit deny in kinesis resource policy"):
         as_role(aws, sandbox, producer, "kinesis").put_record(StreamName=name, Data=b"{}", PartitionKey="u1")
+
+
+def test_a_deny_on_a_resource_tag_fires_on_the_tagged_queue_only(aws, sandbox, role):
+    prod = aws("sqs").create_queue(QueueName=unique("prod"), tags={"env": "prod"})["QueueUrl"]
+    dev = aws("sqs").create_queue(QueueName=unique("dev"))["QueueUrl"]
+    sender = as_role(aws, sandbox, role(
+        {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"},
+        {"Effect": "Deny", "Action": "sqs:SendMessage", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:ResourceTag/env": "prod"}}}), "sqs")
+    sender.send_message(QueueUrl=dev, MessageBody="ok")
+    with pytest.raises(ClientError, match="AccessDenied"):
+        sender.send_message(QueueUrl=prod, MessageBody="refused")
+
+
+def test_a_condition_on_request_tags_sees_the_tags_passed(aws, sandbox, role):
+    creator = as_role(aws, sandbox, role({"Effect": "Allow", "Action": "sns:CreateTopic", "Resource": "*",
+                                          "Condition": {"StringEquals": {"aws:RequestTag/team": "video"}}}), "sns")
+    creator.create_topic(Name=unique("tagged"), Tags=[{"Key": "team", "Value": "video"}])
+    with pytest.raises(ClientError, match="AuthorizationError"):
+        creator.create_topic(Name=unique("untagged"))
