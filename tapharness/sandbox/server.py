@@ -128,7 +128,7 @@ class GatedMotoServer(ThreadedMotoServer):
         self.authorizer = authorizer
 
     def _server_entry(self) -> None:
-        self.gate = IamGate(DomainDispatcherApplication(create_backend_app), self.authorizer)
+        self.gate = IamGate(DomainDispatcherApplication(create_backend_app), self.authorizer, REGION)
         self._server = make_server(self._ip_address, self._port, self.gate, True, request_handler=_MotoHandler)
         self._server_ready_event.set()
         self._server.serve_forever()

@@ -41,6 +41,8 @@ from tapharness.sandbox.iam.policy import (
 from tapharness.sandbox.iam.wire import ApiCall
 
 PARTITION = "aws"
+# Who an unsigned request is: no account, no policies of its own.
+ANONYMOUS = Principal("anonymous", "")
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,30 @@ class Authorizer:
         return [Verdict(need, decision) for need, decision in
                 zip(needs, self.decide(principal, needs, label, call.region), strict=True)]
 
+    def authorize_anonymous(self, call: ApiCall) -> list[Verdict]:
+        """An unsigned request, as AWS serves one: anonymous, allowed only where a resource policy
+        grants ``*`` ("a resource-based policy that allows anonymous access", IAM policy evaluation
+        logic); an object under a customer managed key is never readable anonymously."""
+        label = f"{call.service or call.signing_name}.{call.operation or '?'} (unsigned)"
+        try:
+            needs = catalog.needs(call, "")
+        except UnmappedCall as exc:
+            need = Need(f"{catalog.iam_prefix(call)}:{call.operation or '?'}", "*")
+            decision = Decision(False, f"the sandbox cannot authorize this call: {exc}")
+            self.log.add(ANONYMOUS, label, need, decision)
+            return [Verdict(need, decision)]
+        verdicts = []
+        for need in needs:
+            if kms_on_behalf(call, [need], ""):
+                decision = Decision(False, "an object under a customer managed key is not served anonymously")
+            else:
+                context = {**request_context(ANONYMOUS, call.region), **need.context}
+                decision = evaluate(AuthzRequest(ANONYMOUS, need.action, need.resource, context), (),
+                                    self.resource_policy(need.resource))
+            self.log.add(ANONYMOUS, label, need, decision)
+            verdicts.append(Verdict(need, decision))
+        return verdicts
+
     def allows(self, principal: Principal, actions: tuple[str, ...], resource: str, label: str, region: str) -> bool:
         """Whether every action a service performs with the principal's credentials (Lambda's logs) is allowed."""
         needs = [Need(action, resource) for action in actions]
@@ -367,6 +393,8 @@ def request_context(principal: Principal, region: str) -> dict[str, list[str]]:
     }
     if principal.service:
         context["aws:principalservicename"] = [principal.service]
+    elif principal is ANONYMOUS:
+        del context["aws:principalaccount"]
     else:
         context["aws:principalarn"] = [principal.role_arn or principal.arn]
         context["aws:principaltype"] = ["AssumedRole" if principal.role_arn else "User"]

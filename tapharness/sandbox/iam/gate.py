@@ -4,7 +4,9 @@ A request signed with a key that moto issued (STS AssumeRole, IAM CreateAccessKe
 decoded (``wire``), turned into the (action, resource) pairs it needs (``catalog``) and
 decided (``authorizer``); one denial answers the request with the service's own
 AccessDenied error, in its protocol's shape, and moto never sees it. Requests signed with any
-other key (the harness: deploys, tests, the demo) pass through as administrator.
+other key (the harness: deploys, tests, the demo) pass through as administrator; an unsigned
+request (which moto serves as S3) is anonymous, as on AWS: allowed only by a resource policy
+granting ``*``.
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ def _request_label(signed: Signature | None, headers: dict[str, str], method: st
     return f"{signed.signer if signed else 'unsigned'} {target.rpartition('.')[2] or method}"
 
 
+# moto's own control API (its config, seeded results): not AWS, served to anyone as moto serves it.
+_MOTO_API = "/moto-api"
 ANSWERS_KEPT = 256
 ANSWER_LIMIT_BYTES = 64 * 1024
 
@@ -105,9 +109,10 @@ class IamGate:
     local server) gets that first answer again, as AWS answers a retry carrying the SDK's
     idempotency token, instead of failing as a duplicate."""
 
-    def __init__(self, app: WsgiApp, authorizer: Authorizer) -> None:
+    def __init__(self, app: WsgiApp, authorizer: Authorizer, region: str = "us-east-1") -> None:
         self.app = app
         self.authorizer = authorizer
+        self.region = region
         self.served: Counter[str] = Counter()
         self.retried: Counter[str] = Counter()
         self.regions: set[str] = set()
@@ -168,14 +173,24 @@ class IamGate:
             return [payload]
         if invocation and environ["REQUEST_METHOD"] in ("POST", "PUT", "DELETE"):
             start_response = self._remembering(invocation, start_response)
+        if signed is None and environ.get("PATH_INFO", "/").startswith(_MOTO_API):
+            return self.app(environ, start_response)
         principal = self.authorizer.principal_for_key(signed.access_key) if signed else None
-        if signed is None or principal is None:
+        if signed is not None and principal is None:
             return self._answer(invocation, self.app(environ, start_response))
         body = _read_body(environ)
-        call = decode(environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/"), query, headers, body, signed)
-        for verdict in self.authorizer.authorize(principal, call):
+        if signed is None:
+            # moto serves every unsigned request as S3; AWS as an anonymous one.
+            call = decode(environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/"), query, headers, body,
+                          Signature("", self.region, "s3"))
+            verdicts = self.authorizer.authorize_anonymous(call)
+        else:
+            call = decode(environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/"), query, headers, body, signed)
+            verdicts = self.authorizer.authorize(principal, call)
+        for verdict in verdicts:
             if not verdict.decision.allowed:
-                status, response_headers, payload = denied_response(call, describe_denial(principal, verdict))
+                message = describe_denial(principal, verdict) if principal else "Access Denied"
+                status, response_headers, payload = denied_response(call, message)
                 start_response(status, [*response_headers, ("Content-Length", str(len(payload)))])
                 return [payload]
         return self._answer(invocation, self.app(environ, start_response))

@@ -71,13 +71,14 @@ def _s3_event(event_name: str, bucket: Any, key: Any, notification_id: str) -> d
 def _bucket_permission(self: FakeBucket, action: str, resource: str) -> Any:
     """moto's own bucket-policy check (it runs for every object request, whoever signs it),
     made by the sandbox's IAM evaluator: DENIED on an explicit ``Deny`` that applies, or on a
-    policy AWS would have refused (an undefined condition operator); otherwise NEUTRAL, and
-    the IAM gate decides the caller's own permissions. moto's check applied a statement
+    policy AWS would have refused (an undefined condition operator); PERMITTED when it grants
+    everyone (an anonymous request the gate let through); otherwise NEUTRAL, and the IAM gate
+    decides the caller's own permissions. moto's check applied a statement
     whatever its condition said, so a TLS-only ``Deny`` denied every object call.
     """
     from moto.iam.access_control import PermissionResult
 
-    from tapharness.sandbox.iam.authorizer import request_context
+    from tapharness.sandbox.iam.authorizer import ANONYMOUS, request_context
     from tapharness.sandbox.iam.policy import (
         AuthzRequest,
         PolicySource,
@@ -94,7 +95,11 @@ def _bucket_permission(self: FakeBucket, action: str, resource: str) -> Any:
                         PolicySource(f"bucket policy of {self.name}", document))
     if decision.reason.startswith(("explicit deny", "policy error")):
         return PermissionResult.DENIED
-    return PermissionResult.NEUTRAL
+    # A grant to everyone lets an unsigned (anonymous) request through, which moto otherwise
+    # refuses unless the object's ACL is public-read; the IAM gate has decided it already.
+    anonymous = evaluate(AuthzRequest(ANONYMOUS, action, resource, request_context(ANONYMOUS, self.region_name)), (),
+                         PolicySource(f"bucket policy of {self.name}", document))
+    return PermissionResult.PERMITTED if anonymous.allowed else PermissionResult.NEUTRAL
 
 
 # --- Service-to-service calls under IAM (see ``patches.GUARD``) -------------------------

@@ -664,3 +664,23 @@ def test_a_condition_on_request_tags_sees_the_tags_passed(aws, sandbox, role):
     creator.create_topic(Name=unique("tagged"), Tags=[{"Key": "team", "Value": "video"}])
     with pytest.raises(ClientError, match="AuthorizationError"):
         creator.create_topic(Name=unique("untagged"))
+
+
+def test_an_unsigned_request_is_anonymous_and_served_only_what_a_policy_grants_everyone(aws, sandbox):
+    private, public = unique("private"), unique("public")
+    for bucket in (private, public):
+        aws("s3").create_bucket(Bucket=bucket)
+        aws("s3").put_object(Bucket=bucket, Key="clip.txt", Body=b"frames")
+    aws("s3").put_bucket_policy(Bucket=public, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{public}/*"}]}))
+
+    def fetch(bucket: str) -> int:
+        try:
+            with urllib.request.urlopen(f"{sandbox.endpoint_url}/{bucket}/clip.txt", timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert (fetch(private), fetch(public)) == (403, 200)
+    assert [(d["action"], d["resource"]) for d in denials(sandbox, "anonymous")] == [
+        ("s3:GetObject", f"arn:aws:s3:::{private}/clip.txt")]
