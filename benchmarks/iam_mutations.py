@@ -226,6 +226,46 @@ def run(target: Target, mutations: list[Mutation]) -> bool:
 # --- the stacks' mutations -------------------------------------------------------------------------
 
 
+def _refused_by_lambda(outcome: str) -> bool:
+    return "InvalidParameterValue" in outcome
+
+
+def function_permission(family: str, function_key: str, sid: str, action: str | None, flow: Callable[[Target], str],
+                        failed: Callable[[str], bool], denied: str) -> Mutation:
+    """A statement of a function role's policy, or one action of it, taken away."""
+    change = f"`{action}` out of `{sid}`" if action else f"`{sid}` removed"
+    return Mutation(family, f"{function_key} role: {change}",
+                    lambda t: role_policy(t, function_role(t, function_key), lambda d: without(d, sid, action)),
+                    flow, failed, denied)
+
+
+def eni(function_key: str) -> Mutation:
+    return function_permission("ENI permissions", function_key, "ManageVpcNetworkInterfaces", None,
+                               lambda t: reconfigure_vpc(t, function_key), _refused_by_lambda,
+                               "ec2:CreateNetworkInterface")
+
+
+def source_read(function_key: str, sid: str, action: str, source_arn: str) -> Mutation:
+    return function_permission("event source read", function_key, sid, action,
+                               lambda t: remap(t, function_key, source_arn), _refused_by_lambda, action)
+
+
+def task(sid: str, execution_input: str) -> Mutation:
+    return Mutation("Step Functions task", f"states role: `{sid}` removed",
+                    lambda t: role_policy(t, machine_role(t), lambda d: without(d, sid)),
+                    lambda t: execution_status(t, execution_input), lambda o: "FAILED" in o,
+                    "lambda:InvokeFunction")
+
+
+def key_statement(key_arn: str, sid: str, service: str | None, flow: Callable[[Target], str],
+                  failed: Callable[[str], bool], denied: str) -> Mutation:
+    change = f"`{service}` out of `{sid}`" if service else f"`{sid}` removed"
+    return Mutation("key policy", f"key: {change}",
+                    lambda t: key_policy(t, key_arn, lambda d: without(d, sid, service=service)),
+                    flow, failed, denied)
+
+
+
 def _video(target: Target) -> list[Mutation]:
     sys.path.insert(0, str(ROOT / "tests" / "integration"))
     from flows import Clock, ViewingEvent, new_id
@@ -234,32 +274,15 @@ def _video(target: Target) -> list[Mutation]:
         event = ViewingEvent(kind, new_id("user"), new_id("content"), position, 1000.0, Clock().tick())
         return http("POST", target.output("api_endpoints", kind), event.body())
 
-    data_key = target.output("kms_key_arns", "data")
-    stream = target.output("kinesis_stream_arn")
     return [
-        Mutation("KMS permission", "event_processor role: `kms:GenerateDataKey` out of `UseDataKey`",
-                 lambda t: role_policy(t, function_role(t, "event_processor"),
-                                       lambda d: without(d, "UseDataKey", "kms:GenerateDataKey")),
-                 lambda t: f"POST /watch → {watch()}", lambda o: o.endswith("500"), "kms:GenerateDataKey"),
-        Mutation("ENI permissions", "event_processor role: `ManageVpcNetworkInterfaces` removed",
-                 lambda t: role_policy(t, function_role(t, "event_processor"),
-                                       lambda d: without(d, "ManageVpcNetworkInterfaces")),
-                 lambda t: reconfigure_vpc(t, "event_processor"), lambda o: "InvalidParameterValue" in o,
-                 "ec2:CreateNetworkInterface"),
-        Mutation("event source read", "activity_consumer role: `kinesis:GetRecords` out of `ReadViewingEvents`",
-                 lambda t: role_policy(t, function_role(t, "activity_consumer"),
-                                       lambda d: without(d, "ReadViewingEvents", "kinesis:GetRecords")),
-                 lambda t: remap(t, "activity_consumer", stream), lambda o: "InvalidParameterValue" in o,
-                 "kinesis:GetRecords"),
-        Mutation("Step Functions task", "states role: `InvokeExpirationTasks` removed",
-                 lambda t: role_policy(t, machine_role(t), lambda d: without(d, "InvokeExpirationTasks")),
-                 lambda t: execution_status(t, json.dumps({"run_date": "2040-01-01"})),
-                 lambda o: "FAILED" in o, "lambda:InvokeFunction"),
-        Mutation("key policy", "data key: `sns.amazonaws.com` out of `ServicesUseKeyForThisAccount`",
-                 lambda t: key_policy(t, data_key, lambda d: without(d, "ServicesUseKeyForThisAccount",
-                                                                     service="sns.amazonaws.com")),
-                 lambda t: f"POST /complete → {watch('complete', 950.0)}; SNS delivers to the encrypted queues",
-                 lambda o: o.startswith("POST /complete → 202"), "kms:GenerateDataKey"),
+        function_permission("KMS permission", "event_processor", "UseDataKey", "kms:GenerateDataKey",
+                            lambda t: f"POST /watch → {watch()}", lambda o: o.endswith("500"), "kms:GenerateDataKey"),
+        eni("event_processor"),
+        source_read("activity_consumer", "ReadViewingEvents", "kinesis:GetRecords", target.output("kinesis_stream_arn")),
+        task("InvokeExpirationTasks", json.dumps({"run_date": "2040-01-01"})),
+        key_statement(target.output("kms_key_arns", "data"), "ServicesUseKeyForThisAccount", "sns.amazonaws.com",
+                      lambda t: f"POST /complete → {watch('complete', 950.0)}; SNS delivers to the encrypted queues",
+                      lambda o: o.startswith("POST /complete → 202"), "kms:GenerateDataKey"),
     ]
 
 
@@ -271,49 +294,34 @@ def _hotel_booking(target: Target) -> list[Mutation]:
     spec.loader.exec_module(flows)  # the hotel-booking suite's own API and inventory helpers
     api, inventory = flows.BookingApi(target), flows.Inventory(target)
 
-    def book() -> str:
-        target.control("POST", "partners/opera", {})
+    def book(t: Target) -> str:
+        t.control("POST", "partners/opera", {})
         property_id = inventory.add_property({"king": ("deluxe", 4)})
         night = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 50 * 86400))
         inventory.open_night(property_id, "king", night, 4)
         status, _ = api.book(property_id, "king", night)
         time.sleep(PMS_WAIT_S)  # a booking normally reaches the PMS stand-in within a second
-        received = [r for r in target.control("GET", "partners/opera")["received"]
+        received = [r for r in t.control("GET", "partners/opera")["received"]
                     if r["path"] == f"/properties/{property_id}/availability"]
         return f"POST /book → {status}, PMS updates after {PMS_WAIT_S} s: {len(received)}"
 
-    data_key = target.output("kms_key_arns", "data")
-    stream = target.output("dynamodb_stream_arn")
+    def booked_not_sent(outcome: str) -> bool:
+        return outcome.startswith("POST /book → 201") and outcome.endswith(": 0")
+
     return [
-        Mutation("KMS permission", "booking_handler policy: `kms:GenerateDataKey` out of `UseDataKey`",
-                 lambda t: role_policy(t, function_role(t, "booking_handler"),
-                                       lambda d: without(d, "UseDataKey", "kms:GenerateDataKey")),
-                 lambda t: book(), lambda o: o.startswith("POST /book → 201") and o.endswith(": 0"),
-                 "kms:GenerateDataKey"),
-        Mutation("ENI permissions", "booking_handler policy: `ManageVpcNetworkInterfaces` removed",
-                 lambda t: role_policy(t, function_role(t, "booking_handler"),
-                                       lambda d: without(d, "ManageVpcNetworkInterfaces")),
-                 lambda t: reconfigure_vpc(t, "booking_handler"), lambda o: "InvalidParameterValue" in o,
-                 "ec2:CreateNetworkInterface"),
-        Mutation("event source read", "cache_updater policy: `dynamodb:GetRecords` out of `ReadInventoryStream`",
-                 lambda t: role_policy(t, function_role(t, "cache_updater"),
-                                       lambda d: without(d, "ReadInventoryStream", "dynamodb:GetRecords")),
-                 lambda t: remap(t, "cache_updater", stream), lambda o: "InvalidParameterValue" in o,
-                 "dynamodb:GetRecords"),
-        Mutation("Step Functions task", "states role: `InvokeReconciliationTasks` removed",
-                 lambda t: role_policy(t, machine_role(t), lambda d: without(d, "InvokeReconciliationTasks")),
-                 lambda t: execution_status(t, "{}"), lambda o: "FAILED" in o, "lambda:InvokeFunction"),
-        Mutation("key policy", "data key: `sns.amazonaws.com` out of `ServicesUseKeyForThisAccount`",
-                 lambda t: key_policy(t, data_key, lambda d: without(d, "ServicesUseKeyForThisAccount",
-                                                                     service="sns.amazonaws.com")),
-                 lambda t: book(), lambda o: o.startswith("POST /book → 201") and o.endswith(": 0"),
-                 "kms:GenerateDataKey"),
+        function_permission("KMS permission", "booking_handler", "UseDataKey", "kms:GenerateDataKey", book,
+                            booked_not_sent, "kms:GenerateDataKey"),
+        eni("booking_handler"),
+        source_read("cache_updater", "ReadInventoryStream", "dynamodb:GetRecords",
+                    target.output("dynamodb_stream_arn")),
+        task("InvokeReconciliationTasks", "{}"),
+        key_statement(target.output("kms_key_arns", "data"), "ServicesUseKeyForThisAccount", "sns.amazonaws.com",
+                      book, booked_not_sent, "kms:GenerateDataKey"),
     ]
 
 
 def _clickstream(target: Target) -> list[Mutation]:
     key = target.output("kms_key_arn")
-    stream = target.output("kinesis_stream_arn")
     alb = str(target.output("alb_url")).rstrip("/")
 
     def probe_log_group(t: Target) -> str:
@@ -324,24 +332,13 @@ def _clickstream(target: Target) -> list[Mutation]:
         return f"CreateLogGroup with the key → {outcome}"
 
     return [
-        Mutation("KMS permission", "insights_api role: `DecryptBehaviourThroughDynamoDB` removed",
-                 lambda t: role_policy(t, function_role(t, "insights_api"),
-                                       lambda d: without(d, "DecryptBehaviourThroughDynamoDB")),
-                 lambda t: f"GET /pages/home → {http('GET', f'{alb}/pages/home')}", lambda o: o.endswith("502"),
-                 "kms:Decrypt"),
-        Mutation("ENI permissions", "stream_processor role: `ManageVpcNetworkInterfaces` removed",
-                 lambda t: role_policy(t, function_role(t, "stream_processor"),
-                                       lambda d: without(d, "ManageVpcNetworkInterfaces")),
-                 lambda t: reconfigure_vpc(t, "stream_processor"), lambda o: "InvalidParameterValue" in o,
-                 "ec2:CreateNetworkInterface"),
-        Mutation("event source read", "stream_processor role: `kinesis:GetRecords` out of `ReadClickstream`",
-                 lambda t: role_policy(t, function_role(t, "stream_processor"),
-                                       lambda d: without(d, "ReadClickstream", "kinesis:GetRecords")),
-                 lambda t: remap(t, "stream_processor", stream), lambda o: "InvalidParameterValue" in o,
-                 "kinesis:GetRecords"),
-        Mutation("key policy", "stack key: `CloudWatchLogsEncryptsThisStacksLogGroups` removed",
-                 lambda t: key_policy(t, key, lambda d: without(d, "CloudWatchLogsEncryptsThisStacksLogGroups")),
-                 probe_log_group, lambda o: o.endswith("AccessDeniedException"), "kms:GenerateDataKey"),
+        function_permission("KMS permission", "insights_api", "DecryptBehaviourThroughDynamoDB", None,
+                            lambda t: f"GET /pages/home → {http('GET', f'{alb}/pages/home')}",
+                            lambda o: o.endswith("502"), "kms:Decrypt"),
+        eni("stream_processor"),
+        source_read("stream_processor", "ReadClickstream", "kinesis:GetRecords", target.output("kinesis_stream_arn")),
+        key_statement(key, "CloudWatchLogsEncryptsThisStacksLogGroups", None, probe_log_group,
+                      lambda o: o.endswith("AccessDeniedException"), "kms:GenerateDataKey"),
     ]
 
 
