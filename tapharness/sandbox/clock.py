@@ -1,8 +1,9 @@
 """The sandbox's clock: the time its services judge ages by, which a test may move forward.
 
 ``POST /_sandbox/clock {"advance_s": 61}`` moves it on (never back: AWS's time is monotonic);
-``GET /_sandbox/clock`` tells the offset. What reads it: SQS message retention. Everything else
-(moto's timestamps, schedules, Lambda timeouts) keeps the machine's time.
+``GET /_sandbox/clock`` tells the offset. What reads it: SQS message retention and DynamoDB Time to
+Live (``ttl``). Everything else (moto's timestamps, schedules, Lambda timeouts) keeps the
+machine's time.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
    on service-to-service deliveries;
 4. installs the Lambda runner (functions run in subprocess workers as their execution
    role, with the stack's Redis/Aurora endpoint names mapped to the local servers);
-5. starts the pollers, the EventBridge scheduler and the gateway: one HTTP port serving the
+5. starts the pollers, the EventBridge scheduler, the TTL sweeper and the gateway: one HTTP port serving the
    REST and HTTP APIs (``/apis/<api>/...``, see ``apigw``) and the control endpoints
    ``GET /_sandbox/health`` (with the garbage collector's pauses, ``gcpolicy``), ``GET /_sandbox/pollers``, ``GET /_sandbox/iam`` (the IAM report),
    ``GET /_sandbox/requests`` (requests served, by service and operation),
@@ -70,6 +70,7 @@ from tapharness.sandbox.lambda_runner import LambdaRunner, LocalLambda
 from tapharness.sandbox.pollers import POLLER_ERRORS, PollerManager, PollerSettings
 from tapharness.sandbox.scheduler import Scheduler
 from tapharness.sandbox.state import REGION, local_url
+from tapharness.sandbox.ttl import TtlSweeper
 
 log = logging.getLogger("tapharness.sandbox.server")
 # Connections the gateway serves at once. A keep-alive connection holds its thread while it is
@@ -241,6 +242,8 @@ class Sandbox:
         self.pollers = PollerManager(self.clients, self.poller_settings, as_role=self._mapping_clients,
                                      invoker=lambda_service)
         self.scheduler = Scheduler(self.clients, self.guard)
+        self.ttl = TtlSweeper()
+        self.ttl.start()
         self.front_door = FrontDoor(self.clients, self.guard, invoker=lambda_service)
         self.gateway = _GatewayServer(self.gateway_port, self)
         self.gateway_port = self.gateway.server_address[1]
@@ -255,6 +258,7 @@ class Sandbox:
         self.gateway.shutdown()
         self.gateway.server_close()
         self.scheduler.stop()
+        self.ttl.stop()
         self.replication.stop()
         for partner in self.partners.values():
             partner.stop()

@@ -45,5 +45,8 @@ class DynamoDBStreamSource:
                 "eventSource": "aws:dynamodb", "awsRegion": self.clients.region,
                 "dynamodb": dynamodb, "eventSourceARN": self.stream_arn,
             }
+            identity = raw.get("userIdentity")
+            if identity:  # a TTL deletion: Lambda's event spells the Identity's members in camel case
+                event["userIdentity"] = {"type": identity.get("Type"), "principalId": identity.get("PrincipalId")}
             records.append(StreamRecord(event, dynamodb["SequenceNumber"], arrival, event))
         return records, response["NextShardIterator"]

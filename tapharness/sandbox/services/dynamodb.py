@@ -1,8 +1,10 @@
 """DynamoDB and DynamoDB Streams: the sandbox's changes to moto's.
 
-Contributor Insights (kept on the backend), TransactWriteItems without moto's table copies,
+Contributor Insights (kept on the backend), TransactWriteItems without moto's table copies and
+with DynamoDB's item-level conflicts and client tokens,
 Query on one partition, the answers' serializer, Streams GetRecords, and the hooks of global
-tables (``tapharness.sandbox.globaltables``, whose replicator runs there). Event source mappings
+tables (``tapharness.sandbox.globaltables``, whose replicator runs there) and of Time to Live
+(``tapharness.sandbox.ttl``, whose sweeper deletes expired items). Event source mappings
 on streams are read by ``tapharness.sandbox.pollers.dynamodb``.
 """
 
@@ -12,13 +14,16 @@ import base64
 import calendar
 import inspect
 import json
+import os
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
 from moto.core.responses import ActionResult
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
+    DynamodbException,
     MockValidationException,
     MultipleTransactionsException,
     TooManyTransactionsException,
@@ -26,12 +31,12 @@ from moto.dynamodb.exceptions import (
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
-from moto.dynamodb.models.table import StreamShard, Table
+from moto.dynamodb.models.table import StreamRecord, StreamShard, Table
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.dynamodb.responses import DynamoHandler, DynamoResult
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
-from tapharness.sandbox import globaltables
+from tapharness.sandbox import globaltables, ttl
 from tapharness.sandbox.patches import patch, store
 
 # --- DynamoDB ------------------------------------------------------------------------
@@ -84,6 +89,8 @@ def list_contributor_insights(self: DynamoHandler) -> ActionResult:
 patch.replace(DynamoHandler, "update_table", globaltables.update_table)
 patch.replace(Table, "describe", globaltables.describe)
 patch.replace(StreamShard, "add", globaltables.stream_add)
+# --- Time to Live (tapharness.sandbox.ttl, whose sweeper runs there): its deletions' stream records
+patch.replace(StreamRecord, "__init__", ttl.stream_record)
 
 
 # --- Speed: what a profile of the sandbox under load showed ----------------------------
@@ -92,15 +99,63 @@ patch.replace(StreamShard, "add", globaltables.stream_add)
 # item, to roll back on failure (a third of the sandbox's CPU under load, growing with the
 # table), and a rollback swaps the table object under the stream readers. As in DynamoDB,
 # every condition is checked first against the state before the transaction, and then either
-# all writes apply or none does; a lock makes the check and the writes one step.
-_TRANSACTION_LOCK = threading.Lock()
+# all writes apply or none does.
+#
+# Conflicts as DynamoDB has them ("Transaction conflict handling in DynamoDB", developer guide):
+# the items of an ongoing TransactWriteItems are held until it ends; another transaction that
+# touches one is cancelled with TransactionConflict in its cancellation reasons, and a PutItem,
+# UpdateItem or DeleteItem on one fails with TransactionConflictException. There is no global
+# lock: transactions on other items run side by side. A transaction holds its items for
+# TRANSACTION_HOLD_S at least (DynamoDB's two-phase commit takes longer than a single write; the
+# figure is the sandbox's), so racing writers meet each other as they would on AWS.
+TRANSACTION_HOLD_S = float(os.environ.get("TAPSTACK_DYNAMODB_TRANSACTION_HOLD_MS", "10")) / 1000
+# "A client token is valid for 10 minutes after the first request that uses it is completed"
+# (TransactWriteItems, DynamoDB API reference).
+TOKEN_LIFETIME_S = 600
+_HELD: dict[tuple[str, str, str, str], int] = {}
+_HELD_LOCK = threading.Lock()
+_ONGOING = "Transaction is ongoing for the item"
+
+
+class TransactionConflictException(DynamodbException):
+    error_type = "com.amazonaws.dynamodb.v20120810#TransactionConflictException"
+
+    def __init__(self) -> None:
+        super().__init__(self.error_type, message=_ONGOING)
+
+
+def _item_key(table: Table, attributes: dict[str, Any]) -> dict[str, Any]:
+    key = {table.hash_key_attr: attributes[table.hash_key_attr]}
+    if table.range_key_attr is not None:
+        key[table.range_key_attr] = attributes[table.range_key_attr]
+    return key
+
+
+def _held_key(backend: DynamoDBBackend, table: str, key: dict[str, Any]) -> tuple[str, str, str, str]:
+    return backend.account_id, backend.region_name, table, json.dumps(key, sort_keys=True)
+
+
+def _hold(targets: list[tuple[str, str, str, str]], owner: int) -> list[int]:
+    """Hold every target for ``owner``; the indexes of those another transaction holds (then none is held)."""
+    with _HELD_LOCK:
+        taken = [i for i, target in enumerate(targets) if target in _HELD]
+        if not taken:
+            _HELD.update((target, owner) for target in targets)
+        return taken
+
+
+def _release(targets: list[tuple[str, str, str, str]], owner: int) -> None:
+    with _HELD_LOCK:
+        for target in targets:
+            if _HELD.get(target) == owner:
+                del _HELD[target]
 
 
 @patch(DynamoDBBackend, "transact_write_items")
 def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
     if len(transact_items) > 100:
         raise TooManyTransactionsException()
-    targets: set[tuple[str, str]] = set()
+    targets: list[tuple[str, str, str, str]] = []
     operations = []
     for item in transact_items:
         if len(item) > 1:
@@ -109,21 +164,21 @@ def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, 
         if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
             raise MockValidationException("Unsupported transaction operation")
         table = self.get_table(op["TableName"])
-        if op_type == "Put":
-            attrs = op["Item"]
-            key = {table.hash_key_attr: attrs[table.hash_key_attr]}
-            if table.range_key_attr is not None:
-                key[table.range_key_attr] = attrs[table.range_key_attr]
-        else:
-            key = op["Key"]
-        target = (str(op["TableName"]), str(dict(sorted(key.items()))))
+        key = _item_key(table, op["Item"]) if op_type == "Put" else op["Key"]
+        target = _held_key(self, str(op["TableName"]), key)
         if target in targets:
             raise MultipleTransactionsException()
-        targets.add(target)
+        targets.append(target)
         if op_type == "Update":
             UpdateExpressionParser.make(op["UpdateExpression"])  # a malformed expression fails before any write
         operations.append((op_type, op, key))
-    with _TRANSACTION_LOCK:
+    owner = threading.get_ident()
+    taken = _hold(targets, owner)
+    if taken:
+        raise TransactionCanceledException([("TransactionConflict", _ONGOING, None) if i in taken else (None, None, None)
+                                            for i in range(len(targets))])
+    try:
+        time.sleep(TRANSACTION_HOLD_S)
         errors: list[tuple[str | None, str | None, dict[str, Any] | None]] = []
         for _, op, key in operations:
             condition = op.get("ConditionExpression")
@@ -148,6 +203,63 @@ def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, 
             elif op_type == "Update":
                 self.update_item(op["TableName"], key, update_expression=op["UpdateExpression"],
                                  expression_attribute_names=names, expression_attribute_values=values)
+    finally:
+        _release(targets, owner)
+
+
+_TRANSACT_WRITE = DynamoHandler.transact_write_items
+
+
+@patch(DynamoHandler, "transact_write_items")
+def transact_write_items(self: DynamoHandler) -> ActionResult:
+    """TransactWriteItems with its ClientRequestToken: a repeat within ten minutes of a transaction
+    that succeeded succeeds again without writing; the same token with other items is
+    IdempotentParameterMismatchException (DynamoDB API reference)."""
+    token = self.body.get("ClientRequestToken")
+    if not token:
+        return _TRANSACT_WRITE(self)
+    digest = json.dumps(self.body["TransactItems"], sort_keys=True)
+    tokens = store(self.dynamodb_backend, "transaction_tokens")
+    now = time.monotonic()
+    for old in [t for t, (_, at) in tokens.items() if now - at > TOKEN_LIFETIME_S]:
+        del tokens[old]
+    if token in tokens:
+        if tokens[token][0] != digest:
+            raise IdempotentParameterMismatchException()
+        return ActionResult({"ConsumedCapacity": [], "ItemCollectionMetrics": {}})
+    answer = _TRANSACT_WRITE(self)
+    tokens[token] = (digest, now)
+    return answer
+
+
+class IdempotentParameterMismatchException(DynamodbException):
+    error_type = "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException"
+
+    def __init__(self) -> None:
+        super().__init__(self.error_type, message="The request uses the same client token as a previous, but "
+                                                  "non-identical request.")
+
+
+def _single_write(name: str, key_of: Any) -> None:
+    original = getattr(DynamoHandler, name)
+
+    def write(self: DynamoHandler) -> Any:
+        """A single-item write to an item an ongoing transaction holds fails with TransactionConflictException."""
+        if _HELD:
+            try:
+                key = key_of(self)
+            except (KeyError, TypeError):
+                key = None  # a request without its key: moto's own validation answers it
+            if key is not None and _held_key(self.dynamodb_backend, self.body["TableName"], key) in _HELD:
+                raise TransactionConflictException()
+        return original(self)
+
+    patch.replace(DynamoHandler, name, write)
+
+
+_single_write("put_item", lambda h: _item_key(h.dynamodb_backend.get_table(h.body["TableName"]), h.body["Item"]))
+_single_write("update_item", lambda h: h.body["Key"])
+_single_write("delete_item", lambda h: h.body["Key"])
 
 
 # DynamoDB Query on a table's own key: moto sorts every item of the table and then keeps

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -252,3 +253,24 @@ def test_batch_item_failure_unknown_to_the_batch_fails_the_whole_batch():
 
 def test_empty_batch_item_failures_means_success():
     assert failed_item_ids(InvokeOutcome(False, {"batchItemFailures": []}, 200), ["1"]) == []
+
+
+TTL_HANDLER = Recorder.HANDLER_HELPER + """
+def lambda_handler(event, context):
+    record({"removed": [[r["dynamodb"]["Keys"]["pk"]["S"], r.get("userIdentity")] for r in event["Records"]
+                        if r["eventName"] == "REMOVE"]})
+    return {}
+"""
+
+
+def test_a_ttl_deletion_reaches_the_function_as_the_services(aws, make_function, mapping, recorder):
+    """The Lambda guide's filter for TTL deletions matches userIdentity {"type": "Service",
+    "principalId": "dynamodb.amazonaws.com"} in the function's event."""
+    table, stream_arn = stream_table(aws)
+    aws("dynamodb").update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True,
+                                                                                  "AttributeName": "expires"})
+    mapping(make_function(TTL_HANDLER, env=recorder.env), stream_arn, BatchSize=10)
+    aws("dynamodb").put_item(TableName=table, Item={"pk": {"S": "old"}, "expires": {"N": str(int(time.time()) - 60)}})
+    seen = recorder.wait_for(lambda s: any(e["removed"] for e in s))
+    assert [r for e in seen for r in e["removed"]] == [
+        ["old", {"type": "Service", "principalId": "dynamodb.amazonaws.com"}]]

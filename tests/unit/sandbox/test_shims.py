@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
@@ -342,6 +344,70 @@ def test_transaction_applies_every_write_when_all_conditions_hold(aws):
                     "ExpressionAttributeValues": {":n": {"N": "3"}}}}])
     items = aws("dynamodb").scan(TableName=table, ConsistentRead=True)["Items"]
     assert sorted((i["pk"]["S"], i["n"]["N"]) for i in items) == [("a", "1"), ("b", "1"), ("c", "3")]
+
+
+def _at_once(calls: list) -> list:
+    """Run the calls in threads released together; each one's result or ClientError."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call):
+        barrier.wait()
+        try:
+            return call()
+        except ClientError as error:
+            return error
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def _increment(table: str, pk: str, other: str) -> dict:
+    return {"TransactItems": [
+        {"Update": {"TableName": table, "Key": {"pk": {"S": pk}}, "UpdateExpression": "ADD n :one",
+                    "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+        {"Put": {"TableName": table, "Item": {"pk": {"S": other}}}}]}
+
+
+def test_transactions_racing_for_one_item_are_cancelled_with_transaction_conflict(aws):
+    """DynamoDB: "An item within a TransactWriteItems request is part of another ongoing
+    TransactWriteItems request" is a conflict; the loser's reasons name the item, nothing of it is written."""
+    table, outcomes = _table(aws), []
+    for round_ in range(3):
+        requests = [_increment(table, "counter", f"{round_}-{i}") for i in range(8)]
+        outcomes += _at_once([lambda r=r: aws("dynamodb").transact_write_items(**r) for r in requests])
+    conflicts = [o for o in outcomes if isinstance(o, ClientError)]
+    assert conflicts, "no transaction met another on the shared item"
+    assert {tuple(r["Code"] for r in c.response["CancellationReasons"]) for c in conflicts} == {
+        ("TransactionConflict", "None")}
+    committed = len(outcomes) - len(conflicts)
+    counter = aws("dynamodb").get_item(TableName=table, Key={"pk": {"S": "counter"}}, ConsistentRead=True)["Item"]
+    assert int(counter["n"]["N"]) == committed
+    assert aws("dynamodb").scan(TableName=table, Select="COUNT")["Count"] == committed + 1
+
+
+def test_a_single_write_to_an_item_a_transaction_holds_is_a_transaction_conflict(aws):
+    """DynamoDB: "A PutItem, UpdateItem, or DeleteItem request for an item conflicts with an ongoing
+    TransactWriteItems request that includes the same item"; the transaction itself goes through."""
+    table, refused = _table(aws), []
+    for _ in range(3):
+        writes = [lambda: aws("dynamodb").transact_write_items(**_increment(table, "held", unique("other")))]
+        writes += [lambda: aws("dynamodb").put_item(TableName=table, Item={"pk": {"S": "held"}})] * 6
+        outcomes = _at_once(writes)
+        assert not isinstance(outcomes[0], ClientError), outcomes[0]
+        refused += [o.response["Error"]["Code"] for o in outcomes[1:] if isinstance(o, ClientError)]
+    assert refused and set(refused) == {"TransactionConflictException"}
+
+
+def test_a_repeated_client_token_succeeds_without_writing_again(aws):
+    table = _table(aws)
+    request = {**_increment(table, "counter", "other"), "ClientRequestToken": unique("token")}
+    aws("dynamodb").transact_write_items(**request)
+    aws("dynamodb").transact_write_items(**request)
+    counter = aws("dynamodb").get_item(TableName=table, Key={"pk": {"S": "counter"}})["Item"]
+    assert counter["n"]["N"] == "1"
+    with pytest.raises(ClientError, match="IdempotentParameterMismatchException"):
+        aws("dynamodb").transact_write_items(**{**_increment(table, "counter", "elsewhere"),
+                                                "ClientRequestToken": request["ClientRequestToken"]})
 
 
 def test_transaction_with_a_malformed_update_writes_nothing(aws):

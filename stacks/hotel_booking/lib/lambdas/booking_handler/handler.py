@@ -84,6 +84,9 @@ def _reserve(table: str, request: BookingRequest) -> tuple[list[Night], dict[str
                 return [], _existing_booking(table, request)
             if not outcome.race:
                 raise
+            logger.info("booking transaction lost a race", extra={
+                "attempt": attempt + 1, "reasons": [r.get("Code", "None") for r in exc.response.get(
+                    "CancellationReasons", [])]})
         time.sleep(random.uniform(0.005, 0.02 * (attempt + 1)))  # de-synchronise the racers
     raise LostRace
 
