@@ -9,7 +9,7 @@
    on service-to-service deliveries;
 4. installs the Lambda runner (functions run in subprocess workers as their execution
    role, with the stack's Redis/Aurora endpoint names mapped to the local servers);
-5. starts the pollers, the EventBridge scheduler, the TTL sweeper and the gateway: one HTTP port serving the
+5. starts the pollers, the EventBridge scheduler, the TTL sweeper, the alarm evaluator and the gateway: one HTTP port serving the
    REST and HTTP APIs (``/apis/<api>/...``, see ``apigw``) and the control endpoints
    ``GET /_sandbox/health`` (with the garbage collector's pauses, ``gcpolicy``), ``GET /_sandbox/pollers``, ``GET /_sandbox/iam`` (the IAM report),
    ``GET /_sandbox/requests`` (requests served, by service and operation),
@@ -19,7 +19,8 @@
    AWS error such as throttling), ``GET|POST /_sandbox/partners/<name>`` (HTTP stand-ins of a stack's partners, ``partner_api``),
    ``GET|POST /_sandbox/replication`` (global tables: ``{region, paused, delay_s}``, see
    ``globaltables``), ``GET|POST /_sandbox/clock`` (move the services' clock forward, ``clock``),
-   ``GET|POST /_sandbox/services``
+   ``GET|POST /_sandbox/alarms`` (each metric alarm's state, values, changes and actions; POST
+   evaluates now, ``alarms``), ``GET|POST /_sandbox/services``
    (POST: match Redis/PostgreSQL to the deployed stack), ``POST /_sandbox/rules/<name>/fire``.
 
 With ``services_dir`` it first starts Redis and PostgreSQL (``backing.BackingServices``).
@@ -56,6 +57,7 @@ from werkzeug.serving import make_server
 from tapharness.partner_api import PartnerApi
 from tapharness.sandbox import clock, globaltables, models, patches
 from tapharness.sandbox.adapter import EndpointSpec
+from tapharness.sandbox.alarms import AlarmEvaluator
 from tapharness.sandbox.apigw import FrontDoor, HttpRequest, HttpResponse
 from tapharness.sandbox.backing import BackingServices
 from tapharness.sandbox.clients import AwsClients
@@ -244,6 +246,8 @@ class Sandbox:
         self.scheduler = Scheduler(self.clients, self.guard)
         self.ttl = TtlSweeper()
         self.ttl.start()
+        self.alarms = AlarmEvaluator(self._publish_alarm, float(os.environ.get("TAPSTACK_ALARM_TICK_S", "10")))
+        self.alarms.start()
         self.front_door = FrontDoor(self.clients, self.guard, invoker=lambda_service)
         self.gateway = _GatewayServer(self.gateway_port, self)
         self.gateway_port = self.gateway.server_address[1]
@@ -259,6 +263,7 @@ class Sandbox:
         self.gateway.server_close()
         self.scheduler.stop()
         self.ttl.stop()
+        self.alarms.stop()
         self.replication.stop()
         for partner in self.partners.values():
             partner.stop()
@@ -275,6 +280,18 @@ class Sandbox:
     def _function_credentials(self, fn: LambdaFunction) -> dict[str, str]:
         """Lambda runs a function as its execution role, in a session named after the function."""
         return self.sessions.credentials(fn.role, fn.function_name, "lambda.amazonaws.com").env()
+
+    def _publish_alarm(self, topic: str, alarm_arn: str, account: str, subject: str, body: str) -> dict[str, Any]:
+        """An alarm action: CloudWatch publishes to the topic if its policy (and key policy) let it."""
+        if topic.split(":")[2] != "sns":
+            return {"error": f"the sandbox runs SNS alarm actions only, not {topic}"}
+        if not self.guard.may_deliver("cloudwatch.amazonaws.com", topic, alarm_arn, account):
+            return {"error": f"the policy of {topic} does not let cloudwatch.amazonaws.com publish for {alarm_arn}"}
+        try:
+            return {"messageId": self.clients.client("sns").publish(TopicArn=topic, Subject=subject[:100],
+                                                                     Message=body)["MessageId"]}
+        except POLLER_ERRORS as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
 
     def _function_may_log(self, fn: LambdaFunction, stream: str) -> bool:
         """Lambda writes a function's logs with its role: no logs:PutLogEvents, no logs."""
@@ -341,6 +358,10 @@ class Sandbox:
                 except (ValueError, TypeError, KeyError) as exc:
                     return HttpResponse.json(400, {"error": f"expected {{advance_s: seconds >= 0}}: {exc}"})
             return HttpResponse.json(200, clock.status())
+        if parts == ["alarms"]:
+            if request.method == "POST":  # evaluate now, on the sandbox's clock, instead of at the next tick
+                self.alarms.evaluate_all(force=True)
+            return HttpResponse.json(200, {"alarms": self.alarms.status()})
         if parts[:1] == ["partners"]:
             return self._partner(request, parts[1:])
         if parts == ["replication"]:

@@ -127,7 +127,7 @@ class TtlSweeper(threading.Thread):
         while not self._stop_event.wait(self.settings.interval_s):
             try:
                 self.deleted += sweep(self.settings)
-            except Exception:
+            except Exception:  # the sandbox keeps running; the next sweep tries again
                 log.exception("TTL sweep failed")
 
     def stop(self) -> None:

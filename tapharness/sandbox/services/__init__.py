@@ -11,13 +11,15 @@ pollers are ``tapharness.sandbox.pollers``.
 - ``apigateway``: UpdateMethod;
 - ``applicationautoscaling``: the Tags of scalable targets;
 - ``athena``: StartQueryExecution/GetQueryExecution run by the DuckDB engine, workgroup calls;
-- ``dynamodb``: Contributor Insights, transactions, Query, the serializer, Streams GetRecords, global tables;
+- ``cloudwatch``: a new alarm's first state (``tapharness.sandbox.alarms`` evaluates alarms);
+- ``dynamodb``: Contributor Insights, transactions (conflicts, client tokens), Query, the serializer,
+  Streams GetRecords, global tables, Time to Live's stream records;
 - ``ec2``: security group rule descriptions;
 - ``elasticache``: parameter groups, replication group members, AuthToken, deletions that finish;
 - ``kinesis``: CreateStream's Tags, shard reads and writes;
 - ``kms``: key rotation periods;
-- ``lambda_``: GetRuntimeManagementConfig, DeadLetterConfig and LoggingConfig;
-- ``logs``: query definitions, Logs Insights queries;
+- ``lambda_``: GetRuntimeManagementConfig, DeadLetterConfig and LoggingConfig, the execution role's checks;
+- ``logs``: query definitions, Logs Insights queries, embedded metric format, log group keys;
 - ``rds``: the default CA, Performance Insights, ScalingConfigurationInfo;
 - ``s3``: Intelligent-Tiering, event notifications, bucket policies;
 - ``sagemaker``: InvokeEndpoint;
@@ -32,7 +34,8 @@ import importlib
 from types import ModuleType
 
 SERVICES = (
-    "core", "apigateway", "applicationautoscaling", "athena", "dynamodb", "ec2", "elasticache", "kinesis",
+    "core", "apigateway", "applicationautoscaling", "athena", "cloudwatch", "dynamodb", "ec2", "elasticache",
+    "kinesis",
     "kms", "lambda_", "logs", "rds", "s3", "sagemaker", "sns", "sqs", "stepfunctions",
 )
 

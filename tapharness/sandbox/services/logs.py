@@ -1,11 +1,13 @@
 """CloudWatch Logs: query definitions (kept on the backend), Logs Insights queries run by the
-sandbox's engine (``tapharness.sandbox.insights``) where moto's StartQuery only lists events, and
-under IAM (``patches.GUARD``) a log group's KMS key checked as CloudWatch Logs checks it."""
+sandbox's engine (``tapharness.sandbox.insights``) where moto's StartQuery only lists events,
+embedded-metric-format events turned into metrics, and under IAM (``patches.GUARD``) a log group's
+KMS key checked as CloudWatch Logs checks it."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from moto.core.utils import unix_time
@@ -97,3 +99,55 @@ def create_log_group(self: LogsResponse) -> str:
     """CreateLogGroup, its kmsKeyId first checked for the service."""
     _check_log_group_key(self, self._get_param("logGroupName"), self._get_param("kmsKeyId"))
     return _CREATE_LOG_GROUP(self)
+
+
+# --- Embedded metric format -------------------------------------------------------------------
+# "CloudWatch automatically extracts the custom metrics" from log events in the embedded metric
+# format: a JSON event whose "_aws" member lists CloudWatchMetrics directives (Namespace,
+# Dimensions: sets of member names, Metrics: names and units), the values being the event's
+# members of those names (a value may be a list) (CloudWatch user guide, "Specification: Embedded
+# metric format"). Lambda's log events are such events when a function prints them (Powertools
+# Metrics does), so alarms on a function's own metrics see them, as on AWS.
+
+_PUT_LOG_EVENTS = logs_models.LogsBackend.put_log_events
+
+
+def emf_metrics(message: str) -> list[tuple[str, dict[str, Any]]]:
+    """The (namespace, PutMetricData datum) pairs an embedded-metric-format log event carries."""
+    start = message.find("{")
+    if start < 0 or '"_aws"' not in message:
+        return []
+    try:
+        event = json.loads(message[start:])
+        directives = event["_aws"]["CloudWatchMetrics"]
+        # moto keeps metric timestamps as naive UTC datetimes
+        timestamp = datetime.fromtimestamp(float(event["_aws"]["Timestamp"]) / 1000, UTC).replace(tzinfo=None)
+    except (ValueError, KeyError, TypeError):
+        return []
+    found = []
+    for directive in directives if isinstance(directives, list) else []:
+        for dimension_set in directive.get("Dimensions") or [[]]:
+            dimensions = [{"Name": name, "Value": str(event[name])} for name in dimension_set if name in event]
+            for metric in directive.get("Metrics") or []:
+                values = event.get(metric.get("Name"))
+                for value in values if isinstance(values, list) else [values]:
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        found.append((str(directive.get("Namespace")), {
+                            "MetricName": metric["Name"], "Value": float(value), "Dimensions": dimensions,
+                            "Timestamp": timestamp, "Unit": metric.get("Unit")}))
+    return found
+
+
+@patch(logs_models.LogsBackend, "put_log_events")
+def put_log_events(self: logs_models.LogsBackend, log_group_name: str, log_stream_name: str,
+                   log_events: list[dict[str, Any]]) -> Any:
+    """PutLogEvents, and the metrics of its embedded-metric-format events put to CloudWatch."""
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    answer = _PUT_LOG_EVENTS(self, log_group_name, log_stream_name, log_events)
+    metrics = [pair for event in log_events for pair in emf_metrics(str(event.get("message", "")))]
+    if metrics:
+        cloudwatch = cloudwatch_backends[self.account_id][self.region_name]
+        for namespace, datum in metrics:
+            cloudwatch.put_metric_data(namespace, [datum])
+    return answer
