@@ -24,9 +24,10 @@ alarms treat missing data", alarms-and-missing-data.html):
   InsufficientDataActions get the alarm's JSON message, if their policy (and key policy) let
   cloudwatch.amazonaws.com publish for the alarm.
 
-The metrics are those the sandbox holds: PutMetricData's (and embedded metric format log lines,
-which CloudWatch Logs turns into metrics). An alarm on a metric nothing has reported is listed as
-such by ``/_sandbox/alarms`` rather than silently OK.
+The metrics are those the sandbox holds: PutMetricData's, embedded metric format log lines (which
+CloudWatch Logs turns into metrics), and the AWS/* metrics the services publish
+(``tapharness.sandbox.metrics``, sampled before each evaluation). An alarm on a metric nothing has
+reported is listed as such by ``/_sandbox/alarms`` rather than silently OK.
 """
 
 from __future__ import annotations
@@ -185,9 +186,10 @@ Publish = Callable[[str, str, str, str, str], dict[str, Any]]  # (topic, alarm A
 class AlarmEvaluator(threading.Thread):
     """Evaluates every metric alarm of every account and region on CloudWatch's schedule."""
 
-    def __init__(self, publish: Publish, tick_s: float = 10.0) -> None:
+    def __init__(self, publish: Publish, tick_s: float = 10.0, sample: Callable[[bool], None] | None = None) -> None:
         super().__init__(name="cloudwatch-alarms", daemon=True)
         self.publish = publish
+        self.sample = sample  # the metrics the services sample (queue depths, ended executions), before each tick
         self.tick_s = tick_s
         self.evaluations: dict[str, Evaluation] = {}
         self._last: dict[str, float] = {}
@@ -209,12 +211,19 @@ class AlarmEvaluator(threading.Thread):
         from moto.cloudwatch.models import cloudwatch_backends
 
         now = clock.now() if now is None else now
+        if self.sample is not None:
+            self.sample(force)
         for account, regions in list(cloudwatch_backends.items()):
             for backend in list(regions.values()):
-                data = backend.get_all_metrics()
-                for alarm in list(backend.alarms.values()):
-                    if alarm.metric_name and not alarm.metric_data_queries:
-                        self._evaluate(alarm, data, account, now, force)
+                alarms = [a for a in list(backend.alarms.values()) if a.metric_name and not a.metric_data_queries]
+                if not alarms:
+                    continue
+                by_metric: dict[tuple[str, str], list[Any]] = {}
+                for datum in list(backend.get_all_metrics()):
+                    by_metric.setdefault((datum.namespace, datum.name), []).append(datum)
+                for alarm in alarms:
+                    self._evaluate(alarm, by_metric.get((alarm.namespace, alarm.metric_name), []), account, now,
+                                   force)
 
     def _evaluate(self, alarm: Any, data: Sequence[Any], account: str, now: float, force: bool) -> None:
         step = 10 if alarm.period < 60 else 60

@@ -25,12 +25,15 @@ import base64
 import ipaddress
 import logging
 import re
+import threading
+import time
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
 from moto.elbv2.models import FakeLoadBalancer, FakeTargetGroup, elbv2_backends
 
+from tapharness.sandbox import metrics
 from tapharness.sandbox.clients import AwsClients, Invoker
 from tapharness.sandbox.web import HttpRequest, HttpResponse
 
@@ -38,6 +41,8 @@ if TYPE_CHECKING:
     from tapharness.sandbox.iam.sessions import ServiceGuard
 
 log = logging.getLogger("tapharness.sandbox.alb")
+# How long the request's target took to answer (None: no target answered), for its metrics.
+_TARGET = threading.local()
 
 _ALB_URL = re.compile(r"^(?P<scheme>https?)://(?P<host>[a-z0-9.-]+\.elb\.amazonaws\.com)(?::(?P<port>\d+))?(?P<rest>/.*)?$")
 _REASONS = {200: "OK", 301: "Moved Permanently", 302: "Found", 404: "Not Found", 502: "Bad Gateway",
@@ -161,6 +166,12 @@ class AlbDoor:
         return (balancer, int(port or 80), path) if balancer else None
 
     def handle(self, request: HttpRequest, balancer: FakeLoadBalancer, port: int, path: str) -> HttpResponse:
+        _TARGET.seconds = None
+        response = self._handle(request, balancer, port, path)
+        metrics.alb_request(self.account_id, self.clients.region, balancer.arn, response.status, _TARGET.seconds)
+        return response
+
+    def _handle(self, request: HttpRequest, balancer: FakeLoadBalancer, port: int, path: str) -> HttpResponse:
         try:
             listener = next((li for li in balancer.listeners.values() if int(li.port) == port), None)
             if listener is None:
@@ -221,5 +232,8 @@ class AlbDoor:
             log.warning("alb: target group %s may not invoke %s", group.name, function_arn)
             return _error(502)
         multi_value = group.attributes.get("lambda.multi_value_headers.enabled") == "true"
+        started = time.monotonic()
         outcome = self.invoker.invoke(function_arn, alb_event(request, path, group.arn, multi_value))
+        if not outcome.function_error:  # the target answered (a function error is the balancer's 502)
+            _TARGET.seconds = time.monotonic() - started
         return translate(outcome.function_error, outcome.payload)

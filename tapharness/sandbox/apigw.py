@@ -48,6 +48,7 @@ from moto.apigateway.exceptions import RestAPINotFound, StageNotFoundException
 from moto.apigateway.models import apigateway_backends
 from moto.logs.models import logs_backends
 
+from tapharness.sandbox import metrics
 from tapharness.sandbox.alb import AlbDoor
 from tapharness.sandbox.clients import AwsClients, Invoker
 from tapharness.sandbox.httpapi import HttpApiDoor
@@ -99,6 +100,7 @@ class FrontDoor:
         # is immutable, so its routes, methods, validators and models are read once.
         self._deployed: dict[tuple[str, str, str, str], Any] = {}
         self._deployed_lock = threading.Lock()
+        self._names: dict[str, str] = {}
         self.http_apis = HttpApiDoor(clients, guard, account_id, self.invoker, self._write_log)
         self.load_balancers = AlbDoor(clients, guard, account_id, self.invoker)
 
@@ -144,10 +146,23 @@ class FrontDoor:
             response = HttpResponse.json(500, {"message": "Internal server error"})
         response.headers.append(("x-amzn-RequestId", request_id))
         if stage and route:
-            context.update(status=response.status, responseLength=len(response.body),
-                           responseLatency=int((time.monotonic() - started) * 1000))
+            latency_ms = (time.monotonic() - started) * 1000
+            context.update(status=response.status, responseLength=len(response.body), responseLatency=int(latency_ms))
             self._access_log(route, stage, context)
+            metrics.api_request(self.account_id, self.clients.region, {"ApiName": self._api_name(route.api_id),
+                                                                       "Stage": route.stage},
+                                response.status, latency_ms, http_api=False)
         return response
+
+    def _api_name(self, api_id: str) -> str:
+        """A REST API's name (its metrics' ApiName dimension), read once."""
+        with self._deployed_lock:
+            name = self._names.get(api_id)
+        if name is None:
+            name = str(self.clients.client("apigateway").get_rest_api(restApiId=api_id)["name"])
+            with self._deployed_lock:
+                self._names[api_id] = name
+        return name
 
     @staticmethod
     def _missing_token() -> HttpResponse:

@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl
 
 from moto.apigatewayv2.models import Api, Route, apigatewayv2_backends
 
+from tapharness.sandbox import metrics
 from tapharness.sandbox.clients import AwsClients, Invoker
 from tapharness.sandbox.web import (
     HttpRequest,
@@ -130,6 +131,8 @@ class HttpApiDoor:
             log.exception("http api: %s %s failed", request.method, request.path)
             response = HttpResponse.json(500, {"message": "Internal Server Error"})
         response.headers.append(("apigw-requestid", request_id))
+        metrics.api_request(self.account_id, self.clients.region, {"ApiId": route.api_id, "Stage": route.stage},
+                            response.status, (time.monotonic() - started) * 1000, http_api=True)
         settings = stage.access_log_settings or {}
         if settings.get("DestinationArn") and settings.get("Format"):
             context.update(status=response.status, responseLength=len(response.body),

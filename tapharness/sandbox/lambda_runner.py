@@ -60,6 +60,7 @@ from moto.awslambda.utils import get_backend
 from moto.core.exceptions import JsonRESTError
 from moto.core.utils import unix_time_millis, utcnow
 
+from tapharness.sandbox import metrics
 from tapharness.sandbox.clients import InvokeOutcome
 from tapharness.sandbox.filters import decode_json
 
@@ -428,6 +429,7 @@ class LambdaRunner:
             if reply.get("fatal"):
                 worker.stop()
             self._release(worker)
+        metrics.lambda_invocation(fn.account_id, fn.region, fn.function_name, not reply["ok"], reply["duration_ms"])
         lines = (_json_platform_lines(request_id, spec, reply, output) if env["AWS_LAMBDA_LOG_FORMAT"] == "JSON"
                  else _text_platform_lines(request_id, spec, reply, output, cold))
         if self.may_write_logs(fn, worker.log_stream):

@@ -55,7 +55,7 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
 from tapharness.partner_api import PartnerApi
-from tapharness.sandbox import clock, globaltables, models, patches
+from tapharness.sandbox import clock, globaltables, metrics, models, patches
 from tapharness.sandbox.adapter import EndpointSpec
 from tapharness.sandbox.alarms import AlarmEvaluator
 from tapharness.sandbox.apigw import FrontDoor, HttpRequest, HttpResponse
@@ -246,7 +246,8 @@ class Sandbox:
         self.scheduler = Scheduler(self.clients, self.guard)
         self.ttl = TtlSweeper()
         self.ttl.start()
-        self.alarms = AlarmEvaluator(self._publish_alarm, float(os.environ.get("TAPSTACK_ALARM_TICK_S", "10")))
+        self.alarms = AlarmEvaluator(self._publish_alarm, float(os.environ.get("TAPSTACK_ALARM_TICK_S", "10")),
+                                     metrics.Sampler())
         self.alarms.start()
         self.front_door = FrontDoor(self.clients, self.guard, invoker=lambda_service)
         self.gateway = _GatewayServer(self.gateway_port, self)

@@ -23,6 +23,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from xml.sax.saxutils import escape
 
+from moto.core import DEFAULT_ACCOUNT_ID
+
+from tapharness.sandbox import metrics
 from tapharness.sandbox.iam.authorizer import Authorizer, describe_denial
 from tapharness.sandbox.iam.catalog import iam_prefix
 from tapharness.sandbox.iam.wire import (
@@ -168,6 +171,7 @@ class IamGate:
         if fault is not None and signed is not None:
             call = decode(environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/"), query, headers,
                           _read_body(environ), signed)
+            metrics.throttled(DEFAULT_ACCOUNT_ID, call.region, call.service, call.operation, fault, call.params)
             status, response_headers, payload = error_response(call, fault, "injected by the sandbox", "400 Bad Request")
             start_response(status, [*response_headers, ("Content-Length", str(len(payload)))])
             return [payload]

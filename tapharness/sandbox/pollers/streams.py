@@ -31,6 +31,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from tapharness.sandbox import metrics
 from tapharness.sandbox.clients import AwsClients, InvokeOutcome, Invoker
 from tapharness.sandbox.filters import matches_any
 from tapharness.sandbox.pollers.base import (
@@ -132,6 +133,8 @@ class ShardPoller(PollerThread):
 
     def _invoke(self, records: list[StreamRecord], final: bool = False) -> InvokeOutcome:
         event = self._event(records, final)
+        if records:  # AWS/Lambda IteratorAge: the age of the batch's last record when it is handed over
+            metrics.iterator_age(self.config.function_arn, (time.time() - records[-1].arrival) * 1000)
         outcome = self.invoker.invoke(self.config.function_arn, event)
         self.stats.invocations += 1
         return outcome

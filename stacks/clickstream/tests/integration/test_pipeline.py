@@ -63,3 +63,24 @@ def test_a_crashing_consumer_and_a_throttled_table_lose_and_duplicate_nothing(pr
 def test_the_alb_answers_unknown_paths_with_its_fixed_404_and_health_checks(insights: Any) -> None:
     assert insights.get("/nowhere") == (404, {"error": "no such insight"})
     assert insights.get("/health") == (200, {"status": "ok"})
+
+
+def test_a_parked_record_raises_the_parked_records_alarm(producer: Any, target: Target) -> None:
+    """The alarm wants 2 of 3 one-minute periods with a record parked in stream_failures. In the
+    sandbox each look moves its clock a minute on (the services sample the queue once a minute, the
+    alarm is evaluated each minute); in an account the minutes pass."""
+    marker = uuid.uuid4().hex
+    producer.put([f'{{"poison": "{marker}"'.encode()])
+    sqs, queue = target.client("sqs"), str(target.output("stream_failures_queue_url"))
+    wait_for("a parked record", lambda: int(sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=[
+        "ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"]), timeout=60)
+    name = str(target.output("alarm_names", "parked_records"))
+
+    def state() -> str:
+        if target.is_sandbox:
+            target.control("POST", "clock", {"advance_s": 60})
+            target.control("POST", "alarms")
+        return str(target.client("cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["StateValue"])
+
+    assert wait_for("the parked_records alarm", state, timeout=360, ready=lambda s: s == "ALARM",
+                    interval=0.5 if target.is_sandbox else 15) == "ALARM"

@@ -1,0 +1,52 @@
+"""The AWS/* metrics the sandbox publishes from what happened, as the services publish them."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .helpers import unique
+
+
+def statistic(aws: Any, namespace: str, name: str, dimensions: dict[str, str], stat: str) -> float | None:
+    now = datetime.now(UTC)
+    points = aws("cloudwatch").get_metric_statistics(
+        Namespace=namespace, MetricName=name, Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
+        StartTime=now - timedelta(minutes=10), EndTime=now + timedelta(minutes=1), Period=3600,
+        Statistics=[stat])["Datapoints"]
+    return points[0][stat] if points else None
+
+
+def test_each_invocation_counts_in_the_functions_invocations_errors_and_duration(aws, make_function):
+    arn = make_function("def lambda_handler(event, context):\n"
+                        "    if event.get('fail'):\n        raise RuntimeError('boom')\n    return 1\n")
+    aws("lambda").invoke(FunctionName=arn, Payload=b"{}")
+    aws("lambda").invoke(FunctionName=arn, Payload=b'{"fail": true}')
+    dims = {"FunctionName": arn.split(":")[-1]}
+    assert statistic(aws, "AWS/Lambda", "Invocations", dims, "Sum") == 2
+    assert statistic(aws, "AWS/Lambda", "Errors", dims, "Sum") == 1
+    assert statistic(aws, "AWS/Lambda", "Duration", dims, "Maximum") > 0
+
+
+def test_a_queues_depth_and_oldest_age_are_sampled(aws, sandbox):
+    url = aws("sqs").create_queue(QueueName=unique("depth"))["QueueUrl"]
+    for i in range(3):
+        aws("sqs").send_message(QueueUrl=url, MessageBody=str(i))
+    time.sleep(1.1)
+    sandbox.control("POST", "alarms")  # samples the services' metrics now
+    dims = {"QueueName": url.rsplit("/", 1)[-1]}
+    assert statistic(aws, "AWS/SQS", "ApproximateNumberOfMessagesVisible", dims, "Maximum") == 3
+    assert statistic(aws, "AWS/SQS", "ApproximateAgeOfOldestMessage", dims, "Maximum") >= 1
+
+
+def test_an_injected_throttle_counts_in_the_tables_write_throttle_events(aws, sandbox):
+    table = unique("throttled")
+    aws("dynamodb").create_table(TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                                 AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                                 BillingMode="PAY_PER_REQUEST")
+    sandbox.control("POST", "faults", {"error": {"request": "dynamodb BatchWriteItem",
+                                                 "code": "ProvisionedThroughputExceededException", "count": 1}})
+    aws("dynamodb").batch_write_item(RequestItems={table: [{"PutRequest": {"Item": {"pk": {"S": "a"}}}}]})
+    assert sandbox.control("GET", "faults")["injected"]["dynamodb BatchWriteItem"] >= 1  # the SDK retried past it
+    assert statistic(aws, "AWS/DynamoDB", "WriteThrottleEvents", {"TableName": table}, "Sum") == 1
