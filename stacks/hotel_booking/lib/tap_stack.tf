@@ -398,9 +398,11 @@ variable "reconciliation_schedule_expression" {
   type        = string
   default     = "rate(5 minutes)"
 
+  # A fixed rate: the alarms on what a run reports (UnresolvedOverbooking, ReplicaDrift) are
+  # evaluated over the period between two runs.
   validation {
-    condition     = can(regex("^(rate\\([0-9]+ (minute|minutes|hour|hours)\\)|cron\\([^)]+\\))$", var.reconciliation_schedule_expression))
-    error_message = "reconciliation_schedule_expression must be an EventBridge rate(...) or cron(...) expression."
+    condition     = can(regex("^rate\\([1-9][0-9]* (minute|minutes|hour|hours)\\)$", var.reconciliation_schedule_expression))
+    error_message = "reconciliation_schedule_expression must be an EventBridge rate(N minutes) or rate(N hours) expression."
   }
 }
 
@@ -2263,6 +2265,16 @@ resource "aws_cloudwatch_log_group" "this" {
 # Observe: alarms, each naming the SLA it guards (to the alarms topic)
 # -----------------------------------------------------------------------------
 locals {
+  # The resolver publishes UnresolvedOverbooking and ReplicaDrift once per reconciliation run: an
+  # alarm on them is evaluated over the time between runs, or one run's datapoint could never make
+  # two one-minute periods breach.
+  reconciliation_period_s = tonumber(regex("[0-9]+", var.reconciliation_schedule_expression)) * (
+    can(regex("hour", var.reconciliation_schedule_expression)) ? 3600 : 60
+  )
+  alarm_periods_s = {
+    unresolved_overbooking = local.reconciliation_period_s
+    replica_drift          = local.reconciliation_period_s
+  }
   alarms = merge(
     {
       for r in var.dynamodb_replica_regions : "replication_latency_${replace(r, "-", "_")}" => {
@@ -2326,7 +2338,7 @@ locals {
         extended    = null
         threshold   = 1
         comparison  = "GreaterThanOrEqualToThreshold"
-        periods     = 2
+        periods     = 1
       }
       replica_drift = {
         description = "Replica items disagree with the primary beyond the replication SLA (10 s)"
@@ -2419,7 +2431,7 @@ resource "aws_cloudwatch_metric_alarm" "this" {
   dimensions          = each.value.dimensions
   statistic           = each.value.statistic
   extended_statistic  = each.value.extended
-  period              = local.flow.alarm_period_s
+  period              = lookup(local.alarm_periods_s, each.key, local.flow.alarm_period_s)
   evaluation_periods  = each.value.periods
   datapoints_to_alarm = each.value.periods
   threshold           = each.value.threshold
