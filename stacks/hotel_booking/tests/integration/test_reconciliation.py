@@ -26,6 +26,21 @@ def reconcile(target: Target, room_nights: list[str] | None = None) -> dict[str,
     return json.loads(run.get("output") or "{}")
 
 
+def alarm_raised(target: Target, key: str) -> str:
+    """Wait for the stack's alarm ``key`` to be in ALARM. In the sandbox each look moves its clock a
+    minute on and evaluates (CloudWatch evaluates each minute); in an account the minutes pass."""
+    name = str(target.output("alarm_names", key))
+
+    def state() -> str:
+        if target.is_sandbox:
+            target.control("POST", "clock", {"advance_s": 60})
+            target.control("POST", "alarms")
+        return str(target.client("cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["StateValue"])
+
+    return wait_for(f"the {key} alarm", state, timeout=300, ready=lambda s: s == "ALARM",
+                    interval=0.5 if target.is_sandbox else 15)
+
+
 def test_a_cache_written_behind_the_tables_back_is_repaired(api: Any, inventory: Any, target: Target,
                                                             stay: Callable[[int], str]) -> None:
     property_id = inventory.add_property({"king": ("deluxe", 5)})
@@ -62,6 +77,24 @@ def test_an_overbooked_night_moves_the_newest_guest_to_an_equivalent_room(api: A
     assert inventory.night(twin)["available_units"] == 1
 
 
+def test_an_overbooking_with_no_equivalent_room_left_raises_the_unresolved_alarm(api: Any, inventory: Any,
+                                                                                target: Target,
+                                                                                stay: Callable[[int], str]) -> None:
+    property_id = inventory.add_property({"king": ("deluxe", 1)})
+    king = inventory.open_night(property_id, "king", stay(64), total=1)
+    inventory.open_night(property_id, "king", stay(65), total=1)
+    assert api.book(property_id, "king", stay(64))[0] == 201
+    status, other = api.book(property_id, "king", stay(65))
+    assert status == 201
+    client, table = target.client("dynamodb"), str(target.output("dynamodb_table_name"))
+    client.put_item(TableName=table, Item={"pk": {"S": king}, "sk": {"S": f"BOOKING#{other['booking_id']}"},
+                                           "booking_id": {"S": other["booking_id"]}, "units": {"N": "1"},
+                                           "guest_id": {"S": "g-late"}, "created_at": {"S": "2999-01-01T00:00:00.000Z"}})
+    result = reconcile(target, [king])
+    assert (result["reassigned"], result["unresolved"]) == (0, 1), result
+    assert alarm_raised(target, "unresolved_overbooking") == "ALARM"
+
+
 def test_a_replica_that_falls_behind_is_found_and_alarmed(api: Any, inventory: Any, target: Target,
                                                           stay: Callable[[int], str]) -> None:
     if not target.is_sandbox:
@@ -80,6 +113,4 @@ def test_a_replica_that_falls_behind_is_found_and_alarmed(api: Any, inventory: A
         target.control("POST", "replication", {"region": region, "paused": False})
     wait_for("the replica to catch up", lambda: inventory.night(pk, region), timeout=10,
              ready=lambda night: bool(night) and night["version"] == 2)
-    metrics = target.client("cloudwatch").list_metrics(Namespace=target.output("metrics_namespace"),
-                                                       MetricName="ReplicaDrift")["Metrics"]
-    assert metrics
+    assert alarm_raised(target, "replica_drift") == "ALARM"
