@@ -100,7 +100,6 @@ class FrontDoor:
         # is immutable, so its routes, methods, validators and models are read once.
         self._deployed: dict[tuple[str, str, str, str], Any] = {}
         self._deployed_lock = threading.Lock()
-        self._names: dict[str, str] = {}
         self.http_apis = HttpApiDoor(clients, guard, account_id, self.invoker, self._write_log)
         self.load_balancers = AlbDoor(clients, guard, account_id, self.invoker)
 
@@ -155,14 +154,9 @@ class FrontDoor:
         return response
 
     def _api_name(self, api_id: str) -> str:
-        """A REST API's name (its metrics' ApiName dimension), read once."""
-        with self._deployed_lock:
-            name = self._names.get(api_id)
-        if name is None:
-            name = str(self.clients.client("apigateway").get_rest_api(restApiId=api_id)["name"])
-            with self._deployed_lock:
-                self._names[api_id] = name
-        return name
+        """A REST API's name (its metrics' ApiName dimension), from moto's model (the id if it has none)."""
+        api = apigateway_backends[self.account_id][self.clients.region].apis.get(api_id)
+        return str(api.name) if api is not None else api_id
 
     @staticmethod
     def _missing_token() -> HttpResponse:

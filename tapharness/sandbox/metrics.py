@@ -24,6 +24,7 @@ says its metric was never reported.
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,7 @@ from moto.cloudwatch.models import cloudwatch_backends
 
 from tapharness.sandbox import clock
 
+log = logging.getLogger("tapharness.sandbox.metrics")
 _lock = threading.Lock()
 
 
@@ -43,8 +45,11 @@ def put(account: str, region: str, namespace: str, name: str, value: float, dime
              "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()]}
     if unit:
         datum["Unit"] = unit
-    with _lock:
-        cloudwatch_backends[account][region].put_metric_data(namespace, [datum])
+    try:
+        with _lock:
+            cloudwatch_backends[account][region].put_metric_data(namespace, [datum])
+    except Exception:  # a metric the sandbox cannot record never fails the request that made it
+        log.exception("metric %s/%s not recorded", namespace, name)
 
 
 def lambda_invocation(account: str, region: str, function_name: str, errored: bool, duration_ms: float) -> None:

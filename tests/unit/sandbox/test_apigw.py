@@ -239,3 +239,20 @@ def test_access_log_line_is_written_to_the_stage_log_group(api, aws):
             {"op": "remove", "path": "/accessLogSettings"}])
     lines = [json.loads(e["message"]) for e in aws("logs").filter_log_events(logGroupName=group)["events"]]
     assert [line["status"] for line in lines] == ["202"]
+
+
+def test_requests_count_in_the_apis_metrics_by_name_and_stage(api, aws):
+    """API Gateway's REST metrics: Count, 4XXError, 5XXError, Latency by ApiName and Stage."""
+    from .test_metrics import statistic
+
+    dims = {"ApiName": aws("apigateway").get_rest_api(restApiId=api.api_id)["name"], "Stage": "dev"}
+
+    def counts() -> tuple[float, float]:
+        return (statistic(aws, "AWS/ApiGateway", "Count", dims, "Sum") or 0,
+                statistic(aws, "AWS/ApiGateway", "4XXError", dims, "Sum") or 0)
+
+    before = counts()
+    call(f"{api.base}/watch", body=VALID)
+    call(f"{api.base}/watch", body={"not": "valid"})
+    after = counts()
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 1)
