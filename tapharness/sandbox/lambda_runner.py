@@ -93,6 +93,30 @@ def _logs_allowed(fn: LambdaFunction, stream: str) -> bool:
     return True
 
 
+# How the current thread's invocation was asked for: ``sync`` for Invoke's RequestResponse and the
+# services that wait for the answer (API Gateway, event source mappings); unset for asynchronous ones.
+INVOCATION = threading.local()
+
+
+class Throttled(Exception):
+    """An invocation refused by the function's reserved concurrency (Lambda's TooManyRequestsException)."""
+
+    def __init__(self, function_name: str) -> None:
+        super().__init__(f"Rate Exceeded. (reserved concurrency of {function_name})")
+        self.function_name = function_name
+
+
+class TooManyRequestsException(JsonRESTError):
+    """Invoke's answer to a throttled synchronous invocation."""
+
+    code = 429
+
+    def __init__(self) -> None:
+        super().__init__("TooManyRequestsException", "Rate Exceeded.")
+        self.description = json.dumps({"Type": "User", "message": "Rate Exceeded.",
+                                       "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"})
+
+
 @dataclass(frozen=True)
 class InvokeResult:
     """One invocation's outcome, as moto's ``_invoke_lambda`` returns it."""
@@ -276,6 +300,10 @@ class LambdaRunner:
         # Failure injection (``/_sandbox/faults``): function name -> [crashes left, seconds into the invocation].
         self.crashes: dict[str, list[float]] = {}
         self.crashed: Counter[str] = Counter()
+        # Reserved concurrency: invocations in flight per function, and a wake-up when one ends.
+        self._in_flight: Counter[str] = Counter()
+        self._freed = threading.Condition()
+        self.throttled: Counter[str] = Counter()
 
     # --- moto integration -------------------------------------------------------------
 
@@ -285,7 +313,10 @@ class LambdaRunner:
         self._original = LambdaFunction.__dict__["_invoke_lambda"]
 
         def _invoke_lambda(fn: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
-            result = runner.invoke(fn, event)
+            try:
+                result = runner.invoke(fn, event)
+            except Throttled:
+                raise TooManyRequestsException() from None
             return result.payload, result.errored, result.logs
 
         LambdaFunction._invoke_lambda = _invoke_lambda  # type: ignore[method-assign]
@@ -410,6 +441,41 @@ class LambdaRunner:
             payload = json.dumps({"errorMessage": f"The role defined for the function cannot be assumed by Lambda. {exc}",
                                   "errorType": "InvalidParameterValueException"})
             return InvokeResult(payload, True, "")
+        reserved = getattr(fn, "reserved_concurrency", None)
+        limit = None if reserved is None or reserved == "" else int(reserved)
+        if not self._admit(fn, limit):
+            raise Throttled(fn.function_name)
+        try:
+            return self._run(fn, spec, env, event_json, request_id)
+        finally:
+            self._leave(fn, limit)
+
+    def _admit(self, fn: LambdaFunction, limit: int | None) -> bool:
+        """Whether an invocation may start under the function's reserved concurrency: a synchronous
+        one is throttled at the limit, an asynchronous one waits for a slot (Lambda queues and retries
+        it)."""
+        if limit is None:
+            return True
+        with self._freed:
+            while self._in_flight[fn.function_arn] >= limit:
+                if getattr(INVOCATION, "sync", False) or limit == 0:
+                    self.throttled[fn.function_name] += 1
+                    metrics.put(fn.account_id, fn.region, "AWS/Lambda", "Throttles", 1,
+                                {"FunctionName": fn.function_name}, "Count")
+                    return False
+                self._freed.wait(0.5)
+            self._in_flight[fn.function_arn] += 1
+            return True
+
+    def _leave(self, fn: LambdaFunction, limit: int | None) -> None:
+        if limit is None:
+            return
+        with self._freed:
+            self._in_flight[fn.function_arn] -= 1
+            self._freed.notify_all()
+
+    def _run(self, fn: LambdaFunction, spec: WorkerSpec, env: dict[str, str], event_json: str,
+             request_id: str) -> InvokeResult:
         slots = self._concurrency.get(fn.function_arn)
         if slots is None:
             with self._lock:
@@ -543,7 +609,14 @@ class LocalLambda:
         except JsonRESTError as exc:
             raise ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": exc.message}},
                               "Invoke") from exc
-        result = self.runner.invoke(fn, event)
+        INVOCATION.sync = True
+        try:
+            result = self.runner.invoke(fn, event)
+        except Throttled as exc:
+            raise ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."},
+                               "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"}, "Invoke") from exc
+        finally:
+            INVOCATION.sync = False
         if len(result.payload) > MAX_RESPONSE_BYTES:
             return InvokeOutcome(True, {"errorType": "Function.ResponseSizeTooLarge", "errorMessage":
                                         "Response payload size exceeded maximum allowed payload size (6291556 bytes)."},

@@ -23,6 +23,7 @@ from moto.awslambda.responses import LambdaResponse
 from tapharness.sandbox import patches
 from tapharness.sandbox.iam.catalog import Need
 from tapharness.sandbox.iam.policy import Principal
+from tapharness.sandbox.lambda_runner import INVOCATION
 from tapharness.sandbox.patches import patch
 
 RUNTIME_MANAGEMENT_PATH = r"{0}/(?P<api_version>[^/]+)/functions/(?P<function_name>[\w_:%-]+)/runtime-management-config/?$"
@@ -218,3 +219,19 @@ for _name, _check in (("create_function", _check_new_function),
                       ("create_event_source_mapping", _check_new_mapping),
                       ("update_event_source_mapping", _check_mapping_update)):
     patch.replace(LambdaResponse, _name, _checked(getattr(LambdaResponse, _name), _check))
+
+
+# --- Invoke: synchronous or not, for reserved concurrency (``lambda_runner``) ---------------------
+
+_INVOKE = LambdaResponse.invoke
+
+
+@patch(LambdaResponse, "invoke")
+def invoke(self: LambdaResponse) -> Any:
+    """Invoke: a RequestResponse invocation over the function's reserved concurrency is refused with
+    429 TooManyRequestsException; an Event one waits for a slot (Lambda queues and retries it)."""
+    INVOCATION.sync = self.headers.get("X-Amz-Invocation-Type", "RequestResponse") == "RequestResponse"
+    try:
+        return _INVOKE(self)
+    finally:
+        INVOCATION.sync = False

@@ -6,8 +6,15 @@ import base64
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from tapharness.sandbox import _bootstrap
 
@@ -156,7 +163,6 @@ def test_warm_worker_keeps_module_state_between_invocations(aws, make_function):
 
 
 def test_concurrent_invocations_share_at_most_max_environments_workers(aws, make_function, sandbox):
-    from concurrent.futures import ThreadPoolExecutor
 
     arn = make_function("import os, time\ndef lambda_handler(event, context):\n    time.sleep(0.3)\n"
                         "    return os.getpid()\n")
@@ -213,3 +219,39 @@ def test_an_injected_crash_kills_the_invocation_as_an_exit_error(sandbox, aws, m
     assert "FunctionError" in crashed
     assert json.loads(crashed["Payload"].read())["errorType"] == "Runtime.ExitError"
     assert "FunctionError" not in aws("lambda").invoke(FunctionName=arn, Payload=b"{}")
+
+
+SLOW = "import time\ndef lambda_handler(event, context):\n    time.sleep(event.get('sleep', 0))\n    return 'done'\n"
+
+
+def test_a_synchronous_invocation_over_the_reserved_concurrency_is_throttled(aws, make_function):
+    """Lambda: an invocation beyond the function's reserved concurrency is refused with 429
+    TooManyRequestsException, Reason ReservedFunctionConcurrentInvocationLimitExceeded."""
+    arn = make_function(SLOW, timeout=30)
+    aws("lambda").put_function_concurrency(FunctionName=arn, ReservedConcurrentExecutions=1)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(aws("lambda").invoke, FunctionName=arn, Payload=json.dumps({"sleep": 3}).encode())
+        time.sleep(1)  # the first invocation holds the one slot
+        with pytest.raises(ClientError) as refused:
+            aws("lambda").invoke(FunctionName=arn, Payload=b"{}")
+        assert running.result()["StatusCode"] == 200
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert refused.value.response["Error"]["Code"] == "TooManyRequestsException"
+    assert refused.value.response.get("Reason") == "ReservedFunctionConcurrentInvocationLimitExceeded"
+    assert json.loads(aws("lambda").invoke(FunctionName=arn, Payload=b"{}")["Payload"].read()) == "done"
+
+
+def test_a_reserved_concurrency_of_zero_throttles_every_invocation_and_counts_them(aws, sandbox, make_function):
+    from .test_metrics import statistic
+
+    arn = make_function(SLOW)
+    aws("lambda").put_function_concurrency(FunctionName=arn, ReservedConcurrentExecutions=0)
+    once = boto3.client("lambda", endpoint_url=sandbox.endpoint_url, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing",
+                        config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
+    for _ in range(2):
+        with pytest.raises(ClientError, match="TooManyRequestsException"):
+            once.invoke(FunctionName=arn, Payload=b"{}")
+    assert statistic(aws, "AWS/Lambda", "Throttles", {"FunctionName": arn.split(":")[-1]}, "Sum") == 2
+    aws("lambda").delete_function_concurrency(FunctionName=arn)
+    assert json.loads(aws("lambda").invoke(FunctionName=arn, Payload=b"{}")["Payload"].read()) == "done"

@@ -274,3 +274,18 @@ def test_a_ttl_deletion_reaches_the_function_as_the_services(aws, make_function,
     seen = recorder.wait_for(lambda s: any(e["removed"] for e in s))
     assert [r for e in seen for r in e["removed"]] == [
         ["old", {"type": "Service", "principalId": "dynamodb.amazonaws.com"}]]
+
+
+def test_an_sqs_mapping_to_a_throttled_function_keeps_the_message_until_it_may_run(aws, make_function, mapping,
+                                                                                 recorder):
+    """A batch Lambda's reserved concurrency refuses goes back to the queue when its visibility
+    timeout ends, and is delivered once the function may run."""
+    url, arn = sqs_queue(aws, VisibilityTimeout="1")
+    function = make_function(SQS_HANDLER, env=recorder.env)
+    aws("lambda").put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=0)
+    aws("sqs").send_message(QueueUrl=url, MessageBody=json.dumps({"id": 7}))
+    mapping(function, arn, BatchSize=10)
+    time.sleep(3)
+    assert recorder.wait_for(lambda s: True, timeout=0.1) == []
+    aws("lambda").delete_function_concurrency(FunctionName=function)
+    assert ids_of(recorder.wait_for(lambda s: bool(s))) == [[7]]

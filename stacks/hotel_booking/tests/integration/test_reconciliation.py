@@ -56,20 +56,26 @@ def test_a_cache_written_behind_the_tables_back_is_repaired(api: Any, inventory:
     assert json.loads(redis.hget(f"avail:{property_id}", field)) == {"units": 4, "version": 2}
 
 
-def test_an_overbooked_night_moves_the_newest_guest_to_an_equivalent_room(api: Any, inventory: Any, target: Target,
-                                                                         stay: Callable[[int], str]) -> None:
-    property_id = inventory.add_property({"king": ("deluxe", 1), "twin": ("deluxe", 2)})
-    king = inventory.open_night(property_id, "king", stay(61), total=1)
-    twin = inventory.open_night(property_id, "twin", stay(61), total=2)
-    inventory.open_night(property_id, "king", stay(63), total=1)
-    assert api.book(property_id, "king", stay(61))[0] == 201
-    status, other = api.book(property_id, "king", stay(63))
+def overbook_king(api: Any, inventory: Any, target: Target, property_id: str, night: str, other_night: str) -> str:
+    """The property's king room sold twice for ``night``: booked through the API, and the guest of
+    ``other_night`` allocated to it too, as when another region sold it (2 allocations, 1 unit)."""
+    king = inventory.open_night(property_id, "king", night, total=1)
+    inventory.open_night(property_id, "king", other_night, total=1)
+    assert api.book(property_id, "king", night)[0] == 201
+    status, other = api.book(property_id, "king", other_night)
     assert status == 201
-    # Another region sold the same king night to that guest too (both writes landed: 2 allocations, 1 unit).
     client, table = target.client("dynamodb"), str(target.output("dynamodb_table_name"))
     client.put_item(TableName=table, Item={"pk": {"S": king}, "sk": {"S": f"BOOKING#{other['booking_id']}"},
                                            "booking_id": {"S": other["booking_id"]}, "units": {"N": "1"},
                                            "guest_id": {"S": "g-late"}, "created_at": {"S": "2999-01-01T00:00:00.000Z"}})
+    return king
+
+
+def test_an_overbooked_night_moves_the_newest_guest_to_an_equivalent_room(api: Any, inventory: Any, target: Target,
+                                                                         stay: Callable[[int], str]) -> None:
+    property_id = inventory.add_property({"king": ("deluxe", 1), "twin": ("deluxe", 2)})
+    twin = inventory.open_night(property_id, "twin", stay(61), total=2)
+    king = overbook_king(api, inventory, target, property_id, stay(61), stay(63))
     result = reconcile(target, [king])
     assert (result["reassigned"], result["unresolved"]) == (1, 0), result
     assert inventory.allocations(king) != inventory.allocations(twin)
@@ -81,15 +87,7 @@ def test_an_overbooking_with_no_equivalent_room_left_raises_the_unresolved_alarm
                                                                                 target: Target,
                                                                                 stay: Callable[[int], str]) -> None:
     property_id = inventory.add_property({"king": ("deluxe", 1)})
-    king = inventory.open_night(property_id, "king", stay(64), total=1)
-    inventory.open_night(property_id, "king", stay(65), total=1)
-    assert api.book(property_id, "king", stay(64))[0] == 201
-    status, other = api.book(property_id, "king", stay(65))
-    assert status == 201
-    client, table = target.client("dynamodb"), str(target.output("dynamodb_table_name"))
-    client.put_item(TableName=table, Item={"pk": {"S": king}, "sk": {"S": f"BOOKING#{other['booking_id']}"},
-                                           "booking_id": {"S": other["booking_id"]}, "units": {"N": "1"},
-                                           "guest_id": {"S": "g-late"}, "created_at": {"S": "2999-01-01T00:00:00.000Z"}})
+    king = overbook_king(api, inventory, target, property_id, stay(64), stay(65))
     result = reconcile(target, [king])
     assert (result["reassigned"], result["unresolved"]) == (0, 1), result
     assert alarm_raised(target, "unresolved_overbooking") == "ALARM"
