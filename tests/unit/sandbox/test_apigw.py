@@ -241,15 +241,15 @@ def test_access_log_line_is_written_to_the_stage_log_group(api, aws):
     assert [line["status"] for line in lines] == ["202"]
 
 
-def test_requests_count_in_the_apis_metrics_by_name_and_stage(api, aws):
+def test_requests_count_in_the_apis_metrics_by_name_and_stage(api, aws, sandbox):
     """API Gateway's REST metrics: Count, 4XXError, 5XXError, Latency by ApiName and Stage."""
     from .test_metrics import statistic
 
     dims = {"ApiName": aws("apigateway").get_rest_api(restApiId=api.api_id)["name"], "Stage": "dev"}
 
     def counts() -> tuple[float, float]:
-        return (statistic(aws, "AWS/ApiGateway", "Count", dims, "Sum") or 0,
-                statistic(aws, "AWS/ApiGateway", "4XXError", dims, "Sum") or 0)
+        return (statistic(aws, sandbox, "AWS/ApiGateway", "Count", dims, "Sum") or 0,
+                statistic(aws, sandbox, "AWS/ApiGateway", "4XXError", dims, "Sum") or 0)
 
     before = counts()
     call(f"{api.base}/watch", body=VALID)

@@ -252,6 +252,6 @@ def test_a_reserved_concurrency_of_zero_throttles_every_invocation_and_counts_th
     for _ in range(2):
         with pytest.raises(ClientError, match="TooManyRequestsException"):
             once.invoke(FunctionName=arn, Payload=b"{}")
-    assert statistic(aws, "AWS/Lambda", "Throttles", {"FunctionName": arn.split(":")[-1]}, "Sum") == 2
+    assert statistic(aws, sandbox, "AWS/Lambda", "Throttles", {"FunctionName": arn.split(":")[-1]}, "Sum") == 2
     aws("lambda").delete_function_concurrency(FunctionName=arn)
     assert json.loads(aws("lambda").invoke(FunctionName=arn, Payload=b"{}")["Payload"].read()) == "done"

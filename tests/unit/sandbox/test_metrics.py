@@ -9,8 +9,11 @@ from typing import Any
 from .helpers import unique
 
 
-def statistic(aws: Any, namespace: str, name: str, dimensions: dict[str, str], stat: str) -> float | None:
-    now = datetime.now(UTC)
+def statistic(aws: Any, sandbox: Any, namespace: str, name: str, dimensions: dict[str, str],
+              stat: str) -> float | None:
+    """The statistic over the last ten minutes of the sandbox's clock (another test may have moved it
+    on: the services stamp their metrics on it)."""
+    now = datetime.fromtimestamp(sandbox.control("GET", "clock")["now"], UTC)
     points = aws("cloudwatch").get_metric_statistics(
         Namespace=namespace, MetricName=name, Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
         StartTime=now - timedelta(minutes=10), EndTime=now + timedelta(minutes=1), Period=3600,
@@ -18,15 +21,15 @@ def statistic(aws: Any, namespace: str, name: str, dimensions: dict[str, str], s
     return points[0][stat] if points else None
 
 
-def test_each_invocation_counts_in_the_functions_invocations_errors_and_duration(aws, make_function):
+def test_each_invocation_counts_in_the_functions_invocations_errors_and_duration(aws, sandbox, make_function):
     arn = make_function("def lambda_handler(event, context):\n"
                         "    if event.get('fail'):\n        raise RuntimeError('boom')\n    return 1\n")
     aws("lambda").invoke(FunctionName=arn, Payload=b"{}")
     aws("lambda").invoke(FunctionName=arn, Payload=b'{"fail": true}')
     dims = {"FunctionName": arn.split(":")[-1]}
-    assert statistic(aws, "AWS/Lambda", "Invocations", dims, "Sum") == 2
-    assert statistic(aws, "AWS/Lambda", "Errors", dims, "Sum") == 1
-    assert statistic(aws, "AWS/Lambda", "Duration", dims, "Maximum") > 0
+    assert statistic(aws, sandbox, "AWS/Lambda", "Invocations", dims, "Sum") == 2
+    assert statistic(aws, sandbox, "AWS/Lambda", "Errors", dims, "Sum") == 1
+    assert statistic(aws, sandbox, "AWS/Lambda", "Duration", dims, "Maximum") > 0
 
 
 def test_a_queues_depth_and_oldest_age_are_sampled(aws, sandbox):
@@ -36,8 +39,8 @@ def test_a_queues_depth_and_oldest_age_are_sampled(aws, sandbox):
     time.sleep(1.1)
     sandbox.control("POST", "alarms")  # samples the services' metrics now
     dims = {"QueueName": url.rsplit("/", 1)[-1]}
-    assert statistic(aws, "AWS/SQS", "ApproximateNumberOfMessagesVisible", dims, "Maximum") == 3
-    assert statistic(aws, "AWS/SQS", "ApproximateAgeOfOldestMessage", dims, "Maximum") >= 1
+    assert statistic(aws, sandbox, "AWS/SQS", "ApproximateNumberOfMessagesVisible", dims, "Maximum") == 3
+    assert statistic(aws, sandbox, "AWS/SQS", "ApproximateAgeOfOldestMessage", dims, "Maximum") >= 1
 
 
 def test_an_injected_throttle_counts_in_the_tables_write_throttle_events(aws, sandbox):
@@ -49,4 +52,4 @@ def test_an_injected_throttle_counts_in_the_tables_write_throttle_events(aws, sa
                                                  "code": "ProvisionedThroughputExceededException", "count": 1}})
     aws("dynamodb").batch_write_item(RequestItems={table: [{"PutRequest": {"Item": {"pk": {"S": "a"}}}}]})
     assert sandbox.control("GET", "faults")["injected"]["dynamodb BatchWriteItem"] >= 1  # the SDK retried past it
-    assert statistic(aws, "AWS/DynamoDB", "WriteThrottleEvents", {"TableName": table}, "Sum") == 1
+    assert statistic(aws, sandbox, "AWS/DynamoDB", "WriteThrottleEvents", {"TableName": table}, "Sum") == 1
