@@ -36,6 +36,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from tapharness import stacks
+from tapharness.deployed import NoTarget, TargetError, load_target
 from tapharness.plan import ENVS
 from tapharness.sandbox.adapter import Adapter
 from tapharness.sandbox.state import REPO_ROOT
@@ -156,6 +157,7 @@ class SignOff:
     steps: list[Step] = field(default_factory=list)
     suites: list[SuiteResult] = field(default_factory=list)
     iam: dict[str, dict] = field(default_factory=dict)  # env -> the sandbox's IAM report
+    alarms: dict[str, list[dict]] = field(default_factory=dict)  # env -> the sandbox's alarms (/_sandbox/alarms)
 
     def _suite(self, step: Step, xml: Path, suite: str) -> None:
         if xml.exists():
@@ -200,6 +202,7 @@ class SignOff:
             self.steps.append(suite)
             self._suite(suite, xml, "integration")
             self._iam_report(env, directory)
+            self._alarms_report(env, directory)
         failed = not all(step.ok for step in self.steps if step.env == env)
         if self.keep and failed:
             print(f"== {env}: left running for inspection (--keep); "
@@ -222,6 +225,22 @@ class SignOff:
             step.returncode = step.returncode or 1
             return
         report.write_text(json.dumps(self.iam[env], indent=2))
+
+    def _alarms_report(self, env: str, directory: Path) -> None:
+        """Each alarm of the run: its state, its changes, whether its metric was ever reported (after
+        one last evaluation), in alarms.json and the summary."""
+        started = time.monotonic()
+        step = Step("alarms report", env)
+        try:
+            target = load_target({stacks.ENV_VAR: self.stack.name, "TAPSTACK_ENV": env})
+            target.control("POST", "alarms")
+            self.alarms[env] = target.control("GET", "alarms")["alarms"]
+            (directory / "alarms.json").write_text(json.dumps(self.alarms[env], indent=2))
+            step.returncode = 0
+        except (NoTarget, TargetError, OSError, ValueError, KeyError) as exc:
+            step.returncode, step.note = 1, f"no alarms report: {exc}"
+        step.seconds = time.monotonic() - started
+        self.steps.append(step)
 
     @property
     def passed(self) -> bool:
@@ -274,6 +293,7 @@ def render(signoff: SignOff, started: datetime, seconds: float) -> str:
         lines += [f"- {suite}/{env}, {len(tests)} test(s), e.g. `{tests[0]}`: {message}"
                   for (suite, env, message), tests in skips.items()]
     lines += _iam_lines(signoff)
+    lines += _alarm_lines(signoff)
     latencies = [(s.env, flow, values) for s in signoff.suites for flow, values in sorted(s.latencies.items())]
     if latencies:
         lines += ["", "## Per-flow latency (request to observed outcome, seconds)", "",
@@ -303,6 +323,22 @@ def _iam_lines(signoff: SignOff) -> list[str]:
             lines += ["", ("Granted, never used in this run (exercised by AWS services the sandbox does not run, "
                            "or by flows the suite did not reach; `iam.json` has the resources):"), ""]
             lines += [f"- {role}: {', '.join(actions)}" for role, actions in sorted(never.items())]
+    return lines
+
+
+def _alarm_lines(signoff: SignOff) -> list[str]:
+    lines: list[str] = []
+    for env, alarms in signoff.alarms.items():
+        fired = [a for a in alarms if any(c["to"] == "ALARM" for c in a["changes"])]
+        silent = sorted(a["alarm"] for a in alarms if not a["metric_reported"])
+        lines += ["", f"## Alarms ({env}): {len(fired)} of {len(alarms)} fired during the run", ""]
+        if fired:
+            lines += ["| alarm | first ALARM | state at the end |", "|---|---|---|"]
+            lines += [f"| {a['alarm']} | {next(c['at'] for c in a['changes'] if c['to'] == 'ALARM')} | {a['state']} |"
+                      for a in fired]
+        if silent:
+            lines += ["", ("Never reported a datapoint in this run (a metric the sandbox does not publish, or no flow "
+                           "made it): ") + ", ".join(silent)]
     return lines
 
 

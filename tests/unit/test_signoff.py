@@ -20,6 +20,7 @@ def commands(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], dict[str,
 
     monkeypatch.setattr(signoff, "run_step", record)
     monkeypatch.setattr(signoff.SignOff, "_iam_report", lambda self, env, directory: None)
+    monkeypatch.setattr(signoff.SignOff, "_alarms_report", lambda self, env, directory: None)
     return ran
 
 
@@ -51,3 +52,20 @@ def test_every_sandbox_command_and_the_integration_suite_name_the_stack(tmp_path
 
 def test_the_default_stacks_suites_are_the_repository_roots() -> None:
     assert signoff.SignOff(Path("reports"), "2", False, ())._tests("unit") == "tests/unit"
+
+
+
+def test_the_summary_lists_the_alarms_that_fired_and_those_never_reported(tmp_path) -> None:
+    run = signoff.SignOff(tmp_path / "reports", "2", False, (), stack_under_test(tmp_path))
+    run.alarms["dev"] = [
+        {"alarm": "parked", "state": "ALARM", "metric_reported": True,
+         "changes": [{"at": "2026-12-07T11:00:00+00:00", "from": "INSUFFICIENT_DATA", "to": "OK"},
+                     {"at": "2026-12-07T11:03:00+00:00", "from": "OK", "to": "ALARM"}]},
+        {"alarm": "quiet", "state": "OK", "metric_reported": True,
+         "changes": [{"at": "2026-12-07T11:00:00+00:00", "from": "INSUFFICIENT_DATA", "to": "OK"}]},
+        {"alarm": "db-load", "state": "INSUFFICIENT_DATA", "metric_reported": False, "changes": []},
+    ]
+    summary = signoff.render(run, signoff.datetime.now(signoff.UTC), 60)
+    assert "## Alarms (dev): 1 of 3 fired during the run" in summary
+    assert "| parked | 2026-12-07T11:03:00+00:00 | ALARM |" in summary
+    assert "made it): db-load" in summary
