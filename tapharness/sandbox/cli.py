@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from tapharness import stacks
 from tapharness.sandbox.adapter import Adapter, AdapterError
@@ -319,6 +319,9 @@ def _stop_everything(paths: SandboxPaths, state: SandboxState, say: Progress) ->
     return left
 
 
+DESTROY_FAILED = "tofu destroy failed"
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     say = Progress()
     paths = SandboxPaths.for_env(args.env, args.stack.name)
@@ -326,6 +329,23 @@ def cmd_down(args: argparse.Namespace) -> int:
     if state is None:
         say(f"no {args.stack.name} {args.env} sandbox is running", "down")
         return 0
+    leftovers: list[str] = []
+    try:
+        leftovers += _destroy(args, paths, state, say)
+    except (BotoCoreError, ClientError, OSError, ValueError) as exc:  # the processes stop whatever failed
+        leftovers.append(f"could not finish tearing the stack down: {exc}")
+    if args.keep and DESTROY_FAILED in leftovers:
+        return 1  # left running for inspection
+    leftovers += _stop_everything(paths, state, say)
+    if leftovers:
+        say("left behind:\n  " + "\n  ".join(leftovers), "down")
+        return 1
+    say("nothing left: no resources, processes or ports", "down")
+    return 0
+
+
+def _destroy(args: argparse.Namespace, paths: SandboxPaths, state: SandboxState, say: Progress) -> list[str]:
+    """Destroy the deployed stack (if the server is up and it was applied): what is left behind."""
     leftovers: list[str] = []
     if pid_alive(state.server_pid) and state.applied:
         deployment = StackDeployment(paths, args.env, state.endpoint_url, state.tofu_vars,
@@ -341,20 +361,14 @@ def cmd_down(args: argparse.Namespace) -> int:
             except TofuError as exc:
                 say(f"destroy attempt {attempt} of {DESTROY_ATTEMPTS} FAILED: {exc}", "down")
         else:
-            if args.keep:
-                return 1
-            leftovers.append("tofu destroy failed")
+            leftovers.append(DESTROY_FAILED)
+            return leftovers
         say(f"destroy done in {time.monotonic() - step:.0f}s", "tofu")
         if deployment.remove_state_bucket():
             say("removed the state bucket", "down")
         other_regions = [r for r in control(state, "GET", "regions") if r != state.region]
         leftovers += remaining_resources(_client_factory(state), other_regions)
-    leftovers += _stop_everything(paths, state, say)
-    if leftovers:
-        say("left behind:\n  " + "\n  ".join(leftovers), "down")
-        return 1
-    say("nothing left: no resources, processes or ports", "down")
-    return 0
+    return leftovers
 
 
 # --- status, plan, fire ----------------------------------------------------------------------

@@ -258,3 +258,31 @@ def test_a_retried_change_that_took_effect_gets_its_first_answer(sandbox, aws):
     assert attempt(2) == 200  # not ConditionalCheckFailedException: the first put took effect
     invocation = str(uuid.uuid4())
     assert attempt(1) == 400  # a new invocation is a new request
+
+
+def test_down_stops_the_sandbox_even_when_it_cannot_list_what_is_left(tmp_path, monkeypatch):
+    """A sandbox whose leftover check failed (a moto answer the SDK could not read) kept its server
+    running after `down`; the processes stop whatever the check says."""
+    from botocore.exceptions import ClientError
+
+    from tapharness.sandbox import cli
+
+    stopped: list[str] = []
+    state = type("State", (), {"server_pid": 1, "applied": True, "endpoint_url": "http://127.0.0.1:9", "tofu_vars": {},
+                               "stack_dir": None, "region": "us-east-1"})()
+    deployment = type("Deployment", (), {"state_backend": lambda self: None, "destroy": lambda self: None,
+                                         "remove_state_bucket": lambda self: False})()
+    monkeypatch.setattr(cli.SandboxState, "load", staticmethod(lambda paths: state))
+    monkeypatch.setattr(cli, "pid_alive", lambda pid: True)
+    monkeypatch.setattr(cli, "StackDeployment", lambda *args: deployment)
+    monkeypatch.setattr(cli, "empty_buckets", lambda clients, keep: 0)
+    monkeypatch.setattr(cli, "control", lambda state, method, path: ["us-east-1"])
+
+    def unreadable(*args):
+        raise ClientError({"Error": {"Code": "404", "Message": "Not yet implemented"}}, "ListWorkGroups")
+
+    monkeypatch.setattr(cli, "remaining_resources", unreadable)
+    monkeypatch.setattr(cli, "_stop_everything", lambda paths, state, say: stopped.append("stopped") or [])
+    monkeypatch.setenv("TAPSTACK_SANDBOX_DIR", str(tmp_path))
+    assert cli.main(["down"]) == 1
+    assert stopped == ["stopped"]
