@@ -101,10 +101,6 @@ INVOCATION = threading.local()
 class Throttled(Exception):
     """An invocation refused by the function's reserved concurrency (Lambda's TooManyRequestsException)."""
 
-    def __init__(self, function_name: str) -> None:
-        super().__init__(f"Rate Exceeded. (reserved concurrency of {function_name})")
-        self.function_name = function_name
-
 
 class TooManyRequestsException(JsonRESTError):
     """Invoke's answer to a throttled synchronous invocation."""
@@ -303,7 +299,6 @@ class LambdaRunner:
         # Reserved concurrency: invocations in flight per function, and a wake-up when one ends.
         self._in_flight: Counter[str] = Counter()
         self._freed = threading.Condition()
-        self.throttled: Counter[str] = Counter()
 
     # --- moto integration -------------------------------------------------------------
 
@@ -315,8 +310,12 @@ class LambdaRunner:
         def _invoke_lambda(fn: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
             try:
                 result = runner.invoke(fn, event)
-            except Throttled:
-                raise TooManyRequestsException() from None
+            except Throttled as exc:
+                if getattr(INVOCATION, "sync", False):
+                    raise TooManyRequestsException() from None
+                # An asynchronous delivery (SNS, S3, Invoke's Event) to a function reserved at 0:
+                # Lambda accepts it and retries it; the sandbox drops it without failing the sender.
+                return json.dumps({"errorMessage": str(exc), "errorType": "TooManyRequestsException"}), True, ""
             return result.payload, result.errored, result.logs
 
         LambdaFunction._invoke_lambda = _invoke_lambda  # type: ignore[method-assign]
@@ -444,7 +443,7 @@ class LambdaRunner:
         reserved = getattr(fn, "reserved_concurrency", None)
         limit = None if reserved is None or reserved == "" else int(reserved)
         if not self._admit(fn, limit):
-            raise Throttled(fn.function_name)
+            raise Throttled(f"Rate Exceeded. (reserved concurrency of {fn.function_name})")
         try:
             return self._run(fn, spec, env, event_json, request_id)
         finally:
@@ -453,15 +452,14 @@ class LambdaRunner:
     def _admit(self, fn: LambdaFunction, limit: int | None) -> bool:
         """Whether an invocation may start under the function's reserved concurrency: a synchronous
         one is throttled at the limit, an asynchronous one waits for a slot (Lambda queues and retries
-        it)."""
+        it), unless the function may never run (reserved at 0)."""
         if limit is None:
             return True
         with self._freed:
             while self._in_flight[fn.function_arn] >= limit:
                 if getattr(INVOCATION, "sync", False) or limit == 0:
-                    self.throttled[fn.function_name] += 1
-                    metrics.put(fn.account_id, fn.region, "AWS/Lambda", "Throttles", 1,
-                                {"FunctionName": fn.function_name}, "Count")
+                    metrics.put(fn.account_id, fn.region, "AWS/Lambda", {"FunctionName": fn.function_name},
+                                {"Throttles": (1, "Count")})
                     return False
                 self._freed.wait(0.5)
             self._in_flight[fn.function_arn] += 1

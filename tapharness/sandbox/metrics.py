@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from moto.cloudwatch.models import cloudwatch_backends
@@ -37,53 +37,49 @@ log = logging.getLogger("tapharness.sandbox.metrics")
 _lock = threading.Lock()
 
 
-def put(account: str, region: str, namespace: str, name: str, value: float, dimensions: dict[str, str],
-        unit: str | None = None, at: float | None = None) -> None:
-    """One data point, as the service would publish it (``at``: epoch seconds, default now)."""
-    moment = datetime.fromtimestamp(clock.now() if at is None else at, UTC).replace(tzinfo=None)
-    datum = {"MetricName": name, "Value": float(value), "Timestamp": moment,
-             "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()]}
-    if unit:
-        datum["Unit"] = unit
+Values = dict[str, tuple[float, str]]  # metric name -> (value, unit)
+
+
+def put(account: str, region: str, namespace: str, dimensions: dict[str, str], values: Values) -> None:
+    """The data points one event makes, as the service publishes them: stamped when received, on the
+    sandbox's clock (``services.cloudwatch``)."""
+    dims = [{"Name": k, "Value": v} for k, v in dimensions.items()]
+    data = [{"MetricName": name, "Value": float(value), "Unit": unit, "Dimensions": dims}
+            for name, (value, unit) in values.items()]
     try:
         with _lock:
-            cloudwatch_backends[account][region].put_metric_data(namespace, [datum])
+            cloudwatch_backends[account][region].put_metric_data(namespace, data)
     except Exception:  # a metric the sandbox cannot record never fails the request that made it
-        log.exception("metric %s/%s not recorded", namespace, name)
+        log.exception("metrics %s %s not recorded", namespace, sorted(values))
 
 
 def lambda_invocation(account: str, region: str, function_name: str, errored: bool, duration_ms: float) -> None:
-    dims = {"FunctionName": function_name}
-    put(account, region, "AWS/Lambda", "Invocations", 1, dims, "Count")
-    put(account, region, "AWS/Lambda", "Errors", 1 if errored else 0, dims, "Count")
-    put(account, region, "AWS/Lambda", "Duration", duration_ms, dims, "Milliseconds")
+    put(account, region, "AWS/Lambda", {"FunctionName": function_name},
+        {"Invocations": (1, "Count"), "Errors": (1 if errored else 0, "Count"), "Duration": (duration_ms, "Milliseconds")})
 
 
 def iterator_age(function_arn: str, age_ms: float) -> None:
     _, _, _, region, account, _, name, *_ = function_arn.split(":")
-    put(account, region, "AWS/Lambda", "IteratorAge", max(0.0, age_ms), {"FunctionName": name}, "Milliseconds")
+    put(account, region, "AWS/Lambda", {"FunctionName": name}, {"IteratorAge": (max(0.0, age_ms), "Milliseconds")})
 
 
 def api_request(account: str, region: str, dimensions: dict[str, str], status: int, latency_ms: float,
                 http_api: bool) -> None:
     four, five = ("4xx", "5xx") if http_api else ("4XXError", "5XXError")
-    put(account, region, "AWS/ApiGateway", "Count", 1, dimensions, "Count")
-    put(account, region, "AWS/ApiGateway", four, 1 if 400 <= status < 500 else 0, dimensions, "Count")
-    put(account, region, "AWS/ApiGateway", five, 1 if status >= 500 else 0, dimensions, "Count")
-    put(account, region, "AWS/ApiGateway", "Latency", latency_ms, dimensions, "Milliseconds")
+    put(account, region, "AWS/ApiGateway", dimensions,
+        {"Count": (1, "Count"), four: (1 if 400 <= status < 500 else 0, "Count"), five: (1 if status >= 500 else 0, "Count"),
+         "Latency": (latency_ms, "Milliseconds")})
 
 
 def alb_request(account: str, region: str, load_balancer_arn: str, status: int, target_seconds: float | None) -> None:
     """A request through a load balancer: the target's answer (``target_seconds`` its time), or the
     balancer's own when no target answered (None)."""
-    dims = {"LoadBalancer": load_balancer_arn.split(":loadbalancer/", 1)[-1]}
-    put(account, region, "AWS/ApplicationELB", "RequestCount", 1, dims, "Count")
-    if target_seconds is None:
-        if status >= 500:
-            put(account, region, "AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", 1, dims, "Count")
-        return
-    put(account, region, "AWS/ApplicationELB", "TargetResponseTime", target_seconds, dims, "Seconds")
-    put(account, region, "AWS/ApplicationELB", f"HTTPCode_Target_{status // 100}XX_Count", 1, dims, "Count")
+    values: Values = {"RequestCount": (1, "Count")}
+    if target_seconds is not None:
+        values |= {"TargetResponseTime": (target_seconds, "Seconds"), f"HTTPCode_Target_{status // 100}XX_Count": (1, "Count")}
+    elif status >= 500:
+        values["HTTPCode_ELB_5XX_Count"] = (1, "Count")
+    put(account, region, "AWS/ApplicationELB", {"LoadBalancer": load_balancer_arn.split(":loadbalancer/", 1)[-1]}, values)
 
 
 # The throttling errors a request can be answered with, and the metric each counts in.
@@ -112,7 +108,7 @@ def throttled(account: str, region: str, service: str, operation: str, code: str
         stream = params.get("StreamName") or str(params.get("StreamARN", "")).rsplit("/", 1)[-1]
         names = [stream] if stream else []
     for resource in names:
-        put(account, region, namespace, name, 1, {dimension: str(resource)}, "Count")
+        put(account, region, namespace, {dimension: str(resource)}, {name: (1, "Count")})
 
 
 class Sampler:
@@ -142,27 +138,27 @@ class Sampler:
     def _queue(account: str, region: str, queue: Any, now: float) -> None:
         messages = list(queue._messages)
         visible = [m for m in messages if m.visible]
-        dims = {"QueueName": queue.name}
-        put(account, region, "AWS/SQS", "ApproximateNumberOfMessagesVisible", len(visible), dims, "Count")
-        put(account, region, "AWS/SQS", "ApproximateNumberOfMessagesNotVisible", len(messages) - len(visible), dims,
-            "Count")
         oldest = min((m.sent_timestamp for m in messages), default=None)
-        put(account, region, "AWS/SQS", "ApproximateAgeOfOldestMessage",
-            0 if oldest is None else max(0.0, now - oldest / 1000), dims, "Seconds")
+        put(account, region, "AWS/SQS", {"QueueName": queue.name}, {
+            "ApproximateNumberOfMessagesVisible": (len(visible), "Count"),
+            "ApproximateNumberOfMessagesNotVisible": (len(messages) - len(visible), "Count"),
+            "ApproximateAgeOfOldestMessage": (0 if oldest is None else max(0.0, now - oldest / 1000), "Seconds")})
 
     def _execution(self, account: str, region: str, execution: Any) -> None:
         status = str(getattr(execution.status, "value", execution.status))
         if status == "RUNNING" or execution.exec_arn in self._ended:
             return
         self._ended.add(execution.exec_arn)
-        dims = {"StateMachineArn": execution.state_machine_arn}
+        values: Values = {}
         name = {"SUCCEEDED": "ExecutionsSucceeded", "FAILED": "ExecutionsFailed", "TIMED_OUT": "ExecutionsTimedOut",
                 "ABORTED": "ExecutionsAborted"}.get(status)
         if name:
-            put(account, region, "AWS/States", name, 1, dims, "Count")
+            values[name] = (1, "Count")
         start, stop = getattr(execution, "start_date", None), getattr(execution, "stop_date", None)
         if start is not None and stop is not None:
-            put(account, region, "AWS/States", "ExecutionTime", _seconds(stop, start) * 1000, dims, "Milliseconds")
+            values["ExecutionTime"] = (_seconds(stop, start) * 1000, "Milliseconds")
+        if values:
+            put(account, region, "AWS/States", {"StateMachineArn": execution.state_machine_arn}, values)
 
 
 def _seconds(stop: Any, start: Any) -> float:

@@ -149,6 +149,15 @@ class Authorizer:
     @staticmethod
     def identity_policies(principal: Principal) -> tuple[list[PolicySource], list[PolicySource] | None]:
         """(identity policies, permissions boundary or None) of a role session or user."""
+        sources, boundary, _ = Authorizer.identity(principal)
+        return sources, boundary
+
+    @staticmethod
+    def identity(principal: Principal) -> tuple[list[PolicySource], list[PolicySource] | None, dict[str, list[str]]]:
+        """(identity policies, permissions boundary or None, ``aws:PrincipalTag/<key>`` context) of a
+        role session or user, from one look-up of the role or user. Principal tags are "included in
+        the request context ... for a principal using an IAM role with attached tags" (IAM, global
+        condition context keys); session tags are not modelled: the sandbox's sessions are untagged."""
         iam = backends("iam")[principal.account][PARTITION]
         sources: list[PolicySource] = []
         boundary_arn = None
@@ -156,7 +165,7 @@ class Authorizer:
             try:
                 entity = iam.get_role_by_arn(principal.role_arn)
             except Exception:  # noqa: BLE001 - moto raises its own not-found types; a deleted role has no policies
-                return [], None
+                return [], None, {}
             owners = [(f"role/{entity.name}", entity)]
             boundary_arn = entity.permissions_boundary_arn
         else:
@@ -174,24 +183,8 @@ class Authorizer:
         if boundary_arn:
             boundary = [PolicySource(f"permissions boundary {boundary_arn}",
                                      _default_version(iam.get_policy(boundary_arn)))]
-        return sources, boundary
-
-    @staticmethod
-    def principal_tags(principal: Principal) -> dict[str, list[str]]:
-        """``aws:PrincipalTag/<key>`` for each tag of the role or user: "included in the request
-        context ... for a principal using an IAM role with attached tags" (IAM, global condition
-        context keys). Session tags are not modelled: the sandbox's sessions are issued untagged."""
-        if principal.service:
-            return {}
-        iam = backends("iam")[principal.account][PARTITION]
-        try:
-            if principal.role_arn:
-                tags = iam.get_role_by_arn(principal.role_arn).tags
-            else:
-                tags = iam.get_user(principal.arn.rsplit("/", 1)[-1]).tags
-        except Exception:  # noqa: BLE001 - moto's not-found errors share no base class; no entity, no tags
-            return {}
-        return {f"aws:principaltag/{tag['Key'].lower()}": [tag["Value"]] for tag in tags or []}
+        tags = {f"aws:principaltag/{tag['Key'].lower()}": [tag["Value"]] for tag in entity.tags or []}
+        return sources, boundary, tags
 
     @staticmethod
     def resource_policy(arn: str) -> PolicySource | None:
@@ -252,10 +245,7 @@ class Authorizer:
             needs = catalog.needs(call, principal.account)
             needs += kms_on_behalf(call, needs, principal.account)
         except UnmappedCall as exc:
-            need = Need(f"{catalog.iam_prefix(call)}:{call.operation or '?'}", "*")
-            decision = Decision(False, f"the sandbox cannot authorize this call: {exc}")
-            self.log.add(principal, label, need, decision)
-            return [Verdict(need, decision)]
+            return [self._unmapped(principal, call, label, exc)]
         return [Verdict(need, decision) for need, decision in
                 zip(needs, self.decide(principal, needs, label, call.region), strict=True)]
 
@@ -267,10 +257,7 @@ class Authorizer:
         try:
             needs = catalog.needs(call, "")
         except UnmappedCall as exc:
-            need = Need(f"{catalog.iam_prefix(call)}:{call.operation or '?'}", "*")
-            decision = Decision(False, f"the sandbox cannot authorize this call: {exc}")
-            self.log.add(ANONYMOUS, label, need, decision)
-            return [Verdict(need, decision)]
+            return [self._unmapped(ANONYMOUS, call, label, exc)]
         verdicts = []
         for need in needs:
             if kms_on_behalf(call, [need], ""):
@@ -283,6 +270,13 @@ class Authorizer:
             verdicts.append(Verdict(need, decision))
         return verdicts
 
+    def _unmapped(self, principal: Principal, call: ApiCall, label: str, exc: UnmappedCall) -> Verdict:
+        """A call the catalogue cannot map: one denial, recorded."""
+        need = Need(f"{catalog.iam_prefix(call)}:{call.operation or '?'}", "*")
+        decision = Decision(False, f"the sandbox cannot authorize this call: {exc}")
+        self.log.add(principal, label, need, decision)
+        return Verdict(need, decision)
+
     def allows(self, principal: Principal, actions: tuple[str, ...], resource: str, label: str, region: str) -> bool:
         """Whether every action a service performs with the principal's credentials (Lambda's logs) is allowed."""
         needs = [Need(action, resource) for action in actions]
@@ -290,8 +284,8 @@ class Authorizer:
 
     def decide(self, principal: Principal, needs: list[Need], label: str, region: str) -> list[Decision]:
         """The decision on each of ``needs`` (with their condition context), recorded in the report."""
-        identity, boundary = self.identity_policies(principal)
-        base = request_context(principal, region) | self.principal_tags(principal)
+        identity, boundary, tags = self.identity(principal)
+        base = request_context(principal, region) | tags
         return [self._decide(principal, need, label, base, identity, boundary) for need in needs]
 
     def _decide(self, principal: Principal, need: Need, label: str, base: dict[str, list[str]],
@@ -526,6 +520,17 @@ def key_arn(key: str, region: str, account: str) -> str | None:
 # kms.amazonaws.com" (IAM, global condition context keys: the services that set it).
 CALLED_VIA_SERVICES = frozenset({"athena", "cloudformation", "dynamodb", "kms"})
 
+
+def via_service(service: str) -> dict[str, list[str]]:
+    """The context of a call ``service`` makes with the caller's credentials (a forward access
+    session): "The aws:ViaAWSService condition key value is set to true whenever a FAS request is
+    made"; aws:CalledVia names the service where it is one that sets it (IAM, forward access sessions)."""
+    context = {"aws:viaawsservice": ["true"]}
+    if service in CALLED_VIA_SERVICES:
+        via = [f"{service}.amazonaws.com"]
+        context |= {"aws:calledvia": via, "aws:calledviafirst": via, "aws:calledvialast": via}
+    return context
+
 # "the requester needs permissions for the kms:Decrypt action on the UploadPart and UploadPartCopy
 # APIs" (CreateMultipartUpload, S3 API reference); CreateMultipartUpload itself needs GenerateDataKey.
 _MULTIPART_PARTS = frozenset({"UploadPart", "UploadPartCopy"})
@@ -549,14 +554,8 @@ def kms_on_behalf(call: ApiCall, needs: list[Need], account: str) -> list[Need]:
         if arn is None:
             continue
         service = need.action.split(":")[0]
-        # A forward access session: "The aws:ViaAWSService condition key value is set to true whenever
-        # a FAS request is made"; aws:CalledVia names the service for the services that support it
-        # (IAM, forward access sessions; global condition context keys).
         context = {"kms:viaservice": [f"{service}.{call.region}.amazonaws.com"], "kms:calleraccount": [account],
-                   "aws:viaawsservice": ["true"]}
-        if service in CALLED_VIA_SERVICES:
-            via = [f"{service}.amazonaws.com"]
-            context |= {"aws:calledvia": via, "aws:calledviafirst": via, "aws:calledvialast": via}
+                   **via_service(service)}
         if service == "dynamodb":
             context |= {"kms:encryptioncontext:aws:dynamodb:tablename": [need.resource.split("/")[1]],
                         "kms:encryptioncontext:aws:dynamodb:subscriberid": [account]}

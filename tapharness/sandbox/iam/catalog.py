@@ -339,8 +339,8 @@ def _leading_keys(request: dict[str, Any], partition: str) -> list[str]:
     condition = request.get("KeyConditionExpression")
     if isinstance(condition, str) and not request.get("IndexName"):
         aliases = request.get("ExpressionAttributeNames") or {}
-        placeholders = request.get("ExpressionAttributeValues") or {}
-        values += [_scalar(placeholders.get(value)) for name, value in _KEY_EQUALS.findall(condition)
+        attribute_values = request.get("ExpressionAttributeValues") or {}
+        values += [_scalar(attribute_values.get(value)) for name, value in _KEY_EQUALS.findall(condition)
                    if aliases.get(name, name) == partition]
     for name, rule in (request.get("KeyConditions") or {}).items():
         if name == partition and rule.get("ComparisonOperator") == "EQ":

@@ -19,7 +19,7 @@ from moto.core.responses import BaseResponse
 
 from tapharness.sandbox import athena, patches
 from tapharness.sandbox.iam import wire
-from tapharness.sandbox.iam.authorizer import kms_on_behalf
+from tapharness.sandbox.iam.authorizer import kms_on_behalf, via_service
 from tapharness.sandbox.iam.catalog import Need
 from tapharness.sandbox.patches import patch
 
@@ -30,12 +30,10 @@ _GET_QUERY = AthenaResponse.get_query_execution
 _MOTO_RUNS = re.compile(r"^\s*(CREATE|DROP)\s+(DATABASE|SCHEMA)\b", re.IGNORECASE)
 
 
-# Athena reads and writes S3 and Glue with the caller's own credentials, in a forward access session:
-# "aws:ViaAWSService ... set to true whenever a FAS request is made", aws:CalledVia names athena
-# (IAM, forward access sessions); S3 then checks the caller's KMS permissions for an SSE-KMS object
-# or bucket as for any caller (``kms_on_behalf``).
-_VIA_ATHENA = {"aws:viaawsservice": ["true"], "aws:calledvia": ["athena.amazonaws.com"],
-               "aws:calledviafirst": ["athena.amazonaws.com"], "aws:calledvialast": ["athena.amazonaws.com"]}
+# Athena reads and writes S3 and Glue with the caller's own credentials, in a forward access session
+# (``via_service``); S3 then checks the caller's KMS permissions for an SSE-KMS object or bucket as
+# for any caller (``kms_on_behalf``).
+_VIA_ATHENA = via_service("athena")
 
 
 def _caller_allows(self: BaseResponse) -> athena.Allows:

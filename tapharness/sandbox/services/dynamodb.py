@@ -112,7 +112,7 @@ TRANSACTION_HOLD_S = float(os.environ.get("TAPSTACK_DYNAMODB_TRANSACTION_HOLD_MS
 # "A client token is valid for 10 minutes after the first request that uses it is completed"
 # (TransactWriteItems, DynamoDB API reference).
 TOKEN_LIFETIME_S = 600
-_HELD: dict[tuple[str, str, str, str], int] = {}
+_HELD: set[tuple[str, str, str, str]] = set()  # the items of ongoing transactions
 _HELD_LOCK = threading.Lock()
 _ONGOING = "Transaction is ongoing for the item"
 
@@ -135,20 +135,18 @@ def _held_key(backend: DynamoDBBackend, table: str, key: dict[str, Any]) -> tupl
     return backend.account_id, backend.region_name, table, json.dumps(key, sort_keys=True)
 
 
-def _hold(targets: list[tuple[str, str, str, str]], owner: int) -> list[int]:
-    """Hold every target for ``owner``; the indexes of those another transaction holds (then none is held)."""
+def _hold(targets: list[tuple[str, str, str, str]]) -> list[int]:
+    """Hold every target; the indexes of those another transaction holds (then none is held)."""
     with _HELD_LOCK:
         taken = [i for i, target in enumerate(targets) if target in _HELD]
         if not taken:
-            _HELD.update((target, owner) for target in targets)
+            _HELD.update(targets)
         return taken
 
 
-def _release(targets: list[tuple[str, str, str, str]], owner: int) -> None:
+def _release(targets: list[tuple[str, str, str, str]]) -> None:
     with _HELD_LOCK:
-        for target in targets:
-            if _HELD.get(target) == owner:
-                del _HELD[target]
+        _HELD.difference_update(targets)
 
 
 @patch(DynamoDBBackend, "transact_write_items")
@@ -172,8 +170,7 @@ def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, 
         if op_type == "Update":
             UpdateExpressionParser.make(op["UpdateExpression"])  # a malformed expression fails before any write
         operations.append((op_type, op, key))
-    owner = threading.get_ident()
-    taken = _hold(targets, owner)
+    taken = _hold(targets)
     if taken:
         raise TransactionCanceledException([("TransactionConflict", _ONGOING, None) if i in taken else (None, None, None)
                                             for i in range(len(targets))])
@@ -204,7 +201,7 @@ def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, 
                 self.update_item(op["TableName"], key, update_expression=op["UpdateExpression"],
                                  expression_attribute_names=names, expression_attribute_values=values)
     finally:
-        _release(targets, owner)
+        _release(targets)
 
 
 _TRANSACT_WRITE = DynamoHandler.transact_write_items
