@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import random
+import ssl
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -23,6 +25,16 @@ from typing import Any, Self
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # socketserver's 5 would reset a burst of concurrent calls
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # The TLS handshake runs in the request's own thread: a stalled client never blocks accept().
+        if self.tls is not None:
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                return
+        super().finish_request(request, client_address)
 
 
 @dataclass(frozen=True)
@@ -33,7 +45,9 @@ class Received:
 
 
 class PartnerApi:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, seed: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, seed: int = 0,
+                 tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: (certificate, key) files to serve HTTPS with instead of HTTP."""
         self._lock = threading.Lock()
         self._random = random.Random(seed)
         self.received: list[Received] = []
@@ -60,12 +74,15 @@ class PartnerApi:
                 return
 
         self._server = _Server((host, port), Handler)
+        if tls is not None:
+            self._server.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._server.tls.load_cert_chain(*tls)
         self._thread = threading.Thread(target=self._server.serve_forever, name="partner-api", daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self._server.tls else 'http'}://{host}:{port}"
 
     def behave(self, *, failure_rate: float = 0.0, fail_next: int = 0, status: int = 503,
                latency_s: float = 0.0) -> None:

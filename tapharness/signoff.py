@@ -157,6 +157,7 @@ class SignOff:
     steps: list[Step] = field(default_factory=list)
     suites: list[SuiteResult] = field(default_factory=list)
     iam: dict[str, dict] = field(default_factory=dict)  # env -> the sandbox's IAM report
+    network: dict[str, dict] = field(default_factory=dict)  # env -> the sandbox's network report
     alarms: dict[str, list[dict]] = field(default_factory=dict)  # env -> the sandbox's alarms (/_sandbox/alarms)
 
     def _suite(self, step: Step, xml: Path, suite: str) -> None:
@@ -202,6 +203,7 @@ class SignOff:
             self.steps.append(suite)
             self._suite(suite, xml, "integration")
             self._iam_report(env, directory)
+            self._network_report(env, directory)
             self._alarms_report(env, directory)
         failed = not all(step.ok for step in self.steps if step.env == env)
         if self.keep and failed:
@@ -212,19 +214,31 @@ class SignOff:
                                    [*sandbox, "down", *stack, "--env", env], SANDBOX_TIMEOUT_S, env=self._env))
 
     def _iam_report(self, env: str, directory: Path) -> None:
-        report = directory / "iam.json"
-        step = run_step(Step("IAM report", env, log=directory / "iam.log"),
-                        [sys.executable, "-m", "tapharness.sandbox", "iam", "--stack", self.stack.name, "--env", env,
+        report = self._sandbox_report("IAM report", "iam", env, directory)
+        if report is not None:
+            self.iam[env] = report
+
+    def _network_report(self, env: str, directory: Path) -> None:
+        report = self._sandbox_report("network report", "network", env, directory)
+        if report is not None:
+            self.network[env] = report
+
+    def _sandbox_report(self, name: str, command: str, env: str, directory: Path) -> dict | None:
+        """``python -m tapharness.sandbox <command> --json`` as a step (it exits 1 on a denial or a
+        refused path, which fails the sign-off), kept in ``<command>.json``."""
+        step = run_step(Step(name, env, log=directory / f"{command}.log"),
+                        [sys.executable, "-m", "tapharness.sandbox", command, "--stack", self.stack.name, "--env", env,
                          "--json"], SANDBOX_TIMEOUT_S, env=self._env)
         self.steps.append(step)
         assert step.log is not None
         try:
-            self.iam[env] = json.loads(step.log.read_text())
+            report = json.loads(step.log.read_text())
         except ValueError:
-            step.note = "no IAM report"
+            step.note = f"no {name}"
             step.returncode = step.returncode or 1
-            return
-        report.write_text(json.dumps(self.iam[env], indent=2))
+            return None
+        (directory / f"{command}.json").write_text(json.dumps(report, indent=2))
+        return report
 
     def _alarms_report(self, env: str, directory: Path) -> None:
         """Each alarm of the run: its state, its changes, whether its metric was ever reported (after
@@ -293,6 +307,7 @@ def render(signoff: SignOff, started: datetime, seconds: float) -> str:
         lines += [f"- {suite}/{env}, {len(tests)} test(s), e.g. `{tests[0]}`: {message}"
                   for (suite, env, message), tests in skips.items()]
     lines += _iam_lines(signoff)
+    lines += _network_lines(signoff)
     lines += _alarm_lines(signoff)
     latencies = [(s.env, flow, values) for s in signoff.suites for flow, values in sorted(s.latencies.items())]
     if latencies:
@@ -323,6 +338,23 @@ def _iam_lines(signoff: SignOff) -> list[str]:
             lines += ["", ("Granted, never used in this run (exercised by AWS services the sandbox does not run, "
                            "or by flows the suite did not reach; `iam.json` has the resources):"), ""]
             lines += [f"- {role}: {', '.join(actions)}" for role, actions in sorted(never.items())]
+    return lines
+
+
+def _network_lines(signoff: SignOff) -> list[str]:
+    lines: list[str] = []
+    for env, report in signoff.network.items():
+        functions = report["functions"]
+        used = sum(len(f["used"]) for f in functions.values())
+        lines += ["", f"## Network ({env}): {report['refused']} refused path(s), {used} path(s) used", ""]
+        refused = [(name, target, r) for name, f in sorted(functions.items()) for target, r in sorted(f["refused"].items())]
+        if refused:
+            lines += ["| function | destination | attempts | missing |", "|---|---|---:|---|"]
+            lines += [f"| {name} | {target} | {r['attempts']} | {r['missing']} |" for name, target, r in refused]
+        ways = sorted({(target, via) for f in functions.values() for target, via in f["used"].items()})
+        if ways:
+            lines += ["", "| destination | path |", "|---|---|"]
+            lines += [f"| {target} | {via} |" for target, via in ways]
     return lines
 
 

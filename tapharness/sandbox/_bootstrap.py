@@ -10,11 +10,21 @@ handler prints (and its logging) is captured; between invocations they point at 
 ``socket.getaddrinfo``: connections to the stack's ElastiCache/Aurora endpoint names reach
 the sandbox's local Redis/PostgreSQL, while TLS still sees the original hostname (SNI and
 certificate checks use the name the handler asked for).
+
+``SANDBOX_NETWORK`` holds the function's reachability verdicts (``network.NetworkView.verdicts``:
+``[via, missing]`` per AWS API and per host). A connection with no path behaves as on AWS, where
+the VPC drops it: the client waits its connect timeout (or until the function's own timeout)
+and gets a timeout, never an access error. AWS API calls are checked by the botocore endpoint
+prefix they go to (every API is served by the same local endpoint); hosts by name. Each path
+used (once per worker) and each refused attempt is appended to ``SANDBOX_NETWORK_LOG``.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
+import importlib.abc
+import importlib.util
 import json
 import os
 import socket
@@ -44,18 +54,128 @@ class LambdaContext:
         return max(0, self._deadline_ms - int(time.time() * 1000))
 
 
-def install_host_map(mapping: dict[str, str]) -> None:
-    """Resolve the mapped hostnames to their local address and port."""
+# TEST-NET-1 (RFC 5737): never routed, so an address here can only be a connection the VPC drops.
+DROPPED = "192.0.2.1"
+_DEADLINE_MS = [0]
+
+
+class Network:
+    """The function's verdicts, and the log of the paths it used and the ones it was refused."""
+
+    def __init__(self, verdicts: dict[str, Any], log_path: str) -> None:
+        self.verdicts = verdicts
+        self.log_path = log_path
+        self._seen: set[tuple[str, str, str]] = set()
+
+    def host(self, name: str) -> list[str] | None:
+        return (self.verdicts.get("hosts") or {}).get(name)
+
+    def aws(self, prefix: str) -> list[str] | None:
+        if not self.verdicts:
+            return None
+        return (self.verdicts.get("aws") or {}).get(prefix) or self.verdicts.get("aws_default")
+
+    def record(self, kind: str, target: str, port: Any, verdict: list[str]) -> None:
+        via, missing = verdict
+        key = (kind, target, missing)
+        if not self.log_path or (not missing and key in self._seen):
+            return
+        self._seen.add(key)
+        line = json.dumps({"time": time.time(), "function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME", ""),
+                           "kind": kind, "target": target, "port": port, "via": via, "missing": missing})
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+
+
+def wait_like_a_dropped_connection(timeout: float | None) -> None:
+    """Sleep as a client whose SYN is never answered: its timeout, or past the function's deadline."""
+    remaining = _DEADLINE_MS[0] / 1000 - time.time() + 1 if _DEADLINE_MS[0] else 1.0
+    time.sleep(max(0.0, remaining if timeout is None else min(timeout, remaining)))
+
+
+def install_host_map(mapping: dict[str, str], network: Network | None = None) -> None:
+    """Resolve the mapped hostnames to their local address and port; a host the function has no
+    path to resolves (as the VPC's DNS would) but its connections are dropped."""
     targets = {host: (addr.rsplit(":", 1)[0], int(addr.rsplit(":", 1)[1])) for host, addr in mapping.items()}
     original = socket.getaddrinfo
 
     def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
         name = host.decode() if isinstance(host, bytes) else host
+        verdict = network.host(name) if network is not None and name else None
+        if verdict is not None:
+            network.record("host", name, port, verdict)  # type: ignore[union-attr]
+            if verdict[1]:
+                return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (DROPPED, int(port or 0)))]
         if name in targets:
             host, port = targets[name]
         return original(host, port, *args, **kwargs)
 
     socket.getaddrinfo = getaddrinfo
+    if network is None:
+        return
+    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def dropped_connect(self: socket.socket, address: Any) -> None:
+        if isinstance(address, tuple) and address[:1] == (DROPPED,):
+            wait_like_a_dropped_connection(self.gettimeout())
+            raise TimeoutError("timed out")
+        return connect(self, address)
+
+    def dropped_connect_ex(self: socket.socket, address: Any) -> int:
+        if isinstance(address, tuple) and address[:1] == (DROPPED,):
+            wait_like_a_dropped_connection(self.gettimeout())
+            return errno.ETIMEDOUT
+        return connect_ex(self, address)
+
+    socket.socket.connect = dropped_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = dropped_connect_ex  # type: ignore[method-assign]
+
+
+def guard_aws_calls(network: Network) -> None:
+    """Check each AWS API call's path when botocore sends it (on import, so functions that never
+    import botocore pay nothing)."""
+
+    def patch(module: Any) -> None:
+        from botocore.exceptions import ConnectTimeoutError
+
+        send = module.Endpoint._send
+
+        def _send(self: Any, request: Any) -> Any:
+            verdict = network.aws(self._endpoint_prefix)
+            if verdict is not None:
+                network.record("aws", self._endpoint_prefix, 443, verdict)
+                if verdict[1]:
+                    timeout = getattr(self.http_session, "_timeout", 60)
+                    wait_like_a_dropped_connection(getattr(timeout, "connect_timeout", timeout))
+                    raise ConnectTimeoutError(endpoint_url=request.url)
+            return send(self, request)
+
+        module.Endpoint._send = _send
+
+    class Finder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+            if name != "botocore.endpoint":
+                return None
+            sys.meta_path.remove(self)
+            try:
+                spec = importlib.util.find_spec(name)
+            finally:
+                sys.meta_path.insert(0, self)
+            if spec is None or spec.loader is None:
+                return spec
+            loader_exec = spec.loader.exec_module
+
+            def exec_module(module: Any) -> None:
+                loader_exec(module)
+                patch(module)
+
+            spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+            return spec
+
+    sys.meta_path.insert(0, Finder())
 
 
 def _error_payload(exc: BaseException, request_id: str, error_type: str | None = None,
@@ -84,7 +204,11 @@ def _redirect(fd: int) -> None:
 def main() -> None:
     # The script's own directory must not shadow the function's modules.
     sys.path.pop(0)
-    install_host_map(json.loads(os.environ.get("SANDBOX_HOST_MAP", "{}")))
+    verdicts = json.loads(os.environ.get("SANDBOX_NETWORK", "{}"))
+    network = Network(verdicts, os.environ.get("SANDBOX_NETWORK_LOG", "")) if verdicts else None
+    install_host_map(json.loads(os.environ.get("SANDBOX_HOST_MAP", "{}")), network)
+    if network is not None:
+        guard_aws_calls(network)
     results = os.fdopen(os.dup(1), "w")
     devnull = os.open(os.devnull, os.O_WRONLY)
     _redirect(devnull)
@@ -92,6 +216,7 @@ def main() -> None:
     for line in sys.stdin:
         request = json.loads(line)
         request_id = request["request_id"]
+        _DEADLINE_MS[0] = int(request["deadline_ms"])
         log_fd = os.open(request["log_path"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         _redirect(log_fd)
         fatal = False

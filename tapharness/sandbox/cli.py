@@ -12,6 +12,9 @@ plan    ``tofu plan -detailed-exitcode`` against the running sandbox (exit 2 = c
 fire    deliver a scheduled EventBridge rule's targets now.
 iam     the IAM report of the run: per role, what it used, what was denied and why, what it
         never used (``--json`` for the data); exit 1 when anything was denied.
+network the network report of the run: per function, the paths its connections took (interface
+        or gateway endpoint, NAT gateway, local) and those the VPC refused, with the missing rule,
+        route or association; exit 1 when any was refused.
 
 Every command takes ``--stack NAME`` (``tapharness.stacks``: ``video_streaming``, the default,
 or a directory name under ``stacks/``; ``TAPSTACK_STACK`` sets the default) or ``--stack DIR``, a
@@ -430,6 +433,14 @@ def cmd_iam(args: argparse.Namespace) -> int:
     return 1 if report["denials"] else 0
 
 
+def cmd_network(args: argparse.Namespace) -> int:
+    from tapharness.sandbox.network import format_report
+
+    report = control(_running_state(args.env, args.stack), "GET", "network")
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 1 if report["refused"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tapharness.sandbox", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -437,7 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, handler, text in (("up", cmd_up, "start and deploy"), ("status", cmd_status, "show what runs"),
                                 ("down", cmd_down, "destroy and stop"), ("plan", cmd_plan, "idempotency check"),
                                 ("fire", cmd_fire, "fire a scheduled rule now"),
-                                ("iam", cmd_iam, "the IAM report of the run"), ("serve", cmd_serve, "internal")):
+                                ("iam", cmd_iam, "the IAM report of the run"),
+                                ("network", cmd_network, "the network report of the run"),
+                                ("serve", cmd_serve, "internal")):
         sub = commands.add_parser(name, help=text)
         sub.set_defaults(handler=handler)
         sub.add_argument("--env", default="dev", choices=("dev", "staging", "prod"))
@@ -449,8 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("up", "plan"):
             sub.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                              help="extra tofu variable (repeatable), on top of tfvars/<env>.tfvars")
-        if name == "iam":
+        if name in ("iam", "network"):
             sub.add_argument("--json", action="store_true", help="the report as JSON")
+        if name == "iam":
             sub.add_argument("--denials-only", action="store_true", help="leave out the granted-but-unused actions")
         if name == "fire":
             sub.add_argument("rule", help="EventBridge rule name")

@@ -12,47 +12,82 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from tapharness.sandbox.clients import AwsClients
+from tapharness.sandbox.network import Target
+
+
+def redis_targets(elasticache: Any) -> dict[str, Target]:
+    """Every endpoint address of every replication group and cache cluster, with the subnets and
+    security groups of the nodes behind it."""
+    subnet_groups = {g["CacheSubnetGroupName"]: g for g in elasticache.describe_cache_subnet_groups()["CacheSubnetGroups"]}
+    nodes: dict[str, Target] = {}  # by replication group (or cluster when it has none)
+    targets: dict[str, Target] = {}
+    for cluster in elasticache.describe_cache_clusters(ShowCacheNodeInfo=True)["CacheClusters"]:
+        group = subnet_groups.get(cluster.get("CacheSubnetGroupName", ""), {})
+        target = Target("private", cluster["CacheClusterId"], int(cluster.get("Port") or 6379), group.get("VpcId", ""),
+                        tuple(s["SubnetIdentifier"] for s in group.get("Subnets", [])),
+                        tuple(g["SecurityGroupId"] for g in cluster.get("SecurityGroups") or []))
+        owner = cluster.get("ReplicationGroupId") or cluster["CacheClusterId"]
+        known = nodes.get(owner)
+        nodes[owner] = target if known is None else replace(
+            known, subnets=tuple(dict.fromkeys(known.subnets + target.subnets)),
+            groups=tuple(dict.fromkeys(known.groups + target.groups)))
+        for address in [(cluster.get("ConfigurationEndpoint") or {}).get("Address", ""),
+                        *((node.get("Endpoint") or {}).get("Address", "") for node in cluster.get("CacheNodes") or [])]:
+            if address:
+                targets[address] = replace(target, name=address)
+    for group in elasticache.describe_replication_groups()["ReplicationGroups"]:
+        addresses = [(group.get("ConfigurationEndpoint") or {}).get("Address", "")]
+        for node_group in group.get("NodeGroups") or []:
+            addresses.append((node_group.get("PrimaryEndpoint") or {}).get("Address", ""))
+            addresses.append((node_group.get("ReaderEndpoint") or {}).get("Address", ""))
+            addresses += [(m.get("ReadEndpoint") or {}).get("Address", "") for m in node_group.get("NodeGroupMembers") or []]
+        behind = nodes.get(group["ReplicationGroupId"], Target("private", group["ReplicationGroupId"], 6379))
+        for address in filter(None, addresses):
+            targets.setdefault(address, replace(behind, name=address))
+    return targets
+
+
+def postgres_targets(rds: Any) -> dict[str, Target]:
+    """Every endpoint address of every DB cluster and instance, with its subnets and security groups."""
+    subnet_groups = {g["DBSubnetGroupName"]: g for g in rds.describe_db_subnet_groups()["DBSubnetGroups"]}
+
+    def target(name: str, port: Any, subnet_group: Any, groups: list[dict[str, Any]]) -> Target:
+        group = subnet_group if isinstance(subnet_group, dict) else subnet_groups.get(subnet_group or "", {})
+        return Target("private", name, int(port or 5432), group.get("VpcId", ""),
+                      tuple(s["SubnetIdentifier"] for s in group.get("Subnets", [])),
+                      tuple(g["VpcSecurityGroupId"] for g in groups or []))
+
+    targets: dict[str, Target] = {}
+    for cluster in rds.describe_db_clusters()["DBClusters"]:
+        for address in filter(None, [cluster.get("Endpoint"), cluster.get("ReaderEndpoint"),
+                                     *(cluster.get("CustomEndpoints") or [])]):
+            targets[address] = target(address, cluster.get("Port"), cluster.get("DBSubnetGroup"),
+                                      cluster.get("VpcSecurityGroups", []))
+    for instance in rds.describe_db_instances()["DBInstances"]:
+        endpoint = instance.get("Endpoint") or {}
+        if endpoint.get("Address"):
+            targets[endpoint["Address"]] = target(endpoint["Address"], endpoint.get("Port"), instance.get("DBSubnetGroup"),
+                                                  instance.get("VpcSecurityGroups", []))
+    return targets
 
 
 def redis_hostnames(elasticache: Any) -> set[str]:
     """Every endpoint address of every replication group and cache cluster."""
-    names: set[str] = set()
-    for group in elasticache.describe_replication_groups()["ReplicationGroups"]:
-        names.add((group.get("ConfigurationEndpoint") or {}).get("Address", ""))
-        for node_group in group.get("NodeGroups") or []:
-            names.add((node_group.get("PrimaryEndpoint") or {}).get("Address", ""))
-            names.add((node_group.get("ReaderEndpoint") or {}).get("Address", ""))
-            for member in node_group.get("NodeGroupMembers") or []:
-                names.add((member.get("ReadEndpoint") or {}).get("Address", ""))
-    for cluster in elasticache.describe_cache_clusters(ShowCacheNodeInfo=True)["CacheClusters"]:
-        names.add((cluster.get("ConfigurationEndpoint") or {}).get("Address", ""))
-        for node in cluster.get("CacheNodes") or []:
-            names.add((node.get("Endpoint") or {}).get("Address", ""))
-    names.discard("")
-    return names
-
-
-def postgres_hostnames(rds: Any) -> set[str]:
-    """Every endpoint address of every DB cluster and instance."""
-    names: set[str] = set()
-    for cluster in rds.describe_db_clusters()["DBClusters"]:
-        names.update(filter(None, [cluster.get("Endpoint"), cluster.get("ReaderEndpoint"),
-                                   *(cluster.get("CustomEndpoints") or [])]))
-    for instance in rds.describe_db_instances()["DBInstances"]:
-        names.add((instance.get("Endpoint") or {}).get("Address", ""))
-    names.discard("")
-    return names
+    return set(redis_targets(elasticache))
 
 
 class EndpointMap:
-    """``(account, region) -> {hostname: "127.0.0.1:port"}``, cached for ``ttl`` seconds.
+    """``(account, region) -> {hostname: "127.0.0.1:port"}``, cached for ``ttl`` seconds, and the
+    network ``Target`` behind each name (its subnets and security groups, for reachability).
 
     Every invocation asks (the map is part of a worker's environment), so once the map is
-    older than ``ttl`` one caller reads it again while the others keep the map they have: four
-    describe calls per ``ttl``, not four per invocation."""
+    older than ``ttl`` one caller reads it again while the others keep the map they have: a few
+    describe calls per ``ttl``, not per invocation. ``add`` registers a host the sandbox serves
+    itself (a partner's stand-in) under the public name the stack is given."""
 
     def __init__(self, clients: AwsClients, redis_port: int | None, postgres_port: int | None,
                  ttl: float = 2.0) -> None:
@@ -60,31 +95,42 @@ class EndpointMap:
         self.redis_port = redis_port
         self.postgres_port = postgres_port
         self.ttl = ttl
-        self._cached: tuple[float, dict[str, str]] | None = None
+        self._static: dict[str, tuple[str, Target]] = {}
+        self._cached: tuple[float, dict[str, str], dict[str, Target]] | None = None
         self._refreshing = threading.Lock()
 
-    def current(self) -> dict[str, str]:
-        mapping: dict[str, str] = {}
-        if self.redis_port:
-            for name in redis_hostnames(self.clients.client("elasticache")):
-                mapping[name] = f"127.0.0.1:{self.redis_port}"
-        if self.postgres_port:
-            for name in postgres_hostnames(self.clients.client("rds")):
-                mapping[name] = f"127.0.0.1:{self.postgres_port}"
-        return mapping
+    def add(self, name: str, address: str, target: Target) -> None:
+        self._static[name] = (address, target)
+        self._cached = None
 
-    def __call__(self, account_id: str, region: str) -> dict[str, str]:
+    def current(self) -> tuple[dict[str, str], dict[str, Target]]:
+        mapping = {name: address for name, (address, _) in self._static.items()}
+        targets = {name: target for name, (_, target) in self._static.items()}
+        if self.redis_port:
+            for name, target in redis_targets(self.clients.client("elasticache")).items():
+                mapping[name], targets[name] = f"127.0.0.1:{self.redis_port}", target
+        if self.postgres_port:
+            for name, target in postgres_targets(self.clients.client("rds")).items():
+                mapping[name], targets[name] = f"127.0.0.1:{self.postgres_port}", target
+        return mapping, targets
+
+    def _fresh(self) -> tuple[float, dict[str, str], dict[str, Target]]:
         cached = self._cached
         if cached and time.monotonic() - cached[0] < self.ttl:
-            return cached[1]
+            return cached
         # With a map in hand, don't wait for another caller's refresh; with none, wait for it.
         if not self._refreshing.acquire(blocking=cached is None):
-            return cached[1]  # type: ignore[index]
+            return cached  # type: ignore[return-value]
         try:
-            if self._cached is not cached:  # refreshed while this caller waited
-                return self._cached[1]  # type: ignore[index]
-            mapping = self.current()
-            self._cached = (time.monotonic(), mapping)
-            return mapping
+            if self._cached is not cached and self._cached is not None:  # refreshed while this caller waited
+                return self._cached
+            self._cached = (time.monotonic(), *self.current())
+            return self._cached
         finally:
             self._refreshing.release()
+
+    def __call__(self, account_id: str, region: str) -> dict[str, str]:
+        return self._fresh()[1]
+
+    def targets(self) -> dict[str, Target]:
+        return self._fresh()[2]

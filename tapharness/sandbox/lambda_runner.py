@@ -75,6 +75,9 @@ MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 HostMapProvider = Callable[[str, str], dict[str, str]]
 # The environment variables of a function's credentials (its execution role's session).
 CredentialsProvider = Callable[[LambdaFunction], dict[str, str]]
+# A function's reachability verdicts (``network.NetworkView.verdicts``), and where workers log paths.
+NetworkProvider = Callable[[LambdaFunction], dict[str, Any]]
+NETWORK_LOG = "network.jsonl"
 # Whether the function's role may write its log stream (Lambda drops the logs otherwise).
 LogGate = Callable[[LambdaFunction, str], bool]
 _DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -275,8 +278,9 @@ class LambdaRunner:
     def __init__(self, cache_dir: Path, endpoint_url: str, host_map: HostMapProvider = _no_host_map,
                  extra_env: dict[str, str] | None = None, idle_seconds: float = 600.0,
                  credentials: CredentialsProvider = _dummy_credentials, may_write_logs: LogGate = _logs_allowed,
-                 max_environments: int = MAX_ENVIRONMENTS) -> None:
+                 max_environments: int = MAX_ENVIRONMENTS, network: NetworkProvider | None = None) -> None:
         self.cache_dir = cache_dir
+        self.network = network
         self.max_environments = max_environments
         self._concurrency: dict[str, threading.BoundedSemaphore] = {}
         self.endpoint_url = endpoint_url
@@ -381,6 +385,9 @@ class LambdaRunner:
             "PYTHONPYCACHEPREFIX": str(self.cache_dir / "pycache"),
             "SANDBOX_HOST_MAP": json.dumps(self.host_map(fn.account_id, fn.region), sort_keys=True),
         }
+        if self.network is not None:
+            env["SANDBOX_NETWORK"] = json.dumps(self.network(fn), sort_keys=True)
+            env["SANDBOX_NETWORK_LOG"] = str(self.cache_dir / NETWORK_LOG)
         spec = WorkerSpec(
             function_name=fn.function_name, function_arn=fn.function_arn, version=spec_version,
             handler=fn.handler or "", runtime=runtime, timeout=int(fn.timeout),

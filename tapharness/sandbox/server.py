@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -55,7 +56,7 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
 from tapharness.partner_api import PartnerApi
-from tapharness.sandbox import clock, globaltables, metrics, models, patches
+from tapharness.sandbox import clock, globaltables, metrics, models, network, patches
 from tapharness.sandbox.adapter import EndpointSpec
 from tapharness.sandbox.alarms import AlarmEvaluator
 from tapharness.sandbox.apigw import FrontDoor, HttpRequest, HttpResponse
@@ -68,7 +69,7 @@ from tapharness.sandbox.iam.authorizer import Authorizer
 from tapharness.sandbox.iam.gate import IamGate
 from tapharness.sandbox.iam.report import build_report
 from tapharness.sandbox.iam.sessions import RoleSessions, ServiceGuard
-from tapharness.sandbox.lambda_runner import LambdaRunner, LocalLambda
+from tapharness.sandbox.lambda_runner import NETWORK_LOG, LambdaRunner, LocalLambda
 from tapharness.sandbox.pollers import POLLER_ERRORS, PollerManager, PollerSettings
 from tapharness.sandbox.scheduler import Scheduler
 from tapharness.sandbox.state import REGION, local_url
@@ -236,9 +237,14 @@ class Sandbox:
         patches.install(self.guard)
         self.replication = globaltables.start(DEFAULT_ACCOUNT_ID)
         self.partners: dict[str, PartnerApi] = {}
+        self.partner_urls: dict[str, str] = {}
         self.endpoints = EndpointMap(self.clients, self.redis_port, self.postgres_port)
+        self.networks: dict[str, network.NetworkView] = {}
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        (self.cache_dir / NETWORK_LOG).unlink(missing_ok=True)  # the report is this run's
         self.runner = LambdaRunner(self.cache_dir, self.endpoint_url, self.endpoints, self.worker_env,
-                                   credentials=self._function_credentials, may_write_logs=self._function_may_log)
+                                   credentials=self._function_credentials, may_write_logs=self._function_may_log,
+                                   network=self._function_network)
         self.runner.install()
         lambda_service = LocalLambda(self.runner)
         self.pollers = PollerManager(self.clients, self.poller_settings, as_role=self._mapping_clients,
@@ -281,6 +287,14 @@ class Sandbox:
     def _function_credentials(self, fn: LambdaFunction) -> dict[str, str]:
         """Lambda runs a function as its execution role, in a session named after the function."""
         return self.sessions.credentials(fn.role, fn.function_name, "lambda.amazonaws.com").env()
+
+    def _function_network(self, fn: LambdaFunction) -> dict[str, Any]:
+        """The function's reachability verdicts, from its region's network as the stack built it."""
+        view = self.networks.get(fn.region)
+        if view is None:
+            view = self.networks.setdefault(fn.region, network.NetworkView(
+                AwsClients(self.endpoint_url, fn.region).client("ec2")))
+        return view.verdicts(fn.vpc_config, self.endpoints.targets())
 
     def _publish_alarm(self, topic: str, alarm_arn: str, account: str, subject: str, body: str) -> dict[str, Any]:
         """An alarm action: CloudWatch publishes to the topic if its policy (and key policy) let it."""
@@ -381,6 +395,8 @@ class Sandbox:
                 except (ValueError, TypeError, KeyError, AttributeError) as exc:
                     return HttpResponse.json(400, {"error": f"expected {{endpoint name: model endpoint spec}}: {exc!r}"})
             return HttpResponse.json(200, models.ENDPOINTS.status())
+        if request.method == "GET" and parts == ["network"]:
+            return HttpResponse.json(200, network.report(self.cache_dir / NETWORK_LOG))
         if request.method == "GET" and parts == ["iam"]:
             return HttpResponse.json(200, build_report(self.authorizer))
         if parts == ["services"] and self.backing is not None:
@@ -399,21 +415,38 @@ class Sandbox:
         """``GET /_sandbox/partners`` (name -> URL); ``POST /_sandbox/partners/<name>`` starts the stand-in
         (if needed) and sets its behaviour; ``GET /_sandbox/partners/<name>`` what it received."""
         if not parts:
-            return HttpResponse.json(200, {name: api.url for name, api in self.partners.items()})
+            return HttpResponse.json(200, dict(self.partner_urls))
         name = parts[0]
         if request.method == "POST":
             try:
                 behaviour = json.loads(request.body or b"{}")
                 if name not in self.partners:
-                    self.partners[name] = PartnerApi().start()
+                    self._start_partner(name)
                 self.partners[name].behave(**behaviour)
             except (ValueError, TypeError) as exc:
                 return HttpResponse.json(400, {"error": f"expected {{failure_rate, fail_next, status, latency_s}}: {exc}"})
         partner = self.partners.get(name)
         if partner is None:
             return HttpResponse.json(404, {"error": f"no partner API {name!r}"})
-        return HttpResponse.json(200, {"url": partner.url, "calls": partner.calls, "received": [
+        return HttpResponse.json(200, {"url": self.partner_urls[name], "calls": partner.calls, "received": [
             {"path": r.path, "headers": r.headers, "body": r.body} for r in partner.received]})
+
+    def _start_partner(self, name: str) -> None:
+        """A partner's stand-in. With the sandbox's CA (backing services) it is what the stack would
+        be given on AWS, an HTTPS host on the internet (``https://<name>.partner.sandbox.test``,
+        RFC 6761's reserved name): workers resolve the name to the stand-in, verify its certificate,
+        and reach it only by a path to the internet (``network``)."""
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name):
+            raise ValueError(f"a partner's name is a DNS label, not {name!r}")
+        if self.backing is None:
+            self.partners[name] = PartnerApi().start()
+            self.partner_urls[name] = self.partners[name].url
+            return
+        host = f"{name}.partner.sandbox.test"
+        self.partners[name] = PartnerApi(tls=self.backing.ca.issue([host])).start()
+        port = self.partners[name].url.rsplit(":", 1)[1]
+        self.endpoints.add(host, f"127.0.0.1:{port}", network.Target("internet", host, 443))
+        self.partner_urls[name] = f"https://{host}"
 
 
 def serve(sandbox: Sandbox, ready_file: Path | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ def commands(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], dict[str,
 
     monkeypatch.setattr(signoff, "run_step", record)
     monkeypatch.setattr(signoff.SignOff, "_iam_report", lambda self, env, directory: None)
+    monkeypatch.setattr(signoff.SignOff, "_network_report", lambda self, env, directory: None)
     monkeypatch.setattr(signoff.SignOff, "_alarms_report", lambda self, env, directory: None)
     return ran
 
@@ -69,3 +71,25 @@ def test_the_summary_lists_the_alarms_that_fired_and_those_never_reported(tmp_pa
     assert "## Alarms (dev): 1 of 3 fired during the run" in summary
     assert "| parked | 2026-12-07T11:03:00+00:00 | ALARM |" in summary
     assert "made it): db-load" in summary
+
+
+def test_a_refused_network_path_fails_the_sign_off_and_the_summary_names_what_is_missing(tmp_path, monkeypatch) -> None:
+    report = {"refused": 1, "functions": {"writer": {
+        "used": {"aws:dynamodb": "gateway endpoint vpce-1 (route table rtb-1)"},
+        "refused": {"host:redis.example": {"missing": "no ingress rule of redis's security groups", "attempts": 3}}}}}
+
+    def network_command(step: signoff.Step, command: list[str], timeout: float, env: dict[str, str] | None = None):
+        assert step.log is not None
+        step.log.parent.mkdir(parents=True, exist_ok=True)
+        step.log.write_text(json.dumps(report))
+        step.returncode = 1  # `sandbox network` exits 1 on a refused path
+        return step
+
+    monkeypatch.setattr(signoff, "run_step", network_command)
+    run = signoff.SignOff(tmp_path / "reports", "2", False, (), stack_under_test(tmp_path))
+    run._network_report("dev", tmp_path / "reports" / "dev")
+    assert not run.passed
+    summary = signoff.render(run, signoff.datetime.now(signoff.UTC), 60)
+    assert "## Network (dev): 1 refused path(s), 1 path(s) used" in summary
+    assert "| writer | host:redis.example | 3 | no ingress rule of redis's security groups |" in summary
+    assert json.loads((tmp_path / "reports" / "dev" / "network.json").read_text()) == report

@@ -71,16 +71,17 @@ def role_arn(aws: Callable[[str], Any]) -> str:
 
 @pytest.fixture
 def make_function(aws: Callable[[str], Any], role_arn: str) -> Callable[..., str]:
-    """make_function(source, env=..., timeout=..., layers=..., handler=..., log_format=...) -> function ARN."""
+    """make_function(source, env=..., timeout=..., layers=..., handler=..., log_format=..., vpc_config=...) -> ARN."""
 
     def make(source: str, env: dict[str, str] | None = None, timeout: int = 10, layers: list[str] | None = None,
              handler: str = "handler.lambda_handler", extra_files: dict[str, str] | None = None,
-             log_format: str = "Text") -> str:
+             log_format: str = "Text", vpc_config: dict[str, list[str]] | None = None) -> str:
         files = {"handler.py": source, **(extra_files or {})}
         response = aws("lambda").create_function(
             FunctionName=unique("fn"), Runtime="python3.12", Role=role_arn, Handler=handler,
             Code={"ZipFile": zip_sources(files)}, Timeout=timeout, MemorySize=256,
-            Environment={"Variables": env or {}}, Layers=layers or [], LoggingConfig={"LogFormat": log_format})
+            Environment={"Variables": env or {}}, Layers=layers or [], LoggingConfig={"LogFormat": log_format},
+            VpcConfig=vpc_config or {})
         return response["FunctionArn"]
 
     return make
