@@ -54,6 +54,9 @@ class LambdaContext:
         return max(0, self._deadline_ms - int(time.time() * 1000))
 
 
+# Headers (outside the signature) telling the sandbox's IAM gate the VPC endpoint a call came through.
+SOURCE_VPC_HEADER = "x-tapstack-source-vpc"
+SOURCE_VPCE_HEADER = "x-tapstack-source-vpce"
 # TEST-NET-1 (RFC 5737): never routed, so an address here can only be a connection the VPC drops.
 DROPPED = "192.0.2.1"
 _DEADLINE_MS = [0]
@@ -76,7 +79,7 @@ class Network:
         return (self.verdicts.get("aws") or {}).get(prefix) or self.verdicts.get("aws_default")
 
     def record(self, kind: str, target: str, port: Any, verdict: list[str]) -> None:
-        via, missing = verdict
+        via, missing = verdict[:2]
         key = (kind, target, missing)
         if not self.log_path or (not missing and key in self._seen):
             return
@@ -151,6 +154,9 @@ def guard_aws_calls(network: Network) -> None:
                     timeout = getattr(self.http_session, "_timeout", 60)
                     wait_like_a_dropped_connection(getattr(timeout, "connect_timeout", timeout))
                     raise ConnectTimeoutError(endpoint_url=request.url)
+                if len(verdict) > 3 and verdict[3]:  # through a VPC endpoint: what AWS sees as the source
+                    request.headers[SOURCE_VPC_HEADER] = verdict[2]
+                    request.headers[SOURCE_VPCE_HEADER] = verdict[3]
             return send(self, request)
 
         module.Endpoint._send = _send

@@ -70,6 +70,8 @@ class Path:
 
     via: str = ""
     missing: str = ""
+    vpc: str = ""        # set when the traffic reaches the service through a VPC endpoint,
+    endpoint: str = ""   # which is when AWS adds aws:SourceVpc and aws:SourceVpce to the request
 
     @property
     def ok(self) -> bool:
@@ -364,12 +366,18 @@ def reach(net: Network, subnets: tuple[str, ...], groups: tuple[str, ...], targe
         return Path(missing=f"the function's subnets {unknown} do not exist")
     hop = _Hop(net)
     vias: list[str] = []
+    endpoints: set[str] = set()
     for subnet in subnets:
         via, missing = _from_subnet(hop, subnet, groups, target)
         if missing:
             return Path(missing=f"from subnet {subnet}: {missing}")
         vias.append(via)
-    return Path(via=" | ".join(dict.fromkeys(vias)))
+        endpoints.add(via.split()[2] if via.startswith(("interface endpoint", "gateway endpoint")) else "")
+    # One endpoint for every subnet: the calls carry its id (subnets split between an endpoint and
+    # the NAT gateway carry none, as some of their calls would not).
+    endpoint = endpoints.pop() if len(endpoints) == 1 else ""
+    return Path(via="; ".join(dict.fromkeys(vias)), vpc=net.subnets[subnets[0]]["vpc"] if endpoint else "",
+                endpoint=endpoint)
 
 
 def _from_subnet(hop: _Hop, subnet: str, groups: tuple[str, ...], target: Target) -> tuple[str, str]:
@@ -422,19 +430,21 @@ class NetworkView:
         self._verdicts: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def network(self) -> Network:
+    def network(self, fresh: bool = False) -> Network:
         with self._lock:
-            if self._read is None or time.monotonic() - self._read[0] >= self.ttl:
+            if fresh or self._read is None or time.monotonic() - self._read[0] >= self.ttl:
                 self._read = (time.monotonic(), Network.read(self.ec2))
                 self._verdicts = {}
             return self._read[1]
 
     def verdicts(self, vpc_config: dict[str, Any] | None, hosts: dict[str, Target]) -> dict[str, Any]:
-        """What a worker needs: a verdict (``[via, missing]``) for AWS APIs in general, one per API
-        with an endpoint in the VPC, and one per host."""
+        """What a worker needs: a verdict (``[via, missing, vpc, endpoint]``) for AWS APIs in general,
+        one per API with an endpoint in the VPC, and one per host."""
         subnets = tuple(sorted((vpc_config or {}).get("SubnetIds") or ()))
         groups = tuple(sorted((vpc_config or {}).get("SecurityGroupIds") or ()))
         net = self.network() if subnets else Network()
+        if any(subnet not in net.subnets for subnet in subnets):
+            net = self.network(fresh=True)  # subnets newer than the last read
         key = (subnets, groups, id(net), id(hosts))
         found = self._verdicts.get(key)
         if found is not None:
@@ -442,7 +452,7 @@ class NetworkView:
 
         def verdict(target: Target) -> list[str]:
             path = reach(net, subnets, groups, target)
-            return [path.via, path.missing]
+            return [path.via, path.missing, path.vpc, path.endpoint]
 
         vpcs = {net.subnets[s]["vpc"] for s in subnets if s in net.subnets}
         names = {service_prefix(e["ServiceName"]) for e in net.endpoints if e.get("VpcId") in vpcs}

@@ -40,6 +40,10 @@ from tapharness.sandbox.iam.policy import (
 )
 from tapharness.sandbox.iam.wire import ApiCall
 
+# Set by the function workers' network check (``tapharness/sandbox/_bootstrap.py``).
+SOURCE_VPC_HEADER = "x-tapstack-source-vpc"
+SOURCE_VPCE_HEADER = "x-tapstack-source-vpce"
+
 PARTITION = "aws"
 # Who an unsigned request is: no account, no policies of its own.
 ANONYMOUS = Principal("anonymous", "")
@@ -246,8 +250,29 @@ class Authorizer:
             needs += kms_on_behalf(call, needs, principal.account)
         except UnmappedCall as exc:
             return [self._unmapped(principal, call, label, exc)]
+        endpoint = self.source_endpoint(call, principal.account)
         return [Verdict(need, decision) for need, decision in
-                zip(needs, self.decide(principal, needs, label, call.region), strict=True)]
+                zip(needs, self.decide(principal, needs, label, call.region, endpoint), strict=True)]
+
+    @staticmethod
+    def source_endpoint(call: ApiCall, account: str) -> SourceEndpoint | None:
+        """The VPC endpoint a function's call came through (the sandbox's network marks it): AWS then
+        sets ``aws:SourceVpc`` and ``aws:SourceVpce`` ("only present in the request context when the
+        requester uses a VPC endpoint", IAM, global condition context keys), and the endpoint's own
+        policy must allow the call too ("an endpoint policy does not override or replace identity-based
+        policies or resource-based policies", PrivateLink Guide, "Control access to VPC endpoints
+        using endpoint policies")."""
+        vpce = call.headers.get(SOURCE_VPCE_HEADER, "")
+        if not vpce:
+            return None
+        policy = None
+        try:
+            found = backends("ec2")[account][call.region].vpc_end_points.get(vpce)
+            policy = getattr(found, "policy_document", None)
+        except (KeyError, AttributeError):
+            pass
+        return SourceEndpoint(call.headers.get(SOURCE_VPC_HEADER, ""), vpce,
+                              PolicySource(f"policy of VPC endpoint {vpce}", policy) if policy else None)
 
     def authorize_anonymous(self, call: ApiCall) -> list[Verdict]:
         """An unsigned request, as AWS serves one: anonymous, allowed only where a resource policy
@@ -282,14 +307,18 @@ class Authorizer:
         needs = [Need(action, resource) for action in actions]
         return all(d.allowed for d in self.decide(principal, needs, label, region))
 
-    def decide(self, principal: Principal, needs: list[Need], label: str, region: str) -> list[Decision]:
+    def decide(self, principal: Principal, needs: list[Need], label: str, region: str,
+               endpoint: SourceEndpoint | None = None) -> list[Decision]:
         """The decision on each of ``needs`` (with their condition context), recorded in the report."""
         identity, boundary, tags = self.identity(principal)
         base = request_context(principal, region) | tags
-        return [self._decide(principal, need, label, base, identity, boundary) for need in needs]
+        if endpoint is not None:
+            base |= {"aws:sourcevpc": [endpoint.vpc], "aws:sourcevpce": [endpoint.vpce]}
+        return [self._decide(principal, need, label, base, identity, boundary, endpoint) for need in needs]
 
     def _decide(self, principal: Principal, need: Need, label: str, base: dict[str, list[str]],
-                identity: list[PolicySource], boundary: list[PolicySource] | None) -> Decision:
+                identity: list[PolicySource], boundary: list[PolicySource] | None,
+                endpoint: SourceEndpoint | None = None) -> Decision:
         if need.action in catalog.ALWAYS_ALLOWED:
             decision = Decision(True, "always allowed")
         else:
@@ -301,6 +330,10 @@ class Authorizer:
                             for key, value in resource_tags(need.resource).items()}
             decision = evaluate(AuthzRequest(principal, need.action, need.resource, context),
                                 identity, resource, boundary, key_policy=need.action.startswith("kms:"))
+            if decision.allowed and endpoint is not None and endpoint.policy is not None:
+                through = evaluate(AuthzRequest(principal, need.action, need.resource, context), (), endpoint.policy)
+                if not through.allowed:
+                    decision = Decision(False, f"the {endpoint.policy.name} does not allow it: {through.reason}")
         self.log.add(principal, label, need, decision)
         return decision
 
@@ -322,6 +355,15 @@ class Authorizer:
                             key_policy=action.startswith("kms:"))
         self.log.add(principal, f"{service} → {action}", Need(action, resource), decision)
         return decision
+
+
+@dataclass(frozen=True)
+class SourceEndpoint:
+    """The VPC endpoint a call came through, and its policy (None: the default, full access)."""
+
+    vpc: str
+    vpce: str
+    policy: PolicySource | None
 
 
 def _mentions_resource_tags(sources: list[PolicySource]) -> bool:

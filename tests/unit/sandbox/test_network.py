@@ -221,10 +221,13 @@ def lambda_handler(event, context):
     seen = {}
     sqs = boto3.client("sqs", config=Config(connect_timeout=1, retries={"max_attempts": 1}))
     try:
-        sqs.list_queues()
+        if event.get("queue"):
+            sqs.get_queue_attributes(QueueUrl=event["queue"])
+        else:
+            sqs.list_queues()
         seen["sqs"] = "ok"
     except Exception as exc:
-        seen["sqs"] = type(exc).__name__
+        seen["sqs"] = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
     try:
         socket.create_connection((event["redis"], 6379), timeout=1).close()
         seen["redis"] = "ok"
@@ -235,7 +238,7 @@ def lambda_handler(event, context):
 
 
 @pytest.fixture
-def probe(vpc: Vpc, aws: Callable[[str], Any], make_function: Callable[..., str]) -> Callable[[], dict[str, str]]:
+def probe(vpc: Vpc, aws: Callable[[str], Any], make_function: Callable[..., str]) -> Callable[..., dict[str, str]]:
     """A function in the VPC's private subnets that calls SQS and connects to a Redis in the VPC."""
     cache = aws("elasticache")
     subnet_group = cache.create_cache_subnet_group(CacheSubnetGroupName=unique("subnets"), CacheSubnetGroupDescription="d",
@@ -248,8 +251,8 @@ def probe(vpc: Vpc, aws: Callable[[str], Any], make_function: Callable[..., str]
     arn = make_function(PROBE, timeout=10, vpc_config={"SubnetIds": list(vpc.private),
                                                        "SecurityGroupIds": [vpc.groups["lambda"]]})
 
-    def invoke() -> dict[str, str]:
-        response = aws("lambda").invoke(FunctionName=arn, Payload=json.dumps({"redis": redis}))
+    def invoke(**event: str) -> dict[str, str]:
+        response = aws("lambda").invoke(FunctionName=arn, Payload=json.dumps({"redis": redis, **event}))
         return json.loads(response["Payload"].read())
 
     return invoke
@@ -260,13 +263,13 @@ def _report(sandbox: SandboxProcess) -> dict[str, Any]:
         return json.loads(response.read())
 
 
-def test_a_function_with_every_rule_reaches_its_endpoint_and_redis(probe: Callable[[], dict[str, str]],
+def test_a_function_with_every_rule_reaches_its_endpoint_and_redis(probe: Callable[..., dict[str, str]],
                                                                    sandbox: SandboxProcess) -> None:
     assert probe() == {"sqs": "ok", "redis": "ok"}
 
 
 def test_a_function_without_its_rules_times_out_as_on_aws_and_the_report_names_the_missing_rule(
-        vpc: Vpc, probe: Callable[[], dict[str, str]], sandbox: SandboxProcess) -> None:
+        vpc: Vpc, probe: Callable[..., dict[str, str]], sandbox: SandboxProcess) -> None:
     vpc.ec2.revoke_security_group_ingress(GroupId=vpc.groups["endpoints"], IpPermissions=[
         _rule(443, UserIdGroupPairs=[{"GroupId": vpc.groups["lambda"]}])])
     vpc.ec2.revoke_security_group_ingress(GroupId=vpc.groups["redis"], IpPermissions=[
@@ -277,3 +280,23 @@ def test_a_function_without_its_rules_times_out_as_on_aws_and_the_report_names_t
                for entry in function["refused"].values()]
     assert any(vpc.groups["endpoints"] in entry["missing"] for entry in refused), refused
     assert any(vpc.groups["redis"] in entry["missing"] for entry in refused), refused
+
+
+def test_an_endpoint_policy_that_does_not_allow_the_call_denies_it(vpc: Vpc, probe: Callable[..., dict[str, str]]) -> None:
+    vpc.ec2.modify_vpc_endpoint(VpcEndpointId=vpc.sqs_endpoint, PolicyDocument=json.dumps({"Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage", "Resource": "*"}]}))
+    time.sleep(NETWORK_READ_TTL_S)
+    assert probe()["sqs"] == "AccessDenied"
+
+
+def test_a_call_through_an_endpoint_carries_its_source_vpce_and_one_through_the_nat_does_not(
+        vpc: Vpc, aws: Callable[[str], Any], probe: Callable[..., dict[str, str]], sandbox: SandboxProcess) -> None:
+    url = aws("sqs").create_queue(QueueName=unique("vpce-only"))["QueueUrl"]
+    arn = aws("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    aws("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps({"Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": "sqs:*", "Resource": arn,
+         "Condition": {"StringNotEquals": {"aws:SourceVpce": vpc.sqs_endpoint}}}]})})
+    assert probe(queue=url)["sqs"] == "ok", _report(sandbox)
+    vpc.ec2.delete_vpc_endpoints(VpcEndpointIds=[vpc.sqs_endpoint])
+    time.sleep(NETWORK_READ_TTL_S)
+    assert probe(queue=url)["sqs"] == "AccessDenied"
