@@ -286,12 +286,18 @@ def _video(target: Target) -> list[Mutation]:
     ]
 
 
-def _hotel_booking(target: Target) -> list[Mutation]:
-    spec = importlib.util.spec_from_file_location(
-        "hotel_booking_flows", ROOT / "stacks" / "hotel_booking" / "tests" / "integration" / "conftest.py")
+def load_flows(conftest: Path) -> Any:
+    """A stack's integration conftest as a module (its API and data helpers)."""
+    spec = importlib.util.spec_from_file_location(f"{conftest.parent.parent.parent.name}_flows", conftest)
     assert spec is not None and spec.loader is not None
     flows = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(flows)  # the hotel-booking suite's own API and inventory helpers
+    spec.loader.exec_module(flows)
+    return flows
+
+
+def hotel_booking_flow(target: Target) -> Callable[[Target], str]:
+    """A booking of a new room-night, and how many availability updates the opera PMS stand-in got."""
+    flows = load_flows(ROOT / "stacks" / "hotel_booking" / "tests" / "integration" / "conftest.py")
     api, inventory = flows.BookingApi(target), flows.Inventory(target)
 
     def book(t: Target) -> str:
@@ -304,6 +310,12 @@ def _hotel_booking(target: Target) -> list[Mutation]:
         received = [r for r in t.control("GET", "partners/opera")["received"]
                     if r["path"] == f"/properties/{property_id}/availability"]
         return f"POST /book → {status}, PMS updates after {PMS_WAIT_S} s: {len(received)}"
+
+    return book
+
+
+def _hotel_booking(target: Target) -> list[Mutation]:
+    book = hotel_booking_flow(target)
 
     def booked_not_sent(outcome: str) -> bool:
         return outcome.startswith("POST /book → 201") and outcome.endswith(": 0")
