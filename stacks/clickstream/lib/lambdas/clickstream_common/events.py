@@ -75,15 +75,19 @@ def parse_event(raw: bytes) -> ClickEvent:
     except ValueError:
         raise InvalidEvent("event_id must be a UUID") from None
     event_type = payload.get("event_type")
-    if event_type not in EVENT_TYPES:
+    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:  # a list or object is not hashable
         raise InvalidEvent(f"event_type must be one of {sorted(EVENT_TYPES)}")
-    occurred = payload.get("occurred_at")
+    return ClickEvent(event_id, _identifier(payload, "user_id"), _identifier(payload, "session_id"),
+                      _identifier(payload, "page"), event_type, _utc(payload.get("occurred_at")))
+
+
+def _utc(occurred: Any) -> str:
+    """occurred_at in UTC with milliseconds; a time UTC cannot hold (year 1 east of Greenwich,
+    year 9999 west of it) is as invalid as a malformed one."""
     try:
         moment = datetime.fromisoformat(occurred) if isinstance(occurred, str) else None
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise InvalidEvent("occurred_at must be an ISO-8601 time with a zone")
-    return ClickEvent(event_id, _identifier(payload, "user_id"), _identifier(payload, "session_id"),
-                      _identifier(payload, "page"), str(event_type),
-                      moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+        if moment is None or moment.tzinfo is None:
+            raise ValueError
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (ValueError, OverflowError):
+        raise InvalidEvent("occurred_at must be an ISO-8601 time with a zone, within years 1-9999 in UTC") from None

@@ -100,3 +100,54 @@ def test_any_bytes_are_an_event_or_an_invalid_event(raw: bytes) -> None:
         sp.handler.parse_event(raw)
     except ValueError:
         return
+
+
+def test_a_time_at_the_edge_of_the_calendar_is_parked_not_a_failed_batch(aws: Any, context: Any) -> None:
+    edge = {**click(), "occurred_at": "0001-01-01T00:00:00+01:00"}  # UTC would be year 0
+    response = sp.handler.lambda_handler({"Records": [record(1, click()), record(2, edge), record(3, click())]},
+                                         context)
+    assert response == {"batchItemFailures": []}
+    [poison] = parked(aws["queue"])
+    assert poison["sequence_number"] == "2" and "occurred_at" in poison["reason"]
+    assert len(items()) == 4
+
+
+# Valid JSON objects whose fields take hostile values: the shapes a producer's bug or an attacker
+# sends, which random bytes almost never reach.
+HOSTILE_TEXT = st.one_of(st.text(max_size=40), st.sampled_from([
+    "", " ", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-02-30T00:00:00Z", "2026-12-02T10:00:00",
+    "2026-12-02T10:00:00+24:00", "2026-12-02T10:00:00+23:59", "NaN", "\x00", "../../etc", "a" * 129, "home page"]))
+HOSTILE_VALUE = st.one_of(HOSTILE_TEXT, st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
+                          st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(),
+                                                                               max_size=2))
+
+
+EDGE_TIMES = st.sampled_from(["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-02-30T00:00:00Z",
+                              "2026-12-02T10:00:00", "2026-12-02T10:00:00+24:00", "2026-12-02T10:00:00+23:59"])
+# Per field: what a hostile producer puts there (a missing field is `...`).
+FIELD_VALUES = {
+    "event_id": st.one_of(st.uuids().map(str), HOSTILE_VALUE, st.just(...)),
+    "user_id": st.one_of(HOSTILE_VALUE, st.just(...)),
+    "session_id": st.one_of(HOSTILE_VALUE, st.just(...)),
+    "page": st.one_of(HOSTILE_VALUE, st.just(...)),
+    "event_type": st.one_of(st.sampled_from(["page_view", "click", "purchase"]), HOSTILE_VALUE, st.just(...)),
+    "occurred_at": st.one_of(EDGE_TIMES, st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+                             HOSTILE_VALUE, st.just(...)),
+}
+CHANGE = st.sampled_from(sorted(FIELD_VALUES)).flatmap(lambda field: st.tuples(st.just(field), FIELD_VALUES[field]))
+
+
+@relaxed
+@given(st.lists(CHANGE, min_size=1, max_size=3))
+def test_any_event_with_hostile_fields_is_an_event_or_an_invalid_event(changes: list[tuple[str, Any]]) -> None:
+    payload = click()
+    for field, value in changes:  # a valid event with one to three fields replaced or removed (...)
+        if value is ...:
+            payload.pop(field, None)
+        else:
+            payload[field] = value
+    try:
+        event = sp.handler.parse_event(json.dumps(payload).encode())
+    except sp.handler.InvalidEvent:
+        return
+    assert event.occurred_at.endswith("Z") and len(event.items()) == 2

@@ -64,11 +64,19 @@ def _booking_body(booking: dict[str, Any]) -> dict[str, Any]:
 
 
 def _reserve(table: str, request: BookingRequest) -> tuple[list[Night], dict[str, Any] | None]:
-    """The reserved nights, or ([], the earlier booking) when this request was already booked."""
+    """The reserved nights, or ([], the earlier booking) when this request was already booked.
+
+    The request's own booking is read with its nights, in the same consistent batch: a retry of a
+    request that took the last unit finds its booking before the nights can say "sold out", so
+    the answer is a function of the request id (the transaction's hold condition still catches
+    a repeat that races the first)."""
     attempts = config.integer("BOOKING_MAX_ATTEMPTS", 3)
-    keys = [inventory_key(night_pk(request.property_id, request.room_id, d)) for d in request.stay_dates]
+    own = booking_key(booking_id_for(request.request_id))
+    keys = [own, *(inventory_key(night_pk(request.property_id, request.room_id, d)) for d in request.stay_dates)]
     for attempt in range(attempts):
         items = {item["pk"]: item for item in batch_get({table: keys}, consistent=True)[table]}
+        if own["pk"] in items:
+            return [], items[own["pk"]]
         nights = nights_to_reserve(request, items)
         now = datetime.now(UTC)
         try:

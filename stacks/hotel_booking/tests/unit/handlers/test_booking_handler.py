@@ -101,6 +101,17 @@ def test_a_repeated_request_returns_the_first_booking_and_takes_units_once(env: 
     assert night(pk)["available_units"] == 2
 
 
+def test_a_retried_request_that_took_the_last_unit_gets_its_booking_not_409(env: Any, context: Any) -> None:
+    [pk] = stock(available=1, nights=1)
+    request = booking(nights=1)
+    first_status, first = post(request, context)
+    before = items()
+    again_status, again = post(request, context)  # the client's retry after a timeout
+    assert (first_status, again_status) == (201, 200), again
+    assert again["booking_id"] == first["booking_id"] and again["status"] == "confirmed"
+    assert items() == before and night(pk)["available_units"] == 0
+
+
 def test_a_booking_that_loses_the_race_rereads_and_succeeds(env: Any, context: Any,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     [pk] = stock(available=2, nights=1)
