@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from iam_mutations import hotel_booking_flow, http
 
-from tapharness import video
+from tapharness import seed, video
 from tapharness.deployed import Target, load_target
 
 NETWORK_READ_S = 2.5  # the sandbox reads the network at most every 2 s
@@ -190,6 +190,11 @@ def run(target: Target, mutations: list[Mutation]) -> bool:
 # --- the stacks' mutations -------------------------------------------------------------------------
 
 
+def _failed(outcome: str) -> bool:
+    """An HTTP flow answered with a server error (the function failed or timed out)."""
+    return outcome.rsplit("→ ", 1)[-1].startswith("5")
+
+
 def _video(target: Target) -> list[Mutation]:
     sys.path.insert(0, str(ROOT / "tests" / "integration"))
     from flows import Clock, ViewingEvent, new_id
@@ -198,9 +203,13 @@ def _video(target: Target) -> list[Mutation]:
         event = ViewingEvent("watch", new_id("user"), new_id("content"), 120.0, 1000.0, Clock().tick())
         return f"POST /watch → {http('POST', t.output('api_endpoints', 'watch'), event.body())}"
 
+    connection = target.connect_db()
+    seed.load_aurora(connection, seed.build())  # a catalogue, so cache_refresh has titles to write to Redis
+    connection.close()
+
     def refresh(t: Target) -> str:
         try:
-            return f"cache_refresh → answered ({video.refresh_cache(t).get('neighbour_lists')} neighbour lists)"
+            return f"cache_refresh → wrote {video.refresh_cache(t).get('titles')} titles to Redis"
         except RuntimeError as exc:
             return f"cache_refresh → {'Task timed out' if 'timed out' in str(exc) else 'failed'}"
 
@@ -209,14 +218,14 @@ def _video(target: Target) -> list[Mutation]:
                  lambda t: without_ingress(t, "redis", 6379), refresh, lambda o: o.endswith(("timed out", "failed")),
                  "no ingress rule"),
         Mutation("security group: the interface endpoints' ingress (`endpoints_from_lambda`) removed",
-                 lambda t: without_ingress(t, "endpoints", 443), watch, lambda o: not o.endswith("200"),
+                 lambda t: without_ingress(t, "endpoints", 443), watch, _failed,
                  "no ingress rule"),
         Mutation("interface endpoint: Kinesis's deleted (the NAT gateways remain)",
-                 lambda t: interface_endpoint_deleted(t, "kinesis-streams"), watch, lambda o: o.endswith("200"), "",
+                 lambda t: interface_endpoint_deleted(t, "kinesis-streams"), watch, lambda o: o.endswith("202"), "",
                  ("aws:kinesis", "NAT gateway")),
         Mutation("interface endpoint: Kinesis's deleted and the NAT routes removed",
                  lambda t: together(interface_endpoint_deleted(t, "kinesis-streams"), without_nat_routes(t)), watch,
-                 lambda o: not o.endswith("200"), "no route to 0.0.0.0/0"),
+                 _failed, "no route to 0.0.0.0/0"),
     ]
 
 
@@ -231,7 +240,7 @@ def _hotel_booking(target: Target) -> list[Mutation]:
                  ("aws:dynamodb", "NAT gateway")),
         Mutation("gateway endpoint: DynamoDB's route table associations and the NAT routes removed",
                  lambda t: together(gateway_endpoint_unassociated(t, "dynamodb"), without_nat_routes(t)), book,
-                 lambda o: not o.startswith("POST /book → 201"), "no route to 0.0.0.0/0"),
+                 lambda o: o.startswith("POST /book → 5"), "no route to 0.0.0.0/0"),
     ]
 
 
@@ -243,14 +252,14 @@ def _clickstream(target: Target) -> list[Mutation]:
 
     return [
         Mutation("network ACL: the private subnets' inbound return rule (1024-65535 from 0.0.0.0/0) removed",
-                 lambda t: without_acl_entry(t, "private", 120, False), page, lambda o: not o.endswith("200"),
+                 lambda t: without_acl_entry(t, "private", 120, False), page, _failed,
                  "inbound allow rule for tcp 1024-65535"),
         Mutation("gateway endpoint: DynamoDB's route table associations removed (the NAT gateways remain)",
                  lambda t: gateway_endpoint_unassociated(t, "dynamodb"), page, lambda o: o.endswith("200"), "",
                  ("aws:dynamodb", "NAT gateway")),
         Mutation("gateway endpoint: DynamoDB's route table associations and the NAT routes removed",
                  lambda t: together(gateway_endpoint_unassociated(t, "dynamodb"), without_nat_routes(t)), page,
-                 lambda o: not o.endswith("200"), "no route to 0.0.0.0/0"),
+                 _failed, "no route to 0.0.0.0/0"),
     ]
 
 

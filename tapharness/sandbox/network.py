@@ -49,6 +49,7 @@ from pathlib import Path as FilePath
 from typing import Any
 
 ANYWHERE = "0.0.0.0/0"
+PUBLIC_APIS = "*"  # the target of every AWS API without an endpoint in the VPC
 HTTPS = 443
 EPHEMERAL = (1024, 65535)
 
@@ -298,8 +299,11 @@ class _Hop:
                 f"{'to' if egress else 'from'} {peer.describe()} ({purpose})")
 
     def internet(self, source: str, groups: tuple[str, ...], port: int, what: str,
-                 prefix_list: str | None = None) -> tuple[str, str]:
-        """Out of the VPC to a public address: (via, missing)."""
+                 prefix_list: str | None = None, gateway: bool = False) -> tuple[str, str]:
+        """Out of the VPC to a public address, through a gateway endpoint's route or the subnet's
+        default route: (via, missing). ``prefix_list`` is the service's AWS-managed prefix list (S3,
+        DynamoDB): a security group rule naming it matches the service's addresses whichever
+        way they are routed."""
         net = self.net
         public = Peer(None, prefix_list=prefix_list)
         if not _group_allows(net, groups, True, port, public):
@@ -310,7 +314,7 @@ class _Hop:
         if missing:
             return "", missing
         table_id, routes = net.route_tables.get(source, ("", []))
-        if prefix_list:
+        if gateway:
             return f"gateway endpoint (route table {table_id})", ""
         default = next((r for r in routes if r.get("DestinationCidrBlock") == ANYWHERE
                         and r.get("State", "active") == "active"), None)
@@ -394,7 +398,7 @@ def _from_subnet(hop: _Hop, subnet: str, groups: tuple[str, ...], target: Target
                 return "", missing
         return f"local ({target.name})", ""
     if target.kind == "aws":
-        what = f"the {target.name} API"
+        what = "AWS's public APIs" if target.name == PUBLIC_APIS else f"the {target.name} API"
         for endpoint in net.endpoints:
             if (endpoint.get("VpcId") == vpc and endpoint.get("VpcEndpointType") == "Interface"
                     and endpoint.get("PrivateDnsEnabled") and service_prefix(endpoint["ServiceName"]) == target.name):
@@ -406,14 +410,15 @@ def _from_subnet(hop: _Hop, subnet: str, groups: tuple[str, ...], target: Target
                         return "", missing
                 return f"interface endpoint {endpoint['VpcEndpointId']}", ""
         table_id = net.route_tables.get(subnet, ("", []))[0]
+        prefix_list = next((pl for name, pl in net.prefix_lists.items() if service_prefix(name) == target.name), None)
         for endpoint in net.endpoints:
             if (endpoint.get("VpcId") == vpc and endpoint.get("VpcEndpointType") == "Gateway"
                     and service_prefix(endpoint["ServiceName"]) == target.name
                     and table_id in endpoint.get("RouteTableIds", [])):
-                prefix_list = net.prefix_lists.get(endpoint["ServiceName"], f"pl-{target.name}")
-                via, missing = hop.internet(subnet, groups, target.port, what, prefix_list)
+                via, missing = hop.internet(subnet, groups, target.port, what,
+                                            net.prefix_lists.get(endpoint["ServiceName"], prefix_list), gateway=True)
                 return (f"gateway endpoint {endpoint['VpcEndpointId']} (route table {table_id})" if via else ""), missing
-        return hop.internet(subnet, groups, target.port, what)
+        return hop.internet(subnet, groups, target.port, what, prefix_list)
     return hop.internet(subnet, groups, target.port, target.name)
 
 
@@ -457,7 +462,7 @@ class NetworkView:
         vpcs = {net.subnets[s]["vpc"] for s in subnets if s in net.subnets}
         names = {service_prefix(e["ServiceName"]) for e in net.endpoints if e.get("VpcId") in vpcs}
         found = {
-            "aws_default": verdict(Target("aws", "aws")),
+            "aws_default": verdict(Target("aws", PUBLIC_APIS)),
             "aws": {name: verdict(Target("aws", name)) for name in sorted(names)},
             "hosts": {name: verdict(target) for name, target in sorted(hosts.items())},
         }

@@ -300,3 +300,15 @@ def test_a_call_through_an_endpoint_carries_its_source_vpce_and_one_through_the_
     vpc.ec2.delete_vpc_endpoints(VpcEndpointIds=[vpc.sqs_endpoint])
     time.sleep(NETWORK_READ_TTL_S)
     assert probe(queue=url)["sqs"] == "AccessDenied"
+
+
+def test_an_egress_rule_to_dynamodbs_prefix_list_also_matches_it_through_the_nat(vpc: Vpc) -> None:
+    prefix_lists = {p["PrefixListName"]: p["PrefixListId"] for p in vpc.ec2.describe_managed_prefix_lists()["PrefixLists"]}
+    dynamodb = prefix_lists["com.amazonaws.us-east-1.dynamodb"]
+    vpc.ec2.revoke_security_group_egress(GroupId=vpc.groups["lambda"], IpPermissions=[
+        _rule(443, IpRanges=[{"CidrIp": "0.0.0.0/0"}])])
+    vpc.ec2.authorize_security_group_egress(GroupId=vpc.groups["lambda"], IpPermissions=[
+        _rule(443, PrefixListIds=[{"PrefixListId": dynamodb}])])
+    vpc.ec2.modify_vpc_endpoint(VpcEndpointId=vpc.dynamodb_endpoint, RemoveRouteTableIds=[vpc.private_table])
+    assert vpc.reach(Target("aws", "dynamodb")).via.startswith(f"NAT gateway {vpc.nat}")
+    _refused(vpc.reach(Target("aws", "athena")), "no egress rule", "0.0.0.0/0")
