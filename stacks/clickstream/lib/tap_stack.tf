@@ -17,7 +17,7 @@
 # Terraform and providers (provider and S3 backend configuration live in provider.tf)
 # -----------------------------------------------------------------------------
 terraform {
-  required_version = ">= 1.6"
+  required_version = ">= 1.10" # the S3 backend's use_lockfile (backend/<env>.hcl) arrived in 1.10
 
   required_providers {
     aws = {
@@ -51,8 +51,9 @@ variable "project_name" {
   default     = "clickstream"
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,18}[a-z0-9]$", var.project_name))
-    error_message = "project_name must be 3-20 lower-case letters, digits or hyphens, starting with a letter."
+    # <project>-staging-insights names the ALB and its target group, which AWS limits to 32 characters.
+    condition     = can(regex("^[a-z][a-z0-9-]{1,13}[a-z0-9]$", var.project_name))
+    error_message = "project_name must be 3-15 lower-case letters, digits or hyphens, starting with a letter (the ALB's name, <project_name>-staging-insights, may not exceed 32 characters)."
   }
 }
 
@@ -533,13 +534,53 @@ resource "aws_route_table_association" "private" {
   route_table_id = aws_route_table.private[each.key].id
 }
 
-# DynamoDB through a gateway endpoint, Kinesis through an interface endpoint: the data path
-# never leaves the VPC.
+# DynamoDB through a gateway endpoint, Kinesis and SQS through interface endpoints: no data leaves
+# the VPC. Each endpoint's policy admits only this stack's resource and the calls made on it, so
+# the VPC cannot be used to reach another account's table, stream or queue.
+locals {
+  endpoint_policies = {
+    dynamodb = {
+      actions   = ["dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:DescribeTable"]
+      resources = ["arn:${local.partition}:dynamodb:${local.region}:${local.account_id}:table/${local.names.table}"]
+    }
+    kinesis = {
+      actions = ["kinesis:PutRecord", "kinesis:PutRecords", "kinesis:DescribeStream", "kinesis:DescribeStreamSummary",
+      "kinesis:ListShards", "kinesis:GetShardIterator", "kinesis:GetRecords"]
+      resources = ["arn:${local.partition}:kinesis:${local.region}:${local.account_id}:stream/${local.names.stream}"]
+    }
+    sqs = {
+      actions   = ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+      resources = ["arn:${local.partition}:sqs:${local.region}:${local.account_id}:${local.names.dlq}"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "endpoint" {
+  for_each = local.endpoint_policies
+
+  statement {
+    sid       = "ThisStacksResourceOnly"
+    effect    = "Allow"
+    actions   = each.value.actions
+    resources = each.value.resources
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:PrincipalAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
 resource "aws_vpc_endpoint" "dynamodb" {
   vpc_id            = aws_vpc.this.id
   service_name      = "com.amazonaws.${local.region}.dynamodb"
   vpc_endpoint_type = "Gateway"
   route_table_ids   = [for rt in aws_route_table.private : rt.id]
+  policy            = data.aws_iam_policy_document.endpoint["dynamodb"].json
 
   tags = merge(local.common_tags, { Name = "${local.name_prefix}-dynamodb-gateway" })
 }
@@ -551,8 +592,21 @@ resource "aws_vpc_endpoint" "kinesis" {
   private_dns_enabled = true
   subnet_ids          = [for s in aws_subnet.private : s.id]
   security_group_ids  = [aws_security_group.this["endpoints"].id]
+  policy              = data.aws_iam_policy_document.endpoint["kinesis"].json
 
   tags = merge(local.common_tags, { Name = "${local.name_prefix}-kinesis-endpoint" })
+}
+
+resource "aws_vpc_endpoint" "sqs" {
+  vpc_id              = aws_vpc.this.id
+  service_name        = "com.amazonaws.${local.region}.sqs"
+  vpc_endpoint_type   = "Interface"
+  private_dns_enabled = true
+  subnet_ids          = [for s in aws_subnet.private : s.id]
+  security_group_ids  = [aws_security_group.this["endpoints"].id]
+  policy              = data.aws_iam_policy_document.endpoint["sqs"].json
+
+  tags = merge(local.common_tags, { Name = "${local.name_prefix}-sqs-endpoint" })
 }
 
 resource "aws_flow_log" "vpc" {
@@ -643,6 +697,25 @@ data "aws_iam_policy_document" "kms" {
     }
   }
 
+  # CloudWatch publishes alarm notifications to the encrypted alarms topic: "the key policy must
+  # allow cloudwatch.amazonaws.com kms:Decrypt and kms:GenerateDataKey*" (CloudWatch User Guide,
+  # "Using Amazon CloudWatch alarms", encrypted SNS topics).
+  statement {
+    sid       = "CloudWatchPublishesToTheEncryptedAlarmTopic"
+    effect    = "Allow"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+
   statement {
     sid       = "CloudWatchLogsEncryptsThisStacksLogGroups"
     effect    = "Allow"
@@ -683,15 +756,19 @@ locals {
     endpoints = "Kinesis interface endpoint (HTTPS from the VPC only)"
   }
 
+  # Each rule has one peer: a CIDR, a security group or a prefix list. The functions reach DynamoDB
+  # through the gateway endpoint's prefix list and SQS through the endpoints' group, nothing else;
+  # the endpoints admit HTTPS from the private subnets (producers and the functions) only.
   security_group_rules = merge(
     {
-      alb_in_listener     = { sg = "alb", type = "ingress", port = var.alb_listener_port, cidr = var.vpc_cidr, description = "Internal clients" }
-      endpoints_in_https  = { sg = "endpoints", type = "ingress", port = local.flow.https_port, cidr = var.vpc_cidr, description = "Producers and consumers in the VPC" }
-      processor_out_https = { sg = "processor", type = "egress", port = local.flow.https_port, cidr = "0.0.0.0/0", description = "AWS APIs via endpoints and NAT" }
-      insights_out_https  = { sg = "insights", type = "egress", port = local.flow.https_port, cidr = "0.0.0.0/0", description = "AWS APIs via endpoints and NAT" }
+      alb_in_listener     = { sg = "alb", type = "ingress", port = var.alb_listener_port, cidr = var.vpc_cidr, peer = null, prefix_list = false, description = "Internal clients" }
+      processor_out_table = { sg = "processor", type = "egress", port = local.flow.https_port, cidr = null, peer = null, prefix_list = true, description = "DynamoDB through the gateway endpoint" }
+      processor_out_sqs   = { sg = "processor", type = "egress", port = local.flow.https_port, cidr = null, peer = "endpoints", prefix_list = false, description = "SQS (parked records) through its endpoint" }
+      insights_out_table  = { sg = "insights", type = "egress", port = local.flow.https_port, cidr = null, peer = null, prefix_list = true, description = "DynamoDB through the gateway endpoint" }
     },
+    { for k, subnet in local.azs : "endpoints_in_https_${k}" => { sg = "endpoints", type = "ingress", port = local.flow.https_port, cidr = subnet.private_cidr, peer = null, prefix_list = false, description = "Producers and functions in private subnet ${k}" } },
     var.enable_ssh_from_admin_cidr ? {
-      endpoints_in_ssh = { sg = "endpoints", type = "ingress", port = local.flow.ssh_port, cidr = var.ssh_allowed_cidr, description = "Operators' bastion range" }
+      endpoints_in_ssh = { sg = "endpoints", type = "ingress", port = local.flow.ssh_port, cidr = var.ssh_allowed_cidr, peer = null, prefix_list = false, description = "Operators' bastion range" }
     } : {},
   )
 }
@@ -709,12 +786,14 @@ resource "aws_security_group" "this" {
 resource "aws_vpc_security_group_ingress_rule" "this" {
   for_each = { for k, r in local.security_group_rules : k => r if r.type == "ingress" }
 
-  security_group_id = aws_security_group.this[each.value.sg].id
-  cidr_ipv4         = each.value.cidr
-  ip_protocol       = "tcp"
-  from_port         = each.value.port
-  to_port           = each.value.port
-  description       = each.value.description
+  security_group_id            = aws_security_group.this[each.value.sg].id
+  cidr_ipv4                    = each.value.cidr
+  referenced_security_group_id = each.value.peer == null ? null : aws_security_group.this[each.value.peer].id
+  prefix_list_id               = each.value.prefix_list ? aws_vpc_endpoint.dynamodb.prefix_list_id : null
+  ip_protocol                  = "tcp"
+  from_port                    = each.value.port
+  to_port                      = each.value.port
+  description                  = each.value.description
 
   tags = merge(local.common_tags, { Name = "${local.name_prefix}-${replace(each.key, "_", "-")}" })
 }
@@ -722,12 +801,14 @@ resource "aws_vpc_security_group_ingress_rule" "this" {
 resource "aws_vpc_security_group_egress_rule" "this" {
   for_each = { for k, r in local.security_group_rules : k => r if r.type == "egress" }
 
-  security_group_id = aws_security_group.this[each.value.sg].id
-  cidr_ipv4         = each.value.cidr
-  ip_protocol       = "tcp"
-  from_port         = each.value.port
-  to_port           = each.value.port
-  description       = each.value.description
+  security_group_id            = aws_security_group.this[each.value.sg].id
+  cidr_ipv4                    = each.value.cidr
+  referenced_security_group_id = each.value.peer == null ? null : aws_security_group.this[each.value.peer].id
+  prefix_list_id               = each.value.prefix_list ? aws_vpc_endpoint.dynamodb.prefix_list_id : null
+  ip_protocol                  = "tcp"
+  from_port                    = each.value.port
+  to_port                      = each.value.port
+  description                  = each.value.description
 
   tags = merge(local.common_tags, { Name = "${local.name_prefix}-${replace(each.key, "_", "-")}" })
 }
@@ -1338,6 +1419,26 @@ locals {
       threshold   = 1
     }
   }
+
+  # Every function's failed and throttled invocations.
+  function_alarms = merge([for k, name in local.function_names : {
+    "${k}_errors" = {
+      description = "${k} invocations failed (an unhandled error or a timeout)"
+      namespace   = "AWS/Lambda"
+      metric      = "Errors"
+      dimensions  = { FunctionName = name }
+      statistic   = "Sum"
+      threshold   = 1
+    }
+    "${k}_throttles" = {
+      description = "${k} invocations throttled (concurrency exhausted)"
+      namespace   = "AWS/Lambda"
+      metric      = "Throttles"
+      dimensions  = { FunctionName = name }
+      statistic   = "Sum"
+      threshold   = 1
+    }
+  }]...)
 }
 
 resource "aws_cloudwatch_log_group" "this" {
@@ -1350,8 +1451,39 @@ resource "aws_cloudwatch_log_group" "this" {
   tags = local.common_tags
 }
 
+# Alarms notify one encrypted topic (subscribe the on-call's endpoints to it), on ALARM and on OK.
+resource "aws_sns_topic" "alarms" {
+  name              = "${local.name_prefix}-alarms"
+  kms_master_key_id = aws_kms_key.this.arn
+
+  tags = local.common_tags
+}
+
+data "aws_iam_policy_document" "alarms_topic" {
+  statement {
+    sid       = "CloudWatchAlarmsOfThisAccountPublish"
+    effect    = "Allow"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alarms.arn]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_sns_topic_policy" "alarms" {
+  arn    = aws_sns_topic.alarms.arn
+  policy = data.aws_iam_policy_document.alarms_topic.json
+}
+
 resource "aws_cloudwatch_metric_alarm" "this" {
-  for_each = local.alarms
+  for_each = merge(local.alarms, local.function_alarms)
 
   alarm_name          = "${local.name_prefix}-${replace(each.key, "_", "-")}"
   alarm_description   = each.value.description
@@ -1365,6 +1497,8 @@ resource "aws_cloudwatch_metric_alarm" "this" {
   threshold           = each.value.threshold
   comparison_operator = "GreaterThanOrEqualToThreshold"
   treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
 
   tags = local.common_tags
 }

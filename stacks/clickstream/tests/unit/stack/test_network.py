@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
+from typing import Any
+
 import pytest
 
 from tapharness.plan import PlanSummary
@@ -54,8 +58,63 @@ def test_each_private_zone_leaves_through_its_own_nat_gateway(plan: PlanSummary)
 
 
 def test_no_security_group_admits_the_internet(plan: PlanSummary) -> None:
+    vpc = ipaddress.ip_network(plan.variables["vpc_cidr"])
     rules = plan.of_type("aws_vpc_security_group_ingress_rule")
-    assert rules and all(v["cidr_ipv4"] == plan.variables["vpc_cidr"] for v in rules.values())
+    assert rules and all(ipaddress.ip_network(v["cidr_ipv4"]).subnet_of(vpc) for v in rules.values()), rules
+
+
+def _rules(plan: PlanSummary, kind: str, group: str) -> dict[str, dict[str, Any]]:
+    """The rules of one of the stack's security groups (rule keys start with the group's key)."""
+    return {a: v for a, v in plan.of_type(f"aws_vpc_security_group_{kind}_rule").items()
+            if a.split('["', 1)[1].startswith(f"{group}_")}
+
+
+def _peer(plan: PlanSummary, address: str, rule: dict[str, Any]) -> str:
+    """A rule's peer: its CIDR, or which kind of reference (known only after apply)."""
+    unknown = plan.unknown.get(address, {})
+    if unknown.get("prefix_list_id"):
+        return "prefix list"
+    if unknown.get("referenced_security_group_id"):
+        return "security group"
+    return str(rule.get("cidr_ipv4"))
+
+
+def test_the_endpoints_admit_https_only_from_the_private_subnets(plan: PlanSummary) -> None:
+    private = {v["cidr_block"] for v in plan.of_type("aws_subnet").values() if v["tags"]["Tier"] == "private"}
+    rules = _rules(plan, "ingress", "endpoints")
+    assert {_peer(plan, a, v) for a, v in rules.items()} == private, rules
+    assert all((v["from_port"], v["to_port"]) == (443, 443) for v in rules.values())
+
+
+@pytest.mark.parametrize(("group", "peers"), [("processor", {"prefix list", "security group"}),
+                                              ("insights", {"prefix list"})])
+def test_the_functions_send_https_only_to_the_tables_prefix_list_and_the_endpoints(plan: PlanSummary, group: str,
+                                                                                 peers: set[str]) -> None:
+    rules = _rules(plan, "egress", group)
+    assert {_peer(plan, a, v) for a, v in rules.items()} == peers, rules
+    assert all((v["from_port"], v["to_port"]) == (443, 443) for v in rules.values())
+    assert plan.targets(next(iter(rules)), "prefix_list_id") == {"aws_vpc_endpoint.dynamodb"}
+
+
+def test_the_failure_queue_is_reached_through_an_interface_endpoint(plan: PlanSummary) -> None:
+    endpoint = plan.values["aws_vpc_endpoint.sqs"]
+    assert endpoint["vpc_endpoint_type"] == "Interface" and endpoint["service_name"].endswith(".sqs")
+    assert endpoint["private_dns_enabled"] is True
+    assert _placements(plan)["aws_vpc_endpoint.sqs"] == {"aws_subnet.private"}
+
+
+@pytest.mark.parametrize(("endpoint", "resource"), [("dynamodb", ":table/{prefix}-behaviour"),
+                                                    ("kinesis", ":stream/{prefix}-events"),
+                                                    ("sqs", ":{prefix}-stream-failures")])
+def test_each_endpoint_policy_allows_only_this_stacks_resource(plan: PlanSummary, endpoint: str, resource: str) -> None:
+    resource = resource.format(prefix=f"{plan.variables['project_name']}-{plan.variables['environment']}")
+    policy = json.loads(plan.values[f"aws_vpc_endpoint.{endpoint}"]["policy"])
+    statements = policy["Statement"]
+    assert statements and all(s["Effect"] == "Allow" for s in statements)
+    resources = {r for s in statements for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])}
+    assert resources and all(resource in r for r in resources), resources
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert not any(a.endswith("*") for a in actions), actions
 
 
 def test_nacls_open_the_internet_only_for_return_traffic_and_outbound_https(plan: PlanSummary) -> None:

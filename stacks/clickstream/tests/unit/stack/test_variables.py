@@ -61,3 +61,9 @@ def test_turning_ssh_on_opens_port_22_to_the_admin_range_only(workspace: Planner
     plan = workspace.plan("dev", tf_vars={"enable_ssh_from_admin_cidr": True})
     ssh = [r for r in plan.of_type("aws_network_acl_rule").values() if r["from_port"] == 22]
     assert [r["cidr_block"] for r in ssh] == [plan.variables["ssh_allowed_cidr"]]
+
+
+def test_a_project_name_too_long_for_the_load_balancers_name_fails_the_plan(workspace: Planner) -> None:
+    # <project>-staging-insights names the ALB and its target group, which AWS limits to 32 characters.
+    returncode, messages = workspace.validation_errors("staging", {"project_name": '"clickstream-web1"'})
+    assert returncode == 1 and any(re.search(r"\bproject_name\b", m) for m in messages), messages
