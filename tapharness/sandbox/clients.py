@@ -105,12 +105,15 @@ class AwsClients:
         return InvokeOutcome("FunctionError" in response, decode_json(raw) if raw else None,
                              response["StatusCode"])
 
-    def send_to_destination(self, arn: str, message: dict[str, Any]) -> None:
+    def send_to_destination(self, arn: str, message: dict[str, Any], key: str | None = None) -> None:
+        """A failure record to a queue, a topic or (under ``key``) a bucket."""
         service = arn.split(":")[2]
         body = json.dumps(message)
         if service == "sqs":
             self.client("sqs").send_message(QueueUrl=self.queue_url(arn), MessageBody=body)
         elif service == "sns":
             self.client("sns").publish(TopicArn=arn, Message=body)
+        elif service == "s3" and key:
+            self.client("s3").put_object(Bucket=arn.split(":::", 1)[1], Key=key, Body=body.encode())
         else:
             raise ValueError(f"unsupported on-failure destination {arn}")

@@ -8,6 +8,7 @@ machine's time.
 
 from __future__ import annotations
 
+import datetime
 import math
 import threading
 import time
@@ -19,6 +20,11 @@ _offset_s = 0.0
 def now() -> float:
     """Seconds since the epoch on the sandbox's clock."""
     return time.time() + _offset_s
+
+
+def utc() -> datetime.datetime:
+    """The sandbox's time as moto keeps it: a naive UTC datetime."""
+    return datetime.datetime.fromtimestamp(now(), datetime.UTC).replace(tzinfo=None)
 
 
 def advance(seconds: float) -> float:

@@ -48,9 +48,11 @@ _STREAM_RECORD_INIT = StreamRecord.__init__
 
 
 def stream_record(self: StreamRecord, *args: Any, **kwargs: Any) -> None:
-    """StreamRecord.__init__ (installed by ``services.dynamodb``): a record of a deletion TTL
-    makes names the service as the one who deleted."""
+    """StreamRecord.__init__ (installed by ``services.dynamodb``): created on the sandbox's clock
+    (a mapping's maximum record age is judged on it), and a record of a deletion TTL makes names
+    the service as the one who deleted."""
     _STREAM_RECORD_INIT(self, *args, **kwargs)
+    self.record["dynamodb"]["ApproximateCreationDateTime"] = clock.utc()
     if getattr(_DELETING, "active", False):
         self.record["userIdentity"] = dict(SERVICE_IDENTITY)
 

@@ -42,6 +42,7 @@ class MappingConfig:
     filters: tuple[Any, ...]
     bisect: bool
     max_retries: int
+    max_record_age: int
     report_item_failures: bool
     on_failure_arn: str | None
     tumbling_window: int
@@ -59,6 +60,8 @@ class MappingConfig:
             filters=tuple(parse_filter_criteria(esm.get("FilterCriteria"))),
             bisect=bool(esm.get("BisectBatchOnFunctionError")),
             max_retries=int(esm["MaximumRetryAttempts"]) if esm.get("MaximumRetryAttempts") is not None else -1,
+            max_record_age=(int(esm["MaximumRecordAgeInSeconds"]) if esm.get("MaximumRecordAgeInSeconds") is not None
+                            else -1),
             report_item_failures="ReportBatchItemFailures" in (esm.get("FunctionResponseTypes") or []),
             on_failure_arn=((esm.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination"),
             tumbling_window=int(esm.get("TumblingWindowInSeconds") or 0),
@@ -105,6 +108,8 @@ class PollerStats:
     filtered: int = 0
     failed_batches: int = 0
     sent_to_destination: int = 0
+    given_up: int = 0     # records skipped after their retries or their maximum age
+    throttled: int = 0    # invocations refused by the function's reserved concurrency
     last_error: str | None = None
 
     def snapshot(self) -> dict[str, Any]:

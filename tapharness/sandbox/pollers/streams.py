@@ -14,13 +14,23 @@ Streams (Kinesis ``GetShardIterator``/``GetRecords``, DynamoDB ``dynamodbstreams
   split in two halves that are retried in order; bisecting does not use up retry attempts;
 - ``MaximumRetryAttempts`` (-1 = retry until the record is gone): once used up, the remaining
   records go to ``DestinationConfig.OnFailure`` (SQS SendMessage or SNS Publish of Lambda's
-  failure record: requestContext, responseContext, KinesisBatchInfo/DDBStreamBatchInfo) and are
-  skipped; retries back off exponentially from ``settings.retry_base_delay``;
+  failure record: requestContext, responseContext, KinesisBatchInfo/DDBStreamBatchInfo; to an S3
+  bucket the same record with ``payload``, the whole invocation event, under
+  ``aws/lambda/<mapping UUID>/<shard>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<uuid>``: "For Amazon S3
+  destinations, Lambda also sends the entire invocation record along with the metadata",
+  kinesis-on-failure-destination.html) and are skipped; retries back off exponentially from
+  ``settings.retry_base_delay``;
+- ``MaximumRecordAgeInSeconds``: records older than that (by arrival) are not invoked again but
+  given up the same way (condition ``RecordAgeExceeded``, the name AWS's records carry but its
+  documentation does not list);
+- a throttled invocation (reserved concurrency) does not use up retry attempts: "If a Lambda event
+  source mapping is unable to invoke the function due to throttling ... it retries until the
+  records expire or exceed the maximum age" (kinesis-on-failure-destination.html);
 - ``TumblingWindowInSeconds``: a batch never spans windows (by record arrival time); the event
   carries ``window``, ``state`` (the last ``state`` the function returned in this window),
   ``shardId``, ``eventSourceARN``, ``isFinalInvokeForWindow``, ``isWindowTerminatedEarly``;
   after the window ends one final invocation with no records and the window's state is made.
-Not emulated: ParallelizationFactor (one batch at a time per shard), MaximumRecordAgeInSeconds.
+Not emulated: ParallelizationFactor (one batch at a time per shard).
 """
 
 from __future__ import annotations
@@ -31,7 +41,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from tapharness.sandbox import metrics
+from botocore.exceptions import ClientError
+
+from tapharness.sandbox import clock, metrics
 from tapharness.sandbox.clients import AwsClients, InvokeOutcome, Invoker
 from tapharness.sandbox.filters import matches_any
 from tapharness.sandbox.pollers.base import (
@@ -134,7 +146,7 @@ class ShardPoller(PollerThread):
     def _invoke(self, records: list[StreamRecord], final: bool = False) -> InvokeOutcome:
         event = self._event(records, final)
         if records:  # AWS/Lambda IteratorAge: the age of the batch's last record when it is handed over
-            metrics.iterator_age(self.config.function_arn, (time.time() - records[-1].arrival) * 1000)
+            metrics.iterator_age(self.config.function_arn, (clock.now() - records[-1].arrival) * 1000)
         outcome = self.invoker.invoke(self.config.function_arn, event)
         self.stats.invocations += 1
         return outcome
@@ -158,15 +170,39 @@ class ShardPoller(PollerThread):
             self._checkpoint = records[-1].sequence
             self.stats.delivered += len(records)
 
+    def _expired(self, attempt: _Attempt) -> bool:
+        """Give up the attempt's records older than the mapping's maximum age; whether none is left."""
+        if self.config.max_record_age < 0:
+            return False
+        oldest_kept = clock.now() - self.config.max_record_age
+        expired = [r for r in attempt.records if r.arrival < oldest_kept]
+        if not expired:
+            return False
+        self._give_up(expired, attempt, None, "RecordAgeExceeded")
+        attempt.records = attempt.records[len(expired):]
+        if attempt.records:
+            return False
+        self._pending.pop(0)
+        return True
+
     def _process(self, attempt: _Attempt) -> None:
         config = self.config
+        if self._expired(attempt):
+            return
         if config.tumbling_window:
             window = self._window_of(attempt.records[0])
             if window != self._window:
                 if self._window:
                     self._close_window()
                 self._window = window
-        outcome = self._invoke(attempt.records)
+        try:
+            outcome = self._invoke(attempt.records)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TooManyRequestsException":
+                raise
+            self.stats.throttled += 1  # not a retry attempt: the batch waits for the function or its age
+            self._stop_event.wait(self.settings.retry_max_delay)
+            return
         attempt.invocations += 1
         ids = [r.sequence for r in attempt.records]
         failed: list[StreamRecord]
@@ -196,27 +232,30 @@ class ShardPoller(PollerThread):
                                   _Attempt(failed[half:], attempt.retries, attempt.invocations)]
             return
         if config.max_retries >= 0 and attempt.retries >= config.max_retries:
-            self._discard(failed, attempt, outcome)
+            self._pending.pop(0)
+            self._give_up(failed, attempt, outcome, "RetryAttemptsExhausted")
             return
         self._pending[0] = _Attempt(failed, attempt.retries + 1, attempt.invocations)
         delay = min(self.settings.retry_max_delay, self.settings.retry_base_delay * 2 ** attempt.retries)
         self._stop_event.wait(delay)
 
-    def _discard(self, records: list[StreamRecord], attempt: _Attempt, outcome: InvokeOutcome) -> None:
-        self._pending.pop(0)
+    def _give_up(self, records: list[StreamRecord], attempt: _Attempt, outcome: InvokeOutcome | None,
+                 condition: str) -> None:
+        """Skip the records, after sending Lambda's failure record to the on-failure destination."""
         self._checkpoint = records[-1].sequence
+        self.stats.given_up += len(records)
         if not self.config.on_failure_arn:
             return
-        response: dict[str, Any] = {"statusCode": outcome.status_code, "executedVersion": "$LATEST"}
-        if outcome.function_error:
+        response: dict[str, Any] = {"statusCode": outcome.status_code if outcome else 0, "executedVersion": "$LATEST"}
+        if outcome is not None and outcome.function_error:
             response["functionError"] = "Unhandled"
-        message = {
+        now = time.time()
+        message: dict[str, Any] = {
             "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": self.config.function_arn,
-                               "condition": "RetryAttemptsExhausted",
-                               "approximateInvokeCount": attempt.invocations},
+                               "condition": condition, "approximateInvokeCount": attempt.invocations},
             "responseContext": response,
             "version": "1.0",
-            "timestamp": _iso(time.time()),
+            "timestamp": _iso(now),
             self.source.batch_info_key: {
                 "shardId": self.shard_id,
                 "startSequenceNumber": records[0].sequence,
@@ -227,7 +266,12 @@ class ShardPoller(PollerThread):
                 "streamArn": self.config.source_arn,
             },
         }
-        self.clients.send_to_destination(self.config.on_failure_arn, message)
+        key = None
+        if self.config.on_failure_arn.startswith("arn:aws:s3:::"):
+            message["payload"] = json.dumps(self._event(records))
+            key = (f"aws/lambda/{self.config.uuid}/{self.shard_id}/{time.strftime('%Y/%m/%d', time.gmtime(now))}/"
+                   f"{time.strftime('%Y-%m-%dT%H.%M.%S', time.gmtime(now))}-{uuid.uuid4()}")
+        self.clients.send_to_destination(self.config.on_failure_arn, message, key)
         self.stats.sent_to_destination += len(records)
 
 

@@ -10,6 +10,7 @@ from moto.core.responses import ActionResult
 from moto.kinesis.models import Record, Shard
 from moto.kinesis.responses import KinesisResponse
 
+from tapharness.sandbox import clock
 from tapharness.sandbox.patches import patch
 
 # Kinesis: CreateStream's Tags are dropped.
@@ -51,7 +52,10 @@ def _shard_min_sequence(self: Shard) -> int:
 def _shard_put_record(self: Shard, partition_key: str, data: str, explicit_hash_key: str) -> str:
     with _SHARD_LOCK:
         sequence = _shard_max_sequence(self) + 1
-        self.records[sequence] = Record(partition_key, data, sequence, explicit_hash_key)
+        record = Record(partition_key, data, sequence, explicit_hash_key)
+        # Arrival on the sandbox's clock: a mapping's maximum record age is judged on it.
+        record.created_at_datetime, record.created_at = clock.utc(), clock.now()
+        self.records[sequence] = record
     return str(sequence)
 
 

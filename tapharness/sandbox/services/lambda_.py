@@ -148,6 +148,12 @@ def _source_checks(source_arn: str) -> list[Check]:
 
 def _destination_checks(destination: dict[str, Any] | None) -> list[Check]:
     target = ((destination or {}).get("OnFailure") or {}).get("Destination")
+    if target and target.startswith("arn:aws:s3:::"):
+        # "For an S3 destination: s3:PutObject and s3:ListBucket" (kinesis-on-failure-destination.html).
+        return [([Need("s3:PutObject", f"{target}/aws/lambda/*")],
+                 "The provided execution role does not have permissions to call PutObject on S3"),
+                ([Need("s3:ListBucket", target)],
+                 "The provided execution role does not have permissions to call ListBucket on S3")]
     return _send_check(target) if target else []
 
 

@@ -273,6 +273,25 @@ def test_an_on_failure_destination_needs_send_message_when_the_mapping_is_made_o
         UUID=mapping, DestinationConfig=destination))
 
 
+def test_an_s3_on_failure_destination_needs_put_object_and_list_bucket(aws, sandbox, role):
+    _, stream_arn = stream(aws)
+    bucket = unique("given-up")
+    aws("s3").create_bucket(Bucket=bucket)
+    reads = {"Effect": "Allow", "Action": ["kinesis:DescribeStream", "kinesis:GetRecords",
+                                            "kinesis:GetShardIterator"], "Resource": stream_arn}
+    destination = {"OnFailure": {"Destination": f"arn:aws:s3:::{bucket}"}}
+    put_only = role(reads, {"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"})
+    assert refusal(lambda: aws("lambda").create_event_source_mapping(
+        FunctionName=create(aws, put_only), EventSourceArn=stream_arn, StartingPosition="LATEST",
+        DestinationConfig=destination)) == "The provided execution role does not have permissions to call ListBucket on S3"
+    both = role(reads, {"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"},
+                {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}"})
+    made = aws("lambda").create_event_source_mapping(FunctionName=create(aws, both), EventSourceArn=stream_arn,
+                                                     StartingPosition="LATEST", DestinationConfig=destination)
+    assert made["DestinationConfig"] == destination
+    aws("lambda").delete_event_source_mapping(UUID=made["UUID"])
+
+
 def test_event_source_mapping_reads_its_stream_as_the_function_role(aws, sandbox, role):
     """A permission taken away after the mapping was made: the mapping's own reads are refused."""
     name, stream_arn = stream(aws)

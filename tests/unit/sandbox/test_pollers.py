@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -274,6 +276,53 @@ def test_a_ttl_deletion_reaches_the_function_as_the_services(aws, make_function,
     seen = recorder.wait_for(lambda s: any(e["removed"] for e in s))
     assert [r for e in seen for r in e["removed"]] == [
         ["old", {"type": "Service", "principalId": "dynamodb.amazonaws.com"}]]
+
+
+def _given_up(aws: Callable[[str], Any], bucket: str, esm_uuid: str) -> list[dict[str, Any]]:
+    """The failure records an S3 on-failure destination holds for a mapping."""
+    def listed() -> list[str]:
+        return [o["Key"] for o in aws("s3").list_objects_v2(Bucket=bucket, Prefix=f"aws/lambda/{esm_uuid}/")
+                .get("Contents", [])]
+    keys = wait_until(listed, what="a failure record in the bucket")
+    return [json.loads(aws("s3").get_object(Bucket=bucket, Key=key)["Body"].read()) for key in keys]
+
+
+def test_an_s3_on_failure_destination_keeps_the_given_up_records_with_their_data(aws, make_function, mapping,
+                                                                                 recorder):
+    stream = kinesis_stream(aws, [{"id": 0}, {"id": 1, "poison": True}, {"id": 2}])
+    bucket = unique("given-up")
+    aws("s3").create_bucket(Bucket=bucket)
+    function = make_function(KINESIS_HANDLER, env={**recorder.env, "MODE": "raise"})
+    esm_uuid = mapping(function, stream, BatchSize=10, BisectBatchOnFunctionError=True, MaximumRetryAttempts=0,
+                       DestinationConfig={"OnFailure": {"Destination": f"arn:aws:s3:::{bucket}"}})
+    [record] = _given_up(aws, bucket, esm_uuid)
+    key = aws("s3").list_objects_v2(Bucket=bucket)["Contents"][0]["Key"]
+    assert re.fullmatch(rf"aws/lambda/{esm_uuid}/shardId-000000000000/\d{{4}}/\d{{2}}/\d{{2}}/"
+                        r"\d{4}-\d{2}-\d{2}T\d{2}\.\d{2}\.\d{2}-[0-9a-f-]{36}", key), key
+    assert record["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    payload = json.loads(record["payload"])
+    assert [json.loads(base64.b64decode(r["kinesis"]["data"])) for r in payload["Records"]] == [
+        {"id": 1, "poison": True}]
+
+
+def test_records_a_throttled_function_cannot_take_within_their_maximum_age_are_given_up(aws, make_function,
+                                                                                        mapping, recorder, sandbox):
+    stream = kinesis_stream(aws, [{"id": 5}])
+    bucket = unique("given-up")
+    aws("s3").create_bucket(Bucket=bucket)
+    function = make_function(KINESIS_HANDLER, env=recorder.env)
+    aws("lambda").put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=0)
+    esm_uuid = mapping(function, stream, BatchSize=10, MaximumRetryAttempts=-1, MaximumRecordAgeInSeconds=60,
+                       DestinationConfig={"OnFailure": {"Destination": f"arn:aws:s3:::{bucket}"}})
+    time.sleep(1)  # throttled meanwhile: the batch waits, no retry is used up
+    sandbox.control("POST", "clock", {"advance_s": 61})  # the record is now older than the mapping allows
+    [record] = _given_up(aws, bucket, esm_uuid)
+    assert record["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert record["requestContext"]["approximateInvokeCount"] == 0
+    assert [json.loads(base64.b64decode(r["kinesis"]["data"]))["id"]
+            for r in json.loads(record["payload"])["Records"]] == [5]
+    aws("lambda").delete_function_concurrency(FunctionName=function)
+    assert recorder.wait_for(lambda s: True, timeout=1.0) == []
 
 
 def test_an_sqs_mapping_to_a_throttled_function_keeps_the_message_until_it_may_run(aws, make_function, mapping,
