@@ -166,6 +166,17 @@ variable "stream_retention_hours" {
   }
 }
 
+variable "max_record_age_seconds" {
+  description = "How long stream_processor's mapping retries a batch (errors, throttling, an outage) before giving its records up, with their data, to the given-up bucket. null: half of stream_retention_hours, so a given-up record is still in the stream when it is replayed."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.max_record_age_seconds == null ? true : (var.max_record_age_seconds >= 60 && var.max_record_age_seconds <= 604800 && floor(var.max_record_age_seconds) == var.max_record_age_seconds)
+    error_message = "max_record_age_seconds must be null or a whole number of seconds from 60 (Lambda's minimum) to 604800."
+  }
+}
+
 variable "processor_memory_mb" {
   description = "Memory of stream_processor."
   type        = number
@@ -357,20 +368,24 @@ locals {
     table       = "${local.name_prefix}-behaviour"
     alb         = "${local.name_prefix}-insights"
     dlq         = "${local.name_prefix}-stream-failures"
+    given_up    = "${local.name_prefix}-given-up-${var.unique_suffix}"
     logs_bucket = "${local.name_prefix}-alb-logs-${var.unique_suffix}"
     layer       = "${local.name_prefix}-common"
   }
 
   function_names = { for k in keys(local.lambda_functions) : k => "${local.name_prefix}-${replace(k, "_", "-")}" }
 
+  # Records are given up (to the given-up bucket) at half the stream's retention at most.
+  max_record_age_s = coalesce(var.max_record_age_seconds, floor(var.stream_retention_hours * 3600 / 2))
+
   # Constants of the event flow, the same in every environment.
   flow = {
     log_level              = "INFO"
     batching_window_s      = 1
-    parallelization        = 2 # two batches per shard at once; order is kept per partition key
-    retry_attempts         = 10
-    max_record_age_s       = 86400 # well inside the stream's retention: nothing ages out unprocessed
+    parallelization        = 2  # two batches per shard at once; order is kept per partition key
+    retry_attempts         = -1 # poison is parked by the function: what fails here is transient
     dlq_retention_s        = 1209600
+    given_up_expire_days   = 30 # a month to replay what was given up
     alb_idle_timeout_s     = 30
     scale_in_cooldown_s    = 60
     scale_out_cooldown_s   = 30
@@ -838,7 +853,11 @@ locals {
       # AWS forces "*": ListStreams has no resource type (the stream's ARN here never matches).
       { sid = "ListStreams", actions = ["kinesis:ListStreams"], resources = ["*"] },
       { sid = "StoreBehaviour", actions = ["dynamodb:BatchWriteItem"], resources = [aws_dynamodb_table.behaviour.arn] },
-      { sid = "ParkPoisonAndDiscardedRecords", actions = ["sqs:SendMessage"], resources = [aws_sqs_queue.stream_failures.arn] },
+      { sid = "ParkPoisonRecords", actions = ["sqs:SendMessage"], resources = [aws_sqs_queue.stream_failures.arn] },
+      # Lambda writes the mapping's failure records with the function's role: "For an S3 destination:
+      # s3:PutObject and s3:ListBucket" (kinesis-on-failure-destination.html), under aws/lambda/.
+      { sid = "KeepGivenUpRecords", actions = ["s3:PutObject"], resources = ["${aws_s3_bucket.given_up.arn}/aws/lambda/*"] },
+      { sid = "ListGivenUpRecords", actions = ["s3:ListBucket"], resources = [aws_s3_bucket.given_up.arn] },
       { sid = "UseStackKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [aws_kms_key.this.arn] },
     ]
     insights_api = [
@@ -994,10 +1013,12 @@ resource "aws_kinesis_stream" "events" {
 # Process: stream_processor and its event source mapping
 #
 # No silent loss: partial batch responses retry only what failed, a failing batch is bisected
-# down to the bad record, retries are bounded and what is finally given up goes to the
-# stream_failures queue (14 days) with the records' shard and sequence numbers; poison records
-# (not JSON, not an event) are sent there by the function itself. Writes are idempotent (keys
-# carry the event id), so a retried record is never counted twice.
+# down to the bad record, and poison records (not JSON, not an event) are parked by the function
+# itself, with their data, in the stream_failures queue (14 days). What fails then is transient
+# (an outage, throttling): the mapping retries it until the records' maximum age (half the
+# stream's retention), then gives them up with their data to the given-up bucket, from which
+# `python stacks/clickstream/tools/replay_given_up.py` puts them back on the stream. Writes are
+# idempotent (keys carry the event id), so a retried or replayed record is never counted twice.
 # -----------------------------------------------------------------------------
 resource "aws_sqs_queue" "stream_failures" {
   name                              = local.names.dlq
@@ -1006,6 +1027,95 @@ resource "aws_sqs_queue" "stream_failures" {
   kms_data_key_reuse_period_seconds = 300
 
   tags = local.common_tags
+}
+
+resource "aws_s3_bucket" "given_up" {
+  bucket        = local.names.given_up
+  force_destroy = false
+
+  tags = local.common_tags
+}
+
+resource "aws_s3_bucket_public_access_block" "given_up" {
+  bucket                  = aws_s3_bucket.given_up.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "given_up" {
+  bucket = aws_s3_bucket.given_up.id
+
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_versioning" "given_up" {
+  bucket = aws_s3_bucket.given_up.id
+
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "given_up" {
+  bucket = aws_s3_bucket.given_up.id
+
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = "aws:kms"
+      kms_master_key_id = aws_kms_key.this.arn
+    }
+    bucket_key_enabled = true
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "given_up" {
+  bucket = aws_s3_bucket.given_up.id
+
+  rule {
+    id     = "expire-replayed-records"
+    status = "Enabled"
+
+    filter {}
+
+    expiration {
+      days = local.flow.given_up_expire_days
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = local.flow.given_up_expire_days
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+}
+
+data "aws_iam_policy_document" "given_up" {
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject"]
+    resources = [aws_s3_bucket.given_up.arn, "${aws_s3_bucket.given_up.arn}/*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "given_up" {
+  bucket = aws_s3_bucket.given_up.id
+  policy = data.aws_iam_policy_document.given_up.json
 }
 
 resource "aws_lambda_layer_version" "common" {
@@ -1065,16 +1175,25 @@ resource "aws_lambda_event_source_mapping" "events" {
   parallelization_factor             = local.flow.parallelization
   bisect_batch_on_function_error     = true
   maximum_retry_attempts             = local.flow.retry_attempts
-  maximum_record_age_in_seconds      = local.flow.max_record_age_s
+  maximum_record_age_in_seconds      = local.max_record_age_s
   function_response_types            = ["ReportBatchItemFailures"]
 
   destination_config {
     on_failure {
-      destination_arn = aws_sqs_queue.stream_failures.arn
+      destination_arn = aws_s3_bucket.given_up.arn
     }
   }
 
   tags = local.common_tags
+
+  lifecycle {
+    precondition {
+      condition     = local.max_record_age_s * 2 <= var.stream_retention_hours * 3600
+      error_message = "max_record_age_seconds must be at most half of stream_retention_hours (in seconds): a given-up record must still be in the stream when it is replayed."
+    }
+  }
+
+  depends_on = [aws_iam_role_policy.lambda]
 }
 
 # -----------------------------------------------------------------------------
@@ -1519,6 +1638,11 @@ output "private_subnet_ids" {
 output "nat_subnet_ids" {
   description = "The NAT-only subnets."
   value       = [for s in aws_subnet.nat : s.id]
+}
+
+output "given_up_bucket" {
+  description = "Where the stream mapping gives up records, with their data (replay: stacks/clickstream/tools/replay_given_up.py)."
+  value       = aws_s3_bucket.given_up.id
 }
 
 output "nat_gateway_ids" {

@@ -12,7 +12,7 @@ import pytest
 from tapharness.deployed import Target
 from tapharness.retry import wait_for
 
-from .conftest import event
+from .conftest import event, replay_given_up
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +58,35 @@ def test_a_crashing_consumer_and_a_throttled_table_lose_and_duplicate_nothing(pr
     wait_for("all 120 events", lambda: insights.get(f"/pages/{page}"), timeout=120,
              ready=lambda answer: answer[1].get("views", 0) >= 120)
     assert insights.get(f"/pages/{page}")[1]["views"] == 120  # not one more: replays overwrite themselves
+
+
+def test_records_a_throttled_processor_cannot_take_in_time_are_kept_with_their_data_and_replayed(
+        producer: Any, insights: Any, target: Target) -> None:
+    """Reserved concurrency 0 stands for an outage: the mapping retries until the records' maximum
+    age, gives them up with their data to the given-up bucket, and the replay tool puts them back."""
+    lam, s3 = target.client("lambda"), target.client("s3")
+    function = str(target.output("lambda_function_names")["stream_processor"])
+    [mapping] = lam.list_event_source_mappings(FunctionName=function)["EventSourceMappings"]
+    bucket, user = str(target.output("given_up_bucket")), f"u-{uuid.uuid4().hex[:8]}"
+    lam.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=0)
+    try:
+        producer.put([event(user, "home") for _ in range(3)])
+        if target.is_sandbox:  # in an account the minutes pass
+            target.control("POST", "clock", {"advance_s": mapping["MaximumRecordAgeInSeconds"] + 1})
+
+        def given_up() -> list[str]:
+            keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="aws/lambda/").get("Contents", [])]
+            return [k for k in keys if user.encode() in s3.get_object(Bucket=bucket, Key=k)["Body"].read()]
+
+        wait_for("the given-up records in the bucket", given_up, timeout=mapping["MaximumRecordAgeInSeconds"] + 90)
+    finally:
+        lam.delete_function_concurrency(FunctionName=function)
+    assert insights.get(f"/users/{user}")[1]["events"] == 0  # given up, not stored
+    counts = replay_given_up.replay(target)
+    assert counts["left"] == 0 and counts["replayed"] >= 3, counts
+    status, replayed = wait_for("the replayed events", lambda: insights.get(f"/users/{user}"), timeout=60,
+                            ready=lambda answer: answer[1].get("events") == 3)
+    assert status == 200 and replayed["events"] == 3
 
 
 def test_the_alb_answers_unknown_paths_with_its_fixed_404_and_health_checks(insights: Any) -> None:

@@ -21,6 +21,7 @@ __all__ = ["other", "test_every_environment_plans_the_same_resource_addresses_an
 ALLOWED: dict[tuple[str, str], str] = {
     ("aws_kinesis_stream.events", "shard_count"): "stream capacity",
     ("aws_kinesis_stream.events", "retention_period"): "replay window",
+    ("aws_lambda_event_source_mapping.events", "maximum_record_age_in_seconds"): "replay window (half of it)",
     ("aws_lambda_function.*", "memory_size"): "function memory",
     ("aws_dynamodb_table.behaviour", "*_capacity"): "table capacity",
     ("aws_appautoscaling_target.table*", "*_capacity"): "table capacity",

@@ -36,6 +36,7 @@ INVALID = {
     "autoscaling_target_utilization": "95",
     "alb_listener_port": "70000",
     "log_retention_days": "2",
+    "max_record_age_seconds": "59",
 }
 
 
@@ -67,3 +68,9 @@ def test_a_project_name_too_long_for_the_load_balancers_name_fails_the_plan(work
     # <project>-staging-insights names the ALB and its target group, which AWS limits to 32 characters.
     returncode, messages = workspace.validation_errors("staging", {"project_name": '"clickstream-web1"'})
     assert returncode == 1 and any(re.search(r"\bproject_name\b", m) for m in messages), messages
+
+
+def test_a_maximum_record_age_over_half_the_streams_retention_fails_the_plan(workspace: Planner) -> None:
+    returncode, messages = workspace.validation_errors("dev", {"max_record_age_seconds": "43201",
+                                                               "stream_retention_hours": "24"})
+    assert returncode == 1 and any(re.search(r"\bmax_record_age_seconds\b", m) for m in messages), messages
