@@ -2100,7 +2100,9 @@ resource "aws_rds_cluster" "aurora" {
   tags = local.common_tags
 
   lifecycle {
-    ignore_changes = [master_password]
+    # auto_minor_version_upgrade: AWS moves the cluster to the next minor version in the maintenance
+    # window; the pinned version is where a new cluster starts, not a downgrade for the next plan.
+    ignore_changes = [master_password, engine_version]
 
     precondition {
       condition     = var.aurora_min_capacity <= var.aurora_max_capacity
@@ -2111,17 +2113,24 @@ resource "aws_rds_cluster" "aurora" {
   depends_on = [aws_cloudwatch_log_group.this]
 }
 
-# The writer takes failover first (tier 0); the reader serves reconciliation reads.
-resource "aws_rds_cluster_instance" "aurora" {
-  for_each = { writer = 0, reader = 1 }
+# The writer takes failover first (tier 0); the reader serves reconciliation reads. Aurora makes
+# the first instance of a cluster its writer, so the reader is created only once the writer
+# exists (two instances created at once may leave "-reader" the writer). Neither names an engine
+# version: an instance runs its cluster's, which AWS upgrades in the maintenance window.
+locals {
+  aurora_instances = {
+    writer = { promotion_tier = 0 }
+    reader = { promotion_tier = 1 }
+  }
+}
 
-  identifier                            = "${local.names.aurora}-${each.key}"
+resource "aws_rds_cluster_instance" "writer" {
+  identifier                            = "${local.names.aurora}-writer"
   cluster_identifier                    = aws_rds_cluster.aurora.id
   instance_class                        = "db.serverless"
   engine                                = aws_rds_cluster.aurora.engine
-  engine_version                        = aws_rds_cluster.aurora.engine_version
   db_subnet_group_name                  = aws_db_subnet_group.aurora.name
-  promotion_tier                        = each.value
+  promotion_tier                        = local.aurora_instances.writer.promotion_tier
   publicly_accessible                   = false
   performance_insights_enabled          = true
   performance_insights_kms_key_id       = local.data_key
@@ -2130,7 +2139,27 @@ resource "aws_rds_cluster_instance" "aurora" {
   copy_tags_to_snapshot                 = true
   monitoring_interval                   = 0
 
-  tags = merge(local.common_tags, { Role = each.key })
+  tags = merge(local.common_tags, { Role = "writer" })
+}
+
+resource "aws_rds_cluster_instance" "reader" {
+  identifier                            = "${local.names.aurora}-reader"
+  cluster_identifier                    = aws_rds_cluster.aurora.id
+  instance_class                        = "db.serverless"
+  engine                                = aws_rds_cluster.aurora.engine
+  db_subnet_group_name                  = aws_db_subnet_group.aurora.name
+  promotion_tier                        = local.aurora_instances.reader.promotion_tier
+  publicly_accessible                   = false
+  performance_insights_enabled          = true
+  performance_insights_kms_key_id       = local.data_key
+  performance_insights_retention_period = 7
+  auto_minor_version_upgrade            = true
+  copy_tags_to_snapshot                 = true
+  monitoring_interval                   = 0
+
+  tags = merge(local.common_tags, { Role = "reader" })
+
+  depends_on = [aws_rds_cluster_instance.writer]
 }
 
 # -----------------------------------------------------------------------------
