@@ -606,6 +606,9 @@ locals {
     metrics         = "${local.name_prefix}/booking"
   }
 
+  # The longest one PMS update can take in pms_sync_worker (handler.worst_case_ms mirrors it).
+  pms_worst_case_ms = (var.pms_max_retries + 1) * 3000 + sum(concat([0], [for i in range(var.pms_max_retries) : min(5000, var.pms_backoff_base_ms * pow(2, i))])) + 3000
+
   function_names = { for k in keys(local.lambda_functions) : k => "${local.name_prefix}-${replace(k, "_", "-")}" }
 
   # Constants of the booking flow: the same in every environment.
@@ -1255,15 +1258,16 @@ locals {
     pms_sync_worker = [
       {
         sid        = "ConsumePmsQueues"
-        actions    = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+        actions    = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
         resources  = [for q in aws_sqs_queue.pms : q.arn]
         conditions = []
       },
       {
-        # Messages the PMS refuses for good (4xx) are parked at once instead of retried.
-        sid        = "ParkRejectedMessages"
+        # Messages the PMS refuses for good (4xx) are parked at once instead of retried; messages
+        # that wait out an open breaker are sent again to their own queue with a delay.
+        sid        = "ParkRejectedAndDeferMessages"
         actions    = ["sqs:SendMessage"]
-        resources  = [for q in aws_sqs_queue.pms_dlq : q.arn]
+        resources  = concat([for q in aws_sqs_queue.pms_dlq : q.arn], [for q in aws_sqs_queue.pms : q.arn])
         conditions = []
       },
       {
@@ -1551,6 +1555,15 @@ resource "aws_lambda_function" "this" {
   }
 
   tags = merge(local.common_tags, { Function = each.key })
+
+  lifecycle {
+    # pms_sync_worker starts a message only with time for its worst case (handler.worst_case_ms):
+    # every attempt timing out (3 s), every backoff, and the audit store (3 s).
+    precondition {
+      condition     = each.key != "pms_sync_worker" || var.lambda_timeout_seconds * 1000 >= local.pms_worst_case_ms
+      error_message = "lambda_timeout_seconds is shorter than one PMS update's worst case (pms_max_retries + 1 calls of 3 s, their backoffs from pms_backoff_base_ms, 3 s of audit): pms_sync_worker could never start one."
+    }
+  }
 
   depends_on = [
     aws_iam_role_policy_attachment.lambda,

@@ -2,8 +2,9 @@
 
 closed     calls flow; consecutive failures are counted
 open       no calls until open_until; messages wait on their queue meanwhile
-half_open  open_until has passed: calls are tried again; one success closes the breaker,
-           one failure opens it for another period
+half_open  open_until has passed: one probe (the worker holding probe_until) calls the PMS; its
+           success closes the breaker, its failure opens it for another period
+(circuit.py keeps this state in DynamoDB with atomic updates)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 class Breaker:
     failures: int = 0
     open_until: float = 0.0
+    probe_until: float = 0.0
 
     def state(self, now: float) -> str:
         if self.open_until > now:
@@ -32,8 +34,6 @@ class Breaker:
             return Breaker(failures, now + open_seconds)
         return Breaker(failures, self.open_until)
 
-    def after_success(self) -> Breaker:
-        return Breaker()
 
 
 def backoff_delays(retries: int, base_ms: int, cap_ms: int, draw: float) -> list[float]:

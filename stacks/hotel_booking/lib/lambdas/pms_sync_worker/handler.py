@@ -2,10 +2,14 @@
 
 Per message: skip it when the PMS already acknowledged this version or a newer one; push it
 with retries (exponential backoff, full jitter); record the acknowledgement in Aurora. A
-refusal (4xx) parks the message in the DLQ at once. Exhausted retries count against the PMS's
-circuit breaker (DynamoDB, shared by every worker); while it is open no call is made and the
-messages wait on the queue until it half-opens. Nothing is dropped: a message is deleted only
-once delivered, superseded or parked.
+refusal (4xx) parks the message in the DLQ at once; a refused API key (401/403) is a failure,
+not a refusal. Exhausted retries count against the PMS's circuit breaker (circuit.py: DynamoDB,
+shared by every worker, atomic updates); while it is open, or another worker holds its
+half-open probe, no call is made and the messages are sent again to their queue with a delay
+(up to SQS's 15 minutes) that ends when the breaker half-opens: waiting spends none of their
+receive count, so a long outage moves nothing to the DLQ. A message is started only with
+time left for its worst case. Nothing is dropped: a message is deleted only once delivered,
+superseded, parked or sent again.
 
 SLA: enqueue and attempt delivery to the property's PMS < 60 s after the booking.
 """
@@ -20,10 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import audit
+import circuit
 import pms_api
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
-from breaker import Breaker, backoff_delays
+from breaker import backoff_delays
 from pg8000.exceptions import DatabaseError, InterfaceError
 from tap_common import aws, batch, config
 from tap_common.logs import logger as make_logger
@@ -34,13 +39,14 @@ logger = make_logger()
 UPDATE_FIELDS = {"property_id": str, "room_id": str, "stay_date": str, "available_units": int,
                  "total_units": int, "version": int}
 BACKOFF_CAP_MS = 5000
-SAFETY_MS = 5000  # stop calling the PMS this close to the function's timeout
+AUDIT_BUDGET_MS = 3000  # the two Aurora transactions of a message (read the acknowledgement, record it)
+MAX_DELAY_S = 900  # SQS's longest message delay
 
 
 @dataclass
 class Outcome:
     failed: list[str] = field(default_factory=list)
-    deferred: list[dict[str, Any]] = field(default_factory=list)  # records that wait out an open breaker
+    deferred: list[dict[str, Any]] = field(default_factory=list)  # records sent again to wait out the breaker
     parked: int = 0
     delivered: int = 0
     skipped: int = 0
@@ -57,20 +63,11 @@ def parse_update(body: str, pms_id: str) -> dict[str, Any]:
     return {**{name: update[name] for name in UPDATE_FIELDS}, "pms_id": pms_id}
 
 
-def _load_breaker(pms_id: str) -> Breaker:
-    item = aws.client("dynamodb").get_item(TableName=config.require("CIRCUIT_TABLE"), Key={"pms_id": {"S": pms_id}},
-                                           ConsistentRead=True).get("Item")
-    if not item:
-        return Breaker()
-    return Breaker(int(item["failures"]["N"]), float(item["open_until"]["N"]))
-
-
-def _save_breaker(pms_id: str, state: Breaker) -> None:
-    aws.client("dynamodb").update_item(
-        TableName=config.require("CIRCUIT_TABLE"), Key={"pms_id": {"S": pms_id}},
-        UpdateExpression="SET failures = :f, open_until = :o, updated_at = :t",
-        ExpressionAttributeValues={":f": {"N": str(state.failures)}, ":o": {"N": repr(state.open_until)},
-                                   ":t": {"N": repr(time.time())}})
+def worst_case_ms(retries: int, base_ms: int) -> int:
+    """The longest a message can take: every attempt timing out, every backoff at its cap, and
+    the audit store's two transactions."""
+    attempts_ms = (retries + 1) * pms_api.TIMEOUT_S * 1000
+    return int(attempts_ms + sum(backoff_delays(retries, base_ms, BACKOFF_CAP_MS, 1.0)) * 1000 + AUDIT_BUDGET_MS)
 
 
 def _circuit_metric(pms_id: str, is_open: bool) -> None:
@@ -84,13 +81,16 @@ def _park(dlq_url: str, record: dict[str, Any], reason: str) -> None:
 
 
 def _deliver(endpoint: str, api_key: str, update: dict[str, Any]) -> None:
-    """Push with retries; raises pms_api.Refused, or pms_api.Unavailable once retries run out."""
+    """Push with retries; raises pms_api.Refused, pms_api.KeyRejected at once (a retry in a moment
+    will not heal a key), or pms_api.Unavailable once retries run out."""
     delays = backoff_delays(config.integer("MAX_RETRIES"), config.integer("BACKOFF_BASE_MS"), BACKOFF_CAP_MS,
                             random.random())
     for delay in delays:
         try:
             pms_api.push(endpoint, api_key, update)
             return
+        except pms_api.KeyRejected:
+            raise
         except pms_api.Unavailable as exc:
             logger.warning("PMS call failed; backing off", extra={"pms_id": update["pms_id"], "error": str(exc),
                                                                   "delay_s": round(delay, 3)})
@@ -98,12 +98,24 @@ def _deliver(endpoint: str, api_key: str, update: dict[str, Any]) -> None:
     pms_api.push(endpoint, api_key, update)
 
 
+def _defer(queue_url: str, records: list[dict[str, Any]], wait_s: float) -> None:
+    """Send the records again with a delay that ends when the breaker half-opens (the originals
+    are then deleted as processed): their receive count starts afresh."""
+    delay = max(1, min(MAX_DELAY_S, math.ceil(wait_s)))
+    for chunk in batch.chunks(records, 10):
+        response = aws.client("sqs").send_message_batch(QueueUrl=queue_url, Entries=[
+            {"Id": str(i), "MessageBody": r["body"], "DelaySeconds": delay} for i, r in enumerate(chunk)])
+        if response.get("Failed"):
+            raise RuntimeError(f"deferred messages not sent again: {response['Failed']}")
+
+
 def sync_queue(pms_id: str, queue: dict[str, str], records: list[dict[str, Any]], context: LambdaContext) -> Outcome:
     outcome = Outcome()
     endpoint = json.loads(config.require("PMS_ENDPOINTS"))[pms_id]
-    state = _load_breaker(pms_id)
-    was_open = state.state(time.time()) != "closed"
     threshold, open_seconds = config.integer("CIRCUIT_FAILURE_THRESHOLD"), config.integer("CIRCUIT_OPEN_SECONDS")
+    worst_ms = worst_case_ms(config.integer("MAX_RETRIES"), config.integer("BACKOFF_BASE_MS"))
+    opened = False
+    wait_s = 0.0
     for record in records:
         message_id = record["messageId"]
         try:
@@ -113,9 +125,13 @@ def sync_queue(pms_id: str, queue: dict[str, str], records: list[dict[str, Any]]
             _park(queue["dlq_url"], record, f"not an inventory update: {exc}")
             outcome.parked += 1
             continue
-        now = time.time()
-        if state.state(now) == "open" or context.get_remaining_time_in_millis() < SAFETY_MS:
-            outcome.failed.append(message_id)
+        if context.get_remaining_time_in_millis() < worst_ms:
+            outcome.failed.append(message_id)  # comes back after the visibility timeout
+            continue
+        admission = circuit.admit(pms_id, time.time(), worst_ms / 1000)
+        if not admission.call:
+            outcome.deferred.append(record)
+            wait_s = max(wait_s, admission.wait_s)
             continue
         try:
             acknowledged = audit.acknowledged_version(update)
@@ -130,10 +146,11 @@ def sync_queue(pms_id: str, queue: dict[str, str], records: list[dict[str, Any]]
             outcome.parked += 1
             continue
         except (pms_api.Unavailable, ClientError, BotoCoreError, KeyError) as exc:
-            state = state.after_failure(time.time(), threshold, open_seconds)
-            _save_breaker(pms_id, state)
-            logger.warning("delivery failed", extra={"message_id": message_id, "pms_id": pms_id, "error": str(exc),
-                                                     "breaker": state.state(time.time()), "failures": state.failures})
+            state = circuit.failed(pms_id, time.time(), threshold, open_seconds, admission.state)
+            opened |= state.state(time.time()) == "open"
+            log = logger.error if isinstance(exc, pms_api.KeyRejected) else logger.warning
+            log("delivery failed", extra={"message_id": message_id, "pms_id": pms_id, "error": str(exc),
+                                          "breaker": state.state(time.time()), "failures": state.failures})
             outcome.failed.append(message_id)
             continue
         except (DatabaseError, InterfaceError, OSError):
@@ -148,22 +165,12 @@ def sync_queue(pms_id: str, queue: dict[str, str], records: list[dict[str, Any]]
             outcome.failed.append(message_id)
             continue
         outcome.delivered += 1
-        if state.failures or state.open_until:
-            state = state.after_success()
-            _save_breaker(pms_id, state)
+        if circuit.succeeded(pms_id, time.time(), admission.state) != admission.state:
             logger.info("circuit closed", extra={"pms_id": pms_id})
-    is_open = state.state(time.time()) == "open"
-    if is_open or was_open:
-        _circuit_metric(pms_id, is_open)
-    if is_open:
-        # Everything not delivered waits until the breaker half-opens, not a whole visibility timeout.
-        outcome.deferred = [r for r in records if r["messageId"] in set(outcome.failed)]
+    if opened or outcome.deferred:
+        _circuit_metric(pms_id, True)
     if outcome.deferred:
-        wait = max(1, math.ceil(state.seconds_left(time.time())))
-        for chunk in batch.chunks(outcome.deferred, 10):
-            aws.client("sqs").change_message_visibility_batch(QueueUrl=queue["queue_url"], Entries=[
-                {"Id": str(i), "ReceiptHandle": r["receiptHandle"], "VisibilityTimeout": wait}
-                for i, r in enumerate(chunk)])
+        _defer(queue["queue_url"], outcome.deferred, wait_s)
     return outcome
 
 

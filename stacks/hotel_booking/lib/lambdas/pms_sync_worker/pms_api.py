@@ -2,7 +2,8 @@
 
 POST {endpoint}/properties/{property_id}/availability with the night's availability and
 version, authenticated with the integration's API key. 2xx is delivered; 408, 429, 5xx and
-network errors are worth retrying; any other answer is a refusal no retry changes.
+network errors are worth retrying; 401/403 mean the key itself is refused (KeyRejected); any
+other answer is a refusal no retry changes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ class Unavailable(Exception):
     """The PMS did not take the update this time (5xx, 408/429, timeout, connection error)."""
 
 
+class KeyRejected(Unavailable):
+    """401/403: the integration's API key is refused. Every update would be; they wait (the breaker
+    opens) for operations to rotate the key, instead of being parked one by one."""
+
+
 def push(endpoint: str, api_key: str, update: dict[str, Any]) -> None:
     url = f"{endpoint.rstrip('/')}/properties/{quote(update['property_id'], safe='')}/availability"
     body = json.dumps({k: update[k] for k in ("room_id", "stay_date", "available_units", "total_units", "version")})
@@ -34,6 +40,8 @@ def push(endpoint: str, api_key: str, update: dict[str, Any]) -> None:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             response.read()
     except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            raise KeyRejected(f"PMS rejected the API key ({exc.code})") from None
         if exc.code >= 500 or exc.code in RETRYABLE:
             raise Unavailable(f"PMS answered {exc.code}") from None
         raise Refused(f"PMS answered {exc.code}") from None

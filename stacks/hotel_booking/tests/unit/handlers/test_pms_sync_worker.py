@@ -61,6 +61,13 @@ def deliver(env: dict[str, Any], context: Any, *bodies: Any) -> dict[str, Any]:
     return pw.handler.lambda_handler({"Records": records}, context)
 
 
+def set_breaker(failures: int, open_until: float, probe_until: float | None = None) -> None:
+    item = {"pms_id": {"S": "opera"}, "failures": {"N": str(failures)}, "open_until": {"N": repr(open_until)}}
+    if probe_until is not None:
+        item["probe_until"] = {"N": repr(probe_until)}
+    boto3.client("dynamodb", region_name=REGION).put_item(TableName=CIRCUIT_TABLE, Item=item)
+
+
 def breaker_item() -> dict[str, Any]:
     return boto3.client("dynamodb", region_name=REGION).get_item(
         TableName=CIRCUIT_TABLE, Key={"pms_id": {"S": "opera"}}).get("Item", {})
@@ -120,25 +127,103 @@ def test_the_breaker_opens_at_the_threshold_and_later_messages_wait_without_call
                                                                                  pms: PartnerApi, context: Any) -> None:
     pms.behave(failure_rate=1.0, status=500)
     response = deliver(env, context, update(version=2), update(version=3, room="suite"), update(version=4, room="x1"))
-    assert len(response["batchItemFailures"]) == 3
-    assert pms.calls == 6  # two messages tried three times each; the third waits
+    assert len(response["batchItemFailures"]) == 2  # the two that failed come back after their visibility timeout
+    assert pms.calls == 6  # two messages tried three times each; the third waits, sent again with a delay
+    delayed = boto3.client("sqs", region_name=REGION).get_queue_attributes(
+        QueueUrl=env["queue"], AttributeNames=["ApproximateNumberOfMessagesDelayed"])["Attributes"]
+    assert delayed["ApproximateNumberOfMessagesDelayed"] == "1"
     assert float(breaker_item()["open_until"]["N"]) > 0
     metrics = boto3.client("cloudwatch", region_name=REGION).list_metrics(Namespace="global-booking-test/booking")
     assert [m["MetricName"] for m in metrics["Metrics"]] == ["CircuitOpen"]
 
 
-def test_an_open_breaker_defers_every_message_without_calling(env: dict[str, Any], pms: PartnerApi,
-                                                              context: Any) -> None:
-    boto3.client("dynamodb", region_name=REGION).put_item(TableName=CIRCUIT_TABLE, Item={
-        "pms_id": {"S": "opera"}, "failures": {"N": "2"}, "open_until": {"N": "99999999999"}})
+def test_an_open_breaker_requeues_every_message_with_a_delay_without_calling(env: dict[str, Any], pms: PartnerApi,
+                                                                             context: Any) -> None:
+    """Waiting out an outage must not spend the messages' receive count (maxReceiveCount would move
+    them to the DLQ after a long one): a deferred message is sent again with a delay, not failed."""
+    set_breaker(failures=2, open_until=99999999999)
     response = deliver(env, context, update())
-    assert len(response["batchItemFailures"]) == 1 and pms.calls == 0 and parked(env) == []
+    assert response == {"batchItemFailures": []} and pms.calls == 0 and parked(env) == []
+    attributes = boto3.client("sqs", region_name=REGION).get_queue_attributes(
+        QueueUrl=env["queue"], AttributeNames=["ApproximateNumberOfMessagesDelayed"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
+
+
+def test_a_failure_another_worker_counted_meanwhile_is_kept(env: dict[str, Any], pms: PartnerApi, context: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    pms.behave(failure_rate=1.0, status=500)
+    push = pw.pms_api.push
+
+    def push_while_another_worker_fails(*args: Any) -> None:
+        if pms.calls == 0:  # another worker's failure lands while this one is calling
+            boto3.client("dynamodb", region_name=REGION).update_item(
+                TableName=CIRCUIT_TABLE, Key={"pms_id": {"S": "opera"}}, UpdateExpression="ADD failures :one",
+                ExpressionAttributeValues={":one": {"N": "1"}})
+        push(*args)
+
+    monkeypatch.setattr(pw.pms_api, "push", push_while_another_worker_fails)
+    deliver(env, context, update())
+    assert breaker_item()["failures"]["N"] == "2"
+    assert float(breaker_item()["open_until"]["N"]) > 0  # the threshold (2) is met by the two together
+
+
+def test_a_success_does_not_close_a_breaker_another_worker_opened_meanwhile(env: dict[str, Any], pms: PartnerApi,
+                                                                           context: Any,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    set_breaker(failures=1, open_until=0)
+    push = pw.pms_api.push
+
+    def push_while_another_worker_opens(*args: Any) -> None:
+        set_breaker(failures=2, open_until=99999999999)
+        push(*args)
+
+    monkeypatch.setattr(pw.pms_api, "push", push_while_another_worker_opens)
+    assert deliver(env, context, update()) == {"batchItemFailures": []}
+    assert float(breaker_item()["open_until"]["N"]) == 99999999999
+
+
+def test_a_half_open_breaker_lets_one_worker_probe_and_the_others_wait(env: dict[str, Any], pms: PartnerApi,
+                                                                      context: Any) -> None:
+    set_breaker(failures=2, open_until=1, probe_until=99999999999)  # another worker holds the probe
+    assert deliver(env, context, update(), update(version=3, room="suite")) == {"batchItemFailures": []}
+    assert pms.calls == 0 and parked(env) == []
+
+
+def test_the_probe_of_a_half_open_breaker_is_one_call_and_its_failure_reopens(env: dict[str, Any], pms: PartnerApi,
+                                                                              context: Any) -> None:
+    pms.behave(failure_rate=1.0, status=503)
+    set_breaker(failures=2, open_until=1)
+    deliver(env, context, update(), update(version=3, room="suite"), update(version=4, room="x1"))
+    assert pms.calls == 3  # one message, tried MAX_RETRIES + 1 times; the other two wait
+    assert float(breaker_item()["open_until"]["N"]) > 1
+
+
+def test_a_rejected_api_key_opens_the_breaker_and_parks_nothing(env: dict[str, Any], pms: PartnerApi,
+                                                               context: Any) -> None:
+    """An expired key fails every update: waiting for a new key loses nothing, parking would lose all."""
+    pms.behave(failure_rate=1.0, status=401)
+    response = deliver(env, context, update(), update(version=3, room="suite"))
+    assert parked(env) == [] and pms.calls == 2  # no retries: a key does not heal in a second
+    assert int(breaker_item()["failures"]["N"]) == 2 and float(breaker_item()["open_until"]["N"]) > 0
+    assert len(response["batchItemFailures"]) == 2
+
+
+def test_a_message_is_not_started_without_time_for_its_worst_case(env: dict[str, Any], pms: PartnerApi,
+                                                                  context: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    worst = pw.handler.worst_case_ms(2, 10)
+    monkeypatch.setattr(context, "get_remaining_time_in_millis", lambda: worst - 1)
+    response = deliver(env, context, update())
+    assert len(response["batchItemFailures"]) == 1 and pms.calls == 0
+
+
+def test_the_worst_case_of_a_message_covers_every_attempt_and_backoff() -> None:
+    timeout_ms = pw.pms_api.TIMEOUT_S * 1000
+    assert pw.handler.worst_case_ms(2, 10) >= 3 * timeout_ms + 10 + 20 + pw.handler.AUDIT_BUDGET_MS
 
 
 def test_a_success_after_the_open_period_closes_the_breaker(env: dict[str, Any], pms: PartnerApi,
                                                             context: Any) -> None:
-    boto3.client("dynamodb", region_name=REGION).put_item(TableName=CIRCUIT_TABLE, Item={
-        "pms_id": {"S": "opera"}, "failures": {"N": "2"}, "open_until": {"N": "1"}})
+    set_breaker(failures=2, open_until=1)
     assert deliver(env, context, update()) == {"batchItemFailures": []}
     assert breaker_item()["failures"]["N"] == "0" and float(breaker_item()["open_until"]["N"]) == 0
 

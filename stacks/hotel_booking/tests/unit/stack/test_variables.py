@@ -92,3 +92,22 @@ def test_a_visibility_timeout_shorter_than_six_function_timeouts_fails_the_plan(
 def test_aurora_min_capacity_above_max_fails_the_plan(workspace: Planner) -> None:
     returncode, messages = workspace.validation_errors("dev", {"aurora_min_capacity": "8", "aurora_max_capacity": "4"})
     assert returncode == 1 and any("aurora_min_capacity" in m for m in messages), messages
+
+
+def test_a_worker_timeout_shorter_than_one_pms_updates_worst_case_fails_the_plan(workspace: Planner) -> None:
+    # 4 calls of 3 s + 0.2 + 0.4 + 0.8 s of backoff + 3 s of audit = 16.4 s > 10 s.
+    returncode, messages = workspace.validation_errors("dev", {"lambda_timeout_seconds": "10", "pms_max_retries": "3",
+                                                               "pms_backoff_base_ms": "200"})
+    assert returncode == 1 and any("lambda_timeout_seconds" in m for m in messages), messages
+
+
+def test_the_plan_and_the_worker_agree_on_the_worst_case(workspace: Planner) -> None:
+    """The sign-off's settings (10 s functions, one retry) fit in both the precondition's arithmetic
+    and the handler's: 2 calls of 3 s + 0.2 s + 3 s = 9.2 s."""
+    from tapharness.lambdas import load_package
+
+    worker = load_package("pms_sync_worker", "handler")
+    assert worker.handler.worst_case_ms(1, 200) == 9_200 and worker.handler.worst_case_ms(3, 200) == 16_400
+    returncode, messages = workspace.validation_errors("dev", {"lambda_timeout_seconds": "10", "pms_max_retries": "1",
+                                                               "pms_backoff_base_ms": "200"})
+    assert returncode == 0, messages
