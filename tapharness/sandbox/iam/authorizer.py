@@ -312,9 +312,13 @@ class Authorizer:
         """The decision on each of ``needs`` (with their condition context), recorded in the report."""
         identity, boundary, tags = self.identity(principal)
         base = request_context(principal, region) | tags
-        if endpoint is not None:
-            base |= {"aws:sourcevpc": [endpoint.vpc], "aws:sourcevpce": [endpoint.vpce]}
-        return [self._decide(principal, need, label, base, identity, boundary, endpoint) for need in needs]
+        through = {"aws:sourcevpc": [endpoint.vpc], "aws:sourcevpce": [endpoint.vpce]} if endpoint else {}
+        # A forward access session (KMS called by DynamoDB, SQS, S3 ... with the caller's identity) is
+        # the service's own request downstream ("Forward access sessions", IAM User Guide): it does
+        # not travel through the caller's VPC endpoint, so neither the endpoint's keys nor its
+        # policy apply to it.
+        return [self._decide(principal, need, label, base if _forwarded(need) else base | through, identity,
+                             boundary, None if _forwarded(need) else endpoint) for need in needs]
 
     def _decide(self, principal: Principal, need: Need, label: str, base: dict[str, list[str]],
                 identity: list[PolicySource], boundary: list[PolicySource] | None,
@@ -355,6 +359,10 @@ class Authorizer:
                             key_policy=action.startswith("kms:"))
         self.log.add(principal, f"{service} → {action}", Need(action, resource), decision)
         return decision
+
+
+def _forwarded(need: Need) -> bool:
+    return need.context.get("aws:viaawsservice") == ["true"]
 
 
 @dataclass(frozen=True)

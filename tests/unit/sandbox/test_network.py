@@ -221,7 +221,9 @@ def lambda_handler(event, context):
     seen = {}
     sqs = boto3.client("sqs", config=Config(connect_timeout=1, retries={"max_attempts": 1}))
     try:
-        if event.get("queue"):
+        if event.get("send"):
+            sqs.send_message(QueueUrl=event["send"], MessageBody="hello")
+        elif event.get("queue"):
             sqs.get_queue_attributes(QueueUrl=event["queue"])
         else:
             sqs.list_queues()
@@ -312,3 +314,15 @@ def test_an_egress_rule_to_dynamodbs_prefix_list_also_matches_it_through_the_nat
     vpc.ec2.modify_vpc_endpoint(VpcEndpointId=vpc.dynamodb_endpoint, RemoveRouteTableIds=[vpc.private_table])
     assert vpc.reach(Target("aws", "dynamodb")).via.startswith(f"NAT gateway {vpc.nat}")
     _refused(vpc.reach(Target("aws", "athena")), "no egress rule", "0.0.0.0/0")
+
+
+def test_the_kms_calls_a_service_makes_for_the_caller_do_not_pass_its_endpoint_policy(
+        vpc: Vpc, aws: Callable[[str], Any], probe: Callable[..., dict[str, str]]) -> None:
+    """SQS encrypts with the caller's identity (a forward access session to KMS): that request is
+    SQS's own, not one through the VPC endpoint, so an endpoint policy naming only SQS admits it."""
+    key = aws("kms").create_key()["KeyMetadata"]["Arn"]
+    url = aws("sqs").create_queue(QueueName=unique("encrypted"), Attributes={"KmsMasterKeyId": key})["QueueUrl"]
+    vpc.ec2.modify_vpc_endpoint(VpcEndpointId=vpc.sqs_endpoint, PolicyDocument=json.dumps({"Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage", "Resource": "*"}]}))
+    time.sleep(NETWORK_READ_TTL_S)
+    assert probe(send=url)["sqs"] == "ok"
