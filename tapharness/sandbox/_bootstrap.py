@@ -218,7 +218,16 @@ def main() -> None:
     results = os.fdopen(os.dup(1), "w")
     devnull = os.open(os.devnull, os.O_WRONLY)
     _redirect(devnull)
-    handler = None
+    # The Init phase: the handler's module is imported before the first invocation and its time is
+    # not the invocation's ("the Init phase ... before the first invocation", Lambda execution
+    # environment lifecycle); an import error is reported by that invocation, as Lambda does.
+    handler, init_error = None, None
+    try:
+        handler = _load_handler()
+    except Exception as exc:  # noqa: BLE001 - any import failure is the function's ImportModuleError
+        init_error = exc
+    results.write(json.dumps({"ready": True}) + "\n")
+    results.flush()
     for line in sys.stdin:
         request = json.loads(line)
         request_id = request["request_id"]
@@ -228,14 +237,11 @@ def main() -> None:
         fatal = False
         try:
             if handler is None:
-                try:
-                    handler = _load_handler()
-                except Exception as exc:
-                    fatal = True
-                    module = os.environ["_HANDLER"].rpartition(".")[0]
-                    message = f"Unable to import module '{module}': {exc}"
-                    print(f"[ERROR] Runtime.ImportModuleError: {message}", file=sys.stderr)
-                    raise RuntimeError(message) from exc
+                fatal = True
+                module = os.environ["_HANDLER"].rpartition(".")[0]
+                message = f"Unable to import module '{module}': {init_error}"
+                print(f"[ERROR] Runtime.ImportModuleError: {message}", file=sys.stderr)
+                raise RuntimeError(message) from init_error
             context = LambdaContext(request_id, request["deadline_ms"], request["invoked_arn"])
             result = handler(json.loads(request["event"]), context)
             try:

@@ -1529,10 +1529,14 @@ locals {
       statistic   = "Sum"
       threshold   = 1
     }
-    target_5xx = {
-      description = "insights_api failed requests behind the ALB"
+    # When a Lambda target fails, the ALB itself answers 502 (ALB User Guide, "Lambda functions as
+    # targets"), which HTTPCode_ELB_5XX_Count counts ("5XX server error codes that originate from
+    # the load balancer", "CloudWatch metrics for your Application Load Balancer"); the target
+    # 5xx count never sees it.
+    alb_5xx = {
+      description = "Requests to the insights ALB that failed (insights_api errors and timeouts are the ALB's 502)"
       namespace   = "AWS/ApplicationELB"
-      metric      = "HTTPCode_Target_5XX_Count"
+      metric      = "HTTPCode_ELB_5XX_Count"
       dimensions  = { LoadBalancer = aws_lb.insights.arn_suffix }
       statistic   = "Sum"
       threshold   = 1

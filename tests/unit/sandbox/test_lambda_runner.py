@@ -48,6 +48,15 @@ def test_timeout_kills_the_invocation_and_reports_task_timed_out(aws, make_funct
     assert "Task timed out after 1.00 seconds" in payload["errorMessage"]
 
 
+def test_the_handlers_import_is_the_init_phase_not_the_first_invocations_time(aws, make_function):
+    """A slow import (a cold start) does not eat into the invocation's timeout: on Lambda the Init
+    phase runs before the Invoke phase, whose timeout starts then."""
+    source = ("import time\ntime.sleep(2)\n"
+              "def lambda_handler(event, context):\n    return context.get_remaining_time_in_millis()\n")
+    response, remaining = invoke(aws, make_function(source, timeout=3), {})
+    assert "FunctionError" not in response and remaining > 2500, remaining
+
+
 def test_worker_after_a_timeout_serves_the_next_invocation(aws, make_function):
     source = "import time\ndef lambda_handler(event, context):\n    time.sleep(event['sleep'])\n    return 'ok'\n"
     arn = make_function(source, timeout=1)

@@ -59,7 +59,11 @@ class Insights:
             with urllib.request.urlopen(f"{self.base}{path}", timeout=30) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
+            body = error.read()
+            try:
+                return error.code, json.loads(body or b"null")
+            except ValueError:  # the ALB's own error pages are HTML
+                return error.code, body.decode(errors="replace")
 
 
 @pytest.fixture(scope="session")

@@ -113,3 +113,61 @@ def test_a_parked_record_raises_the_parked_records_alarm(producer: Any, target: 
 
     assert wait_for("the parked_records alarm", state, timeout=360, ready=lambda s: s == "ALARM",
                     interval=0.5 if target.is_sandbox else 15) == "ALARM"
+
+
+def _alarm_fires(target: Target, key: str, provoke: Any) -> str:
+    """The alarm wants 2 of 3 one-minute periods with a datapoint: each look provokes one, and in
+    the sandbox moves the clock a minute on and evaluates (in an account the minutes pass)."""
+    name = str(target.output("alarm_names", key))
+
+    def state() -> str:
+        provoke()
+        if target.is_sandbox:
+            target.control("POST", "clock", {"advance_s": 60})
+            target.control("POST", "alarms")
+        return str(target.client("cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["StateValue"])
+
+    return str(wait_for(f"the {key} alarm", state, timeout=360, ready=lambda s: s == "ALARM",
+                        interval=0.5 if target.is_sandbox else 15))
+
+
+@pytest.mark.parametrize("function", ["insights_api", "stream_processor"])
+def test_a_functions_errors_raise_its_errors_alarm(producer: Any, insights: Any, target: Target, function: str) -> None:
+    if not target.is_sandbox:
+        pytest.skip("making a healthy function fail needs the sandbox's crash injection (/_sandbox/faults)")
+    name = str(target.output("lambda_function_names")[function])
+
+    def crash_one() -> None:
+        target.control("POST", "faults", {"crash": {"function": name, "count": 1, "after_s": 0}})
+        if function == "insights_api":
+            assert insights.get("/pages/home")[0] == 502
+        else:
+            producer.put([event(f"u-{uuid.uuid4().hex[:8]}", "home")])
+            wait_for("the crash", lambda: target.control("GET", "faults")["crashed"].get(name, 0) > crashed[0],
+                     timeout=30)
+            crashed[0] += 1
+
+    crashed = [target.control("GET", "faults")["crashed"].get(name, 0)]
+    assert _alarm_fires(target, f"{function}_errors", crash_one) == "ALARM"
+
+
+def test_a_throttled_api_raises_its_throttles_alarm(insights: Any, target: Target) -> None:
+    """Reserved concurrency 0 throttles every invocation, here and in an account."""
+    lam, name = target.client("lambda"), str(target.output("lambda_function_names")["insights_api"])
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    try:
+        assert _alarm_fires(target, "insights_api_throttles", lambda: insights.get("/pages/home")) == "ALARM"
+    finally:
+        lam.delete_function_concurrency(FunctionName=name)
+
+
+def test_failed_requests_behind_the_alb_raise_the_alb_5xx_alarm(insights: Any, target: Target) -> None:
+    if not target.is_sandbox:
+        pytest.skip("making a healthy function fail needs the sandbox's crash injection (/_sandbox/faults)")
+    name = str(target.output("lambda_function_names")["insights_api"])
+
+    def failed_request() -> None:
+        target.control("POST", "faults", {"crash": {"function": name, "count": 1, "after_s": 0}})
+        assert insights.get("/pages/home")[0] == 502
+
+    assert _alarm_fires(target, "alb_5xx", failed_request) == "ALARM"
