@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from moto.sqs.models import Queue, SQSBackend
+from moto.sqs.models import Message, Queue, SQSBackend
 
 from tapharness.sandbox import clock
 from tapharness.sandbox.patches import patch
@@ -61,4 +61,16 @@ def _get_queue_attributes(self: SQSBackend, queue_name: str, attribute_names: li
 @patch(SQSBackend, "is_message_valid_based_on_retention_period")
 def _within_retention(self: SQSBackend, queue_name: str, message: Any) -> bool:
     period = int(self.queues[queue_name].message_retention_period)
-    return period + message.sent_timestamp / 1000 > clock.now()
+    sent = message.__dict__.get("sent_on_clock", message.sent_timestamp / 1000)
+    return period + sent > clock.now()
+
+
+_MARK_SENT = Message.mark_sent
+
+
+@patch(Message, "mark_sent")
+def _mark_sent(self: Message, delay_seconds: int | None = None) -> None:
+    """Sent on the sandbox's clock too (its retention is judged on that clock), so a message sent
+    after the clock moved on is as young as any."""
+    _MARK_SENT(self, delay_seconds)
+    self.sent_on_clock = clock.now()
