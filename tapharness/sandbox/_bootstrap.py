@@ -29,6 +29,7 @@ import json
 import os
 import socket
 import sys
+import tempfile
 import time
 import traceback
 from datetime import UTC, datetime
@@ -222,11 +223,15 @@ def main() -> None:
     # not the invocation's ("the Init phase ... before the first invocation", Lambda execution
     # environment lifecycle); an import error is reported by that invocation, as Lambda does.
     handler, init_error = None, None
+    init_fd, init_log = tempfile.mkstemp(prefix="init-", suffix=".log")
+    _redirect(init_fd)  # what the import prints belongs to the log stream, before the first START
     try:
         handler = _load_handler()
     except Exception as exc:  # noqa: BLE001 - any import failure is the function's ImportModuleError
         init_error = exc
-    results.write(json.dumps({"ready": True}) + "\n")
+    _redirect(devnull)
+    os.close(init_fd)
+    results.write(json.dumps({"ready": True, "init_log": init_log}) + "\n")
     results.flush()
     for line in sys.stdin:
         request = json.loads(line)

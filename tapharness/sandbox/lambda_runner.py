@@ -226,6 +226,18 @@ class Worker:
             data += chunk
         return data
 
+    @staticmethod
+    def _init_output(ready: bytes | None) -> str:
+        """What the Init phase printed (the ready line names its file), once."""
+        if ready is None:
+            return ""
+        path = Path(json.loads(ready).get("init_log") or "")
+        if not path.is_file():
+            return ""
+        output = path.read_text(errors="replace")
+        path.unlink()
+        return output
+
     def _peak_memory_mb(self) -> int:
         try:
             for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -238,8 +250,9 @@ class Worker:
     def invoke(self, event_json: str, request_id: str) -> tuple[dict[str, Any], str]:
         """Run one invocation; returns (reply, captured output). Kills the worker on timeout."""
         assert self._proc.stdin is not None
+        init_output = ""
         if not self._initialized:  # the Init phase (the handler's import), outside the invocation's timeout
-            self._read_line(time.monotonic() + INIT_LIMIT_S)
+            init_output = self._init_output(self._read_line(time.monotonic() + INIT_LIMIT_S))
             self._initialized = True
         self.invocations += 1
         timeout = self.spec.timeout
@@ -256,6 +269,7 @@ class Worker:
             self._proc.stdin.flush()
             line = self._read_line(started + timeout)
             if line is not None and json.loads(line).get("ready"):  # an Init longer than its limit ended
+                init_output += self._init_output(line)
                 line = self._read_line(started + timeout)
         except BrokenPipeError:
             line = None
@@ -275,6 +289,7 @@ class Worker:
                  "errorType": "Runtime.ExitError"})}
         output = Path(log_path).read_text(errors="replace")
         os.unlink(log_path)
+        reply["init_output"] = init_output
         self.last_used = time.monotonic()
         reply["duration_ms"] = elapsed * 1000
         reply["max_memory_mb"] = self._peak_memory_mb() if self.alive else 0
@@ -510,8 +525,9 @@ class LambdaRunner:
                 worker.stop()
             self._release(worker)
         metrics.lambda_invocation(fn.account_id, fn.region, fn.function_name, not reply["ok"], reply["duration_ms"])
-        lines = (_json_platform_lines(request_id, spec, reply, output) if env["AWS_LAMBDA_LOG_FORMAT"] == "JSON"
-                 else _text_platform_lines(request_id, spec, reply, output, cold))
+        lines = reply.get("init_output", "").splitlines() + (  # the Init phase's lines come before START
+            _json_platform_lines(request_id, spec, reply, output) if env["AWS_LAMBDA_LOG_FORMAT"] == "JSON"
+            else _text_platform_lines(request_id, spec, reply, output, cold))
         if self.may_write_logs(fn, worker.log_stream):
             self._save_logs(fn, worker.log_stream, lines)
         logs = "\n".join(lines)

@@ -57,6 +57,18 @@ def test_the_handlers_import_is_the_init_phase_not_the_first_invocations_time(aw
     assert "FunctionError" not in response and remaining > 2500, remaining
 
 
+def test_what_the_import_prints_reaches_the_log_stream_before_start(aws, make_function):
+    arn = make_function("print('loading the model')\ndef lambda_handler(event, context):\n    return 1\n")
+    invoke(aws, arn, {})
+    group = f"/aws/lambda/{arn.split(':')[-1]}"
+
+    def messages() -> list[str]:
+        return [e["message"] for e in aws("logs").filter_log_events(logGroupName=group)["events"]]
+
+    lines = wait_until(lambda: [m for m in messages() if m.startswith("REPORT")] and messages(), what="log events")
+    assert lines.index("loading the model") < next(i for i, m in enumerate(lines) if m.startswith("START"))
+
+
 def test_worker_after_a_timeout_serves_the_next_invocation(aws, make_function):
     source = "import time\ndef lambda_handler(event, context):\n    time.sleep(event['sleep'])\n    return 'ok'\n"
     arn = make_function(source, timeout=1)
