@@ -10,6 +10,7 @@ that only admit these functions.
 from __future__ import annotations
 
 import ssl
+import threading
 import zlib
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -22,7 +23,7 @@ from tap_common.secrets import secret_json
 
 T = TypeVar("T")
 
-_connections: dict[str, Connection] = {}
+_connections: dict[int, Connection] = {}
 _schemas_ready: set[str] = set()
 _BROKEN = (pg8000.exceptions.InterfaceError, OSError)
 
@@ -49,13 +50,16 @@ def connect() -> Connection:
 
 
 def _connection() -> Connection:
-    if "default" not in _connections:
-        _connections["default"] = connect()
-    return _connections["default"]
+    # One connection per thread: a Lambda environment runs one invocation at a time (one thread),
+    # and two "environments" in one process (a test's concurrent workers) must not share a session.
+    key = threading.get_ident()
+    if key not in _connections:
+        _connections[key] = connect()
+    return _connections[key]
 
 
 def _discard() -> None:
-    conn = _connections.pop("default", None)
+    conn = _connections.pop(threading.get_ident(), None)
     if conn is not None:
         try:
             conn.close()

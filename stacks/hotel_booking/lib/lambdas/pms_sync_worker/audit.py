@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tap_common import db
@@ -20,23 +21,31 @@ SCHEMA = (
 )
 
 
-def acknowledged_version(update: dict[str, Any]) -> int | None:
+def deliver_if_newer(update: dict[str, Any], push: Callable[[], None]) -> bool:
+    """Push the update and record it, unless the PMS already acknowledged this version or a newer
+    one (False). One transaction holds the room-night's advisory lock throughout: workers of a
+    standard queue with two versions of one room-night take turns, so the one holding the older
+    version sees the newer one recorded and never pushes after it."""
     db.ensure_schema("pms_inventory", SCHEMA)
-    rows = db.in_transaction(lambda conn: conn.run(
-        "SELECT version FROM pms_inventory WHERE property_id = :p AND room_id = :r AND stay_date = CAST(:d AS date)",
-        p=update["property_id"], r=update["room_id"], d=update["stay_date"]))
-    return int(rows[0][0]) if rows else None
 
+    def work(conn: Any) -> bool:
+        conn.run("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))",
+                 key=f"{update['property_id']}#{update['room_id']}#{update['stay_date']}")
+        rows = conn.run(
+            "SELECT version FROM pms_inventory WHERE property_id = :p AND room_id = :r AND stay_date = CAST(:d AS date)",
+            p=update["property_id"], r=update["room_id"], d=update["stay_date"])
+        if rows and int(rows[0][0]) >= update["version"]:
+            return False
+        push()
+        conn.run(
+            """INSERT INTO pms_inventory (property_id, room_id, stay_date, pms_id, available_units, version)
+               VALUES (:p, :r, CAST(:d AS date), :pms, :units, :version)
+               ON CONFLICT (property_id, room_id, stay_date) DO UPDATE
+               SET available_units = EXCLUDED.available_units, version = EXCLUDED.version,
+                   pms_id = EXCLUDED.pms_id, synced_at = now()
+               WHERE pms_inventory.version < EXCLUDED.version""",
+            p=update["property_id"], r=update["room_id"], d=update["stay_date"], pms=update["pms_id"],
+            units=update["available_units"], version=update["version"])
+        return True
 
-def record(update: dict[str, Any]) -> None:
-    """Upsert, never going back to an older version (late or repeated messages)."""
-    db.ensure_schema("pms_inventory", SCHEMA)
-    db.in_transaction(lambda conn: conn.run(
-        """INSERT INTO pms_inventory (property_id, room_id, stay_date, pms_id, available_units, version)
-           VALUES (:p, :r, CAST(:d AS date), :pms, :units, :version)
-           ON CONFLICT (property_id, room_id, stay_date) DO UPDATE
-           SET available_units = EXCLUDED.available_units, version = EXCLUDED.version,
-               pms_id = EXCLUDED.pms_id, synced_at = now()
-           WHERE pms_inventory.version < EXCLUDED.version""",
-        p=update["property_id"], r=update["room_id"], d=update["stay_date"], pms=update["pms_id"],
-        units=update["available_units"], version=update["version"]))
+    return db.in_transaction(work)

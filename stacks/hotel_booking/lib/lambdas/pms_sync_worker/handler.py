@@ -1,7 +1,8 @@
 """SQS (one queue per PMS integration) -> the property's PMS, then Aurora's record of it.
 
-Per message: skip it when the PMS already acknowledged this version or a newer one; push it
-with retries (exponential backoff, full jitter); record the acknowledgement in Aurora. A
+Per message, in one Aurora transaction holding the room-night's lock (audit.deliver_if_newer):
+skip it when the PMS already acknowledged this version or a newer one; push it with retries
+(exponential backoff, full jitter); record the acknowledgement. A
 refusal (4xx) parks the message in the DLQ at once; a refused API key (401/403) is a failure,
 not a refusal. Exhausted retries count against the PMS's circuit breaker (circuit.py: DynamoDB,
 shared by every worker, atomic updates); while it is open, or another worker holds its
@@ -16,6 +17,7 @@ SLA: enqueue and attempt delivery to the property's PMS < 60 s after the booking
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -134,12 +136,10 @@ def sync_queue(pms_id: str, queue: dict[str, str], records: list[dict[str, Any]]
             wait_s = max(wait_s, admission.wait_s)
             continue
         try:
-            acknowledged = audit.acknowledged_version(update)
-            if acknowledged is not None and acknowledged >= update["version"]:
+            api_key = secret_json(json.loads(config.require("PMS_API_KEY_SECRET_ARNS"))[pms_id])["api_key"]
+            if not audit.deliver_if_newer(update, functools.partial(_deliver, endpoint, api_key, update)):
                 outcome.skipped += 1
                 continue
-            api_key = secret_json(json.loads(config.require("PMS_API_KEY_SECRET_ARNS"))[pms_id])["api_key"]
-            _deliver(endpoint, api_key, update)
         except pms_api.Refused as exc:
             logger.error("PMS refused the update; parked", extra={"message_id": message_id, "error": str(exc)})
             _park(queue["dlq_url"], record, str(exc))
@@ -154,14 +154,9 @@ def sync_queue(pms_id: str, queue: dict[str, str], records: list[dict[str, Any]]
             outcome.failed.append(message_id)
             continue
         except (DatabaseError, InterfaceError, OSError):
+            # Before the push, or delivered but not recorded: retried, and the PMS takes the same
+            # version again at worst.
             logger.exception("audit store unavailable", extra={"message_id": message_id})
-            outcome.failed.append(message_id)
-            continue
-        try:
-            audit.record(update)
-        except (DatabaseError, InterfaceError, OSError):
-            # Delivered but not recorded: retried, and the PMS takes the same version again.
-            logger.exception("acknowledgement not recorded", extra={"message_id": message_id})
             outcome.failed.append(message_id)
             continue
         outcome.delivered += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -247,3 +248,31 @@ def test_backoff_doubles_up_to_the_cap_and_never_exceeds_it(retries: int, base_m
     delays = pw.breaker.backoff_delays(retries, base_ms, 5000, draw)
     assert len(delays) == retries
     assert all(0 <= d <= 5.0 for d in delays) and delays == sorted(delays)
+
+
+def test_a_worker_holding_an_older_version_never_pushes_it_after_a_newer_one(env: dict[str, Any], pms: PartnerApi,
+                                                                             context: Any,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers of the standard queue with v4 and v5 of one room-night: whoever pushes last, the
+    PMS must end on v5. The v4 worker is held inside its call while the v5 worker runs."""
+    in_call, release = threading.Event(), threading.Event()
+    push = pw.pms_api.push
+
+    def slow_for_v4(endpoint: str, api_key: str, body: dict[str, Any]) -> None:
+        if body["version"] == 4:
+            in_call.set()
+            release.wait(10)
+        push(endpoint, api_key, body)
+
+    monkeypatch.setattr(pw.pms_api, "push", slow_for_v4)
+    older = threading.Thread(target=deliver, args=(env, context, update(version=4, units=5)))
+    older.start()
+    assert in_call.wait(10)
+    newer = threading.Thread(target=deliver, args=(env, context, update(version=5, units=3)))
+    newer.start()
+    newer.join(1.0)  # with the room-night serialised, the v5 worker waits for the v4 one
+    release.set()
+    older.join(20)
+    newer.join(20)
+    assert [call.body["version"] for call in pms.received][-1] == 5, [c.body["version"] for c in pms.received]
+    assert env["pg"].run("SELECT available_units, version FROM pms_inventory") == [[3, 5]]
