@@ -5,7 +5,9 @@ avail:{property_id}  hash of "<room>#<date>" -> {"units": n, "version": v}, one 
 hot:changes          sorted set of room-night keys by change time: what reconciliation rechecks.
 
 Writes are guarded by version in one Lua script, so a replayed or late stream record never
-replaces a newer value; a repair may force the table's value over a wrong one.
+replaces a newer value; a repair (``repair=True``) also replaces a wrong value of the same version,
+but never a newer one: a booking's write landing between the repair's read of the table and its
+write stays.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ HOT_SET = "hot:changes"
 
 _WRITE = """
 local written = 0
-local force = ARGV[2] == '1'
+local repair = ARGV[2] == '1'
 for i = 3, #ARGV, 3 do
   local field, version, payload = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   local current = redis.call('HGET', KEYS[1], field)
-  if force or not current or tonumber(cjson.decode(current)['version']) < version then
+  local seen = current and tonumber(cjson.decode(current)['version'])
+  if not current or seen < version or (repair and seen == version and current ~= payload) then
     redis.call('HSET', KEYS[1], field, payload)
     written = written + 1
   end
@@ -45,9 +48,9 @@ def cache_field(room_id: str, stay_date: str) -> str:
 
 
 def write_nights(client: redis.Redis, property_id: str, nights: Sequence[Night], ttl_seconds: int,
-                 force: bool = False) -> int:
+                 repair: bool = False) -> int:
     """Write one property's changed nights; returns how many fields changed."""
-    args: list[Any] = [ttl_seconds, "1" if force else "0"]
+    args: list[Any] = [ttl_seconds, "1" if repair else "0"]
     for night in nights:
         payload = json.dumps({"units": night.available_units, "version": night.version}, separators=(",", ":"))
         args += [cache_field(night.room_id, night.stay_date), night.version, payload]

@@ -39,6 +39,8 @@ from tap_common.logs import logger as make_logger
 
 logger = make_logger()
 
+REASSIGN_PASSES = 3  # fresh reads of a night after moves that lost their race
+
 
 class Store:
     """Reads of the primary table for one run; properties are read once."""
@@ -140,33 +142,43 @@ def _move(store: Store, source: Night, sold: int, allocation: dict[str, Any], ta
 
 
 def reassign(store: Store, pk: str) -> tuple[list[Night], int, int]:
-    """(changed nights, allocations moved, units still overbooked) for one night."""
+    """(changed nights, allocations moved, units still overbooked) for one night.
+
+    A move that loses a race (a booking, or another resolver, changed the night or its bookings
+    first) starts the pass again from a fresh read of both the night and its allocations, at most
+    REASSIGN_PASSES times: the stale view would count units that already moved."""
     changed: list[Night] = []
     moves = 0
-    night = store.night(pk)
     prop = store.prop(split_night_pk(pk)[0])
+    night = store.night(pk)
     if night is None or prop is None or night.room_id not in prop.rooms:
         return changed, moves, 0
-    allocations = sorted(store.allocations(pk), key=lambda a: (str(a.get("created_at", "")), a["booking_id"]),
-                         reverse=True)
-    sold = sum(int(a["units"]) for a in allocations)
-    for allocation in allocations:
-        if sold <= night.total_units:
-            break
-        for room in prop.equivalent_rooms(night.room_id):
-            target = store.night(night_pk(night.property_id, room, night.stay_date))
-            if target is None or target.available_units < int(allocation["units"]):
-                continue
-            result = _move(store, night, sold, allocation, target)
-            if result is None:
-                night = store.night(pk) or night  # re-read: a concurrent change won; try the next room
-                continue
-            night = result[0]
-            changed += result
-            sold -= int(allocation["units"])
-            moves += 1
-            logger.info("guest reassigned", extra={"booking_id": allocation["booking_id"], "from": pk,
-                                                   "to": result[1].pk})
+    sold = 0
+    for _ in range(REASSIGN_PASSES):
+        night = store.night(pk) or night
+        allocations = sorted(store.allocations(pk), key=lambda a: (str(a.get("created_at", "")), a["booking_id"]),
+                             reverse=True)
+        sold = sum(int(a["units"]) for a in allocations)
+        lost_race = False
+        for allocation in allocations:
+            if sold <= night.total_units or lost_race:
+                break
+            for room in prop.equivalent_rooms(night.room_id):
+                target = store.night(night_pk(night.property_id, room, night.stay_date))
+                if target is None or target.available_units < int(allocation["units"]):
+                    continue
+                result = _move(store, night, sold, allocation, target)
+                if result is None:
+                    lost_race = True
+                    break
+                night = result[0]
+                changed += result
+                sold -= int(allocation["units"])
+                moves += 1
+                logger.info("guest reassigned", extra={"booking_id": allocation["booking_id"], "from": pk,
+                                                       "to": result[1].pk})
+                break
+        if not lost_race:
             break
     return changed, moves, max(0, sold - night.total_units)
 
@@ -182,7 +194,7 @@ def repair_cache(store: Store, pks: list[str]) -> int:
         gone = {cache.cache_field(*split_night_pk(pk)[1:]) for pk in group} - {
             cache.cache_field(n.room_id, n.stay_date) for n in nights}
         if nights:
-            repaired += cache.write_nights(client, property_id, nights, config.integer("CACHE_TTL_SECONDS"), force=True)
+            repaired += cache.write_nights(client, property_id, nights, config.integer("CACHE_TTL_SECONDS"), repair=True)
         cache.remove_fields(client, property_id, gone)
     return repaired
 

@@ -112,11 +112,51 @@ def test_units_that_disagree_with_the_allocations_are_recomputed(env: dict[str, 
     assert (night(pk)["available_units"], night(pk)["version"]) == (7, 5)
 
 
+def test_after_a_lost_race_the_resolver_rereads_the_allocations_too(env: dict[str, Any], context: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another resolver moved the newest booking first: this one's move is cancelled, and the night
+    it re-reads is no longer overbooked. Counting the stale allocations would report 1 unit still
+    overbooked (a false UnresolvedOverbooking)."""
+    pk = overbooked()
+    put_night("h1", "deluxe-twin", stay(30), 3, version=1)
+    table = boto3.resource("dynamodb", region_name=REGION).Table(TABLE)
+    move = ob.handler._move
+
+    def another_resolver_moved_it_first(*args: Any) -> Any:
+        monkeypatch.setattr(ob.handler, "_move", move)
+        table.delete_item(Key={"pk": pk, "sk": "BOOKING#late"})
+        table.update_item(Key={"pk": pk, "sk": "INVENTORY"}, UpdateExpression="SET available_units = :a, version = :v",
+                          ExpressionAttributeValues={":a": 0, ":v": 8})
+        return None
+
+    monkeypatch.setattr(ob.handler, "_move", another_resolver_moved_it_first)
+    result = run(pk, "overbooking", context)
+    assert (result["reassigned"], result["unresolved"]) == (0, 0)
+
+
 def test_a_drifted_cache_gets_the_tables_value(env: dict[str, Any], context: Any) -> None:
     pk = put_night("h1", "suite", stay(30), 6, version=3)
     env["redis"].hset("avail:h1", f"suite#{stay(30)}", json.dumps({"units": 9, "version": 3}))
     assert run(pk, "cache_drift", context)["cache_repaired"] == 1
     assert json.loads(env["redis"].hget("avail:h1", f"suite#{stay(30)}")) == {"units": 6, "version": 3}
+
+
+def test_a_cache_repair_never_replaces_a_newer_value_than_it_read(env: dict[str, Any], context: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache_updater may write a booking's newer version between the resolver's read of the
+    table and its repair: the repair must not put the older value back."""
+    pk = put_night("h1", "suite", stay(30), 6, version=3)
+    field = f"suite#{stay(30)}"
+    env["redis"].hset("avail:h1", field, json.dumps({"units": 9, "version": 3}))
+    write = ob.handler.cache.write_nights
+
+    def booking_lands_first(client: Any, *args: Any, **kwargs: Any) -> int:
+        env["redis"].hset("avail:h1", field, json.dumps({"units": 5, "version": 4}))  # the cache_updater's write
+        return write(client, *args, **kwargs)
+
+    monkeypatch.setattr(ob.handler.cache, "write_nights", booking_lands_first)
+    run(pk, "cache_drift", context)
+    assert json.loads(env["redis"].hget("avail:h1", field)) == {"units": 5, "version": 4}
 
 
 def test_a_night_the_pms_lacks_is_published_again(env: dict[str, Any], context: Any) -> None:
