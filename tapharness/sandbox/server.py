@@ -12,11 +12,12 @@
 5. starts the pollers, the EventBridge scheduler, the TTL sweeper, the alarm evaluator and the gateway: one HTTP port serving the
    REST and HTTP APIs (``/apis/<api>/...``, see ``apigw``) and the control endpoints
    ``GET /_sandbox/health`` (with the garbage collector's pauses, ``gcpolicy``), ``GET /_sandbox/pollers``, ``GET /_sandbox/iam`` (the IAM report),
+   ``GET /_sandbox/network`` (the paths the functions' connections took or were refused, ``network``),
    ``GET /_sandbox/requests`` (requests served, by service and operation),
    ``GET /_sandbox/retries`` (the SDK retries among them),
    ``GET /_sandbox/regions`` (the regions requests were signed for, the sandbox's own included),
    ``GET|POST /_sandbox/faults`` (crash a function's next invocations, answer requests with an
-   AWS error such as throttling), ``GET|POST /_sandbox/partners/<name>`` (HTTP stand-ins of a stack's partners, ``partner_api``),
+   AWS error such as throttling), ``GET|POST /_sandbox/partners/<name>`` (HTTPS stand-ins of a stack's partners, ``partner_api``),
    ``GET|POST /_sandbox/replication`` (global tables: ``{region, paused, delay_s}``, see
    ``globaltables``), ``GET|POST /_sandbox/clock`` (move the services' clock forward, ``clock``),
    ``GET|POST /_sandbox/alarms`` (each metric alarm's state, values, changes and actions; POST
