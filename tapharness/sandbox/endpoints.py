@@ -15,6 +15,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from tapharness.sandbox import network
 from tapharness.sandbox.clients import AwsClients
 from tapharness.sandbox.network import Target
 
@@ -97,6 +98,7 @@ class EndpointMap:
         self.ttl = ttl
         self._static: dict[str, tuple[str, Target]] = {}
         self._cached: tuple[float, dict[str, str], dict[str, Target]] | None = None
+        self._generation = network.generation()
         self._refreshing = threading.Lock()
 
     def add(self, name: str, address: str, target: Target) -> None:
@@ -116,7 +118,7 @@ class EndpointMap:
 
     def _fresh(self) -> tuple[float, dict[str, str], dict[str, Target]]:
         cached = self._cached
-        if cached and time.monotonic() - cached[0] < self.ttl:
+        if cached and time.monotonic() - cached[0] < self.ttl and self._generation == network.generation():
             return cached
         # With a map in hand, don't wait for another caller's refresh; with none, wait for it.
         if not self._refreshing.acquire(blocking=cached is None):
@@ -124,6 +126,7 @@ class EndpointMap:
         try:
             if self._cached is not cached and self._cached is not None:  # refreshed while this caller waited
                 return self._cached
+            self._generation = network.generation()
             self._cached = (time.monotonic(), *self.current())
             return self._cached
         finally:

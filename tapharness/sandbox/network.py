@@ -424,20 +424,38 @@ def _from_subnet(hop: _Hop, subnet: str, groups: tuple[str, ...], target: Target
 
 # --- the view the sandbox keeps ----------------------------------------------------------
 
-class NetworkView:
-    """Reachability for the running sandbox: the network read at most every ``ttl`` seconds, the
-    verdicts of a (subnets, groups) pair computed once per read."""
+_GENERATION = [0]  # bumped by every change to the network or its endpoints the sandbox serves (iam.gate)
+# The services whose changes move a path: the VPC itself, and the caches and databases in it.
+NETWORK_SERVICES = frozenset({"ec2", "elasticache", "rds"})
 
-    def __init__(self, ec2: Any, ttl: float = 2.0) -> None:
+
+def changed() -> None:
+    """A change was made: the next verdicts read the network again (AWS applies a security group
+    or route change within seconds; the sandbox at once)."""
+    _GENERATION[0] += 1
+
+
+def generation() -> int:
+    return _GENERATION[0]
+
+
+class NetworkView:
+    """Reachability for the running sandbox: the network read again after every EC2 change (and
+    at least every ``ttl`` seconds), the verdicts of a (subnets, groups) pair computed once per read."""
+
+    def __init__(self, ec2: Any, ttl: float = 30.0) -> None:
         self.ec2 = ec2
         self.ttl = ttl
         self._read: tuple[float, Network] | None = None
+        self._generation = _GENERATION[0]
         self._verdicts: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def network(self, fresh: bool = False) -> Network:
         with self._lock:
-            if fresh or self._read is None or time.monotonic() - self._read[0] >= self.ttl:
+            if (fresh or self._read is None or self._generation != _GENERATION[0]
+                    or time.monotonic() - self._read[0] >= self.ttl):
+                self._generation = _GENERATION[0]
                 self._read = (time.monotonic(), Network.read(self.ec2))
                 self._verdicts = {}
             return self._read[1]

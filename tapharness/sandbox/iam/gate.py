@@ -21,11 +21,12 @@ import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from tapharness.sandbox import metrics
+from tapharness.sandbox import metrics, network
 from tapharness.sandbox.iam.authorizer import Authorizer, describe_denial
 from tapharness.sandbox.iam.catalog import iam_prefix
 from tapharness.sandbox.iam.wire import (
@@ -60,6 +61,15 @@ def _read_body(environ: dict[str, Any]) -> bytes:
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
     return body
+
+
+def _changes_network(signed: Signature | None, environ: dict[str, Any]) -> bool:
+    """A call that may move a path (EC2, ElastiCache and RDS speak the query protocol: the body's
+    Action names the operation); after it the functions' paths are judged anew."""
+    if signed is None or signed.signer not in network.NETWORK_SERVICES:
+        return False
+    action = parse_qs(_read_body(environ).decode(errors="replace")).get("Action", [""])[0]
+    return not action.startswith(("Describe", "Get", "List"))
 
 
 def denied_response(call: ApiCall, message: str) -> tuple[str, list[tuple[str, str]], bytes]:
@@ -181,7 +191,11 @@ class IamGate:
             return self.app(environ, start_response)
         principal = self.authorizer.principal_for_key(signed.access_key) if signed else None
         if signed is not None and principal is None:
-            return self._answer(invocation, self.app(environ, start_response))
+            changes_network = _changes_network(signed, environ)
+            answered = self._answer(invocation, self.app(environ, start_response))
+            if changes_network:
+                network.changed()
+            return answered
         body = _read_body(environ)
         if signed is None:
             # moto serves every unsigned request as S3; AWS as an anonymous one.
@@ -197,7 +211,11 @@ class IamGate:
                 status, response_headers, payload = denied_response(call, message)
                 start_response(status, [*response_headers, ("Content-Length", str(len(payload)))])
                 return [payload]
-        return self._answer(invocation, self.app(environ, start_response))
+        changes_network = _changes_network(signed, environ)
+        answered = self._answer(invocation, self.app(environ, start_response))
+        if changes_network:
+            network.changed()
+        return answered
 
     def _remembering(self, invocation: str, start_response: Callable[..., Any]) -> Callable[..., Any]:
         def remember(status: str, response_headers: list[tuple[str, str]], *args: Any) -> Any:
