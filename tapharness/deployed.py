@@ -26,7 +26,7 @@ import json
 import os
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ import redis
 from botocore.config import Config
 
 from tapharness import stacks
+from tapharness.retry import wait_for
 from tapharness.sandbox.state import SandboxPaths, SandboxState, call_control, pid_alive
 
 OUTPUTS_VAR = "TAPSTACK_OUTPUTS"
@@ -159,6 +160,22 @@ class Target:
         if self.sandbox is None:
             raise TargetError(f"/_sandbox/{path} exists only in the sandbox")
         return call_control(self.sandbox["control_url"], method, path, body, timeout=30)
+
+    def alarm_fires(self, alarm_name: str, provoke: Callable[[], Any] = lambda: None, timeout: float = 360) -> str:
+        """Look at an alarm until it is in ALARM (WaitTimeout otherwise); each look first calls
+        ``provoke`` (a datapoint for this minute). In the sandbox each look then moves its clock a
+        minute on and evaluates the alarms; in an account the minutes pass."""
+
+        def look() -> str:
+            provoke()
+            if self.is_sandbox:
+                self.control("POST", "clock", {"advance_s": 60})
+                self.control("POST", "alarms")
+            alarm = self.client("cloudwatch").describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"][0]
+            return str(alarm["StateValue"])
+
+        return str(wait_for(f"the alarm {alarm_name}", look, timeout, ready=lambda state: state == "ALARM",
+                            interval=0.5 if self.is_sandbox else 15))
 
     def route_url(self, route: str) -> str:
         return str(self.output("api_endpoints", route))

@@ -150,7 +150,7 @@ def test_poison_record_goes_to_the_on_failure_queue_while_the_rest_of_its_batch_
         f"records of the poison's batch were not applied; user_activity of {user} has {sorted(items)}")
 
 
-def test_poison_message_moves_to_the_dead_letter_queue_after_max_receive_count(
+def test_poison_message_moves_to_the_dead_letter_queue_after_max_receive_count_and_raises_its_alarm(
         target: Target, latency: Callable[..., float]) -> None:
     attributes = queue_attributes(target, "analytics")
     redrive = json.loads(attributes["RedrivePolicy"])
@@ -168,8 +168,17 @@ def test_poison_message_moves_to_the_dead_letter_queue_after_max_receive_count(
     target.client("sqs").send_message(QueueUrl=target.output("sqs_queue_urls", "analytics"), MessageBody=body,
                                       MessageGroupId=marker, MessageDeduplicationId=marker)
     dlq_url = target.output("sqs_queue_urls", "analytics_dlq")
-    parked = wait_for(f"the poison message {marker} on the analytics DLQ",
-                      lambda: take_messages(target, dlq_url, lambda m: m["Body"] == body), bound, max_interval=5.0)
+    sqs = target.client("sqs")
+
+    def visible_on_the_dlq() -> int:
+        return int(sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"]["ApproximateNumberOfMessages"])
+
+    wait_for(f"the poison message {marker} on the analytics DLQ", visible_on_the_dlq, bound, max_interval=5.0)
     latency("poison SQS message → DLQ", started)
+    # While it waits there, the DLQ's alarm fires (2 of 3 one-minute samples with a message).
+    assert target.alarm_fires(str(target.output("alarm_names", "dlq_messages_analytics_dlq"))) == "ALARM"
+    parked = wait_for(f"the poison message {marker} read back from the DLQ",
+                      lambda: take_messages(target, dlq_url, lambda m: m["Body"] == body), 30)
     receives = int(parked[0]["Attributes"]["ApproximateReceiveCount"])
     assert receives > max_receive, f"moved after {receives} receives, expected more than {max_receive}"
