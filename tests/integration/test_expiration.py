@@ -222,3 +222,19 @@ def test_scheduled_run_expires_content(
     assert [out["state"] for out in archive] == ["SUCCEEDED"], f"archive branch: {archive}"
     item = get_item(target, "catalog", {"content_id": expired.content_id})
     assert item is not None and item.get("expired") is True, f"catalog item after the scheduled run: {item}"
+
+
+def test_a_failed_expiration_run_raises_the_failed_executions_alarm(target: Target) -> None:
+    """An operator's run with a malformed run_date fails (the task refuses it); two failed runs in
+    two of three minutes raise the alarm, each look starting one and waiting for its end."""
+    sfn = target.client("stepfunctions")
+    machine = str(target.output("state_machine_arn"))
+
+    def failed_run() -> None:
+        arn = sfn.start_execution(stateMachineArn=machine, name=f"bad-date-{uuid.uuid4().hex[:12]}",
+                                  input=json.dumps({"run_date": "yesterday"}))["executionArn"]
+        ended = wait_for("the run's end", lambda: sfn.describe_execution(executionArn=arn), HOP_TIMEOUT_S,
+                         ready=lambda d: d["status"] != "RUNNING")
+        assert ended["status"] == "FAILED", ended
+
+    assert target.alarm_fires(str(target.output("alarm_names", "sfn_executions_failed")), failed_run) == "ALARM"
