@@ -20,6 +20,9 @@ from tapharness.sandbox.process import SandboxProcess
 
 from .helpers import unique
 
+# A VPC per test and functions started in it: among the longest files, so handed out first.
+pytestmark = pytest.mark.slow
+
 CIDR = "10.20.0.0/16"
 
 
