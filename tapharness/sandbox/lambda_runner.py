@@ -226,6 +226,14 @@ class Worker:
             data += chunk
         return data
 
+    def initialize(self) -> str:
+        """Wait out the Init phase (the handler's import), outside any invocation's timeout; what it
+        printed, once (an empty string after the first call)."""
+        if self._initialized:
+            return ""
+        self._initialized = True
+        return self._init_output(self._read_line(time.monotonic() + INIT_LIMIT_S))
+
     @staticmethod
     def _init_output(ready: bytes | None) -> str:
         """What the Init phase printed (the ready line names its file), once."""
@@ -250,10 +258,7 @@ class Worker:
     def invoke(self, event_json: str, request_id: str) -> tuple[dict[str, Any], str]:
         """Run one invocation; returns (reply, captured output). Kills the worker on timeout."""
         assert self._proc.stdin is not None
-        init_output = ""
-        if not self._initialized:  # the Init phase (the handler's import), outside the invocation's timeout
-            init_output = self._init_output(self._read_line(time.monotonic() + INIT_LIMIT_S))
-            self._initialized = True
+        init_output = self.initialize()
         self.invocations += 1
         timeout = self.spec.timeout
         fd, log_path = tempfile.mkstemp(dir=self._log_dir, prefix="invoke-", suffix=".log")
@@ -511,9 +516,11 @@ class LambdaRunner:
                 slots = self._concurrency.setdefault(fn.function_arn, threading.BoundedSemaphore(self.max_environments))
         with slots:
             worker, cold = self._acquire(spec, env)
+            init_output = worker.initialize()  # an injected crash counts from the invocation's start
             crash = self._crash_timer(fn.function_name, worker)
             try:
                 reply, output = worker.invoke(event_json, request_id)
+                reply["init_output"] = init_output + reply.get("init_output", "")
             except BaseException:
                 worker.stop()
                 self._release(worker)
