@@ -357,15 +357,21 @@ def _clickstream(target: Target) -> list[Mutation]:
 STACKS = {"video_streaming": _video, "hotel_booking": _hotel_booking, "clickstream": _clickstream}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stack", choices=sorted(STACKS), default="video_streaming")
-    args = parser.parse_args()
-    target = load_target({"TAPSTACK_STACK": args.stack, "TAPSTACK_ENV": "dev"})
+def dev_sandbox(doc: str, stack_names: list[str], tool: str) -> tuple[str, Target]:
+    """A mutation benchmark's command line (``--stack``) and the stack's running dev sandbox."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--stack", choices=sorted(stack_names), default="video_streaming")
+    stack = parser.parse_args().stack
+    target = load_target({"TAPSTACK_STACK": stack, "TAPSTACK_ENV": "dev"})
     if not target.is_sandbox:
-        raise SystemExit("iam_mutations runs against a sandbox: start one with `python -m tapharness.sandbox up`")
-    print(f"{args.stack} (dev sandbox)")
-    return 0 if run(target, STACKS[args.stack](target)) else 1
+        raise SystemExit(f"{tool} runs against a sandbox: start one with `python -m tapharness.sandbox up`")
+    print(f"{stack} (dev sandbox)")
+    return stack, target
+
+
+def main() -> int:
+    stack, target = dev_sandbox(__doc__, list(STACKS), "iam_mutations")
+    return 0 if run(target, STACKS[stack](target)) else 1
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ row per mutation and exits 1 if a flow did not behave as on AWS or the report di
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -27,10 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from iam_mutations import hotel_booking_flow, http
+from iam_mutations import dev_sandbox, hotel_booking_flow, http
 
 from tapharness import seed, video
-from tapharness.deployed import Target, load_target
+from tapharness.deployed import Target
 
 # --- changing the VPC (and putting it back) ---------------------------------------------------------
 
@@ -261,14 +260,8 @@ STACKS = {"video_streaming": _video, "hotel_booking": _hotel_booking, "clickstre
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stack", choices=sorted(STACKS), default="video_streaming")
-    args = parser.parse_args()
-    target = load_target({"TAPSTACK_STACK": args.stack, "TAPSTACK_ENV": "dev"})
-    if not target.is_sandbox:
-        raise SystemExit("network_mutations runs against a sandbox: start one with `python -m tapharness.sandbox up`")
-    print(f"{args.stack} (dev sandbox)")
-    ok = run(target, STACKS[args.stack](target))
+    stack, target = dev_sandbox(__doc__, list(STACKS), "network_mutations")
+    ok = run(target, STACKS[stack](target))
     print(json.dumps({"refused_after": len(refusals(target))}))
     return 0 if ok else 1
 

@@ -258,7 +258,7 @@ class Worker:
     def invoke(self, event_json: str, request_id: str) -> tuple[dict[str, Any], str]:
         """Run one invocation; returns (reply, captured output). Kills the worker on timeout."""
         assert self._proc.stdin is not None
-        init_output = self.initialize()
+        init_output = ""  # the runner waits out the Init phase (``initialize``) before an invocation
         self.invocations += 1
         timeout = self.spec.timeout
         fd, log_path = tempfile.mkstemp(dir=self._log_dir, prefix="invoke-", suffix=".log")
@@ -520,7 +520,7 @@ class LambdaRunner:
             crash = self._crash_timer(fn.function_name, worker)
             try:
                 reply, output = worker.invoke(event_json, request_id)
-                reply["init_output"] = init_output + reply.get("init_output", "")
+                reply["init_output"] = init_output + reply["init_output"]
             except BaseException:
                 worker.stop()
                 self._release(worker)

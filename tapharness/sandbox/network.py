@@ -59,9 +59,7 @@ _ENDPOINT_PREFIX = {
     "kinesis-firehose": "firehose",
     "sagemaker.runtime": "runtime.sagemaker",
     "sagemaker.api": "api.sagemaker",
-    "execute-api": "execute-api",
     "ecr.api": "api.ecr",
-    "elasticloadbalancing": "elasticloadbalancing",
 }
 
 

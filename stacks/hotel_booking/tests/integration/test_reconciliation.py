@@ -27,18 +27,8 @@ def reconcile(target: Target, room_nights: list[str] | None = None) -> dict[str,
 
 
 def alarm_raised(target: Target, key: str) -> str:
-    """Wait for the stack's alarm ``key`` to be in ALARM. In the sandbox each look moves its clock a
-    minute on and evaluates (CloudWatch evaluates each minute); in an account the minutes pass."""
-    name = str(target.output("alarm_names", key))
-
-    def state() -> str:
-        if target.is_sandbox:
-            target.control("POST", "clock", {"advance_s": 60})
-            target.control("POST", "alarms")
-        return str(target.client("cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["StateValue"])
-
-    return wait_for(f"the {key} alarm", state, timeout=300, ready=lambda s: s == "ALARM",
-                    interval=0.5 if target.is_sandbox else 15)
+    """Wait for the stack's alarm ``key`` to be in ALARM (a look a minute, ``Target.alarm_fires``)."""
+    return target.alarm_fires(str(target.output("alarm_names", key)), timeout=300)
 
 
 def test_a_cache_written_behind_the_tables_back_is_repaired(api: Any, inventory: Any, target: Target,
