@@ -367,34 +367,32 @@ def reach(net: Network, subnets: tuple[str, ...], groups: tuple[str, ...], targe
     if unknown:
         return Path(missing=f"the function's subnets {unknown} do not exist")
     hop = _Hop(net)
-    vias: list[str] = []
-    endpoints: set[str] = set()
+    paths = []
     for subnet in subnets:
-        via, missing = _from_subnet(hop, subnet, groups, target)
-        if missing:
-            return Path(missing=f"from subnet {subnet}: {missing}")
-        vias.append(via)
-        endpoints.add(via.split()[2] if via.startswith(("interface endpoint", "gateway endpoint")) else "")
+        path = _from_subnet(hop, subnet, groups, target)
+        if not path.ok:
+            return Path(missing=f"from subnet {subnet}: {path.missing}")
+        paths.append(path)
     # One endpoint for every subnet: the calls carry its id (subnets split between an endpoint and
     # the NAT gateway carry none, as some of their calls would not).
-    endpoint = endpoints.pop() if len(endpoints) == 1 else ""
-    return Path(via="; ".join(dict.fromkeys(vias)), vpc=net.subnets[subnets[0]]["vpc"] if endpoint else "",
-                endpoint=endpoint)
+    through = {(p.vpc, p.endpoint) for p in paths}
+    vpc, endpoint = through.pop() if len(through) == 1 else ("", "")
+    return Path(via="; ".join(dict.fromkeys(p.via for p in paths)), vpc=vpc, endpoint=endpoint)
 
 
-def _from_subnet(hop: _Hop, subnet: str, groups: tuple[str, ...], target: Target) -> tuple[str, str]:
+def _from_subnet(hop: _Hop, subnet: str, groups: tuple[str, ...], target: Target) -> Path:
     net = hop.net
     vpc = net.subnets[subnet]["vpc"]
     if target.kind == "private":
         if target.vpc and target.vpc != vpc:
-            return "", f"{target.name} is in {target.vpc}, the function in {vpc} (peering is not emulated)"
+            return Path(missing=f"{target.name} is in {target.vpc}, the function in {vpc} (peering is not emulated)")
         for dest in target.subnets:
             if dest not in net.subnets:
-                return "", f"{target.name}'s subnet {dest} does not exist"
+                return Path(missing=f"{target.name}'s subnet {dest} does not exist")
             missing = hop.subnet_pair(subnet, groups, dest, target.groups, target.port, target.name)
             if missing:
-                return "", missing
-        return f"local ({target.name})", ""
+                return Path(missing=missing)
+        return Path(via=f"local ({target.name})")
     if target.kind == "aws":
         what = "AWS's public APIs" if target.name == PUBLIC_APIS else f"the {target.name} API"
         for endpoint in net.endpoints:
@@ -405,19 +403,23 @@ def _from_subnet(hop: _Hop, subnet: str, groups: tuple[str, ...], target: Target
                     missing = hop.subnet_pair(subnet, groups, dest, endpoint_groups, target.port,
                                               f"interface endpoint {endpoint['VpcEndpointId']}")
                     if missing:
-                        return "", missing
-                return f"interface endpoint {endpoint['VpcEndpointId']}", ""
+                        return Path(missing=missing)
+                return Path(via=f"interface endpoint {endpoint['VpcEndpointId']}", vpc=vpc,
+                            endpoint=endpoint["VpcEndpointId"])
         table_id = net.route_tables.get(subnet, ("", []))[0]
         prefix_list = next((pl for name, pl in net.prefix_lists.items() if service_prefix(name) == target.name), None)
         for endpoint in net.endpoints:
             if (endpoint.get("VpcId") == vpc and endpoint.get("VpcEndpointType") == "Gateway"
                     and service_prefix(endpoint["ServiceName"]) == target.name
                     and table_id in endpoint.get("RouteTableIds", [])):
-                via, missing = hop.internet(subnet, groups, target.port, what,
-                                            net.prefix_lists.get(endpoint["ServiceName"], prefix_list), gateway=True)
-                return (f"gateway endpoint {endpoint['VpcEndpointId']} (route table {table_id})" if via else ""), missing
-        return hop.internet(subnet, groups, target.port, what, prefix_list)
-    return hop.internet(subnet, groups, target.port, target.name)
+                _, missing = hop.internet(subnet, groups, target.port, what,
+                                          net.prefix_lists.get(endpoint["ServiceName"], prefix_list), gateway=True)
+                if missing:
+                    return Path(missing=missing)
+                return Path(via=f"gateway endpoint {endpoint['VpcEndpointId']} (route table {table_id})", vpc=vpc,
+                            endpoint=endpoint["VpcEndpointId"])
+        return Path(*hop.internet(subnet, groups, target.port, what, prefix_list))
+    return Path(*hop.internet(subnet, groups, target.port, target.name))
 
 
 # --- the view the sandbox keeps ----------------------------------------------------------
