@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -33,17 +34,20 @@ def stack() -> stacks.Stack:
 
 @pytest.fixture(scope="session")
 def workspace_factory(tmp_path_factory: pytest.TempPathFactory, toolchain_env: dict[str, str],
-                      moto_endpoint: str, stack: stacks.Stack) -> Callable[[], planlib.Workspace]:
-    """Creates the session's initialised working copy of the stack's lib/ on first use."""
+                      stack: stacks.Stack) -> Iterator[Callable[[], planlib.Workspace]]:
+    """Creates the session's initialised working copy of the stack's lib/ on first use, with the
+    offline AWS API it plans against (neither is started while every answer comes from the memo)."""
     made: list[planlib.Workspace] = []
+    with contextlib.ExitStack() as servers:
 
-    def get() -> planlib.Workspace:
-        if not made:
-            made.append(planlib.Workspace(tmp_path_factory.mktemp("tf") / "lib",
-                                          planlib.offline_aws_env(moto_endpoint), stack))
-        return made[0]
+        def get() -> planlib.Workspace:
+            if not made:
+                endpoint = servers.enter_context(moto_server())
+                made.append(planlib.Workspace(tmp_path_factory.mktemp("tf") / "lib",
+                                              planlib.offline_aws_env(endpoint), stack))
+            return made[0]
 
-    return get
+        yield get
 
 
 @pytest.fixture(scope="session")

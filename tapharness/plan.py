@@ -277,6 +277,11 @@ class Planner:
                                   lambda: self._workspace().validation_errors(env, overrides))
         return code, messages
 
+    def json_answer(self, *args: str) -> dict[str, Any]:
+        """The JSON a read-only ``tofu`` command (``validate -json``, ``version -json``) prints in the
+        working copy: a function of the stack and the toolchain, so answered from the memo as plans are."""
+        return json.loads(memo.get("tofu-json", self._key(*args), lambda: self._workspace().run(*args).stdout))
+
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run tofu in the working copy (never from the memo)."""
         return self._workspace().run(*args)

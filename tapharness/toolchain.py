@@ -95,13 +95,33 @@ def _run_logged(cmd: list[str], log: Path, phase: str, cwd: Path | None = None,
 
 
 def _version_of(binary: str) -> tuple[int, int] | None:
+    """(major, minor) of an OpenTofu/Terraform binary. Kept per binary file (path, size, mtime) in the
+    cache: asking the binary costs a quarter of a CPU second, and every plan, deploy and `bin/tofu`
+    call looks the toolchain up again (43 times in one `make test`)."""
+    try:
+        stat = os.stat(binary)
+    except OSError:
+        return None
+    key = f"{os.path.realpath(binary)}:{stat.st_size}:{stat.st_mtime_ns}"
+    known = CACHE / "tool-versions.json"
+    try:
+        versions = json.loads(known.read_text())
+    except (OSError, ValueError):
+        versions = {}
+    if isinstance(versions.get(key), list):
+        return tuple(versions[key])  # type: ignore[return-value]
     try:
         out = subprocess.run([binary, "version", "-json"], capture_output=True, text=True, timeout=60,
                              env={**os.environ, "TF_CLI_CONFIG_FILE": os.devnull}, check=False).stdout
         parts = json.loads(out)["terraform_version"].split(".")
-        return int(parts[0]), int(parts[1])
+        version = int(parts[0]), int(parts[1])
     except (OSError, ValueError, KeyError, IndexError, subprocess.TimeoutExpired):
         return None
+    if CACHE.is_dir():
+        tmp = known.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**versions, key: list(version)}))
+        tmp.replace(known)
+    return version
 
 
 def _cached_tofu() -> Path:

@@ -51,6 +51,12 @@ class Credentials:
 ADMIN = Credentials("testing", "testing")
 
 
+# One boto3 session (so one botocore loader) for every factory: a session per principal parsed
+# each service's JSON model again for every role session the sandbox opened.
+_SESSION = boto3.session.Session()
+_SESSION_LOCK = threading.Lock()
+
+
 class AwsClients:
     """The one factory of boto3 clients against the sandbox endpoint.
 
@@ -66,15 +72,14 @@ class AwsClients:
         self._clients: dict[str, Any] = {}
         self._variants: dict[Credentials, AwsClients] = {}
         self._lock = threading.Lock()
-        self._session = boto3.session.Session()
 
     def client(self, service: str) -> Any:
         found = self._clients.get(service)
         if found is not None:
             return found
-        with self._lock:
+        with self._lock, _SESSION_LOCK:
             if service not in self._clients:
-                self._clients[service] = self._session.client(
+                self._clients[service] = _SESSION.client(
                     service, endpoint_url=self.endpoint_url, region_name=self.region,
                     aws_access_key_id=self.credentials.access_key_id,
                     aws_secret_access_key=self.credentials.secret_access_key,

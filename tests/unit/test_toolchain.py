@@ -41,8 +41,7 @@ def test_mirror_holds_the_pinned_aws_and_archive_providers() -> None:
 
 
 def test_working_copy_uses_the_pinned_providers(workspace) -> None:
-    result = workspace.run("version", "-json")
-    selections = json.loads(result.stdout)["provider_selections"]
+    selections = workspace.json_answer("version", "-json")["provider_selections"]
     assert selections == {
         "registry.opentofu.org/hashicorp/aws": toolchain.AWS_PROVIDER_VERSION,
         "registry.opentofu.org/hashicorp/archive": toolchain.ARCHIVE_PROVIDER_VERSION,
@@ -55,8 +54,7 @@ def test_every_stack_is_tofu_fmt_clean() -> None:
 
 
 def test_configuration_is_valid(workspace) -> None:
-    result = workspace.run("validate", "-json")
-    report = json.loads(result.stdout)
+    report = workspace.json_answer("validate", "-json")
     assert report["valid"], json.dumps(report["diagnostics"], indent=2)
     assert report["warning_count"] == 0, json.dumps(report["diagnostics"], indent=2)
 

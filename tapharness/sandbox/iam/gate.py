@@ -26,7 +26,7 @@ from xml.sax.saxutils import escape
 
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from tapharness.sandbox import metrics, network
+from tapharness.sandbox import activity, metrics, network
 from tapharness.sandbox.iam.authorizer import Authorizer, describe_denial
 from tapharness.sandbox.iam.catalog import iam_prefix
 from tapharness.sandbox.iam.wire import (
@@ -191,11 +191,7 @@ class IamGate:
             return self.app(environ, start_response)
         principal = self.authorizer.principal_for_key(signed.access_key) if signed else None
         if signed is not None and principal is None:
-            changes_network = _changes_network(signed, environ)
-            answered = self._answer(invocation, self.app(environ, start_response))
-            if changes_network:
-                network.changed()
-            return answered
+            return self._serve(signed, headers, environ, start_response, invocation)
         body = _read_body(environ)
         if signed is None:
             # moto serves every unsigned request as S3; AWS as an anonymous one.
@@ -211,10 +207,18 @@ class IamGate:
                 status, response_headers, payload = denied_response(call, message)
                 start_response(status, [*response_headers, ("Content-Length", str(len(payload)))])
                 return [payload]
+        return self._serve(signed, headers, environ, start_response, invocation)
+
+    def _serve(self, signed: Signature | None, headers: dict[str, str], environ: dict[str, Any],
+               start_response: Callable[..., Any], invocation: str) -> Iterable[bytes]:
+        """moto answers; then whoever waits for what the call changed is told (network, pollers)."""
         changes_network = _changes_network(signed, environ)
         answered = self._answer(invocation, self.app(environ, start_response))
         if changes_network:
             network.changed()
+        if signed is not None:
+            activity.served(signed.signer, environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/"),
+                            headers.get("x-amz-target", ""))
         return answered
 
     def _remembering(self, invocation: str, start_response: Callable[..., Any]) -> Callable[..., Any]:

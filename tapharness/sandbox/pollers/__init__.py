@@ -1,7 +1,8 @@
 """Event source mappings delivered with Lambda's semantics, through the public APIs.
 
-``PollerManager`` reads the deployed mappings (``ListEventSourceMappings``) every
-``settings.reconcile_interval`` seconds and keeps one poller per Kinesis/DynamoDB-stream
+``PollerManager`` reads the deployed mappings (``ListEventSourceMappings``) as soon as the gate
+serves a change to a mapping or a stream's shards (``tapharness.sandbox.activity``), and at least
+every ``settings.reconcile_interval`` seconds, and keeps one poller per Kinesis/DynamoDB-stream
 shard and one per SQS queue mapping; a changed mapping's settings apply to the next batch,
 a deleted or disabled mapping's pollers stop. moto's own inline delivery is switched off by
 ``server.detach_inline_delivery`` so that only these pollers deliver.

@@ -23,8 +23,8 @@ POLLER_ERRORS = (BotoCoreError, ClientError, OSError, ValueError, KeyError, Type
 class PollerSettings:
     """Timing knobs (the defaults favour low latency on one machine)."""
 
-    poll_interval: float = 0.2
-    reconcile_interval: float = 1.0
+    poll_interval: float = 0.2  # between reads while a batching or tumbling window runs
+    reconcile_interval: float = 5.0  # a served change to a mapping reconciles at once
     retry_base_delay: float = 0.5
     retry_max_delay: float = 5.0
     sqs_wait_seconds: int = 1
@@ -103,6 +103,7 @@ def failed_item_ids(outcome: InvokeOutcome, batch_ids: list[str]) -> list[str] |
 class PollerStats:
     """What a poller has done, for ``status`` and tests."""
 
+    reads: int = 0        # GetRecords calls (stream pollers)
     invocations: int = 0
     delivered: int = 0
     filtered: int = 0

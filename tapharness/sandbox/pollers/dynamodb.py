@@ -7,6 +7,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from tapharness.sandbox import activity
 from tapharness.sandbox.clients import AwsClients
 from tapharness.sandbox.pollers.base import StreamRecord
 
@@ -15,6 +16,10 @@ class DynamoDBStreamSource:
     """DynamoDB Streams, read with the dynamodbstreams API."""
 
     batch_info_key = "DDBStreamBatchInfo"
+    # An idle shard is read again at Lambda's base rate (docs.aws.amazon.com/lambda/latest/dg/with-ddb.html:
+    # "polls shards ... at a base rate of 4 times per second"), or at once when a write to a table is served.
+    idle_interval = 0.25
+    writes = activity.WRITES["dynamodb"]
 
     def __init__(self, clients: AwsClients, stream_arn: str) -> None:
         self.clients = clients

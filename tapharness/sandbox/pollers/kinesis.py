@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from tapharness.sandbox import activity
 from tapharness.sandbox.clients import AwsClients
 from tapharness.sandbox.filters import decode_json
 from tapharness.sandbox.pollers.base import StreamRecord
@@ -15,6 +16,10 @@ class KinesisSource:
     """Kinesis Data Streams, read with GetShardIterator/GetRecords."""
 
     batch_info_key = "KinesisBatchInfo"
+    # An idle shard is read again at Lambda's base rate (docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html:
+    # "polls each shard ... at a base rate of once per second"), or at once when a write to a stream is served.
+    idle_interval = 1.0
+    writes = activity.WRITES["kinesis"]
 
     def __init__(self, clients: AwsClients, stream_arn: str) -> None:
         self.clients = clients

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from tapharness.sandbox import activity
 from tapharness.sandbox.clients import AwsClients, Invoker
 from tapharness.sandbox.pollers.base import (
     POLLER_ERRORS,
@@ -50,6 +51,7 @@ class PollerManager(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
+        activity.MAPPINGS.notify()
         with self._lock:
             pollers = [*self.pollers.values(), *self.stopping.values()]
             self.pollers.clear()
@@ -136,8 +138,11 @@ class PollerManager(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.is_set():
+            changes = activity.MAPPINGS.generation
             try:
                 self.reconcile()
             except POLLER_ERRORS as exc:  # the sandbox keeps running while moto is briefly unavailable
                 log.warning("reconciling event source mappings failed: %s", exc)
-            self._stop_event.wait(self.settings.reconcile_interval)
+            # At once after a mapping or a stream's shards change (the gate says so); the interval
+            # catches what changed another way.
+            activity.MAPPINGS.wait(changes, self.settings.reconcile_interval)

@@ -95,6 +95,7 @@ class ShardPoller(PollerThread):
         if self._iterator is None:
             self._iterator = self.source.iterator(self.shard_id, self.config.starting_position, position)
         records, self._iterator = self.source.read(self._iterator, self.shard_id, self.role)
+        self.stats.reads += 1
         if records:
             self._last_read = records[-1].sequence
         for record in records:
@@ -275,13 +276,21 @@ class ShardPoller(PollerThread):
         self.stats.sent_to_destination += len(records)
 
 
+    def stop(self) -> None:
+        super().stop()
+        self.source.writes.notify()  # out of an idle wait
+
     def _step(self) -> None:
         if not self._pending:
+            writes = self.source.writes.generation
             self._fetch()
             batch = self._take_batch()
             if not batch:
                 self._finish_window_if_due()
-                self._stop_event.wait(self.settings.poll_interval)
+                if self._buffer or self._window is not None:
+                    self._stop_event.wait(self.settings.poll_interval)  # a batching or tumbling window runs
+                elif not self._stop_event.is_set():
+                    self.source.writes.wait(writes, max(self.settings.poll_interval, self.source.idle_interval))
                 return
             self._pending.append(_Attempt(batch))
         self._process(self._pending[0])

@@ -28,7 +28,7 @@ ROLE_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
     box = SandboxProcess.start(
         tmp_path_factory.mktemp("sandbox"),
-        poller_settings=PollerSettings(poll_interval=0.05, reconcile_interval=0.2, retry_base_delay=0.05,
+        poller_settings=PollerSettings(poll_interval=0.05, reconcile_interval=1.0, retry_base_delay=0.05,
                                        retry_max_delay=0.2, sqs_wait_seconds=1),
         scheduler=False,
         services=True,

@@ -20,6 +20,9 @@ from tapharness.sandbox import _bootstrap
 
 from .helpers import unique, wait_until, zip_sources
 
+# Functions started and waited on for seconds: handed out first (conftest.py).
+pytestmark = pytest.mark.slow
+
 
 def invoke(aws: Callable[[str], Any], arn: str, event: Any, **kwargs: Any) -> tuple[dict[str, Any], Any]:
     response = aws("lambda").invoke(FunctionName=arn, Payload=json.dumps(event).encode(), **kwargs)

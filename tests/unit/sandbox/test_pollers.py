@@ -17,6 +17,9 @@ from tapharness.sandbox.pollers import failed_item_ids
 
 from .helpers import Recorder, unique, wait_until
 
+# Functions started and waited on for seconds: handed out first (conftest.py).
+pytestmark = pytest.mark.slow
+
 KINESIS_HANDLER = Recorder.HANDLER_HELPER + """
 import base64
 def lambda_handler(event, context):
@@ -105,6 +108,23 @@ def test_batching_window_gathers_records_put_one_by_one_into_one_invocation(aws,
         aws("kinesis").put_record(StreamARN=stream, Data=json.dumps({"id": i}).encode(), PartitionKey="user-1")
     seen = recorder.wait_for(lambda s: sum(len(e["ids"]) for e in s) >= 3)
     assert ids_of(seen) == [[0, 1, 2]]
+
+
+def test_an_idle_shard_is_read_at_lambdas_base_rate_and_still_delivers_the_next_put(
+        aws, sandbox, make_function, mapping, recorder):
+    stream = kinesis_stream(aws, [])
+    uuid = mapping(make_function(KINESIS_HANDLER, env=recorder.env), stream, BatchSize=10)
+
+    def reads() -> int:
+        return sum(p["reads"] for p in sandbox.control("GET", "pollers") if p["uuid"] == uuid)
+
+    wait_until(lambda: reads() > 0, timeout=20, what="the mapping's first read")
+    before = reads()
+    time.sleep(3)
+    idle_reads = reads() - before
+    assert idle_reads <= 4, f"{idle_reads} reads of an idle shard in 3 s: Lambda's base rate is once per second"
+    aws("kinesis").put_record(StreamARN=stream, Data=json.dumps({"id": 7}).encode(), PartitionKey="user-1")
+    assert ids_of(recorder.wait_for(lambda s: len(s) >= 1)) == [[7]]
 
 
 def test_two_mappings_on_one_stream_each_receive_every_record(aws, make_function, mapping, recorder):

@@ -11,6 +11,9 @@ from tapharness.sandbox.ttl import FIVE_YEARS_S, due
 
 from .helpers import unique, wait_until
 
+# Functions started and waited on for seconds: handed out first (conftest.py).
+pytestmark = pytest.mark.slow
+
 NOW = 1_800_000_000.0
 
 
