@@ -82,16 +82,17 @@ def redis_hostnames(elasticache: Any) -> set[str]:
 
 
 class EndpointMap:
-    """``(account, region) -> {hostname: "127.0.0.1:port"}``, cached for ``ttl`` seconds, and the
-    network ``Target`` behind each name (its subnets and security groups, for reachability).
+    """``(account, region) -> {hostname: "127.0.0.1:port"}``, and the network ``Target`` behind each
+    name (its subnets and security groups, for reachability): read again after any ElastiCache, RDS
+    or EC2 change the gate serves (``network.generation``), and at least every ``ttl`` seconds.
 
     Every invocation asks (the map is part of a worker's environment), so once the map is
-    older than ``ttl`` one caller reads it again while the others keep the map they have: a few
-    describe calls per ``ttl``, not per invocation. ``add`` registers a host the sandbox serves
+    old one caller reads it again while the others keep the map they have: a few
+    describe calls per change, not per invocation. ``add`` registers a host the sandbox serves
     itself (a partner's stand-in) under the public name the stack is given."""
 
     def __init__(self, clients: AwsClients, redis_port: int | None, postgres_port: int | None,
-                 ttl: float = 2.0) -> None:
+                 ttl: float = 30.0) -> None:
         self.clients = clients
         self.redis_port = redis_port
         self.postgres_port = postgres_port

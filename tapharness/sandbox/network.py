@@ -448,17 +448,28 @@ class NetworkView:
         self.ttl = ttl
         self._read: tuple[float, Network] | None = None
         self._generation = _GENERATION[0]
-        self._verdicts: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._verdicts: dict[tuple[Any, ...], tuple[Network, dict[str, Target], dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     def network(self, fresh: bool = False) -> Network:
-        with self._lock:
-            if (fresh or self._read is None or self._generation != _GENERATION[0]
-                    or time.monotonic() - self._read[0] >= self.ttl):
-                self._generation = _GENERATION[0]
-                self._read = (time.monotonic(), Network.read(self.ec2))
-                self._verdicts = {}
+        read = self._read
+        current = read is not None and not fresh and self._generation == _GENERATION[0]
+        if current and time.monotonic() - read[0] < self.ttl:  # type: ignore[index]
+            return read[1]  # type: ignore[index]
+        # Only old (nothing changed since): one caller reads it again, the others keep the view they
+        # have instead of queueing behind the describe calls. Changed: every caller waits for the read.
+        if not self._lock.acquire(blocking=not current):
+            return read[1]  # type: ignore[index]
+        try:
+            if (self._read is not read and self._read is not None and not fresh
+                    and self._generation == _GENERATION[0]):
+                return self._read[1]  # read by another caller while this one waited
+            self._generation = _GENERATION[0]
+            self._read = (time.monotonic(), Network.read(self.ec2))
+            self._verdicts = {}
             return self._read[1]
+        finally:
+            self._lock.release()
 
     def verdicts(self, vpc_config: dict[str, Any] | None, hosts: dict[str, Target]) -> dict[str, Any]:
         """What a worker needs: a verdict (``[via, missing, vpc, endpoint]``) for AWS APIs in general,
@@ -469,9 +480,9 @@ class NetworkView:
         if any(subnet not in net.subnets for subnet in subnets):
             net = self.network(fresh=True)  # subnets newer than the last read
         key = (subnets, groups, id(net), id(hosts))
-        found = self._verdicts.get(key)
-        if found is not None:
-            return found
+        known = self._verdicts.get(key)
+        if known is not None and known[0] is net and known[1] is hosts:  # not a reused id
+            return known[2]
 
         def verdict(target: Target) -> list[str]:
             path = reach(net, subnets, groups, target)
@@ -484,7 +495,7 @@ class NetworkView:
             "aws": {name: verdict(Target("aws", name)) for name in sorted(names)},
             "hosts": {name: verdict(target) for name, target in sorted(hosts.items())},
         }
-        self._verdicts[key] = found
+        self._verdicts[key] = (net, hosts, found)
         return found
 
 
