@@ -160,7 +160,9 @@ class ShardPoller(PollerThread):
         self._window, self._window_state = None, {}
 
     def _finish_window_if_due(self) -> None:
-        if not (self.config.tumbling_window and self._window) or time.time() < self._window[1]:
+        # Windows are cut from the records' arrival on the sandbox's clock: they end on that clock too
+        # (on real time, a window opened after a test moved the clock on closed only that much later).
+        if not (self.config.tumbling_window and self._window) or clock.now() < self._window[1]:
             return
         if any(self._window_of(r) == self._window for r in self._buffer) or self._pending:
             return
@@ -250,7 +252,7 @@ class ShardPoller(PollerThread):
         response: dict[str, Any] = {"statusCode": outcome.status_code if outcome else 0, "executedVersion": "$LATEST"}
         if outcome is not None and outcome.function_error:
             response["functionError"] = "Unhandled"
-        now = time.time()
+        now = clock.now()  # the failure record and its S3 key are dated on the sandbox's clock
         message: dict[str, Any] = {
             "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": self.config.function_arn,
                                "condition": condition, "approximateInvokeCount": attempt.invocations},

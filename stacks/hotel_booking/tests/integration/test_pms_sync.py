@@ -68,3 +68,33 @@ def test_a_failing_pms_opens_the_breaker_and_gets_every_update_after_recovery(
     dlq = target.client("sqs").get_queue_attributes(QueueUrl=target.output("pms_dlq_urls", "opera"),
                                                     AttributeNames=["ApproximateNumberOfMessages"])
     assert dlq["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_an_update_the_pms_refuses_is_parked_with_its_data_and_raises_the_dlq_alarm(
+        api: Any, inventory: Any, target: Target, opera: Any, stay: Callable[[int], str]) -> None:
+    opera(failure_rate=1.0, status=422)  # a refusal of the update itself, not of the key: parked at once
+    property_id = inventory.add_property({"king": ("deluxe", 5)})
+    inventory.open_night(property_id, "king", stay(54), total=5)
+    assert api.book(property_id, "king", stay(54))[0] == 201
+    assert target.alarm_fires(str(target.output("alarm_names", "pms_dlq_opera")), timeout=300) == "ALARM"
+    sqs = target.client("sqs")
+    dlq_url = str(target.output("pms_dlq_urls", "opera"))
+
+    def parked() -> list[dict[str, Any]]:
+        found = []
+        for message in sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10,
+                                           MessageAttributeNames=["reason"]).get("Messages", []):
+            sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])  # redriven by hand
+            found.append(message)
+        return found
+
+    seen: list[dict[str, Any]] = []
+
+    def parked_so_far() -> list[dict[str, Any]]:
+        seen.extend(parked())
+        return seen
+
+    ours = wait_for("the refused update in the DLQ", parked_so_far, timeout=60,
+                    ready=lambda messages: any(property_id in m["Body"] and stay(54) in m["Body"] for m in messages))
+    [message] = [m for m in ours if property_id in m["Body"]]
+    assert "422" in message["MessageAttributes"]["reason"]["StringValue"], message["MessageAttributes"]
