@@ -102,3 +102,20 @@ def test_a_replica_that_falls_behind_is_found_and_alarmed(api: Any, inventory: A
     wait_for("the replica to catch up", lambda: inventory.night(pk, region), timeout=10,
              ready=lambda night: bool(night) and night["version"] == 2)
     assert alarm_raised(target, "replica_drift") == "ALARM"
+
+
+def test_a_run_given_room_nights_that_are_not_a_list_fails_and_raises_the_failed_runs_alarm(target: Target) -> None:
+    """An operator's run naming one night as a string (not a list) fails, naming the field; each
+    look at the alarm starts one such run and waits for its end."""
+    sfn = target.client("stepfunctions")
+
+    def failed_run() -> None:
+        arn = sfn.start_execution(stateMachineArn=target.output("state_machine_arn"),
+                                  input=json.dumps({"room_nights": "h1#king#2027-01-10"}))["executionArn"]
+        ended = wait_for("the run's end", lambda: sfn.describe_execution(executionArn=arn), timeout=120,
+                         ready=lambda run: run["status"] != "RUNNING")
+        assert ended["status"] == "FAILED", ended
+        assert "room_nights must be a list" in ended.get("cause", ""), ended
+
+    alarm = str(target.output("alarm_names", "reconciliation_failed"))
+    assert target.alarm_fires(alarm, failed_run, timeout=300) == "ALARM"

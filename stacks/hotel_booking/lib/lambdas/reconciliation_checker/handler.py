@@ -44,6 +44,8 @@ def _valid_pk(pk: Any) -> bool:
 def room_nights(event: dict[str, Any], now: float) -> list[str]:
     named = event.get("room_nights")
     if named is not None:
+        if not isinstance(named, list):  # a string would be checked letter by letter: nothing, silently
+            raise ValueError(f"room_nights must be a list of 'property#room#date' keys, not {type(named).__name__}")
         return [pk for pk in named if _valid_pk(pk)][: config.integer("MAX_HOT_KEYS")]
     since = now - config.integer("RECONCILE_WINDOW_SECONDS")
     return cache.hot_keys(redis_client(), since, config.integer("MAX_HOT_KEYS"))

@@ -140,3 +140,9 @@ def test_named_room_nights_are_checked_instead_of_the_hot_set(env: dict[str, Any
     env["redis"].delete("hot:changes")
     assert rc.handler.lambda_handler({}, context)["checked"] == 0
     assert rc.handler.lambda_handler({"room_nights": [pk, "junk"]}, context)["checked"] == 1
+
+
+@pytest.mark.parametrize("named", [5, "h1#deluxe-king#2027-01-10", {"pk": "h1#deluxe-king#2027-01-10"}])
+def test_room_nights_that_are_not_a_list_fail_the_run_naming_the_field(named: Any) -> None:
+    with pytest.raises(ValueError, match="room_nights must be a list"):
+        rc.handler.room_nights({"room_nights": named}, time.time())
