@@ -114,30 +114,32 @@ def context() -> FakeContext:
     return FakeContext()
 
 
-def _server_or_skip(start: Any, **kwargs: Any) -> Any:
+def _server(start: Any, **kwargs: Any) -> Any:
+    """A real server, or the tests that need it fail saying why (`make setup` installs Redis and
+    PostgreSQL: a machine without them is broken, and a skip would count as nothing wrong)."""
     try:
         return start(**kwargs)
     except services.ServiceUnavailable as exc:
-        pytest.skip(f"real server needed: {exc}")
+        pytest.fail(f"real server needed, run `make setup`: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[services.RedisServer]:
-    server = _server_or_skip(services.start_redis)
+    server = _server(services.start_redis)
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
 def redis_tls_server() -> Iterator[services.RedisServer]:
-    server = _server_or_skip(services.start_redis, tls=True)
+    server = _server(services.start_redis, tls=True)
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[services.PostgresServer]:
-    server = _server_or_skip(services.start_postgres)
+    server = _server(services.start_postgres)
     yield server
     server.stop()
 

@@ -150,11 +150,12 @@ def test_poison_record_goes_to_the_on_failure_queue_while_the_rest_of_its_batch_
         f"records of the poison's batch were not applied; user_activity of {user} has {sorted(items)}")
 
 
+@pytest.mark.parametrize("queue", ["analytics", "achievements"])
 def test_poison_message_moves_to_the_dead_letter_queue_after_max_receive_count_and_raises_its_alarm(
-        target: Target, latency: Callable[..., float]) -> None:
-    attributes = queue_attributes(target, "analytics")
+        target: Target, latency: Callable[..., float], queue: str) -> None:
+    attributes = queue_attributes(target, queue)
     redrive = json.loads(attributes["RedrivePolicy"])
-    assert redrive["deadLetterTargetArn"] == target.output("sqs_queue_arns", "analytics_dlq"), redrive
+    assert redrive["deadLetterTargetArn"] == target.output("sqs_queue_arns", f"{queue}_dlq"), redrive
     max_receive, visibility = int(redrive["maxReceiveCount"]), float(attributes["VisibilityTimeout"])
     bound = (max_receive + 1) * visibility + HOP_TIMEOUT_S
     budget = float(os.environ.get(MAX_WAIT_VAR, "900"))
@@ -165,19 +166,19 @@ def test_poison_message_moves_to_the_dead_letter_queue_after_max_receive_count_a
     marker = new_id("poison")
     body = f"not json: {marker}"
     started = time.monotonic()
-    target.client("sqs").send_message(QueueUrl=target.output("sqs_queue_urls", "analytics"), MessageBody=body,
+    target.client("sqs").send_message(QueueUrl=target.output("sqs_queue_urls", queue), MessageBody=body,
                                       MessageGroupId=marker, MessageDeduplicationId=marker)
-    dlq_url = target.output("sqs_queue_urls", "analytics_dlq")
+    dlq_url = target.output("sqs_queue_urls", f"{queue}_dlq")
     sqs = target.client("sqs")
 
     def visible_on_the_dlq() -> int:
         return int(sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])[
             "Attributes"]["ApproximateNumberOfMessages"])
 
-    wait_for(f"the poison message {marker} on the analytics DLQ", visible_on_the_dlq, bound, max_interval=5.0)
-    latency("poison SQS message → DLQ", started)
+    wait_for(f"the poison message {marker} on the {queue} DLQ", visible_on_the_dlq, bound, max_interval=5.0)
+    latency(f"poison SQS message → {queue} DLQ", started)
     # While it waits there, the DLQ's alarm fires (2 of 3 one-minute samples with a message).
-    assert target.alarm_fires(str(target.output("alarm_names", "dlq_messages_analytics_dlq"))) == "ALARM"
+    assert target.alarm_fires(str(target.output("alarm_names", f"dlq_messages_{queue}_dlq"))) == "ALARM"
     parked = wait_for(f"the poison message {marker} read back from the DLQ",
                       lambda: take_messages(target, dlq_url, lambda m: m["Body"] == body), 30)
     receives = int(parked[0]["Attributes"]["ApproximateReceiveCount"])

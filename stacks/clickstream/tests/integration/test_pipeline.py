@@ -150,3 +150,56 @@ def test_failed_requests_behind_the_alb_raise_the_alb_5xx_alarm(insights: Any, t
         assert insights.get("/pages/home")[0] == 502
 
     assert _alarm_fires(target, "alb_5xx", failed_request) == "ALARM"
+
+
+def test_a_throttled_stream_raises_the_put_throttles_alarm_and_the_producer_loses_nothing(
+        producer: Any, insights: Any, target: Target) -> None:
+    """Each look at the alarm throttles one PutRecords (the SDK retries it) and waits for its event."""
+    if not target.is_sandbox:
+        pytest.skip("throttling the stream on demand needs the sandbox's /_sandbox/faults")
+    page = f"p-{uuid.uuid4().hex[:8]}"
+    sent: list[dict[str, Any]] = []
+
+    def throttled_put() -> None:
+        target.control("POST", "faults", {"error": {"request": "kinesis PutRecords", "count": 1,
+                                                    "code": "ProvisionedThroughputExceededException"}})
+        sent.append(event(f"u-{len(sent)}", page))
+        producer.put(sent[-1:])
+        wait_for("the throttled put's event", lambda: insights.get(f"/pages/{page}"), timeout=60,
+                 ready=lambda answer: answer[1].get("views") == len(sent))
+
+    assert _alarm_fires(target, "put_throttles", throttled_put) == "ALARM"
+    assert insights.get(f"/pages/{page}")[1]["views"] == len(sent)
+
+
+def test_a_processor_without_concurrency_raises_its_throttles_alarm_and_its_records_are_kept(
+        producer: Any, insights: Any, target: Target) -> None:
+    """Reserved concurrency 0 throttles every batch the mapping hands over; each look puts one
+    event. Those older than the maximum record age by the time concurrency is back are given up
+    with their data and replayed; none is lost."""
+    lam = target.client("lambda")
+    function = str(target.output("lambda_function_names")["stream_processor"])
+    user, sent = f"u-{uuid.uuid4().hex[:8]}", [0]
+
+    def throttled() -> int:
+        return sum(p["throttled"] for p in target.control("GET", "pollers") if p["function"].endswith(f":{function}"))
+
+    def throttled_put() -> None:
+        before = throttled() if target.is_sandbox else 0
+        producer.put([event(user, "home")])
+        sent[0] += 1
+        if target.is_sandbox:  # the throttled handover before the clock moves on
+            wait_for("a throttled invocation", throttled, timeout=30, ready=lambda count: count > before)
+
+    lam.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=0)
+    try:
+        assert _alarm_fires(target, "stream_processor_throttles", throttled_put) == "ALARM"
+    finally:
+        lam.delete_function_concurrency(FunctionName=function)
+
+    def stored_after_replay() -> int:
+        replay_given_up.replay(target)
+        return int(insights.get(f"/users/{user}")[1].get("events", 0))
+
+    assert wait_for("every event, delivered or replayed", stored_after_replay, timeout=180,
+                    ready=lambda events: events >= sent[0]) == sent[0]
