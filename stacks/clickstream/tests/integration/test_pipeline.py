@@ -152,23 +152,26 @@ def test_failed_requests_behind_the_alb_raise_the_alb_5xx_alarm(insights: Any, t
     assert _alarm_fires(target, "alb_5xx", failed_request) == "ALARM"
 
 
-def test_a_throttled_stream_raises_the_put_throttles_alarm_and_the_producer_loses_nothing(
-        producer: Any, insights: Any, target: Target) -> None:
-    """Each look at the alarm throttles one PutRecords (the SDK retries it) and waits for its event."""
+@pytest.mark.parametrize(("alarm", "request_label"), [("put_throttles", "kinesis PutRecords"),
+                                                      ("write_throttles", "dynamodb BatchWriteItem")])
+def test_a_throttled_stream_or_table_raises_its_throttles_alarm_and_loses_nothing(
+        producer: Any, insights: Any, target: Target, alarm: str, request_label: str) -> None:
+    """Each look at the alarm throttles one request (the producer's PutRecords, or the processor's
+    BatchWriteItem: the SDK retries either) and waits for its event to be stored."""
     if not target.is_sandbox:
-        pytest.skip("throttling the stream on demand needs the sandbox's /_sandbox/faults")
+        pytest.skip("throttling the stream or the table on demand needs the sandbox's /_sandbox/faults")
     page = f"p-{uuid.uuid4().hex[:8]}"
     sent: list[dict[str, Any]] = []
 
-    def throttled_put() -> None:
-        target.control("POST", "faults", {"error": {"request": "kinesis PutRecords", "count": 1,
+    def throttled_event() -> None:
+        target.control("POST", "faults", {"error": {"request": request_label, "count": 1,
                                                     "code": "ProvisionedThroughputExceededException"}})
         sent.append(event(f"u-{len(sent)}", page))
         producer.put(sent[-1:])
-        wait_for("the throttled put's event", lambda: insights.get(f"/pages/{page}"), timeout=60,
+        wait_for("the throttled event stored", lambda: insights.get(f"/pages/{page}"), timeout=60,
                  ready=lambda answer: answer[1].get("views") == len(sent))
 
-    assert _alarm_fires(target, "put_throttles", throttled_put) == "ALARM"
+    assert _alarm_fires(target, alarm, throttled_event) == "ALARM"
     assert insights.get(f"/pages/{page}")[1]["views"] == len(sent)
 
 
