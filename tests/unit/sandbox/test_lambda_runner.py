@@ -6,7 +6,6 @@ import base64
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -245,17 +244,22 @@ def test_an_injected_crash_kills_the_invocation_as_an_exit_error(sandbox, aws, m
     assert "FunctionError" not in aws("lambda").invoke(FunctionName=arn, Payload=b"{}")
 
 
-SLOW = "import time\ndef lambda_handler(event, context):\n    time.sleep(event.get('sleep', 0))\n    return 'done'\n"
+# Touches the file "started" names (the worker runs on this machine) once it runs, then sleeps.
+SLOW = ("import pathlib, time\ndef lambda_handler(event, context):\n"
+        "    if event.get('started'):\n        pathlib.Path(event['started']).touch()\n"
+        "    time.sleep(event.get('sleep', 0))\n    return 'done'\n")
 
 
-def test_a_synchronous_invocation_over_the_reserved_concurrency_is_throttled(aws, make_function):
+def test_a_synchronous_invocation_over_the_reserved_concurrency_is_throttled(aws, make_function, tmp_path):
     """Lambda: an invocation beyond the function's reserved concurrency is refused with 429
     TooManyRequestsException, Reason ReservedFunctionConcurrentInvocationLimitExceeded."""
     arn = make_function(SLOW, timeout=30)
     aws("lambda").put_function_concurrency(FunctionName=arn, ReservedConcurrentExecutions=1)
+    started = tmp_path / "started"
     with ThreadPoolExecutor(max_workers=1) as pool:
-        running = pool.submit(aws("lambda").invoke, FunctionName=arn, Payload=json.dumps({"sleep": 3}).encode())
-        time.sleep(1)  # the first invocation holds the one slot
+        running = pool.submit(aws("lambda").invoke, FunctionName=arn,
+                              Payload=json.dumps({"sleep": 3, "started": str(started)}).encode())
+        wait_until(started.exists, timeout=30, what="the first invocation holding the one slot")
         with pytest.raises(ClientError) as refused:
             aws("lambda").invoke(FunctionName=arn, Payload=b"{}")
         assert running.result()["StatusCode"] == 200
