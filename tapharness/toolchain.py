@@ -97,7 +97,8 @@ def _run_logged(cmd: list[str], log: Path, phase: str, cwd: Path | None = None,
 def _version_of(binary: str) -> tuple[int, int] | None:
     """(major, minor) of an OpenTofu/Terraform binary. Kept per binary file (path, size, mtime) in the
     cache: asking the binary costs a quarter of a CPU second, and every plan, deploy and `bin/tofu`
-    call looks the toolchain up again (43 times in one `make test`)."""
+    call looks the toolchain up again (43 times in one `make test`). Not ``tapharness.memo``: that
+    module builds on this one, and `bin/tofu` runs this file as a script with no package around it."""
     try:
         stat = os.stat(binary)
     except OSError:

@@ -277,7 +277,6 @@ class ShardPoller(PollerThread):
         self.clients.send_to_destination(self.config.on_failure_arn, message, key)
         self.stats.sent_to_destination += len(records)
 
-
     def stop(self) -> None:
         super().stop()
         self.source.writes.notify()  # out of an idle wait
