@@ -32,6 +32,7 @@ starts that as a detached process.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -120,9 +121,69 @@ def detach_inline_delivery() -> None:
 
 
 class _MotoHandler(MotoRequestHandler):
+    """moto's request handler on connections kept open, as AWS's endpoints keep them.
+
+    werkzeug's development server answers every request with ``Connection: close``: each AWS call
+    of a function or poller paid a new connection and a new server thread (a tenth of the
+    server's CPU under load). Here a request's body is read whole before the application runs, so
+    the next request on the connection starts where this one ended whatever the application read,
+    and the answer always carries its length.
+    """
+
     # Headers and body go out in separate writes: with Nagle's algorithm the second waits for
     # the client's delayed ACK of the first.
     disable_nagle_algorithm = True
+    protocol_version = "HTTP/1.1"
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass  # werkzeug's line per request is formatted before its logger's level is asked
+
+    def run_wsgi(self) -> None:
+        if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        environ = self.make_environ()
+        if environ.get("wsgi.input_terminated"):  # chunked: werkzeug's reader ends at the last chunk
+            body = environ["wsgi.input"].read()
+        else:
+            body = self.rfile.read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        answer: list[Any] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            answer[:] = [status, headers]
+            return chunks.append
+
+        chunks: list[bytes] = []
+        try:
+            result = self.server.app(environ, start_response)  # type: ignore[attr-defined]
+            try:
+                chunks.extend(result)
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+        except Exception:
+            log.exception("moto failed on %s %s", self.command, self.path)
+            answer[:] = ["500 Internal Server Error", [("Content-Type", "text/plain")]]
+            chunks = [b"Internal Server Error"]
+            self.close_connection = True
+        status, headers = answer
+        code, _, reason = status.partition(" ")
+        payload = b"".join(chunks)
+        self.send_response(int(code), reason)
+        given_length = False
+        for key, value in headers:
+            lowered = key.lower()
+            if lowered in ("connection", "transfer-encoding"):
+                continue
+            given_length = given_length or lowered == "content-length"
+            self.send_header(key, value)
+        if not given_length and int(code) not in (204, 304):
+            self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD" and payload:
+            self.wfile.write(payload)
+        self.wfile.flush()
 
 
 class GatedMotoServer(ThreadedMotoServer):

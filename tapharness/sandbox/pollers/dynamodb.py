@@ -19,6 +19,7 @@ class DynamoDBStreamSource:
     # An idle shard is read again at Lambda's base rate (docs.aws.amazon.com/lambda/latest/dg/with-ddb.html:
     # "polls shards ... at a base rate of 4 times per second"), or at once when a write to a table is served.
     idle_interval = 0.25
+    read_limit = 1000  # records asked for per read
     writes = activity.WRITES["dynamodb"]
 
     def __init__(self, clients: AwsClients, stream_arn: str) -> None:
@@ -38,7 +39,7 @@ class DynamoDBStreamSource:
         return self.clients.client("dynamodbstreams").get_shard_iterator(**kwargs)["ShardIterator"]
 
     def read(self, iterator: str, shard_id: str, role: str) -> tuple[list[StreamRecord], str]:
-        response = self.clients.client("dynamodbstreams").get_records(ShardIterator=iterator, Limit=1000)
+        response = self.clients.client("dynamodbstreams").get_records(ShardIterator=iterator, Limit=self.read_limit)
         records = []
         for raw in response["Records"]:
             dynamodb = dict(raw["dynamodb"])

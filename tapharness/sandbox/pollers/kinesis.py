@@ -19,6 +19,7 @@ class KinesisSource:
     # An idle shard is read again at Lambda's base rate (docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html:
     # "polls each shard ... at a base rate of once per second"), or at once when a write to a stream is served.
     idle_interval = 1.0
+    read_limit = 1000  # records asked for per read
     writes = activity.WRITES["kinesis"]
 
     def __init__(self, clients: AwsClients, stream_arn: str) -> None:
@@ -38,7 +39,7 @@ class KinesisSource:
         return self.clients.client("kinesis").get_shard_iterator(**kwargs)["ShardIterator"]
 
     def read(self, iterator: str, shard_id: str, role: str) -> tuple[list[StreamRecord], str]:
-        response = self.clients.client("kinesis").get_records(ShardIterator=iterator, Limit=1000,
+        response = self.clients.client("kinesis").get_records(ShardIterator=iterator, Limit=self.read_limit,
                                                                StreamARN=self.stream_arn)
         records = []
         for raw in response["Records"]:

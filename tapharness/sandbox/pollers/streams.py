@@ -82,6 +82,7 @@ class ShardPoller(PollerThread):
         self._checkpoint: str | None = None
         self._last_read: str | None = None
         self._iterator: str | None = None
+        self._next_read = 0.0
         self._window: tuple[int, int] | None = None
         self._window_state: dict[str, Any] = {}
 
@@ -94,8 +95,16 @@ class ShardPoller(PollerThread):
         position = self._last_read or self._checkpoint
         if self._iterator is None:
             self._iterator = self.source.iterator(self.shard_id, self.config.starting_position, position)
+        read_at = time.monotonic()
         records, self._iterator = self.source.read(self._iterator, self.shard_id, self.role)
         self.stats.reads += 1
+        # A read that found records and caught up with the shard is followed by the next one at the
+        # base rate, however fast records arrive (Lambda "polls shards ... at a base rate of once per
+        # second" for Kinesis, four times for DynamoDB Streams, and "when more records are available,
+        # keeps processing batches until the function catches up"; a Kinesis shard serves five
+        # GetRecords per second in all). After an empty read, the first write wakes the shard at once.
+        caught_up = bool(records) and len(records) < self.source.read_limit
+        self._next_read = read_at + self.source.idle_interval if caught_up else 0.0
         if records:
             self._last_read = records[-1].sequence
         for record in records:
@@ -284,12 +293,15 @@ class ShardPoller(PollerThread):
     def _step(self) -> None:
         if not self._pending:
             writes = self.source.writes.generation
-            self._fetch()
+            if time.monotonic() >= self._next_read:
+                self._fetch()
             batch = self._take_batch()
             if not batch:
                 self._finish_window_if_due()
                 if self._buffer or self._window is not None:
                     self._stop_event.wait(self.settings.poll_interval)  # a batching or tumbling window runs
+                elif self._next_read:
+                    self._stop_event.wait(max(0.0, self._next_read - time.monotonic()))
                 elif not self._stop_event.is_set():
                     self.source.writes.wait(writes, max(self.settings.poll_interval, self.source.idle_interval))
                 return

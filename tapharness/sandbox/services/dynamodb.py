@@ -205,6 +205,7 @@ def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, 
 
 
 _TRANSACT_WRITE = DynamoHandler.transact_write_items
+_TOKENS_LOCK = threading.Lock()
 
 
 @patch(DynamoHandler, "transact_write_items")
@@ -218,14 +219,19 @@ def transact_write_items(self: DynamoHandler) -> ActionResult:
     digest = json.dumps(self.body["TransactItems"], sort_keys=True)
     tokens = store(self.dynamodb_backend, "transaction_tokens")
     now = time.monotonic()
-    for old in [t for t, (_, at) in tokens.items() if now - at > TOKEN_LIFETIME_S]:
-        del tokens[old]
+    with _TOKENS_LOCK:
+        while tokens:  # in the order they were given: the expired ones come first
+            oldest = next(iter(tokens))
+            if now - tokens[oldest][1] <= TOKEN_LIFETIME_S:
+                break
+            del tokens[oldest]
     if token in tokens:
         if tokens[token][0] != digest:
             raise IdempotentParameterMismatchException()
         return ActionResult({"ConsumedCapacity": [], "ItemCollectionMetrics": {}})
     answer = _TRANSACT_WRITE(self)
-    tokens[token] = (digest, now)
+    with _TOKENS_LOCK:
+        tokens[token] = (digest, now)
     return answer
 
 

@@ -127,6 +127,27 @@ def test_an_idle_shard_is_read_at_lambdas_base_rate_and_still_delivers_the_next_
     assert ids_of(recorder.wait_for(lambda s: len(s) >= 1)) == [[7]]
 
 
+def test_a_shard_written_continuously_is_read_at_the_base_rate_and_its_records_gathered(
+        aws, sandbox, make_function, mapping, recorder):
+    stream = kinesis_stream(aws, [])
+    uuid = mapping(make_function(KINESIS_HANDLER, env=recorder.env), stream, BatchSize=100)
+
+    def reads() -> int:
+        return sum(p["reads"] for p in sandbox.control("GET", "pollers") if p["uuid"] == uuid)
+
+    wait_until(lambda: reads() > 0, timeout=20, what="the mapping's first read")
+    before = reads()
+    for i in range(30):  # 3 s of puts, ten a second
+        aws("kinesis").put_record(StreamARN=stream, Data=json.dumps({"id": i}).encode(), PartitionKey="user-1")
+        time.sleep(0.1)
+    busy_reads = reads() - before
+    seen = recorder.wait_for(lambda s: sum(len(e["ids"]) for e in s) >= 30)
+    assert sorted(i for ids in ids_of(seen) for i in ids) == list(range(30))
+    assert busy_reads <= 6, (f"{busy_reads} reads in 3 s of a shard that caught up after each: Lambda reads at "
+                             "the base rate of once per second (and a shard serves five reads a second)")
+    assert len(seen) <= 6, f"30 records a put at a time in {len(seen)} invocations: each read's records go as one"
+
+
 def test_two_mappings_on_one_stream_each_receive_every_record(aws, make_function, mapping, recorder):
     other = Recorder(aws("sqs"), aws("sqs").create_queue(QueueName=unique("record"))["QueueUrl"])
     stream = kinesis_stream(aws, [{"id": i} for i in range(3)])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
 import urllib.request
 import uuid
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
@@ -85,6 +87,26 @@ def test_requests_endpoint_counts_the_calls_served_by_service_and_operation(aws,
     for _ in range(3):
         aws("dynamodb").list_tables()
     assert served()["dynamodb ListTables"] == before + 3
+
+
+def test_one_connection_serves_call_after_call_as_aws_endpoints_keep_it_open(sandbox):
+    host, port = urlsplit(sandbox.endpoint_url).netloc.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    unsigned = json.dumps({"Padding": "x" * 5000}).encode()  # refused before its body is looked at
+    list_tables = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810.ListTables",
+                   "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20261202/us-east-1/dynamodb/aws4_request, "
+                                    "SignedHeaders=host, Signature=0"}
+    answers = []
+    for body, headers in [(b"{}", list_tables), (unsigned, {"Content-Type": "application/x-amz-json-1.0"}),
+                          (iter([b"{", b"}"]), list_tables), (b"{}", list_tables)]:
+        connection.request("POST", "/", body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        answers.append((response.status, response.getheader("Connection")))
+    sock = connection.sock
+    assert sock is not None, "the server closed the connection"
+    assert [status for status, _ in answers] == [200, 400, 200, 200], answers
+    assert all(header != "close" for _, header in answers), answers
 
 
 def test_an_sdk_retry_is_counted_as_one(sandbox):
