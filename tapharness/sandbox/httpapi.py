@@ -14,7 +14,8 @@ ARN, with the payload format 2.0 event (an integration asking for 1.0 answers 50
 HTTP APIs give it: a ``statusCode`` response as written, any other JSON value as a 200
 ``application/json`` body, a function error or a malformed response ``500 {"message":"Internal
 Server Error"}``, a body over 10 MB ``413``. The stage's access log settings get one line per
-request. Not emulated: authorizers, throttling, CORS, parameter mapping, non-Lambda integrations.
+request. Routes with IAM authorization (``AWS_IAM``) take only callers allowed ``execute-api:Invoke``
+(``_iam_refusal``). Not emulated: JWT and Lambda authorizers, throttling, CORS, parameter mapping, non-Lambda integrations.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from moto.apigatewayv2.models import Api, Route, apigatewayv2_backends
 
 from tapharness.sandbox import metrics
 from tapharness.sandbox.clients import AwsClients, Invoker
+from tapharness.sandbox.iam.authorizer import Verdict, describe_denial
+from tapharness.sandbox.iam.catalog import Need
+from tapharness.sandbox.iam.wire import signature
 from tapharness.sandbox.web import (
     HttpRequest,
     HttpResponse,
@@ -161,6 +165,11 @@ class HttpApiDoor:
             return HttpResponse.json(500, {"message": "Internal Server Error"})
         if len(request.body) > MAX_BODY_BYTES:
             return HttpResponse.json(413, {"message": "Request Entity Too Large"})
+        if (routes[route_key].authorization_type or "NONE") == "AWS_IAM":
+            refused = self._iam_refusal(request, f"arn:aws:execute-api:{self.clients.region}:{self.account_id}:"
+                                                 f"{route.api_id}/{route.stage}/{request.method}{route.path}")
+            if refused is not None:
+                return refused
         resource = route_key.partition(" ")[2] if route_key != "$default" else "$default"
         source_arn = (f"arn:aws:execute-api:{self.clients.region}:{self.account_id}:{route.api_id}/{route.stage}/"
                       f"{request.method}{route.path if resource == '$default' else resource}")
@@ -174,6 +183,27 @@ class HttpApiDoor:
         outcome = self.invoker.invoke(function["arn"], event)
         context["integrationStatus"] = 200
         return translate_v2(outcome.function_error, outcome.payload)
+
+    def _iam_refusal(self, request: HttpRequest, resource: str) -> HttpResponse | None:
+        """A route with IAM authorization: the SigV4 caller must be allowed ``execute-api:Invoke`` on
+        the request's ARN (``<api>/<stage>/<METHOD>/<path>``) by its identity policies alone, HTTP
+        APIs having no resource policies (API Gateway, "Control access to HTTP APIs with IAM
+        authorization"). Refusals answer 403 with AWS's error types and messages (AWS Knowledge
+        Center, "How do I troubleshoot HTTP 403 errors from API Gateway?"). Signatures are read,
+        not recomputed (docs/emulation-gaps.md)."""
+        if self.guard is None:
+            return None
+        signed = signature({k.lower(): v for k, v in request.headers}, request.query)
+        if signed is None:
+            return _forbidden("MissingAuthenticationTokenException", "Missing Authentication Token")
+        principal = self.guard.authorizer.principal_for_key(signed.access_key)
+        if principal is None:
+            return _forbidden("AccessDeniedException", "The security token included in the request is invalid.")
+        need = Need("execute-api:Invoke", resource)
+        (decision,) = self.guard.authorizer.decide(principal, [need], "execute-api.Invoke", self.clients.region)
+        if decision.allowed:
+            return None
+        return _forbidden("AccessDeniedException", describe_denial(principal, Verdict(need, decision)))
 
     def event_v2(self, request: HttpRequest, route: HttpApiRoute, route_key: str, path_params: dict[str, str],
                  stage_variables: dict[str, str], request_id: str, now: datetime) -> dict[str, Any]:
@@ -211,6 +241,12 @@ class HttpApiDoor:
                     "stageVariables": stage_variables, "body": body}
         event.update({k: v for k, v in optional.items() if v})
         return event
+
+
+def _forbidden(error_type: str, message: str) -> HttpResponse:
+    response = HttpResponse.json(403, {"message": message})
+    response.headers.append(("x-amzn-ErrorType", error_type))
+    return response
 
 
 def _event_body(raw: bytes, content_type: str) -> tuple[str | None, bool]:

@@ -162,6 +162,17 @@ variable "booking_api_burst_limit" {
   }
 }
 
+variable "booking_client_principals" {
+  description = "IAM principals (account roots, roles or users) that may assume the booking-client role to call POST /book signed; empty: any principal of this account whose own policy lets it assume the role."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for p in var.booking_client_principals : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(root|role/.+|user/.+)$", p))])
+    error_message = "booking_client_principals must hold IAM ARNs of an account root, a role or a user (arn:aws:iam::<12 digits>:root|role/...|user/...)."
+  }
+}
+
 variable "max_nights" {
   description = "Longest stay one booking may cover (one conditional write per night, in one transaction)."
   type        = number
@@ -1580,9 +1591,12 @@ resource "aws_lambda_function" "this" {
 # and the p95 latency alarm watches 400 ms.
 # -----------------------------------------------------------------------------
 locals {
+  # POST /book takes only requests signed (SigV4) by principals allowed execute-api:Invoke on it:
+  # the booking channels, through the booking-client role below. GET /availability answers anyone,
+  # as the availability a hotel's site shows its visitors does.
   api_routes = {
-    book         = "POST /book"
-    availability = "GET /availability/{property_id}"
+    book         = { key = "POST /book", authorization = "AWS_IAM" }
+    availability = { key = "GET /availability/{property_id}", authorization = "NONE" }
   }
 }
 
@@ -1606,9 +1620,10 @@ resource "aws_apigatewayv2_integration" "booking_handler" {
 resource "aws_apigatewayv2_route" "this" {
   for_each = local.api_routes
 
-  api_id    = aws_apigatewayv2_api.this.id
-  route_key = each.value
-  target    = "integrations/${aws_apigatewayv2_integration.booking_handler.id}"
+  api_id             = aws_apigatewayv2_api.this.id
+  route_key          = each.value.key
+  authorization_type = each.value.authorization
+  target             = "integrations/${aws_apigatewayv2_integration.booking_handler.id}"
 }
 
 resource "aws_apigatewayv2_stage" "default" {
@@ -1636,6 +1651,45 @@ resource "aws_apigatewayv2_stage" "default" {
   }
 
   tags = local.common_tags
+}
+
+# Booking clients: the channels assume this role and sign POST /book with it. HTTP APIs take no
+# resource policies, so who may book is decided by identity policies alone (API Gateway, "Control
+# access to HTTP APIs with IAM authorization").
+data "aws_iam_policy_document" "booking_client_assume" {
+  statement {
+    sid     = "BookingChannelsAssumeRole"
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "AWS"
+      identifiers = length(var.booking_client_principals) > 0 ? var.booking_client_principals : ["arn:${local.partition}:iam::${local.account_id}:root"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "booking_client" {
+  statement {
+    sid       = "BookRooms"
+    effect    = "Allow"
+    actions   = ["execute-api:Invoke"]
+    resources = ["${aws_apigatewayv2_api.this.execution_arn}/$default/POST/book"]
+  }
+}
+
+resource "aws_iam_role" "booking_client" {
+  name                 = "${local.name_prefix}-booking-client"
+  description          = "Booking channels calling POST /book of ${local.name_prefix}"
+  assume_role_policy   = data.aws_iam_policy_document.booking_client_assume.json
+  max_session_duration = 3600
+
+  tags = local.common_tags
+}
+
+resource "aws_iam_role_policy" "booking_client" {
+  name   = "book-rooms"
+  role   = aws_iam_role.booking_client.id
+  policy = data.aws_iam_policy_document.booking_client.json
 }
 
 resource "aws_lambda_permission" "api" {
@@ -2496,6 +2550,11 @@ output "api_invoke_url" {
 output "booking_endpoint" {
   description = "POST here to book."
   value       = "${trimsuffix(aws_apigatewayv2_stage.default.invoke_url, "/")}/book"
+}
+
+output "booking_client_role_arn" {
+  description = "Role the booking channels assume to sign POST /book (execute-api:Invoke on that route only)."
+  value       = aws_iam_role.booking_client.arn
 }
 
 output "api_id" {

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from tapharness.sandbox.apigw import local_invoke_url
 from tapharness.sandbox.httpapi import select_route, translate_v2
@@ -121,3 +124,86 @@ def test_the_most_specific_route_wins(method: str, path: str, expected: tuple[st
                                      {"statusCode": 42}])
 def test_a_malformed_proxy_response_is_500(payload: Any) -> None:
     assert translate_v2(False, payload).status == 500
+
+
+@dataclass
+class IamApi:
+    base: str
+    booker: dict[str, str]  # credentials of a role allowed execute-api:Invoke on POST /book only
+    stranger: dict[str, str]  # credentials of a role allowed nothing
+
+
+@pytest.fixture(scope="module")
+def iam_api(aws: Callable[[str], Any], role_arn: str, sandbox: Any) -> IamApi:
+    v2 = aws("apigatewayv2")
+    function = aws("lambda").create_function(
+        FunctionName=unique("echo2"), Runtime="python3.12", Role=role_arn, Handler="handler.lambda_handler",
+        Code={"ZipFile": zip_sources({"handler.py": ECHO})})["FunctionArn"]
+    api_id = v2.create_api(Name=unique("iam"), ProtocolType="HTTP")["ApiId"]
+    aws("lambda").add_permission(FunctionName=function, StatementId="api", Action="lambda:InvokeFunction",
+                                 Principal="apigateway.amazonaws.com",
+                                 SourceArn=f"arn:aws:execute-api:us-east-1:123456789012:{api_id}/*/*")
+    integration = v2.create_integration(
+        ApiId=api_id, IntegrationType="AWS_PROXY", PayloadFormatVersion="2.0", IntegrationMethod="POST",
+        IntegrationUri=f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{function}/invocations")
+    for key in ("POST /book", "DELETE /book"):
+        v2.create_route(ApiId=api_id, RouteKey=key, AuthorizationType="AWS_IAM",
+                        Target=f"integrations/{integration['IntegrationId']}")
+    v2.create_route(ApiId=api_id, RouteKey="GET /open", Target=f"integrations/{integration['IntegrationId']}")
+    v2.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}]})
+    credentials = {}
+    for name, statements in [("booker", [{"Effect": "Allow", "Action": "execute-api:Invoke",
+                                          "Resource": f"arn:aws:execute-api:us-east-1:123456789012:{api_id}/$default/POST/book"}]),
+                             ("stranger", [])]:
+        arn = aws("iam").create_role(RoleName=unique(name), AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+        if statements:
+            aws("iam").put_role_policy(RoleName=arn.split("/")[-1], PolicyName="invoke",
+                                       PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}))
+        credentials[name] = aws("sts").assume_role(RoleArn=arn, RoleSessionName=name)["Credentials"]
+    url = local_invoke_url(f"https://{api_id}.execute-api.us-east-1.amazonaws.com/", sandbox.gateway_url)
+    return IamApi(url.rstrip("/"), credentials["booker"], credentials["stranger"])
+
+
+def signed(url: str, method: str, credentials: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+    """A SigV4-signed request for execute-api, as a booking channel's SDK sends it."""
+    request = AWSRequest(method=method, url=url, data=b"{}", headers={"Content-Type": "application/json"})
+    SigV4Auth(Credentials(credentials["AccessKeyId"], credentials["SecretAccessKey"], credentials["SessionToken"]),
+              "execute-api", "us-east-1").add_auth(request)
+    return call(url, method, b"{}", dict(request.headers.items()))
+
+
+def test_an_iam_route_serves_a_caller_allowed_to_invoke_it(iam_api: IamApi) -> None:
+    status, headers, _ = signed(f"{iam_api.base}/book", "POST", iam_api.booker)
+    assert status == 201 and headers["X-Route"] == "POST /book"
+
+
+def test_an_unsigned_request_to_an_iam_route_is_403_missing_authentication_token(iam_api: IamApi) -> None:
+    status, headers, body = call(f"{iam_api.base}/book", body=b"{}", headers={"Content-Type": "application/json"})
+    assert (status, headers["x-amzn-ErrorType"], body) == (
+        403, "MissingAuthenticationTokenException", {"message": "Missing Authentication Token"})
+
+
+def test_a_caller_no_policy_allows_is_403_and_the_function_is_not_invoked(iam_api: IamApi) -> None:
+    status, headers, body = signed(f"{iam_api.base}/book", "POST", iam_api.stranger)
+    assert status == 403 and headers["x-amzn-ErrorType"] == "AccessDeniedException", body
+    assert "is not authorized to perform: execute-api:Invoke on resource: arn:aws:execute-api:" in body["message"]
+    assert "X-Route" not in headers
+
+
+def test_an_allowed_caller_is_refused_on_a_route_its_policy_does_not_name(iam_api: IamApi) -> None:
+    status, _, body = signed(f"{iam_api.base}/book", "DELETE", iam_api.booker)
+    assert status == 403 and body["message"].endswith("because no identity-based policy allows the "
+                                                      "execute-api:Invoke action"), body
+
+
+def test_unknown_keys_are_403_invalid_security_token(iam_api: IamApi) -> None:
+    forged = {**iam_api.booker, "AccessKeyId": "ASIAUNKNOWNUNKNOWN00"}
+    status, _, body = signed(f"{iam_api.base}/book", "POST", forged)
+    assert (status, body) == (403, {"message": "The security token included in the request is invalid."})
+
+
+def test_a_route_without_authorization_still_serves_anyone(iam_api: IamApi) -> None:
+    status, headers, _ = call(f"{iam_api.base}/open", "GET")
+    assert status == 201 and headers["X-Route"] == "GET /open"

@@ -4,6 +4,7 @@ API, and helpers that arrange inventory the way onboarding loads it (contract.md
 from __future__ import annotations
 
 import json
+import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -12,18 +13,41 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from tapharness.deployed import Target
 
 
 class BookingApi:
+    """The booking API as a booking channel calls it: signed (SigV4) as the stack's booking-client
+    role, which POST /book requires; ``signed=False`` calls as an anonymous client."""
+
     def __init__(self, target: Target) -> None:
+        self.target = target
         self.base = str(target.output("api_invoke_url")).rstrip("/")
+        self._credentials: Credentials | None = None
+        self._lock = threading.Lock()
+
+    def credentials(self) -> Credentials:
+        with self._lock:
+            if self._credentials is None:
+                issued = self.target.client("sts").assume_role(
+                    RoleArn=self.target.output("booking_client_role_arn"),
+                    RoleSessionName="booking-channel")["Credentials"]
+                self._credentials = Credentials(issued["AccessKeyId"], issued["SecretAccessKey"],
+                                                issued["SessionToken"])
+            return self._credentials
 
     def call(self, method: str, path: str, body: bytes | None = None,
-             content_type: str = "application/json") -> tuple[int, Any]:
-        request = urllib.request.Request(f"{self.base}{path}", data=body, method=method,
-                                         headers={"Content-Type": content_type})
+             content_type: str = "application/json", signed: bool = True) -> tuple[int, Any]:
+        headers = {"Content-Type": content_type}
+        if signed:
+            unsigned = AWSRequest(method=method, url=f"{self.base}{path}", data=body, headers=headers)
+            SigV4Auth(self.credentials(), "execute-api", self.target.region).add_auth(unsigned)
+            headers = dict(unsigned.headers.items())
+        request = urllib.request.Request(f"{self.base}{path}", data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 return response.status, json.loads(response.read() or b"null")

@@ -93,6 +93,24 @@ def test_a_repeated_request_is_answered_with_the_first_booking(api: Any, invento
     assert inventory.night(pk)["available_units"] == 2
 
 
+def test_an_unsigned_booking_is_refused_403_and_books_nothing(api: Any, inventory: Any,
+                                                              stay: Callable[[int], str]) -> None:
+    property_id = inventory.add_property({"king": ("deluxe", 2)})
+    pk = inventory.open_night(property_id, "king", stay(45), total=2)
+    request = {"request_id": "0b6f1f53-3c1e-4c55-9d1a-6b1d8e2f7a10", "property_id": property_id, "room_id": "king",
+               "check_in": stay(45), "nights": 1, "units": 1, "guest_id": "g1"}
+    status, body = api.call("POST", "/book", json.dumps(request).encode(), signed=False)
+    assert (status, body) == (403, {"message": "Missing Authentication Token"})
+    assert inventory.night(pk)["available_units"] == 2 and inventory.allocations(pk) == []
+
+
+def test_availability_answers_an_unsigned_caller(api: Any, inventory: Any, stay: Callable[[int], str]) -> None:
+    property_id = inventory.add_property({"king": ("deluxe", 2)})
+    inventory.open_night(property_id, "king", stay(46), total=2)
+    status, body = api.call("GET", f"/availability/{property_id}?from={stay(46)}&nights=1", signed=False)
+    assert status == 200, body
+
+
 @pytest.mark.parametrize(("body", "status"), [
     ({"check_in": "2020-01-01"}, 400),
     ({"units": 0}, 400),

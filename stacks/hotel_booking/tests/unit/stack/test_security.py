@@ -39,6 +39,28 @@ def test_wildcard_resources_only_where_aws_offers_no_resource_arn(plan: PlanSumm
     assert not offending, offending
 
 
+def test_booking_takes_only_iam_signed_requests_and_availability_answers_anyone(plan: PlanSummary) -> None:
+    authorization = {v["route_key"]: v["authorization_type"] for v in plan.of_type("aws_apigatewayv2_route").values()}
+    assert authorization == {"POST /book": "AWS_IAM", "GET /availability/{property_id}": "NONE"}
+
+
+def test_the_booking_client_role_may_only_invoke_the_api(plan: PlanSummary) -> None:
+    (statement,) = plan.data["data.aws_iam_policy_document.booking_client"]["statement"]
+    assert statement["effect"] == "Allow" and statement["actions"] == ["execute-api:Invoke"]
+    # the route's ARN, known after apply (None here), never "*"; the flows prove which route it is
+    assert len(statement["resources"]) == 1 and "*" not in statement["resources"], statement["resources"]
+    assert "aws_apigatewayv2_api.this.execution_arn" in plan.refs("data.aws_iam_policy_document.booking_client",
+                                                                  "statement")
+
+
+def test_only_principals_of_the_stacks_account_may_become_a_booking_client_by_default(plan: PlanSummary) -> None:
+    (statement,) = plan.data["data.aws_iam_policy_document.booking_client_assume"]["statement"]
+    (principals,) = statement["principals"]
+    assert statement["actions"] == ["sts:AssumeRole"] and principals["type"] == "AWS"
+    account = plan.data["data.aws_caller_identity.current"]["account_id"]
+    assert principals["identifiers"] == [f"arn:aws:iam::{account}:root"]
+
+
 def test_metric_writes_are_confined_to_the_stacks_namespace(plan: PlanSummary) -> None:
     metric_statements = [s for _, s in _statements(plan) if s.get("sid") == "PutBookingMetrics"]
     assert metric_statements

@@ -27,6 +27,7 @@ INVALID = {
     "private_subnet_cidrs": '["10.60.16.0/20", "10.60.300.0/20"]',
     "booking_api_rate_limit_rps": "0",
     "booking_api_burst_limit": "10.5",
+    "booking_client_principals": '["*"]',
     "max_nights": "50",
     "dynamodb_table_name": '"x"',
     "dynamodb_replica_regions": '["eu-west-1", "eu-west-1"]',
