@@ -3809,6 +3809,14 @@ resource "aws_cloudwatch_metric_alarm" "this" {
   ok_actions          = [aws_sns_topic.this["alarms"].arn]
 
   tags = local.common_tags
+
+  lifecycle {
+    # A run ends at its timeout: a duration alarm at or above it could never fire.
+    precondition {
+      condition     = each.key != "recommendations_duration_p95" || local.capacity.alarm_recommendations_p95_ms < var.timeout_s * 1000
+      error_message = "timeout_s (${var.timeout_s} s) must exceed the recommendations duration alarm's threshold (${local.capacity.alarm_recommendations_p95_ms} ms), or that alarm can never fire."
+    }
+  }
 }
 
 # ElastiCache publishes MemoryFragmentationRatio per node (CacheClusterId

@@ -248,6 +248,7 @@ def main() -> None:
                 print(f"[ERROR] Runtime.ImportModuleError: {message}", file=sys.stderr)
                 raise RuntimeError(message) from init_error
             context = LambdaContext(request_id, request["deadline_ms"], request["invoked_arn"])
+            time.sleep(request.get("delay_s", 0.0))  # an injected slow start (/_sandbox/faults)
             result = handler(json.loads(request["event"]), context)
             try:
                 reply = {"ok": True, "payload": json.dumps(result)}

@@ -1,9 +1,11 @@
 """The sandbox's clock: the time its services judge ages by, which a test may move forward.
 
 ``POST /_sandbox/clock {"advance_s": 61}`` moves it on (never back: AWS's time is monotonic);
-``GET /_sandbox/clock`` tells the offset. What reads it: SQS message retention and DynamoDB Time to
-Live (``ttl``). Everything else (moto's timestamps, schedules, Lambda timeouts) keeps the
-machine's time.
+``GET /_sandbox/clock`` tells the offset. What reads it: SQS message retention and the age of the
+oldest message, DynamoDB Time to Live (``ttl``), Kinesis records' arrival with the mappings'
+record ages and tumbling windows, the metrics the services publish and the alarms' evaluation.
+Everything else (moto's other timestamps, schedules, Step Functions runs, Lambda timeouts) keeps
+the machine's time.
 """
 
 from __future__ import annotations

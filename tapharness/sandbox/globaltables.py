@@ -23,15 +23,15 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from moto.cloudwatch.models import cloudwatch_backends
 from moto.core.responses import ActionResult
 from moto.dynamodb.models import dynamodb_backends
 from moto.dynamodb.models.dynamo_type import Item
 from moto.dynamodb.models.table import StreamShard, Table
 from moto.dynamodb.responses import DynamoHandler, DynamoResult
+
+from tapharness.sandbox import metrics
 
 log = logging.getLogger("tapharness.sandbox.globaltables")
 
@@ -191,11 +191,9 @@ class Replicator:
             latency.setdefault((change.source, change.table, change.target), []).append(
                 (time.time() - change.written) * 1000)
             self.replicated += 1
-        for (source, table, target), values in latency.items():
-            cloudwatch_backends[self.account_id][source].put_metric_data("AWS/DynamoDB", [{
-                "MetricName": "ReplicationLatency", "Unit": "Milliseconds", "Timestamp": datetime.now(UTC),
-                "Dimensions": [{"Name": "TableName", "Value": table}, {"Name": "ReceivingRegion", "Value": target}],
-                "Value": sum(values) / len(values)}])
+        for (source, table, target), values in latency.items():  # stamped on the sandbox's clock, as every metric
+            metrics.put(self.account_id, source, "AWS/DynamoDB", {"TableName": table, "ReceivingRegion": target},
+                        {"ReplicationLatency": (sum(values) / len(values), "Milliseconds")})
 
     @staticmethod
     def _write(table: Table, new: dict[str, Any] | None, key: tuple[Any, Any] | None) -> None:

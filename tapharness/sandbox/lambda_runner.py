@@ -119,6 +119,15 @@ class TooManyRequestsException(JsonRESTError):
                                        "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"})
 
 
+@dataclass
+class Fault:
+    """An injected fault of a function's next ``count`` invocations whose event contains ``matching``."""
+
+    count: int
+    seconds: float
+    matching: str = ""
+
+
 @dataclass(frozen=True)
 class InvokeResult:
     """One invocation's outcome, as moto's ``_invoke_lambda`` returns it."""
@@ -255,8 +264,9 @@ class Worker:
             return 0
         return 0
 
-    def invoke(self, event_json: str, request_id: str) -> tuple[dict[str, Any], str]:
-        """Run one invocation; returns (reply, captured output). Kills the worker on timeout."""
+    def invoke(self, event_json: str, request_id: str, delay_s: float = 0.0) -> tuple[dict[str, Any], str]:
+        """Run one invocation (after ``delay_s`` in the worker, an injected slow start); returns
+        (reply, captured output). Kills the worker on timeout."""
         assert self._proc.stdin is not None
         init_output = ""  # the runner waits out the Init phase (``initialize``) before an invocation
         self.invocations += 1
@@ -267,7 +277,7 @@ class Worker:
         request = {
             "request_id": request_id, "event": event_json, "log_path": log_path,
             "deadline_ms": int(time.time() * 1000) + timeout * 1000,
-            "invoked_arn": self.spec.function_arn,
+            "invoked_arn": self.spec.function_arn, "delay_s": delay_s,
         }
         try:
             self._proc.stdin.write((json.dumps(request) + "\n").encode())
@@ -326,9 +336,11 @@ class LambdaRunner:
         self._stopping = threading.Event()
         self._original: Any = None
         self._reaper = threading.Thread(target=self._reap_forever, name="lambda-reaper", daemon=True)
-        # Failure injection (``/_sandbox/faults``): function name -> [crashes left, seconds into the invocation].
-        self.crashes: dict[str, list[float]] = {}
+        # Failure injection (``/_sandbox/faults``), per function name: crashes and delays.
+        self.crashes: dict[str, Fault] = {}
         self.crashed: Counter[str] = Counter()
+        self.delays: dict[str, Fault] = {}
+        self.delayed: Counter[str] = Counter()
         # Reserved concurrency: invocations in flight per function, and a wake-up when one ends.
         self._in_flight: Counter[str] = Counter()
         self._freed = threading.Condition()
@@ -517,9 +529,10 @@ class LambdaRunner:
         with slots:
             worker, cold = self._acquire(spec, env)
             init_output = worker.initialize()  # an injected crash counts from the invocation's start
-            crash = self._crash_timer(fn.function_name, worker)
+            crash = self._crash_timer(fn.function_name, worker, event_json)
             try:
-                reply, output = worker.invoke(event_json, request_id)
+                reply, output = worker.invoke(event_json, request_id,
+                                              self._take(self.delays, self.delayed, fn.function_name, event_json) or 0.0)
                 reply["init_output"] = init_output + reply["init_output"]
             except BaseException:
                 worker.stop()
@@ -541,25 +554,41 @@ class LambdaRunner:
         tail = logs.encode()[-LOG_TAIL_BYTES:].decode(errors="ignore")
         return InvokeResult(reply["payload"], not reply["ok"], tail)
 
-    def inject_crashes(self, function_name: str, count: int, after_s: float) -> None:
-        """The next ``count`` invocations of the function die ``after_s`` into their run (SIGKILL
-        of the execution environment, as an out-of-memory kill): the caller sees Runtime.ExitError."""
+    def inject_crashes(self, function_name: str, count: int, after_s: float, matching: str = "") -> None:
+        """The next ``count`` invocations of the function (those whose event contains ``matching``)
+        die ``after_s`` into their run (SIGKILL of the execution environment, as an out-of-memory
+        kill): the caller sees Runtime.ExitError."""
         with self._lock:
-            self.crashes[function_name] = [count, after_s]
+            self.crashes[function_name] = Fault(count, after_s, matching)
 
-    def _crash_timer(self, function_name: str, worker: Worker) -> threading.Timer | None:
+    def inject_delays(self, function_name: str, count: int, seconds: float, matching: str = "") -> None:
+        """The next ``count`` invocations of the function (those whose event contains ``matching``)
+        spend ``seconds`` in the handler's process before the handler runs, as a slow dependency
+        would: their duration, their caller's latency and their timeout see it."""
         with self._lock:
-            fault = self.crashes.get(function_name)
-            if not fault or fault[0] <= 0:
+            self.delays[function_name] = Fault(count, seconds, matching)
+
+    def _take(self, faults: dict[str, Fault], taken: Counter[str], function_name: str,
+              event_json: str) -> float | None:
+        """The seconds of the function's fault if this invocation is one it hits, else None."""
+        with self._lock:
+            fault = faults.get(function_name)
+            if fault is None or fault.count <= 0 or fault.matching not in event_json:
                 return None
-            fault[0] -= 1
-            self.crashed[function_name] += 1
+            fault.count -= 1
+            taken[function_name] += 1
+            return fault.seconds
+
+    def _crash_timer(self, function_name: str, worker: Worker, event_json: str) -> threading.Timer | None:
+        after_s = self._take(self.crashes, self.crashed, function_name, event_json)
+        if after_s is None:
+            return None
 
         def kill() -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.pid, signal.SIGKILL)
 
-        timer = threading.Timer(fault[1], kill)
+        timer = threading.Timer(after_s, kill)
         timer.daemon = True
         timer.start()
         return timer

@@ -4,8 +4,9 @@
 when each is next due (``rate(...)`` from when the ticker first saw the rule, ``cron(...)`` on
 UTC wall-clock minutes) and, when due, delivers to the rule's targets: Step Functions
 (StartExecution with the target's ``Input``, or the scheduled event when it has none), Lambda
-(asynchronous Invoke), SQS (SendMessage) and SNS (Publish). ``fire(rule_name)`` does the same
-on demand (CLI ``fire``, control endpoint ``POST /_sandbox/rules/<name>/fire``).
+(asynchronous Invoke), SQS (SendMessage) and SNS (Publish), under the target's retry policy and
+into its dead-letter queue when that is spent (``_deliver_or_dead_letter``). ``fire(rule_name)``
+does the same on demand (CLI ``fire``, control endpoint ``POST /_sandbox/rules/<name>/fire``).
 
 Cron fields: minutes, hours, day-of-month, month, day-of-week (1-7 = SUN-SAT, or names),
 year; with ``*``, ``?``, lists, ranges and ``/`` steps (``L``, ``W`` and ``#`` are not supported).
@@ -17,6 +18,7 @@ import json
 import logging
 import re
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +39,12 @@ _MONTHS = {name: i for i, name in enumerate(
 _DAYS = {name: i for i, name in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"], start=1)}
 _RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+# Errors a later attempt may not meet: throttling (a service's 5xx is retried too).
+RETRIABLE_CODES = frozenset({"ThrottlingException", "Throttling", "ThrottledException", "TooManyRequestsException",
+                             "RequestLimitExceeded", "ServiceUnavailable", "ServiceUnavailableException",
+                             "InternalFailure", "InternalServerError"})
+RETRY_BASE_DELAY_S = 0.2
+RETRY_MAX_DELAY_S = 1.0
 
 
 def _parse_field(text: str, low: int, high: int, names: dict[str, int] | None = None) -> frozenset[int] | None:
@@ -131,6 +139,16 @@ def next_fire(expression: str, after: datetime) -> datetime:
     raise ValueError(f"unsupported schedule expression {expression!r}")
 
 
+class DeliveryFailed(Exception):
+    """A target delivery that failed: its error code and message, and whether a retry may mend it."""
+
+    def __init__(self, code: str, message: str, retryable: bool = False) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
 class Scheduler(threading.Thread):
     """Fires scheduled EventBridge rules when they are due, and on demand."""
 
@@ -173,44 +191,98 @@ class Scheduler(threading.Thread):
         for target in events.list_targets_by_rule(Rule=rule_name)["Targets"]:
             payload = target.get("Input") or json.dumps(self._scheduled_event(rule))
             results.append({"rule": rule_name, "target": target["Id"], "arn": target["Arn"],
-                            **self._deliver(target, rule, payload)})
+                            **self._deliver_or_dead_letter(target, rule, payload)})
         self.fired += results
         return results
 
+    def _deliver_or_dead_letter(self, target: dict[str, Any], rule: dict[str, Any], payload: str) -> dict[str, Any]:
+        """One target's delivery under its retry policy, as EventBridge: a retriable failure
+        (throttling, the service's own error) is retried with exponential backoff up to the
+        policy's attempts and event age (185 and 24 hours by default); a failure no retry mends
+        (permissions, a missing target) is not ("Using dead-letter queues to process undelivered
+        events in EventBridge"). What is not delivered goes to the target's dead-letter queue, or
+        is dropped. The sandbox's backoff starts at ``RETRY_BASE_DELAY_S`` and doubles up to
+        ``RETRY_MAX_DELAY_S``."""
+        policy = target.get("RetryPolicy") or {}
+        retries_left = int(policy.get("MaximumRetryAttempts", 185))
+        max_age_s = float(policy.get("MaximumEventAgeInSeconds", 86400))
+        started, delay, retries = time.monotonic(), RETRY_BASE_DELAY_S, 0
+        while True:
+            try:
+                return self._deliver(target, rule, payload)
+            except DeliveryFailed as failure:
+                exhausted = "MaximumRetryAttempts" if retries_left <= 0 else "MaximumEventAgeInSeconds"
+                if failure.retryable and retries_left > 0 and time.monotonic() - started + delay <= max_age_s:
+                    retries_left, retries = retries_left - 1, retries + 1
+                    if not self._stop_event.wait(delay):
+                        delay = min(delay * 2, RETRY_MAX_DELAY_S)
+                        continue
+                log.warning("rule %s: %s not delivered after %d retries: %s", rule["Name"], target["Arn"], retries,
+                            failure)
+                return {"error": str(failure), "retries": retries,
+                        **self._dead_letter(target, rule, payload, failure,
+                                            exhausted if failure.retryable else "", retries)}
+
+    def _dead_letter(self, target: dict[str, Any], rule: dict[str, Any], payload: str, failure: DeliveryFailed,
+                     exhausted: str, retries: int) -> dict[str, Any]:
+        """The event to the target's dead-letter queue with EventBridge's attributes, if it has one
+        whose policy lets events.amazonaws.com send for this rule; else it is dropped."""
+        queue = (target.get("DeadLetterConfig") or {}).get("Arn")
+        if not queue:
+            return {"dropped": True}
+        if self.guard is not None and not self.guard.may_deliver("events.amazonaws.com", queue, rule["Arn"],
+                                                                 self.account_id):
+            log.warning("rule %s: the policy of %s does not let events.amazonaws.com in; event dropped",
+                        rule["Name"], queue)
+            return {"dropped": True}
+        attributes = {"RULE_ARN": rule["Arn"], "TARGET_ARN": target["Arn"], "ERROR_CODE": failure.code,
+                      "ERROR_MESSAGE": failure.message[:1000], "RETRY_ATTEMPTS": str(retries)}
+        if exhausted:
+            attributes["EXHAUSTED_RETRY_CONDITION"] = exhausted
+        sent = self.clients.client("sqs").send_message(
+            QueueUrl=self.clients.queue_url(queue), MessageBody=payload,
+            MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()})
+        return {"dead_letter": queue, "messageId": sent["MessageId"]}
+
     def _deliver(self, target: dict[str, Any], rule: dict[str, Any], payload: str) -> dict[str, Any]:
         """Start or send to one target, as EventBridge: a Step Functions target as the target's
-        ``RoleArn``; a function, queue or topic if its resource policy lets events.amazonaws.com in."""
+        ``RoleArn``; a function, queue or topic if its resource policy lets events.amazonaws.com in.
+        DeliveryFailed when it fails."""
         arn, rule_name = target["Arn"], rule["Name"]
         service = arn.split(":")[2]
         clients = self.clients
         if self.guard is not None:
             if service == "states":
                 if not target.get("RoleArn"):
-                    return {"error": "a Step Functions target needs a RoleArn"}
+                    raise DeliveryFailed("NO_PERMISSIONS", "a Step Functions target needs a RoleArn")
                 try:
                     clients = self.guard.sessions.clients_for(target["RoleArn"], f"events-{rule_name}"[:64],
                                                               "events.amazonaws.com", rule["Arn"])
                 except PermissionError as exc:
-                    return {"error": str(exc)}
+                    raise DeliveryFailed("NO_PERMISSIONS", str(exc)) from None
             elif not self.guard.may_deliver("events.amazonaws.com", arn, rule["Arn"], self.account_id):
-                return {"error": f"the resource policy of {arn} does not allow events.amazonaws.com for {rule['Arn']}"}
-        if service == "states":
-            name = f"{rule_name[:40]}-{uuid.uuid4().hex[:20]}"
-            try:
+                raise DeliveryFailed("NO_PERMISSIONS", f"the resource policy of {arn} does not allow "
+                                                       f"events.amazonaws.com for {rule['Arn']}")
+        try:
+            if service == "states":
+                name = f"{rule_name[:40]}-{uuid.uuid4().hex[:20]}"
                 execution = clients.client("stepfunctions").start_execution(
                     stateMachineArn=arn, name=name, input=payload)
-            except ClientError as exc:
-                return {"error": f"{exc.response['Error']['Code']}: {exc.response['Error']['Message']}"}
-            return {"executionArn": execution["executionArn"]}
-        if service == "lambda":
-            response = clients.client("lambda").invoke(FunctionName=arn, InvocationType="Event",
-                                                       Payload=payload.encode())
-            return {"statusCode": response["StatusCode"]}
-        if service == "sqs":
-            return {"messageId": clients.client("sqs").send_message(QueueUrl=clients.queue_url(arn),
-                                                                    MessageBody=payload)["MessageId"]}
-        if service == "sns":
-            return {"messageId": clients.client("sns").publish(TopicArn=arn, Message=payload)["MessageId"]}
+                return {"executionArn": execution["executionArn"]}
+            if service == "lambda":
+                response = clients.client("lambda").invoke(FunctionName=arn, InvocationType="Event",
+                                                           Payload=payload.encode())
+                return {"statusCode": response["StatusCode"]}
+            if service == "sqs":
+                return {"messageId": clients.client("sqs").send_message(QueueUrl=clients.queue_url(arn),
+                                                                        MessageBody=payload)["MessageId"]}
+            if service == "sns":
+                return {"messageId": clients.client("sns").publish(TopicArn=arn, Message=payload)["MessageId"]}
+        except ClientError as exc:
+            error = exc.response["Error"]
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400)
+            raise DeliveryFailed(str(error.get("Code")), str(error.get("Message")),
+                                 status >= 500 or error.get("Code") in RETRIABLE_CODES) from None
         raise ValueError(f"unsupported schedule target {arn}")
 
     def check(self, now: datetime | None = None) -> list[dict[str, Any]]:

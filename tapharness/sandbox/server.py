@@ -16,7 +16,8 @@
    ``GET /_sandbox/requests`` (requests served, by service and operation),
    ``GET /_sandbox/retries`` (the SDK retries among them),
    ``GET /_sandbox/regions`` (the regions requests were signed for, the sandbox's own included),
-   ``GET|POST /_sandbox/faults`` (crash a function's next invocations, answer requests with an
+   ``GET|POST /_sandbox/faults`` (crash or slow a function's next invocations, or those whose event
+   contains a marker; answer requests with an
    AWS error such as throttling), ``GET|POST /_sandbox/partners/<name>`` (HTTPS stand-ins of a stack's partners, ``partner_api``),
    ``GET|POST /_sandbox/replication`` (global tables: ``{region, paused, delay_s}``, see
    ``globaltables``), ``GET|POST /_sandbox/clock`` (move the services' clock forward, ``clock``),
@@ -419,15 +420,21 @@ class Sandbox:
                     if "crash" in settings:
                         crash = settings["crash"]
                         self.runner.inject_crashes(str(crash["function"]), int(crash.get("count", 1)),
-                                                   float(crash.get("after_s", 0.0)))
+                                                   float(crash.get("after_s", 0.0)), str(crash.get("matching", "")))
+                    if "delay" in settings:
+                        delay = settings["delay"]
+                        self.runner.inject_delays(str(delay["function"]), int(delay.get("count", 1)),
+                                                  float(delay["seconds"]), str(delay.get("matching", "")))
                     if "error" in settings:
                         error = settings["error"]
                         self.moto.gate.inject(str(error["request"]), str(error["code"]), int(error.get("count", 1)),
                                               float(error.get("share", 1.0)))
                 except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                    return HttpResponse.json(400, {"error": "expected {crash: {function, count, after_s}} or "
+                    return HttpResponse.json(400, {"error": "expected {crash: {function, count, after_s, matching}}, "
+                                                            "{delay: {function, seconds, count, matching}} or "
                                                             f"{{error: {{request, code, count, share}}}}: {exc!r}"})
-            return HttpResponse.json(200, {"crashed": dict(self.runner.crashed), "injected": dict(self.moto.gate.injected)})
+            return HttpResponse.json(200, {"crashed": dict(self.runner.crashed), "delayed": dict(self.runner.delayed),
+                                           "injected": dict(self.moto.gate.injected)})
         if parts == ["clock"]:
             if request.method == "POST":
                 try:

@@ -8,11 +8,13 @@
 - A poison Kinesis record (non-JSON, between two valid ones in one PutRecords) → each stream
   consumer that gets it (every mapping without a filter) reports only it in batchItemFailures,
   so the valid records of the batch are applied; the retries fail again and the mapping sends
-  the failed part of the batch (from the poison on) to the on-failure queue (``stream_failures``).
+  the failed part of the batch (from the poison on) to the on-failure queue (``stream_failures``),
+  whose alarm fires.
   Records after a poison are applied on the first attempt and re-applied idempotently, so
   concurrent tests lose nothing; they only wait behind the retries.
-- A poison SQS message on the analytics queue → reported failed on every delivery → moved to
-  the analytics DLQ by the redrive policy after maxReceiveCount receives.
+- A poison SQS message on the analytics queue → reported failed on every delivery (meanwhile the
+  queue's oldest-message alarm fires) → moved to the analytics DLQ by the redrive policy after
+  maxReceiveCount receives.
 """
 
 from __future__ import annotations
@@ -133,6 +135,12 @@ def test_poison_record_goes_to_the_on_failure_queue_while_the_rest_of_its_batch_
         {"Data": f"not json: {user}".encode(), "PartitionKey": user},
         {"Data": json.dumps(after.record()).encode(), "PartitionKey": user}])["Records"]
     sequences = [record["SequenceNumber"] for record in written]
+    sqs = target.client("sqs")
+    wait_for("the first on-failure record in stream_failures", lambda: int(sqs.get_queue_attributes(
+        QueueUrl=failures_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
+        "ApproximateNumberOfMessages"]), 3 * HOP_TIMEOUT_S, max_interval=1.0)
+    # While it waits there, the failure queue's alarm fires (2 of 3 five-minute samples with a message).
+    assert target.alarm_fires(str(target.output("alarm_names", "dlq_messages_stream_failures"))) == "ALARM"
     reported: list[dict[str, Any]] = []
 
     def failing_functions() -> set[str]:
@@ -162,7 +170,7 @@ def test_poison_message_moves_to_the_dead_letter_queue_after_max_receive_count_a
     if bound > budget:
         pytest.skip(f"{max_receive} receives × {visibility:.0f}s visibility need up to {bound:.0f}s, over the "
                     f"{budget:.0f}s budget: raise {MAX_WAIT_VAR}, or in the sandbox deploy with "
-                    "`up --var timeout_s=10 --var visibility_timeout_seconds=10` (what tapharness.signoff does)")
+                    "`up --var timeout_s=15 --var visibility_timeout_seconds=15` (what tapharness.signoff does)")
     marker = new_id("poison")
     body = f"not json: {marker}"
     started = time.monotonic()
@@ -170,6 +178,12 @@ def test_poison_message_moves_to_the_dead_letter_queue_after_max_receive_count_a
                                       MessageGroupId=marker, MessageDeduplicationId=marker)
     dlq_url = target.output("sqs_queue_urls", f"{queue}_dlq")
     sqs = target.client("sqs")
+    if target.is_sandbox:
+        # While the consumer fails it the message ages, a minute a look on the sandbox's clock, past
+        # the oldest-message threshold before its receives run out (in an account that takes the
+        # threshold's real minutes, 30 in dev, longer than the message lives here).
+        assert target.alarm_fires(str(target.output("alarm_names", f"sqs_oldest_message_{queue}")),
+                                  timeout=min(bound, 60)) == "ALARM"
 
     def visible_on_the_dlq() -> int:
         return int(sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])[

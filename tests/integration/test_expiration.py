@@ -238,3 +238,21 @@ def test_a_failed_expiration_run_raises_the_failed_executions_alarm(target: Targ
         assert ended["status"] == "FAILED", ended
 
     assert target.alarm_fires(str(target.output("alarm_names", "sfn_executions_failed")), failed_run) == "ALARM"
+
+
+def test_a_schedule_delivery_step_functions_keeps_refusing_is_dead_lettered_and_raises_the_alarm(
+        target: Target) -> None:
+    """Every StartExecution throttled, EventBridge's retries (the target's policy) included: the
+    event lands in async_failures with the reason, and its alarm fires. The faults are cleared
+    before this file's next flow (the only other caller of StartExecution) starts."""
+    if not target.is_sandbox:
+        pytest.skip("throttling Step Functions on purpose needs the sandbox's /_sandbox/faults")
+    throttled = {"request": "states StartExecution", "code": "ThrottlingException"}
+    target.control("POST", "faults", {"error": {**throttled, "count": 1000}})
+    try:
+        [delivery] = target.control("POST", f"rules/{target.output('event_rule_name')}/fire")["fired"]
+    finally:
+        target.control("POST", "faults", {"error": {**throttled, "count": 0}})
+    assert delivery["dead_letter"] == target.output("sqs_queue_arns", "async_failures"), delivery
+    assert delivery["retries"] == 10 and "ThrottlingException" in delivery["error"], delivery
+    assert target.alarm_fires(str(target.output("alarm_names", "dlq_messages_async_failures"))) == "ALARM"

@@ -2612,6 +2612,11 @@ output "failure_queue_urls" {
   value       = { for k, q in aws_sqs_queue.failures : k => q.url }
 }
 
+output "reconciliation_rule_name" {
+  description = "EventBridge rule that starts a reconciliation run on the schedule (its failed deliveries go to async_failures)."
+  value       = aws_cloudwatch_event_rule.reconciliation.name
+}
+
 output "state_machine_arn" {
   description = "Reconciliation state machine."
   value       = aws_sfn_state_machine.reconciliation.arn

@@ -6,6 +6,7 @@ import json
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -94,6 +95,23 @@ def test_replication_latency_is_published_for_the_receiving_region(sandbox: Any,
 
     [found] = _eventually(metric)
     assert {"Name": "ReceivingRegion", "Value": "eu-west-1"} in found["Dimensions"]
+
+
+def test_replication_latency_is_stamped_on_the_sandboxs_clock(sandbox: Any, table: str) -> None:
+    sandbox.control("POST", "clock", {"advance_s": 600})  # an alarm looking ten minutes on sees this write
+    now = datetime.fromtimestamp(sandbox.control("GET", "clock")["now"], UTC)
+    _client(sandbox, "us-east-1").put_item(TableName=table, Item={"pk": {"S": "e"}})
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=sandbox.endpoint_url,
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def this_hour() -> list[dict[str, Any]]:
+        return cloudwatch.get_metric_statistics(
+            Namespace="AWS/DynamoDB", MetricName="ReplicationLatency", Statistics=["SampleCount"], Period=60,
+            StartTime=now - timedelta(minutes=1), EndTime=now + timedelta(minutes=5),
+            Dimensions=[{"Name": "TableName", "Value": table}, {"Name": "ReceivingRegion", "Value": "eu-west-1"}],
+        )["Datapoints"]
+
+    assert _eventually(this_hour), "no ReplicationLatency datapoint at the sandbox's time"
 
 
 def test_deleting_the_replica_drops_it_from_the_table(sandbox: Any, table: str) -> None:

@@ -6,6 +6,7 @@ import base64
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -242,6 +243,34 @@ def test_an_injected_crash_kills_the_invocation_as_an_exit_error(sandbox, aws, m
     assert "FunctionError" in crashed
     assert json.loads(crashed["Payload"].read())["errorType"] == "Runtime.ExitError"
     assert "FunctionError" not in aws("lambda").invoke(FunctionName=arn, Payload=b"{}")
+
+
+def test_a_crash_scoped_by_a_marker_hits_only_invocations_carrying_it(sandbox, aws, make_function):
+    arn = make_function("import time\ndef lambda_handler(event, context):\n    time.sleep(0.5)\n    return 'done'\n")
+    name = arn.split(":")[-1]
+    sandbox.control("POST", "faults", {"crash": {"function": name, "count": 1, "after_s": 0.1,
+                                                 "matching": "poison-7"}})
+    assert "FunctionError" not in aws("lambda").invoke(FunctionName=arn, Payload=b'{"id": "fine-1"}')
+    crashed = aws("lambda").invoke(FunctionName=arn, Payload=b'{"id": "poison-7"}')
+    assert json.loads(crashed["Payload"].read())["errorType"] == "Runtime.ExitError"
+    assert "FunctionError" not in aws("lambda").invoke(FunctionName=arn, Payload=b'{"id": "poison-7"}')
+
+
+def test_an_injected_delay_slows_the_marked_invocation_inside_its_duration_and_timeout(sandbox, aws, make_function):
+    arn = make_function("def lambda_handler(event, context):\n    return context.get_remaining_time_in_millis()\n",
+                        timeout=3)
+    name = arn.split(":")[-1]
+    sandbox.control("POST", "faults", {"delay": {"function": name, "count": 2, "seconds": 1.5, "matching": "slow"}})
+    started = time.monotonic()
+    remaining = json.loads(aws("lambda").invoke(FunctionName=arn, Payload=b'{"id": "slow"}')["Payload"].read())
+    assert time.monotonic() - started >= 1.5 and remaining <= 1600, remaining  # 3 s less the 1.5 s spent
+    started = time.monotonic()
+    aws("lambda").invoke(FunctionName=arn, Payload=b'{"id": "quick"}')
+    assert time.monotonic() - started < 1.5
+    sandbox.control("POST", "faults", {"delay": {"function": name, "count": 1, "seconds": 5, "matching": "slow"}})
+    timed_out = aws("lambda").invoke(FunctionName=arn, Payload=b'{"id": "slow"}')
+    assert "Task timed out after 3.00 seconds" in json.loads(timed_out["Payload"].read())["errorMessage"]
+    assert sandbox.control("GET", "faults")["delayed"][name] == 2
 
 
 # Touches the file "started" names (the worker runs on this machine) once it runs, then sleeps.

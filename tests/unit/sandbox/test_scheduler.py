@@ -88,3 +88,64 @@ def test_control_endpoint_fires_a_rule_on_demand(sandbox, scheduled_machine):
     with urllib.request.urlopen(request, timeout=30) as response:
         fired = json.loads(response.read())["fired"]
     assert fired[0]["executionArn"].startswith("arn:aws:states:")
+
+
+@pytest.fixture
+def dead_letters(aws):
+    """(queue URL, queue ARN) of a queue to dead-letter into."""
+    url = aws("sqs").create_queue(QueueName=unique("dlq"))["QueueUrl"]
+    arn = aws("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    yield url, arn
+    aws("sqs").delete_queue(QueueUrl=url)
+
+
+def _retarget(aws, rule: str, target_arn: str, role_arn: str, **settings) -> None:
+    aws("events").put_targets(Rule=rule, Targets=[{"Id": "machine", "Arn": target_arn, "RoleArn": role_arn,
+                                                   "Input": json.dumps({"run_date": "2026-11-23"}), **settings}])
+
+
+def _dead_lettered(aws, url: str) -> list[dict]:
+    return aws("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
+                                      WaitTimeSeconds=1).get("Messages", [])
+
+
+def test_a_throttled_delivery_is_retried_as_its_policy_says_then_dead_lettered_with_the_reason(
+        aws, sandbox, role_arn, scheduled_machine, dead_letters):
+    rule, machine = scheduled_machine
+    url, queue = dead_letters
+    _retarget(aws, rule, machine, role_arn, RetryPolicy={"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 60},
+              DeadLetterConfig={"Arn": queue})
+    sandbox.control("POST", "faults", {"error": {"request": "states StartExecution", "code": "ThrottlingException",
+                                                 "count": 100}})
+    try:
+        [delivery] = Scheduler(AwsClients(sandbox.endpoint_url, "us-east-1")).fire(rule)
+    finally:
+        sandbox.control("POST", "faults", {"error": {"request": "states StartExecution", "code": "ThrottlingException",
+                                                     "count": 0}})
+    assert (delivery["retries"], delivery["dead_letter"]) == (2, queue), delivery
+    [message] = _dead_lettered(aws, url)
+    assert json.loads(message["Body"]) == {"run_date": "2026-11-23"}
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes["ERROR_CODE"] == "ThrottlingException" and attributes["RETRY_ATTEMPTS"] == "2"
+    assert attributes["EXHAUSTED_RETRY_CONDITION"] == "MaximumRetryAttempts"
+    assert attributes["TARGET_ARN"] == machine and attributes["RULE_ARN"].endswith(f":rule/{rule}")
+
+
+def test_a_delivery_no_retry_can_mend_goes_to_the_dead_letter_queue_at_once(aws, sandbox, role_arn,
+                                                                            scheduled_machine, dead_letters):
+    rule, machine = scheduled_machine
+    url, queue = dead_letters
+    gone = machine.replace(machine.rsplit(":", 1)[1], unique("deleted-machine"))
+    _retarget(aws, rule, gone, role_arn, DeadLetterConfig={"Arn": queue})
+    [delivery] = Scheduler(AwsClients(sandbox.endpoint_url, "us-east-1")).fire(rule)
+    assert (delivery["retries"], delivery["dead_letter"]) == (0, queue), delivery
+    [message] = _dead_lettered(aws, url)
+    assert message["MessageAttributes"]["ERROR_CODE"]["StringValue"] == "StateMachineDoesNotExist"
+    assert "EXHAUSTED_RETRY_CONDITION" not in message["MessageAttributes"]
+
+
+def test_an_undeliverable_event_without_a_dead_letter_queue_is_dropped(aws, sandbox, role_arn, scheduled_machine):
+    rule, machine = scheduled_machine
+    _retarget(aws, rule, machine.replace(machine.rsplit(":", 1)[1], unique("deleted-machine")), role_arn)
+    [delivery] = Scheduler(AwsClients(sandbox.endpoint_url, "us-east-1")).fire(rule)
+    assert delivery["dropped"] is True and "StateMachineDoesNotExist" in delivery["error"], delivery

@@ -25,8 +25,9 @@ def capacities(draw: st.DrawFn) -> dict[str, object]:
         "shard_count": draw(st.integers(1, 16)),
         "event_processor_memory": draw(st.integers(2, 160)) * 64,
         "recommendations_memory": draw(st.integers(2, 160)) * 64,
-        # Bounded by visibility_timeout_seconds of dev.tfvars (a precondition of the SQS mappings).
-        "timeout_s": draw(st.integers(1, 360)),
+        # Bounded by visibility_timeout_seconds of dev.tfvars (a precondition of the SQS mappings) and
+        # above dev's recommendations duration alarm, 10 s (a precondition of the alarm).
+        "timeout_s": draw(st.integers(11, 360)),
         "num_cache_clusters": nodes,
         "min_capacity": min_acu,
         "max_capacity": draw(st.sampled_from([c for c in (1, 2, 4, 8, 16, 32, 64) if c >= min_acu])),

@@ -100,3 +100,10 @@ def test_subnet_lists_shorter_than_the_zone_count_fail_the_plan(workspace: Plann
     returncode, messages = workspace.validation_errors("dev", {"num_availability_zones": "4"})
     assert returncode == 1
     assert any("num_availability_zones" in m for m in messages), messages
+
+
+@pytest.mark.plan
+def test_a_timeout_at_or_under_the_duration_alarms_threshold_fails_the_plan(workspace: Planner) -> None:
+    returncode, messages = workspace.validation_errors("dev", {"timeout_s": "10"})  # dev's alarm is at 10,000 ms
+    assert returncode == 1
+    assert any("timeout_s" in m and "can never fire" in m for m in messages), messages

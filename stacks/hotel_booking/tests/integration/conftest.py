@@ -55,9 +55,10 @@ class BookingApi:
             return error.code, json.loads(error.read() or b"null")
 
     def book(self, property_id: str, room_id: str, check_in: str, nights: int = 1, units: int = 1,
-             request_id: str | None = None) -> tuple[int, Any]:
+             request_id: str | None = None, guest_id: str | None = None) -> tuple[int, Any]:
         body = {"request_id": request_id or str(uuid.uuid4()), "property_id": property_id, "room_id": room_id,
-                "check_in": check_in, "nights": nights, "units": units, "guest_id": f"guest-{uuid.uuid4().hex[:8]}"}
+                "check_in": check_in, "nights": nights, "units": units,
+                "guest_id": guest_id or f"guest-{uuid.uuid4().hex[:8]}"}
         return self.call("POST", "/book", json.dumps(body).encode())
 
 

@@ -17,18 +17,32 @@ from tapharness.retry import wait_for
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def opera(target: Target) -> Any:
+def stand_in(target: Target, pms: str) -> Any:
     if not target.is_sandbox:
         pytest.skip("needs the sandbox's PMS stand-in (a real account talks to the vendors' PMS)")
-    target.control("POST", "partners/opera", {})
-    yield lambda **behaviour: target.control("POST", "partners/opera", behaviour)
-    target.control("POST", "partners/opera", {})
+    target.control("POST", f"partners/{pms}", {})
+    yield lambda **behaviour: target.control("POST", f"partners/{pms}", behaviour)
+    target.control("POST", f"partners/{pms}", {})
 
 
-def delivered(target: Target, property_id: str) -> list[dict[str, Any]]:
-    received = target.control("GET", "partners/opera")["received"]
+@pytest.fixture
+def opera(target: Target) -> Any:
+    yield from stand_in(target, "opera")
+
+
+@pytest.fixture
+def mews(target: Target) -> Any:
+    yield from stand_in(target, "mews")
+
+
+def delivered(target: Target, property_id: str, pms: str = "opera") -> list[dict[str, Any]]:
+    received = target.control("GET", f"partners/{pms}")["received"]
     return [r for r in received if r["path"] == f"/properties/{property_id}/availability"]
+
+
+def breaker(target: Target, pms: str) -> dict[str, Any]:
+    return target.client("dynamodb").get_item(TableName=str(target.output("circuit_table_name")),
+                                              Key={"pms_id": {"S": pms}}, ConsistentRead=True).get("Item", {})
 
 
 def test_a_booking_reaches_the_propertys_pms_within_a_minute(api: Any, inventory: Any, target: Target, opera: Any,
@@ -98,3 +112,46 @@ def test_an_update_the_pms_refuses_is_parked_with_its_data_and_raises_the_dlq_al
                     ready=lambda messages: any(property_id in m["Body"] and stay(54) in m["Body"] for m in messages))
     [message] = [m for m in ours if property_id in m["Body"]]
     assert "422" in message["MessageAttributes"]["reason"]["StringValue"], message["MessageAttributes"]
+
+
+# A new update reaches the worker within a few seconds (1 s batching window), which meets the open
+# breaker (deferring it) or fails its probe, and reports CircuitOpen at once.
+REPORTED_WITHIN_S = 5
+
+
+@pytest.mark.parametrize("pms", ["opera", "mews"])
+def test_a_pms_down_for_five_minutes_raises_its_backlog_and_breaker_alarms_and_loses_nothing(
+        api: Any, inventory: Any, target: Target, stay: Callable[[int], str], request: pytest.FixtureRequest,
+        pms: str) -> None:
+    partner = request.getfixturevalue(pms)
+    partner(failure_rate=1.0, status=503)
+    property_id = inventory.add_property({"king": ("deluxe", 9)}, pms_id=pms)
+    for day in (55, 56):
+        inventory.open_night(property_id, "king", stay(day), total=9)
+        assert api.book(property_id, "king", stay(day))[0] == 201
+    wait_for(f"the {pms} breaker to open", lambda: breaker(target, pms), timeout=90,
+             ready=lambda item: float(item.get("open_until", {}).get("N", "0")) > time.time())
+    alarms = target.output("alarm_names")
+    assert target.alarm_fires(str(alarms[f"pms_backlog_{pms}"]), timeout=300) == "ALARM"
+    days = [55, 56]
+
+    def another_update() -> None:  # a booking a minute while the PMS stays down: CircuitOpen each minute
+        days.append(days[-1] + 1)
+        inventory.open_night(property_id, "king", stay(days[-1]), total=9)
+        assert api.book(property_id, "king", stay(days[-1]))[0] == 201
+        time.sleep(REPORTED_WITHIN_S)
+
+    assert target.alarm_fires(str(alarms[f"circuit_open_{pms}"]), another_update, timeout=300) == "ALARM"
+    partner(failure_rate=0.0)
+    received = wait_for("every update after recovery", lambda: delivered(target, property_id, pms), timeout=120,
+                        ready=lambda calls: {c["body"]["stay_date"] for c in calls} == {stay(d) for d in days})
+    assert {c["body"]["stay_date"] for c in received} == {stay(d) for d in days}
+
+
+def test_an_update_mews_refuses_is_parked_and_raises_its_dlq_alarm(
+        api: Any, inventory: Any, target: Target, mews: Any, stay: Callable[[int], str]) -> None:
+    mews(failure_rate=1.0, status=422)
+    property_id = inventory.add_property({"king": ("deluxe", 5)}, pms_id="mews")
+    inventory.open_night(property_id, "king", stay(57), total=5)
+    assert api.book(property_id, "king", stay(57))[0] == 201
+    assert target.alarm_fires(str(target.output("alarm_names", "pms_dlq_mews")), timeout=300) == "ALARM"

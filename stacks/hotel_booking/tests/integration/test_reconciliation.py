@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -119,3 +120,42 @@ def test_a_run_given_room_nights_that_are_not_a_list_fails_and_raises_the_failed
 
     alarm = str(target.output("alarm_names", "reconciliation_failed"))
     assert target.alarm_fires(alarm, failed_run, timeout=300) == "ALARM"
+
+
+def test_schedule_deliveries_step_functions_keeps_refusing_land_in_async_failures_and_raise_its_alarm(
+        target: Target) -> None:
+    if not target.is_sandbox:
+        pytest.skip("throttling Step Functions on purpose needs the sandbox's /_sandbox/faults")
+    rule = str(target.output("reconciliation_rule_name"))
+    # Every StartExecution refused as throttled, EventBridge's three retries included (this file's
+    # flows, the only other callers, run one after another).
+    target.control("POST", "faults", {"error": {"request": "states StartExecution", "code": "ThrottlingException",
+                                                "count": 100}})
+    try:
+        [delivery] = target.control("POST", f"rules/{rule}/fire")["fired"]
+    finally:
+        target.control("POST", "faults", {"error": {"request": "states StartExecution", "code": "ThrottlingException",
+                                                    "count": 0}})
+    assert delivery["retries"] == 3 and delivery["dead_letter"].endswith("-async-failures"), delivery
+    assert alarm_raised(target, "async_failures") == "ALARM"
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1"])
+def test_replication_slower_than_the_sla_for_two_minutes_raises_the_regions_latency_alarm(
+        inventory: Any, target: Target, stay: Callable[[int], str], region: str) -> None:
+    if not target.is_sandbox:
+        pytest.skip("slowing replication on purpose needs the sandbox's /_sandbox/replication")
+    assert region in target.output("dynamodb_replica_regions")
+    property_id = inventory.add_property({"king": ("deluxe", 2)})
+    days = itertools.count(70)
+
+    def replicated_late() -> None:  # one datapoint in this minute: a write seen in the region 11 s later
+        pk = inventory.open_night(property_id, "king", stay(next(days)), total=2)
+        wait_for(f"the night in {region}", lambda: inventory.night(pk, region), timeout=60)
+
+    target.control("POST", "replication", {"region": region, "delay_s": 11})  # the alarm is at 10,000 ms
+    try:
+        key = f"replication_latency_{region.replace('-', '_')}"
+        assert target.alarm_fires(str(target.output("alarm_names", key)), replicated_late) == "ALARM"
+    finally:
+        target.control("POST", "replication", {"region": region, "delay_s": 0})
