@@ -6,6 +6,7 @@ POST requests with JSON, records what it received, and fails or stalls as a test
         api.behave(fail_next=2, status=500)   # the next two calls answer 500, then 200 again
         api.behave(latency_s=0.5)             # every answer waits half a second
         api.received                           # [Received(path, headers, body), ...] of the 2xx calls
+        api.connections                        # connections opened (HTTP/1.1: kept between calls)
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128  # socketserver's 5 would reset a burst of concurrent calls
     tls: ssl.SSLContext | None = None
 
+    connections = 0
+    _counting = threading.Lock()
+
     def finish_request(self, request: Any, client_address: Any) -> None:
+        with self._counting:
+            self.connections += 1
         # The TLS handshake runs in the request's own thread: a stalled client never blocks accept().
         if self.tls is not None:
             try:
@@ -59,6 +65,11 @@ class PartnerApi:
         api = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # connections kept open between calls, as a real API's are
+            # Headers and body go out in two writes: with Nagle's algorithm on a kept connection the
+            # body waits for the client's delayed ACK of the headers (40 ms a call).
+            disable_nagle_algorithm = True
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
@@ -78,6 +89,11 @@ class PartnerApi:
             self._server.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self._server.tls.load_cert_chain(*tls)
         self._thread = threading.Thread(target=self._server.serve_forever, name="partner-api", daemon=True)
+
+    @property
+    def connections(self) -> int:
+        """Connections clients opened (calls over a kept connection do not count again)."""
+        return self._server.connections
 
     @property
     def url(self) -> str:

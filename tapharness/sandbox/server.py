@@ -482,7 +482,7 @@ class Sandbox:
 
     def _partner(self, request: HttpRequest, parts: list[str]) -> HttpResponse:
         """``GET /_sandbox/partners`` (name -> URL); ``POST /_sandbox/partners/<name>`` starts the stand-in
-        (if needed) and sets its behaviour; ``GET /_sandbox/partners/<name>`` what it received."""
+        (if needed) and sets its behaviour; ``GET /_sandbox/partners/<name>`` what it received (and its calls and connections)."""
         if not parts:
             return HttpResponse.json(200, dict(self.partner_urls))
         name = parts[0]
@@ -497,7 +497,8 @@ class Sandbox:
         partner = self.partners.get(name)
         if partner is None:
             return HttpResponse.json(404, {"error": f"no partner API {name!r}"})
-        return HttpResponse.json(200, {"url": self.partner_urls[name], "calls": partner.calls, "received": [
+        return HttpResponse.json(200, {"url": self.partner_urls[name], "calls": partner.calls,
+                                       "connections": partner.connections, "received": [
             {"path": r.path, "headers": r.headers, "body": r.body} for r in partner.received]})
 
     def _start_partner(self, name: str) -> None:

@@ -1,16 +1,17 @@
 """SQS (one queue per PMS integration) -> the property's PMS, then Aurora's record of it.
 
-Per message, in one Aurora transaction holding the room-night's lock (audit.deliver_if_newer):
-skip it when the PMS already acknowledged this version or a newer one; push it with retries
-(exponential backoff, full jitter); record the acknowledgement. A
-refusal (4xx) parks the message in the DLQ at once; a refused API key (401/403) is a failure,
-not a refusal. Exhausted retries count against the PMS's circuit breaker (circuit.py: DynamoDB,
-shared by every worker, atomic updates); while it is open, or another worker holds its
-half-open probe, no call is made and the messages are sent again to their queue with a delay
-(up to SQS's 15 minutes) that ends when the breaker half-opens: waiting spends none of their
-receive count, so a long outage moves nothing to the DLQ. A message is started only with
-time left for its worst case. Nothing is dropped: a message is deleted only once delivered,
-superseded, parked or sent again.
+Per room-night of a batch (its newest version: ``newest_per_night``), in one Aurora transaction
+holding the room-night's lock (audit.deliver_if_newer): skip it when the PMS already acknowledged
+this version or a newer one; push it with retries (exponential backoff, full jitter) over a
+connection kept from call to call (pms_api); record the acknowledgement. A refusal (4xx) parks the
+message in the DLQ at once; a refused API key (401/403) is a failure, not a refusal. Exhausted
+retries count against the PMS's circuit breaker (circuit.py: DynamoDB, shared by every worker,
+atomic updates); while it is open, or another worker holds its half-open probe, no call is made
+and the messages are sent again to their queue with a delay (up to SQS's 15 minutes) that ends
+when the breaker half-opens: waiting spends none of their receive count, so a long outage moves
+nothing to the DLQ. A message is started only with time left for its worst case. Nothing is
+dropped: a message is deleted only once delivered, superseded (a newer version of its room-night
+in the same batch: one call carries the newest), parked or sent again.
 
 SLA: enqueue and attempt delivery to the property's PMS < 60 s after the booking.
 """
@@ -63,6 +64,20 @@ def parse_update(body: str, pms_id: str) -> dict[str, Any]:
         if not isinstance(update.get(name), kind) or isinstance(update.get(name), bool):
             raise TypeError(f"{name} missing or not {kind.__name__}")
     return {**{name: update[name] for name in UPDATE_FIELDS}, "pms_id": pms_id}
+
+
+def newest_per_night(updates: list[tuple[dict[str, Any], dict[str, Any]]]
+                     ) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], int]:
+    """The (record, update) pairs reduced to the newest version of each room-night, in the order
+    they came, and how many older ones that supersedes: a PMS needs only a night's latest state,
+    so a batch holding several versions of it makes one call, and the older messages are done."""
+    newest: dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+    for record, update in updates:
+        night = (update["property_id"], update["room_id"], update["stay_date"])
+        if night not in newest or update["version"] > newest[night][1]["version"]:
+            newest[night] = (record, update)
+    kept = {id(pair[0]) for pair in newest.values()}
+    return [pair for pair in updates if id(pair[0]) in kept], len(updates) - len(newest)
 
 
 def worst_case_ms(retries: int, base_ms: int) -> int:
@@ -118,15 +133,17 @@ def sync_queue(pms_id: str, queue: dict[str, str], records: list[dict[str, Any]]
     worst_ms = worst_case_ms(config.integer("MAX_RETRIES"), config.integer("BACKOFF_BASE_MS"))
     opened = False
     wait_s = 0.0
+    parsed: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for record in records:
-        message_id = record["messageId"]
         try:
-            update = parse_update(record["body"], pms_id)
+            parsed.append((record, parse_update(record["body"], pms_id)))
         except (ValueError, TypeError) as exc:
-            logger.error("poison message parked", extra={"message_id": message_id, "error": str(exc)})
+            logger.error("poison message parked", extra={"message_id": record["messageId"], "error": str(exc)})
             _park(queue["dlq_url"], record, f"not an inventory update: {exc}")
             outcome.parked += 1
-            continue
+    latest, outcome.skipped = newest_per_night(parsed)
+    for record, update in latest:
+        message_id = record["messageId"]
         if context.get_remaining_time_in_millis() < worst_ms:
             outcome.failed.append(message_id)  # comes back after the visibility timeout
             continue

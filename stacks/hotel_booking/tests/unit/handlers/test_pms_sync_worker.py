@@ -90,6 +90,21 @@ def test_an_update_reaches_the_pms_with_its_key_and_is_recorded(env: dict[str, A
     assert env["pg"].run("SELECT available_units, version FROM pms_inventory") == [[4, 2]]
 
 
+def test_versions_of_one_night_in_a_batch_make_one_call_with_the_newest(env: dict[str, Any], pms: PartnerApi,
+                                                                        context: Any) -> None:
+    assert deliver(env, context, update(version=3, units=6), update(version=5, units=4),
+                   update(version=4, units=5)) == {"batchItemFailures": []}
+    assert [call.body["version"] for call in pms.received] == [5]
+    assert env["pg"].run("SELECT available_units, version FROM pms_inventory") == [[4, 5]]
+
+
+def test_calls_to_one_pms_share_one_connection(env: dict[str, Any], pms: PartnerApi, context: Any) -> None:
+    rooms = ["deluxe-king", "deluxe-twin", "suite"]
+    assert deliver(env, context, *(update(version=2, room=room) for room in rooms)) == {"batchItemFailures": []}
+    assert deliver(env, context, update(version=3, room="suite")) == {"batchItemFailures": []}
+    assert len(pms.received) == 4 and pms.connections == 1, f"{len(pms.received)} calls over {pms.connections} connections"
+
+
 def test_an_update_the_pms_already_has_a_newer_version_of_is_not_sent(env: dict[str, Any], pms: PartnerApi,
                                                                      context: Any) -> None:
     deliver(env, context, update(version=5, units=2))
