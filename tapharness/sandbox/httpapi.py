@@ -153,6 +153,10 @@ class HttpApiDoor:
             return HttpResponse.json(404, {"message": "Not Found"})
         route_key, path_params = chosen
         context["routeKey"] = route_key
+        if (routes[route_key].authorization_type or "NONE") == "AWS_IAM" and not self._iam_allows(
+                request, f"arn:aws:execute-api:{self.clients.region}:{self.account_id}:{route.api_id}/{route.stage}/"
+                         f"{request.method}{route.path}"):
+            return HttpResponse.json(403, {"message": "Forbidden"})
         target = routes[route_key].target or ""
         integration = api.integrations.get(target.removeprefix("integrations/"))
         function = _FUNCTION_IN_URI.search(integration.integration_uri or "") if integration else None
@@ -165,11 +169,6 @@ class HttpApiDoor:
             return HttpResponse.json(500, {"message": "Internal Server Error"})
         if len(request.body) > MAX_BODY_BYTES:
             return HttpResponse.json(413, {"message": "Request Entity Too Large"})
-        if (routes[route_key].authorization_type or "NONE") == "AWS_IAM":
-            refused = self._iam_refusal(request, f"arn:aws:execute-api:{self.clients.region}:{self.account_id}:"
-                                                 f"{route.api_id}/{route.stage}/{request.method}{route.path}")
-            if refused is not None:
-                return refused
         resource = route_key.partition(" ")[2] if route_key != "$default" else "$default"
         source_arn = (f"arn:aws:execute-api:{self.clients.region}:{self.account_id}:{route.api_id}/{route.stage}/"
                       f"{request.method}{route.path if resource == '$default' else resource}")
@@ -184,26 +183,27 @@ class HttpApiDoor:
         context["integrationStatus"] = 200
         return translate_v2(outcome.function_error, outcome.payload)
 
-    def _iam_refusal(self, request: HttpRequest, resource: str) -> HttpResponse | None:
-        """A route with IAM authorization: the SigV4 caller must be allowed ``execute-api:Invoke`` on
-        the request's ARN (``<api>/<stage>/<METHOD>/<path>``) by its identity policies alone, HTTP
-        APIs having no resource policies (API Gateway, "Control access to HTTP APIs with IAM
-        authorization"). Refusals answer 403 with AWS's error types and messages (AWS Knowledge
-        Center, "How do I troubleshoot HTTP 403 errors from API Gateway?"). Signatures are read,
-        not recomputed (docs/emulation-gaps.md)."""
+    def _iam_allows(self, request: HttpRequest, resource: str) -> bool:
+        """A route with IAM authorization, decided before anything else of the route: the caller
+        must sign for ``execute-api`` and be allowed ``execute-api:Invoke`` on the request's ARN
+        (``<api>/<stage>/<METHOD>/<path>``) by its identity policies alone, HTTP APIs having no
+        resource policies (API Gateway, "Control access to HTTP APIs with IAM authorization"). An
+        HTTP API answers every refusal 403 ``{"message": "Forbidden"}`` (unsigned, unknown key or not
+        allowed alike; as reported in aws/aws-cdk#21182). Signatures are read, not recomputed
+        (docs/emulation-gaps.md)."""
         if self.guard is None:
-            return None
+            return True
         signed = signature({k.lower(): v for k, v in request.headers}, request.query)
-        if signed is None:
-            return _forbidden("MissingAuthenticationTokenException", "Missing Authentication Token")
+        if signed is None or signed.signer != "execute-api":
+            return False
         principal = self.guard.authorizer.principal_for_key(signed.access_key)
         if principal is None:
-            return _forbidden("AccessDeniedException", "The security token included in the request is invalid.")
+            return False
         need = Need("execute-api:Invoke", resource)
         (decision,) = self.guard.authorizer.decide(principal, [need], "execute-api.Invoke", self.clients.region)
-        if decision.allowed:
-            return None
-        return _forbidden("AccessDeniedException", describe_denial(principal, Verdict(need, decision)))
+        if not decision.allowed:
+            log.info("http api: %s", describe_denial(principal, Verdict(need, decision)))
+        return decision.allowed
 
     def event_v2(self, request: HttpRequest, route: HttpApiRoute, route_key: str, path_params: dict[str, str],
                  stage_variables: dict[str, str], request_id: str, now: datetime) -> dict[str, Any]:
@@ -241,12 +241,6 @@ class HttpApiDoor:
                     "stageVariables": stage_variables, "body": body}
         event.update({k: v for k, v in optional.items() if v})
         return event
-
-
-def _forbidden(error_type: str, message: str) -> HttpResponse:
-    response = HttpResponse.json(403, {"message": message})
-    response.headers.append(("x-amzn-ErrorType", error_type))
-    return response
 
 
 def _event_body(raw: bytes, content_type: str) -> tuple[str | None, bool]:

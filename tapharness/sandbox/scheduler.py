@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from tapharness.sandbox.clients import AwsClients
 from tapharness.sandbox.pollers import POLLER_ERRORS
@@ -214,9 +214,10 @@ class Scheduler(threading.Thread):
                 exhausted = "MaximumRetryAttempts" if retries_left <= 0 else "MaximumEventAgeInSeconds"
                 if failure.retryable and retries_left > 0 and time.monotonic() - started + delay <= max_age_s:
                     retries_left, retries = retries_left - 1, retries + 1
-                    if not self._stop_event.wait(delay):
-                        delay = min(delay * 2, RETRY_MAX_DELAY_S)
-                        continue
+                    if self._stop_event.wait(delay):  # the sandbox stops: the event is neither delivered nor given up
+                        return {"error": f"{failure} (the sandbox stopped while retrying)", "retries": retries}
+                    delay = min(delay * 2, RETRY_MAX_DELAY_S)
+                    continue
                 log.warning("rule %s: %s not delivered after %d retries: %s", rule["Name"], target["Arn"], retries,
                             failure)
                 return {"error": str(failure), "retries": retries,
@@ -239,9 +240,13 @@ class Scheduler(threading.Thread):
                       "ERROR_MESSAGE": failure.message[:1000], "RETRY_ATTEMPTS": str(retries)}
         if exhausted:
             attributes["EXHAUSTED_RETRY_CONDITION"] = exhausted
-        sent = self.clients.client("sqs").send_message(
-            QueueUrl=self.clients.queue_url(queue), MessageBody=payload,
-            MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()})
+        try:
+            sent = self.clients.client("sqs").send_message(
+                QueueUrl=self.clients.queue_url(queue), MessageBody=payload,
+                MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()})
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("rule %s: the dead-letter queue %s refused the event (%s); dropped", rule["Name"], queue, exc)
+            return {"dropped": True}
         return {"dead_letter": queue, "messageId": sent["MessageId"]}
 
     def _deliver(self, target: dict[str, Any], rule: dict[str, Any], payload: str) -> dict[str, Any]:
@@ -283,6 +288,8 @@ class Scheduler(threading.Thread):
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400)
             raise DeliveryFailed(str(error.get("Code")), str(error.get("Message")),
                                  status >= 500 or error.get("Code") in RETRIABLE_CODES) from None
+        except BotoCoreError as exc:  # the service did not answer (a connection or read timeout): retried
+            raise DeliveryFailed(type(exc).__name__, str(exc), retryable=True) from None
         raise ValueError(f"unsupported schedule target {arn}")
 
     def check(self, now: datetime | None = None) -> list[dict[str, Any]]:

@@ -128,7 +128,7 @@ class _MotoHandler(MotoRequestHandler):
     of a function or poller paid a new connection and a new server thread (a tenth of the
     server's CPU under load). Here a request's body is read whole before the application runs, so
     the next request on the connection starts where this one ended whatever the application read,
-    and the answer always carries its length.
+    and every answer that has a body carries its length.
     """
 
     # Headers and body go out in separate writes: with Nagle's algorithm the second waits for
@@ -140,37 +140,47 @@ class _MotoHandler(MotoRequestHandler):
         pass  # werkzeug's line per request is formatted before its logger's level is asked
 
     def run_wsgi(self) -> None:
-        if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
-            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        # (http.server itself answers "Expect: 100-continue" on HTTP/1.1 connections.)
         environ = self.make_environ()
-        if environ.get("wsgi.input_terminated"):  # chunked: werkzeug's reader ends at the last chunk
-            body = environ["wsgi.input"].read()
-        else:
-            body = self.rfile.read(int(environ.get("CONTENT_LENGTH") or 0))
-        environ["wsgi.input"] = io.BytesIO(body)
-        environ["CONTENT_LENGTH"] = str(len(body))
+        chunks: list[bytes] = []
         answer: list[Any] = []
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             answer[:] = [status, headers]
             return chunks.append
 
-        chunks: list[bytes] = []
         try:
-            result = self.server.app(environ, start_response)  # type: ignore[attr-defined]
-            try:
-                chunks.extend(result)
-            finally:
-                if hasattr(result, "close"):
-                    result.close()
-        except Exception:
-            log.exception("moto failed on %s %s", self.command, self.path)
-            answer[:] = ["500 Internal Server Error", [("Content-Type", "text/plain")]]
-            chunks = [b"Internal Server Error"]
+            if environ.get("wsgi.input_terminated"):  # chunked: werkzeug's reader ends at the last chunk
+                body = environ["wsgi.input"].read()
+            else:
+                body = self.rfile.read(int(environ.get("CONTENT_LENGTH") or 0))
+        except (ValueError, OSError) as exc:  # a malformed length or chunk: where the next request starts is unknown
+            log.warning("unreadable request body on %s %s: %s", self.command, self.path, exc)
+            answer[:] = ["400 Bad Request", [("Content-Type", "text/plain")]]
+            chunks.append(b"Bad Request")
             self.close_connection = True
-        status, headers = answer
+        else:
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            try:
+                result = self.server.app(environ, start_response)  # type: ignore[attr-defined]
+                try:
+                    chunks.extend(result)
+                finally:
+                    if hasattr(result, "close"):
+                        result.close()
+            except Exception:
+                log.exception("moto failed on %s %s", self.command, self.path)
+                answer[:] = ["500 Internal Server Error", [("Content-Type", "text/plain")]]
+                chunks[:] = [b"Internal Server Error"]
+                self.close_connection = True
+        self._send(answer[0], answer[1], b"".join(chunks))
+
+    def _send(self, status: str, headers: list[tuple[str, str]], payload: bytes) -> None:
+        """The answer with its length (the application's for a HEAD, none for 1xx/204/304), no body
+        where HTTP allows none."""
         code, _, reason = status.partition(" ")
-        payload = b"".join(chunks)
+        bodiless = self.command == "HEAD" or int(code) in (204, 304) or int(code) < 200
         self.send_response(int(code), reason)
         given_length = False
         for key, value in headers:
@@ -179,10 +189,10 @@ class _MotoHandler(MotoRequestHandler):
                 continue
             given_length = given_length or lowered == "content-length"
             self.send_header(key, value)
-        if not given_length and int(code) not in (204, 304):
+        if not given_length and not bodiless:
             self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        if self.command != "HEAD" and payload:
+        if not bodiless and payload:
             self.wfile.write(payload)
         self.wfile.flush()
 

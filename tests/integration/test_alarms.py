@@ -1,7 +1,8 @@
 """Alarms raised by the conditions they watch: minutes of slow API answers (p95 latency) and of slow
 recommendation runs (p95 duration). The slowness is the sandbox's (``/_sandbox/faults``: a
 delay before the handler runs, as a slow dependency), scoped by a marker to this file's own
-viewers, so the flows running beside these are untouched; they only share the minutes."""
+viewers: the flows running beside these are slowed only where their records share a batch with a marked
+one (the recommendations mapping's), and every look moves the shared clock a minute on."""
 
 from __future__ import annotations
 

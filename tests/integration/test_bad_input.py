@@ -127,6 +127,13 @@ def test_poison_record_goes_to_the_on_failure_queue_while_the_rest_of_its_batch_
     failures_url = target.output("sqs_queue_urls", "stream_failures")
     consumers = unfiltered_consumers(target, stream_arn)
     assert consumers, f"no event source mapping reads {stream_arn} unfiltered"
+    sqs = target.client("sqs")
+
+    def parked() -> int:
+        return int(sqs.get_queue_attributes(QueueUrl=failures_url, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"]["ApproximateNumberOfMessages"])
+
+    parked_before = parked()
     user, clock = new_id("user"), Clock()
     before, after = (ViewingEvent("watch", user, new_id("content"), 10.0, 100.0, clock.tick()) for _ in range(2))
     started = time.monotonic()
@@ -135,10 +142,8 @@ def test_poison_record_goes_to_the_on_failure_queue_while_the_rest_of_its_batch_
         {"Data": f"not json: {user}".encode(), "PartitionKey": user},
         {"Data": json.dumps(after.record()).encode(), "PartitionKey": user}])["Records"]
     sequences = [record["SequenceNumber"] for record in written]
-    sqs = target.client("sqs")
-    wait_for("the first on-failure record in stream_failures", lambda: int(sqs.get_queue_attributes(
-        QueueUrl=failures_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
-        "ApproximateNumberOfMessages"]), 3 * HOP_TIMEOUT_S, max_interval=1.0)
+    wait_for("the first on-failure record in stream_failures", parked, 3 * HOP_TIMEOUT_S,
+             ready=lambda count: count > parked_before, max_interval=1.0)
     # While it waits there, the failure queue's alarm fires (2 of 3 five-minute samples with a message).
     assert target.alarm_fires(str(target.output("alarm_names", "dlq_messages_stream_failures"))) == "ALARM"
     reported: list[dict[str, Any]] = []

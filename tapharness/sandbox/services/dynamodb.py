@@ -212,12 +212,13 @@ _TOKENS_LOCK = threading.Lock()
 def transact_write_items(self: DynamoHandler) -> ActionResult:
     """TransactWriteItems with its ClientRequestToken: a repeat within ten minutes of a transaction
     that succeeded succeeds again without writing; the same token with other items is
-    IdempotentParameterMismatchException (DynamoDB API reference)."""
+    IdempotentParameterMismatchException, and while its transaction still runs
+    TransactionInProgressException (DynamoDB API reference)."""
     token = self.body.get("ClientRequestToken")
     if not token:
         return _TRANSACT_WRITE(self)
     digest = json.dumps(self.body["TransactItems"], sort_keys=True)
-    tokens = store(self.dynamodb_backend, "transaction_tokens")
+    tokens = store(self.dynamodb_backend, "transaction_tokens")  # token -> (digest, given at, committed)
     now = time.monotonic()
     with _TOKENS_LOCK:
         while tokens:  # in the order they were given: the expired ones come first
@@ -225,14 +226,34 @@ def transact_write_items(self: DynamoHandler) -> ActionResult:
             if now - tokens[oldest][1] <= TOKEN_LIFETIME_S:
                 break
             del tokens[oldest]
-    if token in tokens:
-        if tokens[token][0] != digest:
-            raise IdempotentParameterMismatchException()
-        return ActionResult({"ConsumedCapacity": [], "ItemCollectionMetrics": {}})
-    answer = _TRANSACT_WRITE(self)
+        if token in tokens:
+            given, _, committed = tokens[token]
+            if not committed:
+                raise TransactionInProgressException()
+            if given != digest:
+                raise IdempotentParameterMismatchException()
+            return ActionResult({"ConsumedCapacity": [], "ItemCollectionMetrics": {}})
+        tokens[token] = (digest, now, False)
+    try:
+        answer = _TRANSACT_WRITE(self)
+    except BaseException:  # a transaction that did not commit leaves its token free for a retry
+        with _TOKENS_LOCK:
+            tokens.pop(token, None)
+        raise
     with _TOKENS_LOCK:
-        tokens[token] = (digest, now)
+        tokens[token] = (digest, now, True)
     return answer
+
+
+class TransactionInProgressException(DynamodbException):
+    """The same ClientRequestToken while its transaction still runs (DynamoDB API reference,
+    TransactWriteItems: "TransactionInProgressException")."""
+
+    error_type = "com.amazonaws.dynamodb.v20120810#TransactionInProgressException"
+
+    def __init__(self) -> None:
+        super().__init__(self.error_type, message="The transaction with the given request token is already in "
+                                                  "progress.")
 
 
 class IdempotentParameterMismatchException(DynamodbException):

@@ -136,16 +136,17 @@ def test_a_shard_written_continuously_is_read_at_the_base_rate_and_its_records_g
         return sum(p["reads"] for p in sandbox.control("GET", "pollers") if p["uuid"] == uuid)
 
     wait_until(lambda: reads() > 0, timeout=20, what="the mapping's first read")
-    before = reads()
-    for i in range(30):  # 3 s of puts, ten a second
+    before, started = reads(), time.monotonic()
+    for i in range(30):  # about 3 s of puts, ten a second
         aws("kinesis").put_record(StreamARN=stream, Data=json.dumps({"id": i}).encode(), PartitionKey="user-1")
         time.sleep(0.1)
-    busy_reads = reads() - before
+    busy_reads, seconds = reads() - before, time.monotonic() - started
     seen = recorder.wait_for(lambda s: sum(len(e["ids"]) for e in s) >= 30)
     assert sorted(i for ids in ids_of(seen) for i in ids) == list(range(30))
-    assert busy_reads <= 6, (f"{busy_reads} reads in 3 s of a shard that caught up after each: Lambda reads at "
-                             "the base rate of once per second (and a shard serves five reads a second)")
-    assert len(seen) <= 6, f"30 records a put at a time in {len(seen)} invocations: each read's records go as one"
+    bound = int(seconds) + 3  # once a second, plus the read a first put wakes and the one under way
+    assert busy_reads <= bound, (f"{busy_reads} reads in {seconds:.1f} s of a shard that caught up after each: Lambda "
+                                 "reads at the base rate of once per second (and a shard serves five reads a second)")
+    assert len(seen) <= bound, f"30 records a put at a time in {len(seen)} invocations: each read's records go as one"
 
 
 def test_two_mappings_on_one_stream_each_receive_every_record(aws, make_function, mapping, recorder):

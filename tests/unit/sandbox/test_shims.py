@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from .helpers import Recorder, unique, zip_sources
@@ -417,6 +418,25 @@ def test_a_repeated_client_token_succeeds_without_writing_again(aws):
     with pytest.raises(ClientError, match="IdempotentParameterMismatchException"):
         aws("dynamodb").transact_write_items(**{**_increment(table, "counter", "elsewhere"),
                                                 "ClientRequestToken": request["ClientRequestToken"]})
+
+
+def test_a_client_token_whose_transaction_still_runs_is_answered_transaction_in_progress(aws, sandbox):
+    # botocore retries TransactionInProgressException on its own ("still_processing"): a client that does not
+    table, busy = _table(aws), []
+    once = boto3.client("dynamodb", endpoint_url=sandbox.endpoint_url, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing",
+                        config=Config(retries={"total_max_attempts": 1}))
+    for round_ in range(RACE_ROUNDS):  # rounds until a repeat met the first still running
+        request = {**_increment(table, f"counter-{round_}", f"other-{round_}"), "ClientRequestToken": unique("token")}
+        outcomes = _at_once([lambda r=request: once.transact_write_items(**r)] * 4)
+        counter = aws("dynamodb").get_item(TableName=table, Key={"pk": {"S": f"counter-{round_}"}},
+                                           ConsistentRead=True)["Item"]
+        assert counter["n"]["N"] == "1", f"one token, {counter['n']['N']} increments"
+        busy = [o for o in outcomes if isinstance(o, ClientError)]
+        if busy:
+            break
+    assert busy, f"no repeat met its token's transaction still running in {RACE_ROUNDS} rounds"
+    assert {o.response["Error"]["Code"] for o in busy} == {"TransactionInProgressException"}
 
 
 def test_transaction_with_a_malformed_update_writes_nothing(aws):

@@ -1,7 +1,8 @@
 """The booking path's alarms, each raised by the condition it watches: a booking the handler cannot
 finish (5xx), five minutes of slow bookings (p95 latency), a change the cache updater cannot take
 (stream failures). The faults are the sandbox's (``/_sandbox/faults``), scoped by a marker to this
-file's own requests, so the flows running beside these are untouched."""
+file's own requests: the flows running beside these are hit only where their records share a batch with a
+marked one (the cache updater's stream), and then only until the mapping's bisection sets them apart."""
 
 from __future__ import annotations
 
@@ -68,12 +69,16 @@ def test_five_minutes_of_slow_bookings_raise_the_latency_alarm(api: Any, target:
 
 def test_a_change_the_cache_updater_cannot_take_is_parked_and_raises_the_stream_failures_alarm(
         api: Any, inventory: Any, target: Target, fault: Any, stay: Callable[[int], str]) -> None:
+    sqs = target.client("sqs")
+    queue = str(target.output("failure_queue_urls", "stream_failures"))
+
+    def parked() -> int:
+        return int(sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"]["ApproximateNumberOfMessages"])
+
+    before = parked()
     property_id = inventory.add_property({"king": ("deluxe", 2)})
     fault("crash", "cache_updater", {"count": 100}, marker=property_id)  # its nights' stream records carry it
     inventory.open_night(property_id, "king", stay(49), total=2)
-    sqs = target.client("sqs")
-    queue = str(target.output("failure_queue_urls", "stream_failures"))
-    wait_for("the given-up change in stream_failures", lambda: sqs.get_queue_attributes(
-        QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"], timeout=240,
-        ready=lambda attributes: int(attributes["ApproximateNumberOfMessages"]) >= 1)
+    wait_for("the given-up change in stream_failures", parked, timeout=240, ready=lambda count: count > before)
     assert target.alarm_fires(str(target.output("alarm_names", "stream_failures"))) == "ALARM"

@@ -100,7 +100,7 @@ def test_an_unsigned_booking_is_refused_403_and_books_nothing(api: Any, inventor
     request = {"request_id": "0b6f1f53-3c1e-4c55-9d1a-6b1d8e2f7a10", "property_id": property_id, "room_id": "king",
                "check_in": stay(45), "nights": 1, "units": 1, "guest_id": "g1"}
     status, body = api.call("POST", "/book", json.dumps(request).encode(), signed=False)
-    assert (status, body) == (403, {"message": "Missing Authentication Token"})
+    assert (status, body) == (403, {"message": "Forbidden"})
     assert inventory.night(pk)["available_units"] == 2 and inventory.allocations(pk) == []
 
 
