@@ -37,8 +37,8 @@ class HttpApi:
     base: str
 
 
-@pytest.fixture(scope="module")
-def http_api(aws: Callable[[str], Any], role_arn: str, sandbox: Any) -> HttpApi:
+def echo_api(aws: Callable[[str], Any], role_arn: str, sandbox: Any, routes: dict[str, str]) -> HttpApi:
+    """An HTTP API whose routes ({route key: authorization type}) all reach the ECHO function, on $default."""
     v2 = aws("apigatewayv2")
     function = aws("lambda").create_function(
         FunctionName=unique("echo2"), Runtime="python3.12", Role=role_arn, Handler="handler.lambda_handler",
@@ -50,11 +50,17 @@ def http_api(aws: Callable[[str], Any], role_arn: str, sandbox: Any) -> HttpApi:
     integration = v2.create_integration(
         ApiId=api_id, IntegrationType="AWS_PROXY", PayloadFormatVersion="2.0", IntegrationMethod="POST",
         IntegrationUri=f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{function}/invocations")
-    for key in ("POST /book", "GET /availability/{property_id}"):
-        v2.create_route(ApiId=api_id, RouteKey=key, Target=f"integrations/{integration['IntegrationId']}")
+    for key, authorization in routes.items():
+        v2.create_route(ApiId=api_id, RouteKey=key, AuthorizationType=authorization,
+                        Target=f"integrations/{integration['IntegrationId']}")
     v2.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
     url = local_invoke_url(f"https://{api_id}.execute-api.us-east-1.amazonaws.com/", sandbox.gateway_url)
     return HttpApi(api_id, url.rstrip("/"))
+
+
+@pytest.fixture(scope="module")
+def http_api(aws: Callable[[str], Any], role_arn: str, sandbox: Any) -> HttpApi:
+    return echo_api(aws, role_arn, sandbox, {"POST /book": "NONE", "GET /availability/{property_id}": "NONE"})
 
 
 def call(url: str, method: str = "POST", body: bytes | None = None,
@@ -135,22 +141,8 @@ class IamApi:
 
 @pytest.fixture(scope="module")
 def iam_api(aws: Callable[[str], Any], role_arn: str, sandbox: Any) -> IamApi:
-    v2 = aws("apigatewayv2")
-    function = aws("lambda").create_function(
-        FunctionName=unique("echo2"), Runtime="python3.12", Role=role_arn, Handler="handler.lambda_handler",
-        Code={"ZipFile": zip_sources({"handler.py": ECHO})})["FunctionArn"]
-    api_id = v2.create_api(Name=unique("iam"), ProtocolType="HTTP")["ApiId"]
-    aws("lambda").add_permission(FunctionName=function, StatementId="api", Action="lambda:InvokeFunction",
-                                 Principal="apigateway.amazonaws.com",
-                                 SourceArn=f"arn:aws:execute-api:us-east-1:123456789012:{api_id}/*/*")
-    integration = v2.create_integration(
-        ApiId=api_id, IntegrationType="AWS_PROXY", PayloadFormatVersion="2.0", IntegrationMethod="POST",
-        IntegrationUri=f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{function}/invocations")
-    for key in ("POST /book", "DELETE /book"):
-        v2.create_route(ApiId=api_id, RouteKey=key, AuthorizationType="AWS_IAM",
-                        Target=f"integrations/{integration['IntegrationId']}")
-    v2.create_route(ApiId=api_id, RouteKey="GET /open", Target=f"integrations/{integration['IntegrationId']}")
-    v2.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
+    api = echo_api(aws, role_arn, sandbox, {"POST /book": "AWS_IAM", "DELETE /book": "AWS_IAM", "GET /open": "NONE"})
+    api_id = api.api_id
     trust = json.dumps({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}]})
     credentials = {}
@@ -162,8 +154,7 @@ def iam_api(aws: Callable[[str], Any], role_arn: str, sandbox: Any) -> IamApi:
             aws("iam").put_role_policy(RoleName=arn.split("/")[-1], PolicyName="invoke",
                                        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}))
         credentials[name] = aws("sts").assume_role(RoleArn=arn, RoleSessionName=name)["Credentials"]
-    url = local_invoke_url(f"https://{api_id}.execute-api.us-east-1.amazonaws.com/", sandbox.gateway_url)
-    return IamApi(url.rstrip("/"), credentials["booker"], credentials["stranger"])
+    return IamApi(api.base, credentials["booker"], credentials["stranger"])
 
 
 def signed(url: str, method: str, credentials: dict[str, str],

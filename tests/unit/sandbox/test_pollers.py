@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import time
@@ -89,6 +90,11 @@ def sqs_queue(aws: Callable[[str], Any], **attributes: str) -> tuple[str, str]:
     return url, arn
 
 
+def mapping_reads(sandbox: Any, esm_uuid: str) -> int:
+    """The reads the mapping's shard pollers made so far (``/_sandbox/pollers``)."""
+    return sum(p["reads"] for p in sandbox.control("GET", "pollers") if p["uuid"] == esm_uuid)
+
+
 def ids_of(seen: list[dict[str, Any]]) -> list[list[Any]]:
     return [entry["ids"] for entry in seen]
 
@@ -115,9 +121,7 @@ def test_an_idle_shard_is_read_at_lambdas_base_rate_and_still_delivers_the_next_
     stream = kinesis_stream(aws, [])
     uuid = mapping(make_function(KINESIS_HANDLER, env=recorder.env), stream, BatchSize=10)
 
-    def reads() -> int:
-        return sum(p["reads"] for p in sandbox.control("GET", "pollers") if p["uuid"] == uuid)
-
+    reads = functools.partial(mapping_reads, sandbox, uuid)
     wait_until(lambda: reads() > 0, timeout=20, what="the mapping's first read")
     before = reads()
     time.sleep(3)
@@ -132,9 +136,7 @@ def test_a_shard_written_continuously_is_read_at_the_base_rate_and_its_records_g
     stream = kinesis_stream(aws, [])
     uuid = mapping(make_function(KINESIS_HANDLER, env=recorder.env), stream, BatchSize=100)
 
-    def reads() -> int:
-        return sum(p["reads"] for p in sandbox.control("GET", "pollers") if p["uuid"] == uuid)
-
+    reads = functools.partial(mapping_reads, sandbox, uuid)
     wait_until(lambda: reads() > 0, timeout=20, what="the mapping's first read")
     before, started = reads(), time.monotonic()
     for i in range(30):  # about 3 s of puts, ten a second
