@@ -228,6 +228,11 @@ class AlarmEvaluator(threading.Thread):
     def _evaluate(self, alarm: Any, data: Sequence[Any], account: str, now: float, force: bool) -> None:
         step = 10 if alarm.period < 60 else 60
         end = math.floor(now / step) * step
+        if not force and alarm.alarm_arn not in self._last:
+            # A new alarm waits in INSUFFICIENT_DATA for the next evaluation cycle, as CloudWatch's do:
+            # a tick landing just after PutMetricAlarm does not decide it at once.
+            self._last[alarm.alarm_arn] = end
+            return
         if self._last.get(alarm.alarm_arn, -1.0) >= end and not force:
             return
         self._last[alarm.alarm_arn] = end

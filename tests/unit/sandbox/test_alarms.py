@@ -9,12 +9,15 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from tapharness.sandbox.alarms import (
     ALARM,
     INSUFFICIENT,
     OK,
+    AlarmEvaluator,
     evaluate_points,
     statistic,
 )
@@ -94,6 +97,27 @@ def _topic_to_queue(aws: Any) -> tuple[str, str]:
 def _notifications(aws: Any, url: str) -> list[dict[str, Any]]:
     messages = aws("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
     return [json.loads(m["Body"]) for m in messages]
+
+
+def test_a_new_alarm_waits_in_insufficient_data_for_the_next_evaluation_cycle():
+    with mock_aws():
+        cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+        cloudwatch.put_metric_alarm(
+            AlarmName="new", Namespace="Sandbox/Tests", MetricName="Errors", Statistic="Sum", Period=60,
+            EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold",
+            TreatMissingData="notBreaching")
+        # How the sandbox's CloudWatch starts an alarm (moto alone starts it OK).
+        cloudwatch.set_alarm_state(AlarmName="new", StateValue="INSUFFICIENT_DATA", StateReason="created")
+        evaluator = AlarmEvaluator(lambda *_: {})
+
+        def state() -> str:
+            return str(cloudwatch.describe_alarms(AlarmNames=["new"])["MetricAlarms"][0]["StateValue"])
+
+        now = time.time()
+        evaluator.evaluate_all(now)  # a tick just after PutMetricAlarm
+        assert state() == "INSUFFICIENT_DATA"
+        evaluator.evaluate_all(now + 60)  # the next cycle
+        assert state() == "OK"
 
 
 def test_an_alarm_goes_ok_then_alarm_on_its_metric_and_tells_its_topic(aws, sandbox):
