@@ -104,6 +104,9 @@ def throttled(account: str, region: str, service: str, operation: str, code: str
         return
     namespace, name, dimension = found
     names = ([params["TableName"]] if params.get("TableName") else list(params.get("RequestItems") or {}))
+    if params.get("TransactItems"):  # a transaction throttles each table it writes
+        names = sorted({action["TableName"] for entry in params["TransactItems"] for action in entry.values()
+                        if isinstance(action, dict) and action.get("TableName")})
     if service == "kinesis":
         stream = params.get("StreamName") or str(params.get("StreamARN", "")).rsplit("/", 1)[-1]
         names = [stream] if stream else []

@@ -7,8 +7,8 @@ throttled function) to the given-up bucket, as Lambda's failure record with the 
 event: ``aws/lambda/<mapping>/<shard>/YYYY/MM/DD/<time>-<uuid>``, its ``payload`` holding the
 records with their data and partition keys. This puts every record of every failure record back
 on the stream with its own partition key (so per-user order among replayed records is kept) and
-deletes the failure record once all of its records are accepted. Replaying twice stores nothing
-twice: the processor's items are keyed by the event id.
+deletes the failure record once all of its records are accepted. Replaying twice stores and counts
+nothing twice: the processor writes an event's items on condition they are new.
 
 The target is the sandbox of ``--env`` by default, or the account ``TAPSTACK_OUTPUTS`` names
 (``tapharness.deployed``); the stack's outputs give the bucket and the stream.

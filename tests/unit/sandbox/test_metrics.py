@@ -43,13 +43,29 @@ def test_a_queues_depth_and_oldest_age_are_sampled(aws, sandbox):
     assert statistic(aws, sandbox, "AWS/SQS", "ApproximateAgeOfOldestMessage", dims, "Maximum") >= 1
 
 
-def test_an_injected_throttle_counts_in_the_tables_write_throttle_events(aws, sandbox):
-    table = unique("throttled")
+def on_demand_table(aws: Any, prefix: str) -> str:
+    table = unique(prefix)
     aws("dynamodb").create_table(TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                                  AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                                  BillingMode="PAY_PER_REQUEST")
+    return table
+
+
+def test_an_injected_throttle_counts_in_the_tables_write_throttle_events(aws, sandbox):
+    table = on_demand_table(aws, "throttled")
     sandbox.control("POST", "faults", {"error": {"request": "dynamodb BatchWriteItem",
                                                  "code": "ProvisionedThroughputExceededException", "count": 1}})
     aws("dynamodb").batch_write_item(RequestItems={table: [{"PutRequest": {"Item": {"pk": {"S": "a"}}}}]})
     assert sandbox.control("GET", "faults")["injected"]["dynamodb BatchWriteItem"] >= 1  # the SDK retried past it
+    assert statistic(aws, sandbox, "AWS/DynamoDB", "WriteThrottleEvents", {"TableName": table}, "Sum") == 1
+
+
+def test_an_injected_throttle_of_a_transaction_counts_in_its_tables_write_throttle_events(aws, sandbox):
+    table = on_demand_table(aws, "throttled-tx")
+    sandbox.control("POST", "faults", {"error": {"request": "dynamodb TransactWriteItems",
+                                                 "code": "ProvisionedThroughputExceededException", "count": 1}})
+    aws("dynamodb").transact_write_items(TransactItems=[
+        {"Put": {"TableName": table, "Item": {"pk": {"S": "a"}}}},
+        {"Update": {"TableName": table, "Key": {"pk": {"S": "b"}}, "UpdateExpression": "ADD n :one",
+                    "ExpressionAttributeValues": {":one": {"N": "1"}}}}])
     assert statistic(aws, sandbox, "AWS/DynamoDB", "WriteThrottleEvents", {"TableName": table}, "Sum") == 1

@@ -23,7 +23,8 @@ def test_events_reach_the_per_user_and_per_page_insights(producer: Any, insights
     status, body = wait_for("the page's insight", lambda: insights.get(f"/pages/{page}"), timeout=60,
                             ready=lambda answer: answer[1].get("views") == 3)
     assert status == 200 and body == {"page": page, "views": 3, "unique_users": 1,
-                                      "by_type": {"click": 1, "page_view": 2}}
+                                      "by_type": {"click": 1, "page_view": 2}, "window": body["window"]}
+    assert body["window"]["hours"] == 24
     assert insights.get(f"/users/{user}")[1]["events"] == 3
 
 
@@ -51,7 +52,7 @@ def test_a_crashing_consumer_and_a_throttled_table_lose_and_duplicate_nothing(pr
         pytest.skip("injecting crashes and throttling needs the sandbox's /_sandbox/faults")
     function = str(target.output("lambda_function_names")["stream_processor"])
     target.control("POST", "faults", {"crash": {"function": function, "count": 2, "after_s": 0.05},
-                                      "error": {"request": "dynamodb BatchWriteItem", "count": 6,
+                                      "error": {"request": "dynamodb TransactWriteItems", "count": 6,
                                                 "code": "ProvisionedThroughputExceededException"}})
     page = f"p-{uuid.uuid4().hex[:8]}"
     producer.put([event(f"u-{i % 7}", page) for i in range(120)])
@@ -153,11 +154,11 @@ def test_failed_requests_behind_the_alb_raise_the_alb_5xx_alarm(insights: Any, t
 
 
 @pytest.mark.parametrize(("alarm", "request_label"), [("put_throttles", "kinesis PutRecords"),
-                                                      ("write_throttles", "dynamodb BatchWriteItem")])
+                                                      ("write_throttles", "dynamodb TransactWriteItems")])
 def test_a_throttled_stream_or_table_raises_its_throttles_alarm_and_loses_nothing(
         producer: Any, insights: Any, target: Target, alarm: str, request_label: str) -> None:
     """Each look at the alarm throttles one request (the producer's PutRecords, or the processor's
-    BatchWriteItem: the SDK retries either) and waits for its event to be stored."""
+    TransactWriteItems: the SDK retries either) and waits for its event to be stored."""
     if not target.is_sandbox:
         pytest.skip("throttling the stream or the table on demand needs the sandbox's /_sandbox/faults")
     page = f"p-{uuid.uuid4().hex[:8]}"

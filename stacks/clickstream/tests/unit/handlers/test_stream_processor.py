@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from .conftest import REGION, TABLE, load_package, relaxed
 
 sp = load_package("stream_processor", "handler")
+Sketch = load_package("clickstream_common", "sketch").sketch.Sketch
 
 
 def click(user: str = "u1", page: str = "home", event_type: str = "page_view", event_id: str | None = None) -> dict[str, Any]:
@@ -30,8 +31,43 @@ def record(sequence: int, payload: Any) -> dict[str, Any]:
                         "data": base64.b64encode(data).decode()}}
 
 
-def items() -> list[dict[str, Any]]:
+def table_items() -> list[dict[str, Any]]:
     return boto3.resource("dynamodb", region_name=REGION).Table(TABLE).scan()["Items"]
+
+
+def items() -> list[dict[str, Any]]:
+    """The stored events' items (per user and per page), not the aggregates."""
+    return [i for i in table_items() if not i["pk"].startswith("AGG#")]
+
+
+def aggregate(pk: str, hour: str = "2026-12-02T10") -> tuple[dict[str, Any], int]:
+    """An hour's counters and its distinct count."""
+    found = {i["sk"]: i for i in table_items() if i["pk"] == pk}
+    counters = {k: int(v) for k, v in found.get(f"{hour}#count", {}).items() if k not in ("pk", "sk")}
+    sketch = found.get(f"{hour}#distinct")
+    return counters, Sketch.loads(bytes(sketch["sketch"])).count() if sketch else 0
+
+
+def dynamodb_refuses(monkeypatch: pytest.MonkeyPatch, operation: str, error: ClientError,
+                     when: Any = lambda kwargs: True) -> list[int]:
+    """The function's DynamoDB client answers `error` to `operation` calls `when` says; returns the calls made."""
+    client = sp.handler.aws.client("dynamodb")
+    real = getattr(client, operation)
+    calls: list[int] = []
+
+    def refuse(**kwargs: Any) -> Any:
+        calls.append(1)
+        if when(kwargs):
+            raise error
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, operation, refuse)
+    return calls
+
+
+def cancelled(*codes: str) -> ClientError:
+    return ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                        "CancellationReasons": [{"Code": c} for c in codes]}, "TransactWriteItems")
 
 
 def parked(queue: str) -> list[dict[str, Any]]:
@@ -64,24 +100,78 @@ def test_a_poison_record_is_parked_with_its_reason_and_the_rest_stored(aws: Any,
     assert len(items()) == 2
 
 
-def test_writes_still_refused_are_retried_from_the_first_failed_record(aws: Any, context: Any,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    def throttled(table: str, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [item for item in batch if item["user_id"] == "slow"]
+def test_an_event_counts_once_in_its_pages_and_its_users_hour_however_often_it_is_delivered(aws: Any,
+                                                                                             context: Any) -> None:
+    first, second = click(user="u1", page="home"), click(user="u2", page="home", event_type="click")
+    sp.handler.lambda_handler({"Records": [record(1, first), record(2, second)]}, context)
+    sp.handler.lambda_handler({"Records": [record(1, first), record(2, second), record(3, first)]}, context)
+    assert aggregate("AGG#PAGE#home") == ({"events": 2, "t_page_view": 1, "t_click": 1}, 2)
+    assert aggregate("AGG#USER#u1") == ({"events": 1, "t_page_view": 1}, 1)
 
-    monkeypatch.setattr(sp.handler, "batch_put", throttled)
-    response = sp.handler.lambda_handler({"Records": [record(5, click()), record(6, click(user="slow")),
-                                                      record(7, click(user="slow"))]}, context)
-    assert response == {"batchItemFailures": [{"itemIdentifier": "6"}]}
+
+def test_events_of_another_hour_count_in_that_hour(aws: Any, context: Any) -> None:
+    late = {**click(), "occurred_at": "2026-12-02T09:59:59.999Z"}
+    sp.handler.lambda_handler({"Records": [record(1, click()), record(2, late)]}, context)
+    assert aggregate("AGG#PAGE#home", "2026-12-02T09") == ({"events": 1, "t_page_view": 1}, 1)
+    assert aggregate("AGG#PAGE#home", "2026-12-02T10") == ({"events": 1, "t_page_view": 1}, 1)
+
+
+def test_a_batch_larger_than_a_transaction_is_stored_and_counted_whole(aws: Any, context: Any) -> None:
+    records = [record(i, click(user=f"u{i}", page=f"p{i % 7}")) for i in range(120)]
+    assert sp.handler.lambda_handler({"Records": records}, context) == {"batchItemFailures": []}
+    assert len(items()) == 240
+    assert aggregate("AGG#PAGE#p0")[0]["events"] == 18 and aggregate("AGG#PAGE#p0")[1] == 18
+
+
+def test_a_transaction_still_refused_is_retried_from_its_first_record_and_counted_once(
+        aws: Any, context: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    records = [record(5, click()), record(6, click(user="u2"))]
+    with monkeypatch.context() as refusing:
+        refusing.setattr(sp.handler, "ATTEMPTS", 2)
+        calls = dynamodb_refuses(refusing, "transact_write_items", cancelled("None", "ThrottlingError"))
+        assert sp.handler.lambda_handler({"Records": records}, context) == {
+            "batchItemFailures": [{"itemIdentifier": "5"}]}
+    assert len(calls) == 2 and items() == []
+    assert sp.handler.lambda_handler({"Records": records}, context) == {"batchItemFailures": []}
+    assert aggregate("AGG#PAGE#home") == ({"events": 2, "t_page_view": 2}, 2)
+
+
+def test_a_conflict_with_another_batch_is_retried_until_it_goes_through(aws: Any, context: Any,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    conflicts = iter([True, True, False])
+    dynamodb_refuses(monkeypatch, "transact_write_items", cancelled("None", "None", "TransactionConflict"),
+                     when=lambda kwargs: next(conflicts))
+    assert sp.handler.lambda_handler({"Records": [record(1, click())]}, context) == {"batchItemFailures": []}
+    assert aggregate("AGG#PAGE#home") == ({"events": 1, "t_page_view": 1}, 1)
+
+
+def test_a_sketch_not_merged_is_retried_and_nothing_counted_twice(aws: Any, context: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    refused = ClientError({"Error": {"Code": "InternalServerError", "Message": "try again"}}, "PutItem")
+    records = [record(1, click(user="u1")), record(2, click(user="u2"))]
+    with monkeypatch.context() as refusing:
+        dynamodb_refuses(refusing, "put_item", refused)
+        assert sp.handler.lambda_handler({"Records": records}, context) == {
+            "batchItemFailures": [{"itemIdentifier": "1"}]}
+    assert aggregate("AGG#PAGE#home") == ({"events": 2, "t_page_view": 2}, 0)
+    assert sp.handler.lambda_handler({"Records": records}, context) == {"batchItemFailures": []}
+    assert aggregate("AGG#PAGE#home") == ({"events": 2, "t_page_view": 2}, 2)
+
+
+def test_a_sketch_changed_by_another_batch_meanwhile_keeps_both_batches_values(aws: Any, context: Any,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    sp.handler.lambda_handler({"Records": [record(1, click(user="u1"))]}, context)
+    stale = sp.handler.batch_get
+    monkeypatch.setattr(sp.handler, "batch_get", lambda *a, **k: {TABLE: []})  # read before u1's batch wrote
+    sp.handler.lambda_handler({"Records": [record(2, click(user="u2"))]}, context)
+    monkeypatch.setattr(sp.handler, "batch_get", stale)
+    assert aggregate("AGG#PAGE#home")[1] == 2
 
 
 def test_a_failed_table_call_fails_the_whole_batch_rather_than_dropping_it(aws: Any, context: Any,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    def unavailable(table: str, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
-                          "BatchWriteItem")
-
-    monkeypatch.setattr(sp.handler, "batch_put", unavailable)
+    refused = ClientError({"Error": {"Code": "ValidationException", "Message": "no"}}, "TransactWriteItems")
+    dynamodb_refuses(monkeypatch, "transact_write_items", refused)
     response = sp.handler.lambda_handler({"Records": [record(8, click()), record(9, click())]}, context)
     assert response == {"batchItemFailures": [{"itemIdentifier": "8"}]}
 
