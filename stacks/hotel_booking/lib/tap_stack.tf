@@ -639,7 +639,12 @@ locals {
     queue_retention_s          = 345600
     cache_grace_s              = 5   # a table change older than this must be in the cache (SLA 1 s)
     pms_grace_s                = 120 # ... must be acknowledged by the PMS (SLA 2 min)
-    max_hot_keys               = 500 # room-nights one reconciliation run rechecks
+    max_hot_keys               = 500 # room-nights one audit run rechecks
+    hot_recheck_delay_s        = 1   # change -> first comparison: conflicts detected < 5 s
+    recheck_batch_size         = 10  # messages of up to 100 nights each
+    recheck_batching_window_s  = 1
+    recheck_max_receives       = 5  # then the recheck DLQ
+    hot_recheck_lag_alarm_s    = 30 # SLA: hot bookings rechecked within 30 s
     sfn_task_timeout_s         = 60
     sfn_execution_timeout_s    = 120 # SLA: the audit finishes within 2 minutes
     alarm_period_s             = 60
@@ -666,7 +671,7 @@ locals {
     }
     reconciliation_checker = {
       timeout     = var.lambda_timeout_seconds
-      description = "Step Functions task: compares recently changed room-nights in the table, the cache, the replicas and Aurora."
+      description = "Compares changed room-nights in the table, the cache, the replicas and Aurora: each within 30 s of its change (stream, recheck queue) and every 5 minutes (Step Functions)."
     }
     overbooking_resolver = {
       timeout     = var.lambda_timeout_seconds
@@ -705,8 +710,7 @@ locals {
       BOOKING_MAX_ATTEMPTS   = tostring(local.flow.booking_max_attempts)
     })
     cache_updater = merge(local.redis_env, {
-      CACHE_TTL_SECONDS  = tostring(var.cache_ttl_seconds)
-      HOT_WINDOW_SECONDS = tostring(var.reconciliation_window_seconds)
+      CACHE_TTL_SECONDS = tostring(var.cache_ttl_seconds)
     })
     pms_sync_worker = merge(local.db_env, {
       DB_HOST                 = aws_rds_cluster.aurora.endpoint
@@ -732,6 +736,9 @@ locals {
       CACHE_GRACE_SECONDS      = tostring(local.flow.cache_grace_s)
       REPLICA_LAG_SECONDS      = tostring(ceil(var.replication_lag_alarm_ms / 1000))
       PMS_GRACE_SECONDS        = tostring(local.flow.pms_grace_s)
+      RECHECK_QUEUE_URL        = aws_sqs_queue.recheck.url
+      RESOLVER_FUNCTION        = local.function_names["overbooking_resolver"]
+      METRICS_NAMESPACE        = local.names.metrics
     })
     overbooking_resolver = merge(local.redis_env, {
       INVENTORY_TOPIC_ARN = aws_sns_topic.this["inventory_updates"].arn
@@ -1304,6 +1311,42 @@ locals {
         resources  = concat([local.inventory_arn], local.replica_table_arns)
         conditions = []
       },
+      {
+        # Its own consumer of the inventory stream: what changed, independently of cache_updater.
+        sid        = "ReadInventoryStream"
+        actions    = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"]
+        resources  = ["${local.inventory_arn}/stream/*"]
+        conditions = []
+      },
+      {
+        # AWS forces "*": ListStreams has no resource type (a stream ARN here never matches).
+        sid        = "ListTableStreams"
+        actions    = ["dynamodb:ListStreams"]
+        resources  = ["*"]
+        conditions = []
+      },
+      {
+        sid        = "SendDiscardedBatches"
+        actions    = ["sqs:SendMessage"]
+        resources  = [aws_sqs_queue.failures["stream_failures"].arn]
+        conditions = []
+      },
+      {
+        # Queues changed nights and their follow-ups (SendMessageBatch is sqs:SendMessage); the
+        # mapping consumes the queue.
+        sid        = "QueueAndConsumeRechecks"
+        actions    = ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+        resources  = [aws_sqs_queue.recheck.arn]
+        conditions = []
+      },
+      {
+        # Findings of the hot recheck go to the resolver at once (asynchronous invoke).
+        sid        = "InvokeResolver"
+        actions    = ["lambda:InvokeFunction"]
+        resources  = ["arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${local.function_names["overbooking_resolver"]}"]
+        conditions = []
+      },
+      local.put_metrics_statement,
       local.redis_secret_statement,
       {
         sid        = "ReadAuroraCredentials"
@@ -1792,15 +1835,18 @@ resource "aws_dynamodb_table" "circuit" {
 }
 
 # -----------------------------------------------------------------------------
-# Cache: DynamoDB stream -> cache_updater -> Redis
+# Cache: DynamoDB stream -> cache_updater -> Redis (and -> reconciliation_checker, below)
 #
 # SLA: a property's cached availability is updated < 1 s P95 after the change, so
 # the mapping does not batch (window 0) and runs four batches per shard at once
 # (order is kept per item). Only INVENTORY items pass the filter. Failed records
 # are retried, bisected, then parked in stream_failures: none is dropped silently.
+# reconciliation_checker consumes the stream with the same settings (the hot recheck).
 # -----------------------------------------------------------------------------
 resource "aws_lambda_event_source_mapping" "inventory_stream" {
-  function_name                      = aws_lambda_function.this["cache_updater"].function_name
+  for_each = toset(["cache_updater", "reconciliation_checker"])
+
+  function_name                      = aws_lambda_function.this[each.key].function_name
   event_source_arn                   = aws_dynamodb_table.inventory.stream_arn
   starting_position                  = "LATEST"
   batch_size                         = local.flow.ddb_stream_batch_size
@@ -1826,10 +1872,17 @@ resource "aws_lambda_event_source_mapping" "inventory_stream" {
   tags = local.common_tags
 }
 
+# The stream's first consumer was a single mapping before reconciliation_checker became its second.
+moved {
+  from = aws_lambda_event_source_mapping.inventory_stream
+  to   = aws_lambda_event_source_mapping.inventory_stream["cache_updater"]
+}
+
 # Redis keys: avail:{property_id} is a hash of "<room>#<date>" -> {"units","version"},
 # one per property and only touched for that property's changed nights; its TTL is
 # reset on every write. hot:changes is a sorted set of recently changed room-nights
-# (score = change time) that reconciliation rechecks.
+# (score = change time), written by reconciliation_checker's own stream consumer: the wider
+# audit's sample.
 resource "aws_elasticache_subnet_group" "redis" {
   name        = local.names.redis
   description = "Private subnets of ${local.names.redis}"
@@ -2012,6 +2065,8 @@ locals {
     {
       stream_failures = { queue = aws_sqs_queue.failures["stream_failures"], service = null, source_arn = null }
       async_failures  = { queue = aws_sqs_queue.failures["async_failures"], service = "events.amazonaws.com", source_arn = aws_cloudwatch_event_rule.reconciliation.arn }
+      recheck         = { queue = aws_sqs_queue.recheck, service = null, source_arn = null }
+      recheck_dlq     = { queue = aws_sqs_queue.recheck_dlq, service = null, source_arn = null }
     },
   )
 }
@@ -2230,13 +2285,68 @@ resource "aws_rds_cluster_instance" "reader" {
 }
 
 # -----------------------------------------------------------------------------
+# Reconciliation, hot path: inventory stream -> reconciliation_checker -> recheck queue
+#                           -> reconciliation_checker -> overbooking_resolver
+#
+# SLA: conflicts detected within 5 s of the collision, hot bookings rechecked within 30 s, at
+# any booking rate. The checker is the stream's second consumer (DynamoDB Streams serves two per
+# shard without throttling), so what is rechecked never depends on cache_updater, which it
+# audits (its mapping is aws_lambda_event_source_mapping.inventory_stream above). Each changed
+# night is compared about a second after its change, and again whenever a copy was still within
+# its grace (cache 5 s, replicas 10 s, PMS 2 min) until every copy has been compared past it. The queue's consumers scale with the backlog, so the rate of rechecks follows
+# the rate of changes instead of a fixed sample.
+# -----------------------------------------------------------------------------
+resource "aws_sqs_queue" "recheck_dlq" {
+  name                              = "${local.name_prefix}-recheck-dlq"
+  message_retention_seconds         = local.flow.dlq_retention_s
+  kms_master_key_id                 = local.data_key
+  kms_data_key_reuse_period_seconds = 300
+
+  tags = local.common_tags
+}
+
+resource "aws_sqs_queue" "recheck" {
+  name                              = "${local.name_prefix}-recheck"
+  delay_seconds                     = local.flow.hot_recheck_delay_s # a change's first comparison; follow-ups set their own
+  message_retention_seconds         = local.flow.queue_retention_s
+  visibility_timeout_seconds        = 6 * var.lambda_timeout_seconds # AWS: at least six times the function's timeout
+  kms_master_key_id                 = local.data_key
+  kms_data_key_reuse_period_seconds = 300
+
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.recheck_dlq.arn
+    maxReceiveCount     = local.flow.recheck_max_receives
+  })
+
+  tags = local.common_tags
+}
+
+resource "aws_sqs_queue_redrive_allow_policy" "recheck_dlq" {
+  queue_url = aws_sqs_queue.recheck_dlq.id
+  redrive_allow_policy = jsonencode({
+    redrivePermission = "byQueue"
+    sourceQueueArns   = [aws_sqs_queue.recheck.arn]
+  })
+}
+
+resource "aws_lambda_event_source_mapping" "recheck" {
+  function_name                      = aws_lambda_function.this["reconciliation_checker"].function_name
+  event_source_arn                   = aws_sqs_queue.recheck.arn
+  batch_size                         = local.flow.recheck_batch_size
+  maximum_batching_window_in_seconds = local.flow.recheck_batching_window_s
+  function_response_types            = ["ReportBatchItemFailures"]
+
+  tags = local.common_tags
+}
+
+# -----------------------------------------------------------------------------
 # Reconciliation: EventBridge schedule -> Step Functions
 #
-# Replaces "every 30 s, all hotels": every 5 minutes the state machine rechecks the
-# room-nights changed in the last reconciliation_window_seconds (hot bookings are
-# rechecked within the run after their change; SLA 30 s for the hot path is met by
-# the < 1 s cache path plus this audit) and must finish in < 2 minutes (execution
-# timeout). Drift or overbooking found -> overbooking_resolver.
+# The wider audit: every 5 minutes the state machine rechecks a sample of the room-nights
+# changed in the last reconciliation_window_seconds (the newest max_hot_keys; every change is
+# rechecked by the hot path above) and must finish in < 2 minutes (execution timeout). It
+# still looks when the hot path itself is stopped. Drift or overbooking found ->
+# overbooking_resolver.
 # -----------------------------------------------------------------------------
 locals {
   task_retry = [{
@@ -2469,8 +2579,30 @@ locals {
         comparison  = "GreaterThanOrEqualToThreshold"
         periods     = 1
       }
+      hot_recheck_lag = {
+        description = "SLA breach: a changed room-night first compared more than ${local.flow.hot_recheck_lag_alarm_s} s after its change (hot bookings rechecked within 30 s)"
+        namespace   = local.names.metrics
+        metric_name = "HotRecheckLag"
+        dimensions  = {}
+        statistic   = "Maximum"
+        extended    = null
+        threshold   = local.flow.hot_recheck_lag_alarm_s
+        comparison  = "GreaterThanThreshold"
+        periods     = 1
+      }
+      recheck_dlq = {
+        description = "Rechecks parked after ${local.flow.recheck_max_receives} failed attempts: these changed room-nights were not compared (redrive after the fix)"
+        namespace   = "AWS/SQS"
+        metric_name = "ApproximateNumberOfMessagesVisible"
+        dimensions  = { QueueName = aws_sqs_queue.recheck_dlq.name }
+        statistic   = "Maximum"
+        extended    = null
+        threshold   = 1
+        comparison  = "GreaterThanOrEqualToThreshold"
+        periods     = 1
+      }
       stream_failures = {
-        description = "Stream batches parked after retries: the cache missed changes (SLA 1 s)"
+        description = "Stream batches parked after retries: the cache or the hot recheck missed changes (SLA 1 s, 30 s)"
         namespace   = "AWS/SQS"
         metric_name = "ApproximateNumberOfMessagesVisible"
         dimensions  = { QueueName = aws_sqs_queue.failures["stream_failures"].name }

@@ -2,7 +2,8 @@
 
 avail:{property_id}  hash of "<room>#<date>" -> {"units": n, "version": v}, one per property; its
                      TTL is reset on every write of that property.
-hot:changes          sorted set of room-night keys by change time: what reconciliation rechecks.
+hot:changes          sorted set of room-night keys by change time (written by reconciliation_checker's
+                     stream consumer): what the wider audit samples.
 
 Writes are guarded by version in one Lua script, so a replayed or late stream record never
 replaces a newer value; a repair (``repair=True``) also replaces a wrong value of the same version,

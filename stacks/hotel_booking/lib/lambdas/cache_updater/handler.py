@@ -1,8 +1,9 @@
 """DynamoDB stream (INVENTORY items only) -> the changed property's Redis snapshot.
 
 Each property's changed nights are written in one version-guarded script, so only that
-property's keys are touched and a replayed record never overwrites a newer value. Every
-changed room-night is also marked hot for reconciliation. A property whose write fails is
+property's keys are touched and a replayed record never overwrites a newer value. (What
+reconciliation rechecks comes from its own consumer of the same stream, not from here: it audits
+this function.) A property whose write fails is
 reported from its first record on (stream semantics: Lambda retries from the lowest failed
 sequence number); bisect and the on-failure destination park what keeps failing.
 
@@ -11,7 +12,6 @@ SLA: a property's cache is updated < 1 s P95 after the table change.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -72,9 +72,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     ttl = config.integer("CACHE_TTL_SECONDS")
     failed = set(poison)
     client = redis_client()
-    now = time.time()
-    hot: dict[str, float] = {}
-    written_records: list[str] = []
     for property_id, entry in changes.items():
         try:
             written = cache.write_nights(client, property_id, list(entry.nights.values()), ttl) if entry.nights else 0
@@ -83,15 +80,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             logger.exception("cache write failed", extra={"property_id": property_id})
             failed.update(entry.sequence_numbers)
             continue
-        hot.update({pk: now for pk in entry.nights})
-        written_records += entry.sequence_numbers
         logger.info("cache updated", extra={"property_id": property_id, "nights": len(entry.nights),
                                             "written": written, "removed": len(entry.removed)})
-    if hot:
-        try:
-            cache.mark_hot(client, hot, config.integer("HOT_WINDOW_SECONDS"), now)
-        except RedisError:
-            # Reconciliation would never recheck these nights: retry them (the writes are idempotent).
-            logger.exception("hot marks not recorded", extra={"nights": len(hot)})
-            failed.update(written_records)
     return batch.stream_response((r.get("dynamodb", {}).get("SequenceNumber", "") for r in records), failed)

@@ -31,6 +31,8 @@ def deliver_if_newer(update: dict[str, Any], push: Callable[[], None]) -> bool:
     def work(conn: Any) -> bool:
         conn.run("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))",
                  key=f"{update['property_id']}#{update['room_id']}#{update['stay_date']}")
+        # A statement of its own after the lock: under READ COMMITTED each statement takes its snapshot
+        # when it starts, so only this one sees what the worker we waited for committed.
         rows = conn.run(
             "SELECT version FROM pms_inventory WHERE property_id = :p AND room_id = :r AND stay_date = CAST(:d AS date)",
             p=update["property_id"], r=update["room_id"], d=update["stay_date"])

@@ -142,12 +142,16 @@ def sync_queue(pms_id: str, queue: dict[str, str], records: list[dict[str, Any]]
             _park(queue["dlq_url"], record, f"not an inventory update: {exc}")
             outcome.parked += 1
     latest, outcome.skipped = newest_per_night(parsed)
+    admission: circuit.Admission | None = None
     for record, update in latest:
         message_id = record["messageId"]
         if context.get_remaining_time_in_millis() < worst_ms:
             outcome.failed.append(message_id)  # comes back after the visibility timeout
             continue
-        admission = circuit.admit(pms_id, time.time(), worst_ms / 1000)
+        # A closed breaker is read once per batch; after a failure, a probe or a wait it is read again
+        # (another worker may have opened it: at most one call of this batch goes out meanwhile).
+        if admission is None or not admission.call or admission.state.probe_until:
+            admission = circuit.admit(pms_id, time.time(), worst_ms / 1000)
         if not admission.call:
             outcome.deferred.append(record)
             wait_s = max(wait_s, admission.wait_s)
@@ -164,6 +168,7 @@ def sync_queue(pms_id: str, queue: dict[str, str], records: list[dict[str, Any]]
             continue
         except (pms_api.Unavailable, ClientError, BotoCoreError, KeyError) as exc:
             state = circuit.failed(pms_id, time.time(), threshold, open_seconds, admission.state)
+            admission = None
             opened |= state.state(time.time()) == "open"
             log = logger.error if isinstance(exc, pms_api.KeyRejected) else logger.warning
             log("delivery failed", extra={"message_id": message_id, "pms_id": pms_id, "error": str(exc),
@@ -177,8 +182,10 @@ def sync_queue(pms_id: str, queue: dict[str, str], records: list[dict[str, Any]]
             outcome.failed.append(message_id)
             continue
         outcome.delivered += 1
-        if circuit.succeeded(pms_id, time.time(), admission.state) != admission.state:
+        closed = circuit.succeeded(pms_id, time.time(), admission.state)
+        if closed != admission.state:
             logger.info("circuit closed", extra={"pms_id": pms_id})
+            admission = circuit.Admission(True, 0.0, closed)
     if opened or outcome.deferred:
         _circuit_metric(pms_id, True)
     if outcome.deferred:

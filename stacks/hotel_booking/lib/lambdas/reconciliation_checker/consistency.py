@@ -66,3 +66,19 @@ def compare(night: Night, copies: Copies, now: datetime, graces: Graces) -> list
     if (pms is None or pms["version"] < night.version) and age > graces.pms_s:
         findings.append(Finding("pms_drift", night.pk, {"table": state, "pms": pms}))
     return findings
+
+
+def pending_seconds(night: Night, copies: Copies, now: datetime, graces: Graces) -> float:
+    """How long until the first copy that is behind the table but still within its grace must have
+    caught up (0 when none is): when to compare the night again."""
+    age = (now - parse_iso(night.updated_at)).total_seconds()
+    waits = []
+    if copies.cache_live and age <= graces.cache_s and (
+            copies.cache is None or copies.cache["version"] < night.version):
+        waits.append(graces.cache_s - age)
+    if age <= graces.replica_s and any(item is None or int(item["version"]) < night.version
+                                       for item in copies.replicas.values()):
+        waits.append(graces.replica_s - age)
+    if age <= graces.pms_s and (copies.pms is None or copies.pms["version"] < night.version):
+        waits.append(graces.pms_s - age)
+    return min(waits, default=0.0)

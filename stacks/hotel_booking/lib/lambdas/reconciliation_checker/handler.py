@@ -1,15 +1,31 @@
-"""Step Functions task: recheck the room-nights changed in the last window.
+"""Reconciliation: every changed room-night rechecked within 30 s, and a wider audit every 5 minutes.
 
-Reads each night in the primary table (strongly consistent) with its allocations, the same
-item in every replica region, the property's Redis snapshot and what the PMS acknowledged
-(Aurora reader), and reports every difference (consistency.compare). The input may name
-room-nights to check (`room_nights`); otherwise the hot set cache_updater keeps decides.
+Three callers, one comparison (consistency.compare) of each night in the primary table (strongly
+consistent) with its allocations, the same item in every replica region, the property's Redis
+snapshot and what the PMS acknowledged (Aurora reader):
 
-SLA: a run finishes well within the state machine's 2-minute budget (MAX_HOT_KEYS bounds it).
+- the inventory table's stream (its second consumer, beside cache_updater, which it audits): each
+  batch of changed nights goes on the recheck queue as one message (at the queue's own delay), and
+  into the hot set the audit samples.
+- the recheck queue: its nights are compared; findings go to overbooking_resolver at once
+  (asynchronous invoke); a night with a copy still behind but within its grace (cache 5 s,
+  replicas 10 s, PMS 2 min) goes back on the queue, delayed until that grace ends, and is compared
+  again: every copy of every changed night is compared once its grace has passed. The delay from
+  the change to the first comparison is published as HotRecheckLag (alarm). A message that cannot
+  be checked is retried, then parked in the recheck DLQ (alarm).
+- Step Functions, every 5 minutes (the wider audit): the room-nights its input names, or the newest
+  MAX_HOT_KEYS of the hot set; its findings go to the resolver through the state machine.
+
+SLA: conflicts detected within 5 s of the collision (the first comparison, ~1-3 s after the change),
+hot bookings rechecked within 30 s (the cache's and the replicas' graces, then one comparison);
+the audit finishes well within its 2-minute budget (MAX_HOT_KEYS bounds it). A Redis outage skips the cache's comparison
+and is logged; the other copies are still compared.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -24,16 +40,20 @@ from booking_common.model import (
     split_night_pk,
 )
 from booking_common.store import allocations
-from consistency import Copies, Finding, Graces, compare
-from pg8000.exceptions import DatabaseError
-from tap_common import config, db
+from botocore.exceptions import BotoCoreError, ClientError
+from consistency import Copies, Finding, Graces, compare, pending_seconds
+from pg8000.exceptions import DatabaseError, InterfaceError
+from redis.exceptions import RedisError
+from tap_common import aws, batch, config, db
 from tap_common.cache import redis_client
-from tap_common.dynamo import batch_get
+from tap_common.dynamo import batch_get, deserialize
 from tap_common.logs import logger as make_logger
 
 logger = make_logger()
 
 MAX_FINDINGS = 200  # keeps the task's output far below Step Functions' 256 KB
+NIGHTS_PER_MESSAGE = 100  # ~6 KB of keys, far below SQS's 256 KB
+MAX_DELAY_S = 900  # SQS's longest message delay
 
 
 def _valid_pk(pk: Any) -> bool:
@@ -72,41 +92,166 @@ def pms_acknowledged(pks: list[str]) -> dict[str, dict[str, int]]:
             for p, r, d, units, version in rows}
 
 
-@logger.inject_lambda_context
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+class Check:
+    """What one comparison of a set of nights found."""
+
+    def __init__(self) -> None:
+        self.checked = 0
+        self.findings: list[Finding] = []
+        self.pending: dict[str, float] = {}  # pk -> seconds until a copy's grace ends
+        self.checked_at = datetime.now(UTC)
+
+
+def _cached(nights: list[Night]) -> dict[str, dict[str, dict[str, int] | None]]:
+    by_property: dict[str, list[Night]] = defaultdict(list)
+    for night in nights:
+        by_property[night.property_id].append(night)
+    cached: dict[str, dict[str, dict[str, int] | None]] = {}
+    try:
+        client = redis_client()
+        for property_id, group in by_property.items():
+            cached[property_id] = cache.read_fields(client, property_id, [cache.cache_field(n.room_id, n.stay_date)
+                                                                          for n in group])
+    except RedisError:
+        # The cache is out; its comparison waits for the next check, the other copies' does not.
+        logger.exception("cache unreachable: compared without it", extra={"properties": len(by_property)})
+        return {}
+    return cached
+
+
+def check(pks: list[str]) -> Check:
     table = config.require("INVENTORY_TABLE")
-    now = time.time()
-    pks = room_nights(event or {}, now)
     nights = [Night.from_item(item) for item in batch_get({table: [inventory_key(pk) for pk in pks]},
                                                           consistent=True)[table]]
     keys = [inventory_key(n.pk) for n in nights]
     replicas: dict[str, dict[str, dict[str, Any]]] = {}
     for region in filter(None, config.optional("REPLICA_REGIONS", "").split(",")):
         replicas[region] = {item["pk"]: item for item in batch_get({table: keys}, region=region)[table]}
-    by_property: dict[str, list[Night]] = defaultdict(list)
-    for night in nights:
-        by_property[night.property_id].append(night)
-    cached: dict[str, dict[str, dict[str, int] | None]] = {}
-    client = redis_client()
-    for property_id, group in by_property.items():
-        cached[property_id] = cache.read_fields(client, property_id, [cache.cache_field(n.room_id, n.stay_date)
-                                                                      for n in group])
+    cached = _cached(nights)
     pms = pms_acknowledged([n.pk for n in nights]) if nights else {}
     graces = Graces(config.number("CACHE_GRACE_SECONDS"), config.number("REPLICA_LAG_SECONDS"),
                     config.number("PMS_GRACE_SECONDS"))
-    checked_at = datetime.now(UTC)
-    findings: list[Finding] = []
+    result = Check()
     for night in nights:
-        snapshot = cached[night.property_id]
+        snapshot = cached.get(night.property_id, {})
         copies = Copies(sold=sold_units(table, night.pk),
                         cache=snapshot.get(cache.cache_field(night.room_id, night.stay_date)),
                         cache_live=bool(snapshot),
                         replicas={region: items.get(night.pk) for region, items in replicas.items()},
                         pms=pms.get(night.pk))
-        findings += compare(night, copies, checked_at, graces)
+        result.findings += compare(night, copies, result.checked_at, graces)
+        wait = pending_seconds(night, copies, result.checked_at, graces)
+        if wait > 0:
+            result.pending[night.pk] = wait
+    result.checked = len(nights)
+    return result
+
+
+def report(result: Check, source: str) -> dict[str, Any]:
     counts: dict[str, int] = defaultdict(int)
-    for finding in findings:
+    for finding in result.findings:
         counts[finding.kind] += 1
-    logger.info("reconciliation checked", extra={"checked": len(nights), "findings": dict(counts)})
-    return {"checked": len(nights), "checked_at": checked_at.isoformat(), "finding_count": len(findings),
-            "counts": dict(counts), "findings": [f.as_dict() for f in findings[:MAX_FINDINGS]]}
+    logger.info("reconciliation checked", extra={"source": source, "checked": result.checked,
+                                                 "findings": dict(counts), "pending": len(result.pending)})
+    return {"checked": result.checked, "checked_at": result.checked_at.isoformat(),
+            "finding_count": len(result.findings), "counts": dict(counts),
+            "findings": [f.as_dict() for f in result.findings[:MAX_FINDINGS]]}
+
+
+def _send(bodies: list[tuple[dict[str, Any], int | None]]) -> None:
+    """Recheck messages (body, delay seconds or None for the queue's), ten per call; raises when
+    any is refused."""
+    sqs, queue = aws.client("sqs"), config.require("RECHECK_QUEUE_URL")
+    for start in range(0, len(bodies), 10):
+        entries = [{"Id": str(i), "MessageBody": json.dumps(body), **({} if delay is None else {"DelaySeconds": delay})}
+                   for i, (body, delay) in enumerate(bodies[start:start + 10])]
+        refused = sqs.send_message_batch(QueueUrl=queue, Entries=entries).get("Failed", [])
+        if refused:
+            raise RuntimeError(f"{len(refused)} recheck messages refused: {refused[0].get('Code')}")
+
+
+def feed(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stream batch -> the recheck queue (at the queue's delay) and the hot set."""
+    changed: dict[str, float] = {}
+    for record in records:
+        ddb = record.get("dynamodb", {})
+        pk = deserialize(ddb.get("Keys", {})).get("pk")
+        if _valid_pk(pk) and record.get("eventName") != "REMOVE":
+            changed[pk] = float(ddb.get("ApproximateCreationDateTime") or time.time())
+    sequence_numbers = [r.get("dynamodb", {}).get("SequenceNumber", "") for r in records]
+    pks = list(changed)
+    try:
+        _send([({"room_nights": pks[i:i + NIGHTS_PER_MESSAGE],
+                 "changed_at": min(changed[pk] for pk in pks[i:i + NIGHTS_PER_MESSAGE])}, None)
+               for i in range(0, len(pks), NIGHTS_PER_MESSAGE)])
+    except (ClientError, BotoCoreError, RuntimeError):
+        logger.exception("changed nights not queued for their recheck", extra={"nights": len(pks)})
+        return batch.stream_response(sequence_numbers, sequence_numbers)
+    if changed:
+        try:
+            cache.mark_hot(redis_client(), changed, config.integer("RECONCILE_WINDOW_SECONDS"), time.time())
+        except RedisError:  # the recheck is queued: only the audit's sample misses these nights
+            logger.exception("hot marks not recorded", extra={"nights": len(changed)})
+    logger.info("changed nights queued for their recheck", extra={"nights": len(pks)})
+    return batch.stream_response(sequence_numbers, [])
+
+
+def resolve(findings: list[Finding]) -> None:
+    """Hand findings to overbooking_resolver at once (asynchronous: retried by Lambda, then parked
+    in async_failures)."""
+    for start in range(0, len(findings), MAX_FINDINGS):
+        payload = {"source": "hot_recheck", "findings": [f.as_dict() for f in findings[start:start + MAX_FINDINGS]]}
+        aws.client("lambda").invoke(FunctionName=config.require("RESOLVER_FUNCTION"), InvocationType="Event",
+                                    Payload=json.dumps(payload).encode())
+
+
+def recheck(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Recheck queue messages -> compare, resolve, recheck later what is still within a grace."""
+    pks: dict[str, None] = {}
+    malformed: list[str] = []
+    changed_at: list[float] = []
+    for record in records:
+        try:
+            body = json.loads(record["body"])
+            named = body["room_nights"]
+            if not isinstance(named, list):
+                raise TypeError
+            pks.update(dict.fromkeys(pk for pk in named if _valid_pk(pk)))
+            if "changed_at" in body:  # a first comparison (follow-ups carry no change time)
+                changed_at.append(float(body["changed_at"]))
+        except (KeyError, TypeError, ValueError):
+            logger.error("not a recheck message", extra={"message_id": record.get("messageId")})
+            malformed.append(record.get("messageId", ""))
+    try:
+        result = check(list(pks))
+        if result.findings:
+            resolve(result.findings)
+        later = sorted(result.pending.items(), key=lambda item: item[1])
+        _send([({"room_nights": [pk for pk, _ in later[i:i + NIGHTS_PER_MESSAGE]]},
+                min(MAX_DELAY_S, math.ceil(max(wait for _, wait in later[i:i + NIGHTS_PER_MESSAGE])) + 1))
+               for i in range(0, len(later), NIGHTS_PER_MESSAGE)])
+    except (ClientError, BotoCoreError, DatabaseError, InterfaceError, RuntimeError):
+        logger.exception("recheck failed: its messages come back", extra={"nights": len(pks)})
+        return batch.response(r.get("messageId", "") for r in records)
+    if changed_at:
+        _publish_lag(time.time() - min(changed_at))
+    report(result, "hot_recheck")
+    return batch.response(malformed)
+
+
+def _publish_lag(seconds: float) -> None:
+    try:
+        aws.client("cloudwatch").put_metric_data(Namespace=config.require("METRICS_NAMESPACE"), MetricData=[
+            {"MetricName": "HotRecheckLag", "Value": round(seconds, 3), "Unit": "Seconds"}])
+    except (ClientError, BotoCoreError):  # the nights are checked: only the SLA metric misses a point
+        logger.exception("HotRecheckLag not published", extra={"seconds": seconds})
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    records = (event or {}).get("Records")
+    if records and records[0].get("eventSource") == "aws:dynamodb":
+        return feed(records)
+    if records and records[0].get("eventSource") == "aws:sqs":
+        return recheck(records)
+    return report(check(room_nights(event or {}, time.time())), "audit")

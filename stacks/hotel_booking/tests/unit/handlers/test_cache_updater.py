@@ -17,7 +17,6 @@ _serialize = TypeSerializer().serialize
 @pytest.fixture
 def env(aws: Any, redis_env: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("CACHE_TTL_SECONDS", "900")
-    monkeypatch.setenv("HOT_WINDOW_SECONDS", "600")
     return redis_env
 
 
@@ -66,11 +65,6 @@ def test_a_removed_night_leaves_the_snapshot(env: Any, context: Any) -> None:
     cu.handler.lambda_handler({"Records": [record(1)]}, context)
     cu.handler.lambda_handler({"Records": [record(2, event="REMOVE")]}, context)
     assert cached(env) is None
-
-
-def test_changed_nights_are_marked_hot_for_reconciliation(env: Any, context: Any) -> None:
-    cu.handler.lambda_handler({"Records": [record(1), record(2, room="suite")]}, context)
-    assert set(env.zrange("hot:changes", 0, -1)) == {f"h1#deluxe-king#{stay(30)}", f"h1#suite#{stay(30)}"}
 
 
 def test_a_record_that_is_not_an_inventory_change_is_reported_not_dropped(env: Any, context: Any) -> None:

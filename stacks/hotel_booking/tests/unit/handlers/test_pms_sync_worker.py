@@ -105,6 +105,26 @@ def test_calls_to_one_pms_share_one_connection(env: dict[str, Any], pms: Partner
     assert len(pms.received) == 4 and pms.connections == 1, f"{len(pms.received)} calls over {pms.connections} connections"
 
 
+def test_a_batch_on_a_closed_breaker_reads_the_breaker_once(env: dict[str, Any], pms: PartnerApi, context: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[str] = []
+    load = pw.handler.circuit.load
+    monkeypatch.setattr(pw.handler.circuit, "load", lambda pms_id: reads.append(pms_id) or load(pms_id))
+    rooms = ["deluxe-king", "deluxe-twin", "suite"]
+    assert deliver(env, context, *(update(version=2, room=room) for room in rooms)) == {"batchItemFailures": []}
+    assert (len(pms.received), reads) == (3, ["opera"])
+
+
+def test_after_a_failure_the_batch_reads_the_breaker_again_and_stops_once_it_opened(
+        env: dict[str, Any], pms: PartnerApi, context: Any) -> None:
+    pms.behave(failure_rate=1.0, status=503)
+    set_breaker(failures=1, open_until=0)  # the threshold (2) is one failure away
+    rooms = ["deluxe-king", "deluxe-twin", "suite"]
+    response = deliver(env, context, *(update(version=2, room=room) for room in rooms))
+    assert pms.calls == 3  # the first night's attempts (MAX_RETRIES + 1); the others wait for the breaker
+    assert len(response["batchItemFailures"]) == 1 and float(breaker_item()["open_until"]["N"]) > 0
+
+
 def test_an_update_the_pms_already_has_a_newer_version_of_is_not_sent(env: dict[str, Any], pms: PartnerApi,
                                                                      context: Any) -> None:
     deliver(env, context, update(version=5, units=2))

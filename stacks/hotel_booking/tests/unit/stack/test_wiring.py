@@ -37,7 +37,7 @@ def test_the_inventory_streams_new_and_old_images_and_expires_holds(plan: PlanSu
 
 
 def test_the_stream_feeds_cache_updater_inventory_items_only_and_parks_failures(plan: PlanSummary) -> None:
-    address = "aws_lambda_event_source_mapping.inventory_stream"
+    address = 'aws_lambda_event_source_mapping.inventory_stream["cache_updater"]'
     mapping = plan.values[address]
     assert plan.targets(address, "function_name") == {'aws_lambda_function.this["cache_updater"]'}
     assert plan.targets(address, "event_source_arn") == {"aws_dynamodb_table.inventory"}
@@ -46,6 +46,44 @@ def test_the_stream_feeds_cache_updater_inventory_items_only_and_parks_failures(
     assert mapping["maximum_batching_window_in_seconds"] == 0  # SLA: cache < 1 s
     assert mapping["bisect_batch_on_function_error"] and mapping["function_response_types"] == ["ReportBatchItemFailures"]
     assert plan.targets(address, "destination_config") == {'aws_sqs_queue.failures["stream_failures"]'}
+
+
+CHECKER = 'aws_lambda_function.this["reconciliation_checker"]'
+
+
+def test_the_stream_also_feeds_the_checker_itself_so_what_is_rechecked_never_depends_on_cache_updater(
+        plan: PlanSummary) -> None:
+    address = 'aws_lambda_event_source_mapping.inventory_stream["reconciliation_checker"]'
+    mapping = plan.values[address]
+    assert plan.targets(address, "function_name") == {CHECKER}
+    assert plan.targets(address, "event_source_arn") == {"aws_dynamodb_table.inventory"}
+    assert json.loads(mapping["filter_criteria"][0]["filter"][0]["pattern"]) == {
+        "dynamodb": {"Keys": {"sk": {"S": ["INVENTORY"]}}}}
+    assert mapping["bisect_batch_on_function_error"] and mapping["function_response_types"] == ["ReportBatchItemFailures"]
+    assert plan.targets(address, "destination_config") == {'aws_sqs_queue.failures["stream_failures"]'}
+    # DynamoDB Streams serves two consumers per shard without throttling: cache_updater and the checker.
+    consumers = [v for v in plan.of_type("aws_lambda_event_source_mapping").values()
+                 if "starting_position" in v and v.get("starting_position")]
+    assert len(consumers) == 2
+
+
+def test_the_recheck_queue_feeds_the_checker_and_parks_what_keeps_failing(plan: PlanSummary) -> None:
+    address = "aws_lambda_event_source_mapping.recheck"
+    assert plan.targets(address, "function_name") == {CHECKER}
+    assert plan.targets(address, "event_source_arn") == {"aws_sqs_queue.recheck"}
+    assert plan.values[address]["function_response_types"] == ["ReportBatchItemFailures"]
+    assert plan.targets("aws_sqs_queue.recheck", "redrive_policy") == {"aws_sqs_queue.recheck_dlq"}
+    checker = plan.values[CHECKER]
+    timeout, visibility = checker["timeout"], plan.values["aws_sqs_queue.recheck"]["visibility_timeout_seconds"]
+    assert visibility >= 6 * timeout, f"visibility {visibility} s under six times the checker's {timeout} s"
+
+
+def test_a_changed_night_is_first_compared_within_the_5_second_conflict_sla(plan: PlanSummary) -> None:
+    first_look = (plan.values["aws_sqs_queue.recheck"]["delay_seconds"]
+                  + plan.values['aws_lambda_event_source_mapping.inventory_stream["reconciliation_checker"]']
+                  ["maximum_batching_window_in_seconds"]
+                  + plan.values["aws_lambda_event_source_mapping.recheck"]["maximum_batching_window_in_seconds"])
+    assert first_look < 5, f"{first_look} s of delays and batching windows before the first comparison"
 
 
 def test_each_pms_integration_has_a_filtered_queue_with_its_own_dlq(plan: PlanSummary) -> None:
@@ -97,7 +135,7 @@ def test_the_spec_outputs_are_all_there(plan: PlanSummary) -> None:
 def test_alarms_guard_every_sla_the_spec_names(plan: PlanSummary) -> None:
     alarms = {v["metric_name"] for v in plan.of_type("aws_cloudwatch_metric_alarm").values()}
     assert {"ReplicationLatency", "ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible",
-            "CircuitOpen", "UnresolvedOverbooking"} <= alarms
+            "CircuitOpen", "UnresolvedOverbooking", "HotRecheckLag"} <= alarms
     latency = [v for v in plan.of_type("aws_cloudwatch_metric_alarm").values() if v["metric_name"] == "ReplicationLatency"]
     assert sorted(v["dimensions"]["ReceivingRegion"] for v in latency) == sorted(plan.variables["dynamodb_replica_regions"])
     assert {v["threshold"] for v in latency} == {plan.variables["replication_lag_alarm_ms"]}
