@@ -9,6 +9,7 @@ pollers are ``tapharness.sandbox.pollers``.
 
 - ``core``: moto's server itself (service resolution, backend look-up, handler methods), for speed;
 - ``apigateway``: UpdateMethod;
+- ``apigatewayv2``: deployments, UpdateStage and a stage's deploymentId, route responses;
 - ``applicationautoscaling``: the Tags of scalable targets;
 - ``athena``: StartQueryExecution/GetQueryExecution run by the DuckDB engine, workgroup calls;
 - ``cloudwatch``: a new alarm's first state (``tapharness.sandbox.alarms`` evaluates alarms);
@@ -34,7 +35,7 @@ import importlib
 from types import ModuleType
 
 SERVICES = (
-    "core", "apigateway", "applicationautoscaling", "athena", "cloudwatch", "dynamodb", "ec2", "elasticache",
+    "core", "apigateway", "apigatewayv2", "applicationautoscaling", "athena", "cloudwatch", "dynamodb", "ec2", "elasticache",
     "kinesis",
     "kms", "lambda_", "logs", "rds", "s3", "sagemaker", "sns", "sqs", "stepfunctions",
 )

@@ -69,12 +69,14 @@ def compare(night: Night, copies: Copies, now: datetime, graces: Graces) -> list
 
 
 def pending_seconds(night: Night, copies: Copies, now: datetime, graces: Graces) -> float:
-    """How long until the first copy that is behind the table but still within its grace must have
-    caught up (0 when none is): when to compare the night again."""
+    """How long until the first copy that differs from the table but is still within its grace must
+    agree (0 when none does): when to compare the night again. A cache that differs in any way
+    counts (behind, or a wrong value of the same version, which no stream write will replace)."""
     age = (now - parse_iso(night.updated_at)).total_seconds()
     waits = []
     if copies.cache_live and age <= graces.cache_s and (
-            copies.cache is None or copies.cache["version"] < night.version):
+            copies.cache is None or (copies.cache["units"], copies.cache["version"]) != (night.available_units,
+                                                                                      night.version)):
         waits.append(graces.cache_s - age)
     if age <= graces.replica_s and any(item is None or int(item["version"]) < night.version
                                        for item in copies.replicas.values()):

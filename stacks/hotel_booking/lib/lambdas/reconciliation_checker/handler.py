@@ -196,6 +196,16 @@ def feed(records: list[dict[str, Any]]) -> dict[str, Any]:
     return batch.stream_response(sequence_numbers, [])
 
 
+def follow_ups(pending: dict[str, float]) -> list[tuple[dict[str, Any], int | None]]:
+    """Recheck messages for nights still within a grace: one per delay (each night is looked at again
+    when its own grace ends, not when the longest one in its batch does), at most 100 nights each."""
+    by_delay: dict[int, list[str]] = defaultdict(list)
+    for pk, wait in pending.items():
+        by_delay[min(MAX_DELAY_S, math.ceil(wait) + 1)].append(pk)
+    return [({"room_nights": pks[i:i + NIGHTS_PER_MESSAGE]}, delay)
+            for delay, pks in sorted(by_delay.items()) for i in range(0, len(pks), NIGHTS_PER_MESSAGE)]
+
+
 def resolve(findings: list[Finding]) -> None:
     """Hand findings to overbooking_resolver at once (asynchronous: retried by Lambda, then parked
     in async_failures)."""
@@ -226,10 +236,7 @@ def recheck(records: list[dict[str, Any]]) -> dict[str, Any]:
         result = check(list(pks))
         if result.findings:
             resolve(result.findings)
-        later = sorted(result.pending.items(), key=lambda item: item[1])
-        _send([({"room_nights": [pk for pk, _ in later[i:i + NIGHTS_PER_MESSAGE]]},
-                min(MAX_DELAY_S, math.ceil(max(wait for _, wait in later[i:i + NIGHTS_PER_MESSAGE])) + 1))
-               for i in range(0, len(later), NIGHTS_PER_MESSAGE)])
+        _send(follow_ups(result.pending))
     except (ClientError, BotoCoreError, DatabaseError, InterfaceError, RuntimeError):
         logger.exception("recheck failed: its messages come back", extra={"nights": len(pks)})
         return batch.response(r.get("messageId", "") for r in records)

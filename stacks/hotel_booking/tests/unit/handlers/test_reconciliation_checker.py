@@ -170,6 +170,11 @@ def test_the_copy_whose_grace_ends_first_decides_the_second_look() -> None:
     assert rc.consistency.pending_seconds(a_night(age_s=3), copies(replica=behind, pms=None), NOW, GRACES) == 7
 
 
+def test_a_cached_value_of_the_same_version_but_other_units_gets_a_second_look_past_the_caches_grace() -> None:
+    wrong = {"units": 9, "version": 3}
+    assert rc.consistency.pending_seconds(a_night(age_s=2), copies(cache=wrong), NOW, GRACES) == 3
+
+
 def test_past_every_grace_a_copy_behind_is_a_finding_not_a_second_look() -> None:
     night = a_night(age_s=600)
     assert rc.consistency.pending_seconds(night, copies(pms=None), NOW, GRACES) == 0
@@ -279,6 +284,12 @@ def test_a_night_the_pms_may_still_acknowledge_is_queued_again_for_when_its_grac
     [entry] = hot["sent"]
     assert json.loads(entry["MessageBody"]) == {"room_nights": [pk]}
     assert 115 <= entry["DelaySeconds"] <= 120 and hot["resolved"] == []
+
+
+def test_each_night_is_looked_at_again_when_its_own_grace_ends_not_the_longest_of_its_batch() -> None:
+    messages = rc.handler.follow_ups({"h1#a#2027-01-10": 3.2, "h1#b#2027-01-10": 117.5, "h1#c#2027-01-10": 3.9})
+    assert messages == [({"room_nights": ["h1#a#2027-01-10", "h1#c#2027-01-10"]}, 5),
+                        ({"room_nights": ["h1#b#2027-01-10"]}, 119)]
 
 
 def test_without_redis_a_recheck_still_compares_the_other_copies(hot: dict[str, Any], context: Any,
