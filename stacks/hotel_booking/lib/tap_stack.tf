@@ -1218,6 +1218,30 @@ locals {
     ]
   }
 
+  # What a consumer of the inventory stream needs (cache_updater, reconciliation_checker): read the
+  # stream, and park what it gives up in stream_failures.
+  inventory_stream_statements = [
+    {
+      sid        = "ReadInventoryStream"
+      actions    = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"]
+      resources  = ["${local.inventory_arn}/stream/*"]
+      conditions = []
+    },
+    {
+      # AWS forces "*": ListStreams has no resource type (a stream ARN here never matches).
+      sid        = "ListTableStreams"
+      actions    = ["dynamodb:ListStreams"]
+      resources  = ["*"]
+      conditions = []
+    },
+    {
+      sid        = "SendDiscardedBatches"
+      actions    = ["sqs:SendMessage"]
+      resources  = [aws_sqs_queue.failures["stream_failures"].arn]
+      conditions = []
+    },
+  ]
+
   redis_secret_statement = {
     sid        = "ReadRedisAuthToken"
     actions    = ["secretsmanager:GetSecretValue"]
@@ -1251,28 +1275,7 @@ locals {
       },
       local.redis_secret_statement,
     ]
-    cache_updater = [
-      {
-        sid        = "ReadInventoryStream"
-        actions    = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"]
-        resources  = ["${local.inventory_arn}/stream/*"]
-        conditions = []
-      },
-      {
-        # AWS forces "*": ListStreams has no resource type (a stream ARN here never matches).
-        sid        = "ListTableStreams"
-        actions    = ["dynamodb:ListStreams"]
-        resources  = ["*"]
-        conditions = []
-      },
-      {
-        sid        = "SendDiscardedBatches"
-        actions    = ["sqs:SendMessage"]
-        resources  = [aws_sqs_queue.failures["stream_failures"].arn]
-        conditions = []
-      },
-      local.redis_secret_statement,
-    ]
+    cache_updater = concat(local.inventory_stream_statements, [local.redis_secret_statement])
     pms_sync_worker = [
       {
         sid        = "ConsumePmsQueues"
@@ -1302,59 +1305,43 @@ locals {
       },
       local.put_metrics_statement,
     ]
-    reconciliation_checker = [
-      {
-        # The room-nights (BatchGetItem) and their allocations (Query) in the primary
-        # region, and the same items in every replica.
-        sid        = "CompareInventoryAcrossRegions"
-        actions    = ["dynamodb:BatchGetItem", "dynamodb:Query"]
-        resources  = concat([local.inventory_arn], local.replica_table_arns)
-        conditions = []
-      },
-      {
-        # Its own consumer of the inventory stream: what changed, independently of cache_updater.
-        sid        = "ReadInventoryStream"
-        actions    = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"]
-        resources  = ["${local.inventory_arn}/stream/*"]
-        conditions = []
-      },
-      {
-        # AWS forces "*": ListStreams has no resource type (a stream ARN here never matches).
-        sid        = "ListTableStreams"
-        actions    = ["dynamodb:ListStreams"]
-        resources  = ["*"]
-        conditions = []
-      },
-      {
-        sid        = "SendDiscardedBatches"
-        actions    = ["sqs:SendMessage"]
-        resources  = [aws_sqs_queue.failures["stream_failures"].arn]
-        conditions = []
-      },
-      {
-        # Queues changed nights and their follow-ups (SendMessageBatch is sqs:SendMessage); the
-        # mapping consumes the queue.
-        sid        = "QueueAndConsumeRechecks"
-        actions    = ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
-        resources  = [aws_sqs_queue.recheck.arn]
-        conditions = []
-      },
-      {
-        # Findings of the hot recheck go to the resolver at once (asynchronous invoke).
-        sid        = "InvokeResolver"
-        actions    = ["lambda:InvokeFunction"]
-        resources  = ["arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${local.function_names["overbooking_resolver"]}"]
-        conditions = []
-      },
-      local.put_metrics_statement,
-      local.redis_secret_statement,
-      {
-        sid        = "ReadAuroraCredentials"
-        actions    = ["secretsmanager:GetSecretValue"]
-        resources  = [aws_secretsmanager_secret.this["aurora"].arn]
-        conditions = []
-      },
-    ]
+    reconciliation_checker = concat(
+      # Its own consumer of the inventory stream: what changed, independently of cache_updater.
+      local.inventory_stream_statements,
+      [
+        {
+          # The room-nights (BatchGetItem) and their allocations (Query) in the primary
+          # region, and the same items in every replica.
+          sid        = "CompareInventoryAcrossRegions"
+          actions    = ["dynamodb:BatchGetItem", "dynamodb:Query"]
+          resources  = concat([local.inventory_arn], local.replica_table_arns)
+          conditions = []
+        },
+        {
+          # Queues changed nights and their follow-ups (SendMessageBatch is sqs:SendMessage); the
+          # mapping consumes the queue.
+          sid        = "QueueAndConsumeRechecks"
+          actions    = ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+          resources  = [aws_sqs_queue.recheck.arn]
+          conditions = []
+        },
+        {
+          # Findings of the hot recheck go to the resolver at once (asynchronous invoke).
+          sid        = "InvokeResolver"
+          actions    = ["lambda:InvokeFunction"]
+          resources  = ["arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${local.function_names["overbooking_resolver"]}"]
+          conditions = []
+        },
+        local.put_metrics_statement,
+        local.redis_secret_statement,
+        {
+          sid        = "ReadAuroraCredentials"
+          actions    = ["secretsmanager:GetSecretValue"]
+          resources  = [aws_secretsmanager_secret.this["aurora"].arn]
+          conditions = []
+        },
+      ],
+    )
     overbooking_resolver = [
       {
         # Reads the property, room-nights and allocations; a reassignment is one transaction
