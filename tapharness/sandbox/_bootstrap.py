@@ -6,7 +6,7 @@ line on the worker's original stdout ``{"ok": bool, "payload": str, "fatal": boo
 While an invocation runs, file descriptors 1 and 2 point at ``log_path`` so everything the
 handler prints (and its logging) is captured; between invocations they point at /dev/null.
 
-``SANDBOX_HOST_MAP`` (JSON ``{"hostname": "127.0.0.1:port"}``) is applied to
+``SANDBOX_HOST_MAP`` (JSON ``{"hostname or pattern": "127.0.0.1:port"}``) is applied to
 ``socket.getaddrinfo``: connections to the stack's ElastiCache/Aurora endpoint names reach
 the sandbox's local Redis/PostgreSQL, while TLS still sees the original hostname (SNI and
 certificate checks use the name the handler asked for).
@@ -22,6 +22,7 @@ used (once per worker) and each refused attempt is appended to ``SANDBOX_NETWORK
 from __future__ import annotations
 
 import errno
+import fnmatch
 import importlib
 import importlib.abc
 import importlib.util
@@ -72,7 +73,7 @@ class Network:
         self._seen: set[tuple[str, str, str]] = set()
 
     def host(self, name: str) -> list[str] | None:
-        return (self.verdicts.get("hosts") or {}).get(name)
+        return lookup(self.verdicts.get("hosts") or {}, name)
 
     def aws(self, prefix: str) -> list[str] | None:
         if not self.verdicts:
@@ -100,6 +101,16 @@ def wait_like_a_dropped_connection(timeout: float | None) -> None:
     time.sleep(max(0.0, remaining if timeout is None else min(timeout, remaining)))
 
 
+def lookup(table: dict[str, Any], name: str) -> Any:
+    """``table[name]``, else the value of the first pattern (``*.execute-api.*.amazonaws.com``) it matches."""
+    if name in table:
+        return table[name]
+    for pattern, value in table.items():
+        if "*" in pattern and fnmatch.fnmatchcase(name, pattern):
+            return value
+    return None
+
+
 def install_host_map(mapping: dict[str, str], network: Network | None = None) -> None:
     """Resolve the mapped hostnames to their local address and port; a host the function has no
     path to resolves (as the VPC's DNS would) but its connections are dropped."""
@@ -113,8 +124,9 @@ def install_host_map(mapping: dict[str, str], network: Network | None = None) ->
             network.record("host", name, port, verdict)  # type: ignore[union-attr]
             if verdict[1]:
                 return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (DROPPED, int(port or 0)))]
-        if name in targets:
-            host, port = targets[name]
+        target = lookup(targets, name) if name else None
+        if target is not None:
+            host, port = target
         return original(host, port, *args, **kwargs)
 
     socket.getaddrinfo = getaddrinfo

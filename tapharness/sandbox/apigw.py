@@ -5,7 +5,8 @@ here, HTTP APIs (v2) by ``tapharness.sandbox.httpapi``, Application Load Balance
 A stack's invoke URL ``https://<api_id>.execute-api.<region>.amazonaws.com/<rest>`` maps to
 ``http://127.0.0.1:<gateway port>/apis/<api_id>/<rest>`` (``local_invoke_url``) whichever kind the
 API is: for a REST API ``<rest>`` starts with the stage, for an HTTP API's ``$default`` stage it
-is the route path. ``/restapis/<api_id>/<stage>/<path>`` serves REST APIs too, and requests
+is the route path; a WebSocket API's ``wss://<api_id>...`` stage URL maps to ``ws://`` (served by
+``tapharness.sandbox.websocket``). ``/restapis/<api_id>/<stage>/<path>`` serves REST APIs too, and requests
 whose Host header is ``<api_id>.execute-api.<region>.amazonaws.com`` are served by path alone.
 
 Per request: the stage, read from moto's API Gateway model in this process (a redeploy shows at
@@ -25,22 +26,30 @@ response for ``BAD_REQUEST_BODY``/``BAD_REQUEST_PARAMETERS`` when it defines one
 10 MB ``413``, a function error or malformed response ``502 {"message": "Internal server
 error"}``. The stage's access log settings, when present, get one line per request (written
 to moto's CloudWatch Logs model in this process).
-Not emulated: authorizers, API keys and usage plans, throttling, non-proxy integrations.
+Methods with ``AWS_IAM`` authorization take only callers allowed ``execute-api:Invoke`` on
+``<api>/<stage>/<METHOD>/<path>`` (``_iam_refusal``); ``HTTP_PROXY`` integrations pass the request to
+their backend (``HttpBackends``: a partner's stand-in under the name the stack gives it).
+Not emulated: Lambda and Cognito authorizers, resource policies, API keys and usage plans,
+throttling, non-proxy integrations.
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import logging
 import re
+import socket
+import ssl
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import jsonschema
 from botocore.exceptions import ClientError
@@ -58,6 +67,7 @@ from tapharness.sandbox.web import (
     match_resource,
     path_specificity,
 )
+from tapharness.sandbox.websocket import WebSocketDoor
 
 if TYPE_CHECKING:
     from tapharness.sandbox.iam.sessions import ServiceGuard
@@ -66,17 +76,110 @@ log = logging.getLogger("tapharness.sandbox.apigw")
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 _HOST_API = re.compile(r"^(?P<api>[a-z0-9]+)\.execute-api\.[a-z0-9-]+\.amazonaws\.com(:\d+)?$")
-_INVOKE_URL = re.compile(r"^https://(?P<api>[a-z0-9]+)\.execute-api\.[a-z0-9-]+\.amazonaws\.com(?=/|$)")
+_INVOKE_URL = re.compile(r"^(?P<scheme>https|wss)://(?P<api>[a-z0-9]+)\.execute-api\.[a-z0-9-]+\.amazonaws\.com(?=/|$)")
 _FUNCTION_IN_URI = re.compile(r"/functions/(?P<arn>arn:[^/]+)/invocations")
 _CONTEXT_VAR = re.compile(r"\$context\.([A-Za-z0-9_.]+)")
 
 
 def local_invoke_url(invoke_url: str, gateway_url: str) -> str:
-    """The sandbox URL for a stack's ``https://<api>.execute-api.<region>.amazonaws.com/<rest>``."""
+    """The sandbox URL for a stack's ``https://<api>.execute-api.<region>.amazonaws.com/<rest>`` (a
+    WebSocket stage's ``wss://`` URL becomes a ``ws://`` one)."""
     match = _INVOKE_URL.match(invoke_url)
     if not match:
         raise ValueError(f"not an API Gateway invoke URL: {invoke_url}")
-    return f"{gateway_url.rstrip('/')}/apis/{match['api']}{invoke_url[match.end():]}"
+    local = f"{gateway_url.rstrip('/')}/apis/{match['api']}{invoke_url[match.end():]}"
+    return "ws" + local.removeprefix("http") if match["scheme"] == "wss" else local
+
+
+class HttpBackends:
+    """``HTTP_PROXY`` integrations: the request passed through to the integration's URI and the
+    backend's answer passed back, as API Gateway does ("Set up HTTP proxy integrations"). The URI's
+    ``{name}`` parts come from the integration's ``integration.request.path.<name>`` mappings (a
+    method path parameter or a quoted static value); headers and query string go through, with
+    ``integration.request.header.<name>`` mappings added. Backends are reached by the names the
+    stack gives them: ``hosts`` maps a name the sandbox serves (a partner's stand-in) to its local
+    address, and TLS is verified against ``ca_file`` under the name. Timeouts as the integration's
+    (29 s at most) answer 504 ``{"message": "Endpoint request timed out"}``; a backend that cannot
+    be reached answers 502 ``{"message": "Internal server error"}`` (chosen: AWS's documentation
+    does not say)."""
+
+    _HOP_BY_HOP = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "upgrade", "content-length",
+                             "te", "trailer", "proxy-authorization", "authorization", "x-amz-date",
+                             "x-amz-security-token", "x-amz-content-sha256"})
+
+    def __init__(self, hosts: Callable[[], dict[str, str]] | None = None, ca_file: str | None = None) -> None:
+        self.hosts = hosts or dict
+        self.ca_file = ca_file
+
+    def forward(self, request: HttpRequest, integration: dict[str, Any], path_params: dict[str, str]) -> HttpResponse:
+        mappings = integration.get("requestParameters") or {}
+        uri = integration.get("uri") or ""
+        headers = {k: v for k, v in request.headers if k.lower() not in self._HOP_BY_HOP}
+        for target, source in mappings.items():
+            value = _mapped_value(source, request, path_params)
+            if value is None:
+                continue
+            if target.startswith("integration.request.path."):
+                uri = uri.replace("{" + target.removeprefix("integration.request.path.") + "}", quote(value, safe="/"))
+            elif target.startswith("integration.request.header."):
+                headers[target.removeprefix("integration.request.header.")] = value
+        parts = urlsplit(uri)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            log.warning("front door: HTTP_PROXY integration to %r is not an HTTP URL", uri)
+            return HttpResponse.json(500, {"message": "Internal server error"})
+        path = parts.path or "/"
+        query = "&".join(q for q in (parts.query, request.query) if q)
+        timeout = min(float(integration.get("timeoutInMillis") or 29_000), 29_000) / 1000
+        connection = self._connection(parts.scheme, parts.hostname, parts.port, timeout)
+        try:
+            connection.request(integration.get("httpMethod") if integration.get("httpMethod") not in (None, "ANY")
+                               else request.method, path + (f"?{query}" if query else ""), body=request.body or None,
+                               headers=headers)
+            answer = connection.getresponse()
+            body = answer.read()
+        except TimeoutError:
+            return HttpResponse.json(504, {"message": "Endpoint request timed out"})
+        except (OSError, http.client.HTTPException) as exc:
+            log.warning("front door: HTTP_PROXY to %s failed: %s", uri, exc)
+            return HttpResponse.json(502, {"message": "Internal server error"})
+        finally:
+            connection.close()
+        passed = [(k, v) for k, v in answer.getheaders() if k.lower() not in self._HOP_BY_HOP]
+        return HttpResponse(answer.status, body, passed)
+
+    def _connection(self, scheme: str, host: str, port: int | None, timeout: float) -> http.client.HTTPConnection:
+        mapped = self.hosts().get(host)
+        address, local_port = (mapped.rsplit(":", 1)[0], int(mapped.rsplit(":", 1)[1])) if mapped else (host, port)
+        if scheme == "http":
+            return http.client.HTTPConnection(address, local_port or 80, timeout=timeout)
+        context = ssl.create_default_context(cafile=self.ca_file)
+        return _NamedHttpsConnection(host, address, local_port or 443, context, timeout)
+
+
+class _NamedHttpsConnection(http.client.HTTPSConnection):
+    """HTTPS to ``address`` (the sandbox's stand-in) verified, and introduced by SNI, as ``name``."""
+
+    def __init__(self, name: str, address: str, port: int, context: ssl.SSLContext, timeout: float) -> None:
+        super().__init__(name, port, timeout=timeout, context=context)
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def _mapped_value(source: str, request: HttpRequest, path_params: dict[str, str]) -> str | None:
+    """The value of a request parameter mapping's source: ``method.request.<where>.<name>`` or ``'static'``."""
+    if len(source) >= 2 and source.startswith("'") and source.endswith("'"):
+        return source[1:-1]
+    where, _, name = source.removeprefix("method.request.").partition(".")
+    if where == "path":
+        return path_params.get(name)
+    if where == "header":
+        return request.header(name)
+    if where == "querystring":
+        return dict(parse_qsl(request.query)).get(name)
+    return None
 
 
 @dataclass
@@ -90,8 +193,10 @@ class FrontDoor:
     """Serves API Gateway REST APIs from moto's configuration, invoking functions through Lambda."""
 
     def __init__(self, clients: AwsClients, guard: ServiceGuard | None = None,
-                 account_id: str = "123456789012", invoker: Invoker | None = None) -> None:
+                 account_id: str = "123456789012", invoker: Invoker | None = None,
+                 backends: HttpBackends | None = None) -> None:
         self.clients = clients
+        self.backends = backends or HttpBackends()
         self.guard = guard
         self.account_id = account_id
         self.invoker: Invoker = invoker or clients
@@ -102,6 +207,16 @@ class FrontDoor:
         self._deployed_lock = threading.Lock()
         self.http_apis = HttpApiDoor(clients, guard, account_id, self.invoker, self._write_log)
         self.load_balancers = AlbDoor(clients, guard, account_id, self.invoker)
+        self.websockets = WebSocketDoor(clients.region, guard, account_id, self.invoker)
+
+    def upgrade(self, request: HttpRequest, sock: socket.socket) -> HttpResponse | None:
+        """An ``Upgrade: websocket`` request: served as a connection to a WebSocket API's stage until
+        it closes (None), or the answer that refuses it."""
+        host_api = _HOST_API.match((request.header("Host") or "").lower())
+        target = self.websockets.route_for(host_api["api"] if host_api else None, request.path)
+        if target is None:
+            return self._missing_token()
+        return self.websockets.upgrade(request, target, sock)
 
     def _route(self, request: HttpRequest) -> _Route | None:
         host = (request.header("Host") or "").lower()
@@ -119,6 +234,11 @@ class FrontDoor:
         if balancer is not None:
             return self.load_balancers.handle(request, *balancer)
         host_api = _HOST_API.match((request.header("Host") or "").lower())
+        websocket = self.websockets.route_for(host_api["api"] if host_api else None, request.path)
+        if websocket is not None:
+            if websocket.path.startswith("/@connections/"):
+                return self.websockets.manage(request, websocket)
+            return HttpResponse.json(426, {"message": "Upgrade Required"})
         http_api = self.http_apis.route_for(host_api["api"] if host_api else None, request.path)
         if http_api is not None:
             return self.http_apis.handle(request, http_api)
@@ -230,6 +350,11 @@ class FrontDoor:
         client = self.clients.client("apigateway")
         method = self._cached(route, stage, "method", f"{resource['id']} {method_key}", lambda: client.get_method(
             restApiId=route.api_id, resourceId=resource["id"], httpMethod=method_key))
+        if method.get("authorizationType") == "AWS_IAM":
+            refusal = self._iam_refusal(request, f"arn:aws:execute-api:{self.clients.region}:{self.account_id}:"
+                                                 f"{route.api_id}/{route.stage}/{request.method}{route.path}")
+            if refusal is not None:
+                return refusal
         if len(request.body) > MAX_BODY_BYTES:
             return HttpResponse.json(413, {"message": "Request Too Long"})
         query = parse_qsl(request.query, keep_blank_values=True)
@@ -237,6 +362,8 @@ class FrontDoor:
         if rejection:
             return rejection
         integration = method.get("methodIntegration") or {}
+        if integration.get("type") == "HTTP_PROXY":
+            return self.backends.forward(request, integration, path_params)
         function = _FUNCTION_IN_URI.search(integration.get("uri") or "")
         if integration.get("type") != "AWS_PROXY" or not function:
             log.warning("front door: %s %s has no AWS_PROXY integration", method_key, resource["path"])
@@ -251,6 +378,26 @@ class FrontDoor:
         event = self._proxy_event(request, route, stage, resource, path_params, query, request_id, context)
         outcome = self.invoker.invoke(function["arn"], event)
         return self._translate(outcome.function_error, outcome.payload)
+
+    def _iam_refusal(self, request: HttpRequest, resource: str) -> HttpResponse | None:
+        """A method with IAM authorization: the caller signs for ``execute-api`` and its identity
+        policies allow ``execute-api:Invoke`` on ``<api>/<stage>/<METHOD>/<path>``; refusals as a REST
+        API answers them (403: "Missing Authentication Token" unsigned, "The security token included
+        in the request is invalid." for an unknown key, the AccessDenied ``Message`` otherwise). The
+        API's resource policy is not evaluated (docs/emulation-gaps.md)."""
+        if self.guard is None:
+            return None
+        verdict = self.guard.execute_api_caller({k.lower(): v for k, v in request.headers}, request.query,
+                                                "execute-api:Invoke", resource, self.clients.region)
+        if verdict.outcome == "unsigned":
+            return self._missing_token()
+        if verdict.outcome == "unknown":
+            return HttpResponse.json(403, {"message": "The security token included in the request is invalid."},
+                                     [("x-amzn-ErrorType", "UnrecognizedClientException")])
+        if verdict.outcome == "denied":
+            log.info("front door: %s", verdict.denial)
+            return HttpResponse.json(403, {"Message": verdict.denial}, [("x-amzn-ErrorType", "AccessDeniedException")])
+        return None
 
     def _validate(self, request: HttpRequest, route: _Route, stage: dict[str, Any], method: dict[str, Any],
                   path_params: dict[str, str], query: list[tuple[str, str]],

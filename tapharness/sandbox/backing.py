@@ -154,7 +154,9 @@ class BackingServices:
     @property
     def worker_env(self) -> dict[str, str]:
         """Variables every function worker gets so TLS to the sandbox's servers verifies."""
-        return {"SSL_CERT_FILE": str(self.ca.bundle_file)}
+        # botocore reads AWS_CA_BUNDLE, not SSL_CERT_FILE: a function calling the gateway's HTTPS
+        # names (an API's @connections) through an SDK client needs both.
+        return {"SSL_CERT_FILE": str(self.ca.bundle_file), "AWS_CA_BUNDLE": str(self.ca.bundle_file)}
 
     def _redis_admin(self) -> redis.Redis:
         assert self.redis is not None

@@ -35,9 +35,6 @@ from moto.apigatewayv2.models import Api, Route, apigatewayv2_backends
 
 from tapharness.sandbox import metrics
 from tapharness.sandbox.clients import AwsClients, Invoker
-from tapharness.sandbox.iam.authorizer import Verdict, describe_denial
-from tapharness.sandbox.iam.catalog import Need
-from tapharness.sandbox.iam.wire import signature
 from tapharness.sandbox.web import (
     HttpRequest,
     HttpResponse,
@@ -189,21 +186,14 @@ class HttpApiDoor:
         (``<api>/<stage>/<METHOD>/<path>``) by its identity policies alone, HTTP APIs having no
         resource policies (API Gateway, "Control access to HTTP APIs with IAM authorization"). An
         HTTP API answers every refusal 403 ``{"message": "Forbidden"}`` (unsigned, unknown key or not
-        allowed alike; as reported in aws/aws-cdk#21182). Signatures are read, not recomputed
-        (docs/emulation-gaps.md)."""
+        allowed alike; as reported in aws/aws-cdk#21182)."""
         if self.guard is None:
             return True
-        signed = signature({k.lower(): v for k, v in request.headers}, request.query)
-        if signed is None or signed.signer != "execute-api":
-            return False
-        principal = self.guard.authorizer.principal_for_key(signed.access_key)
-        if principal is None:
-            return False
-        need = Need("execute-api:Invoke", resource)
-        (decision,) = self.guard.authorizer.decide(principal, [need], "execute-api.Invoke", self.clients.region)
-        if not decision.allowed:
-            log.info("http api: %s", describe_denial(principal, Verdict(need, decision)))
-        return decision.allowed
+        verdict = self.guard.execute_api_caller({k.lower(): v for k, v in request.headers}, request.query,
+                                                "execute-api:Invoke", resource, self.clients.region)
+        if verdict.denial:
+            log.info("http api: %s", verdict.denial)
+        return verdict.allowed
 
     def event_v2(self, request: HttpRequest, route: HttpApiRoute, route_key: str, path_params: dict[str, str],
                  stage_variables: dict[str, str], request_id: str, now: datetime) -> dict[str, Any]:

@@ -21,7 +21,8 @@
    AWS error such as throttling), ``GET|POST /_sandbox/partners/<name>`` (HTTPS stand-ins of a stack's partners, ``partner_api``),
    ``GET|POST /_sandbox/replication`` (global tables: ``{region, paused, delay_s}``, see
    ``globaltables``), ``GET|POST /_sandbox/clock`` (move the services' clock forward, ``clock``),
-   ``GET|POST /_sandbox/alarms`` (each metric alarm's state, values, changes and actions; POST
+   ``GET|POST /_sandbox/websockets`` (open WebSocket connections; POST shortens the idle and
+   connection-duration limits, ``{idle_s, max_s}``, ``websocket``), ``GET|POST /_sandbox/alarms`` (each metric alarm's state, values, changes and actions; POST
    evaluates now, ``alarms``), ``GET|POST /_sandbox/services``
    (POST: match Redis/PostgreSQL to the deployed stack), ``POST /_sandbox/rules/<name>/fire``.
 
@@ -39,9 +40,10 @@ import logging
 import os
 import re
 import signal
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -62,7 +64,7 @@ from tapharness.partner_api import PartnerApi
 from tapharness.sandbox import clock, globaltables, metrics, models, network, patches
 from tapharness.sandbox.adapter import EndpointSpec
 from tapharness.sandbox.alarms import AlarmEvaluator
-from tapharness.sandbox.apigw import FrontDoor, HttpRequest, HttpResponse
+from tapharness.sandbox.apigw import FrontDoor, HttpBackends, HttpRequest, HttpResponse
 from tapharness.sandbox.backing import BackingServices
 from tapharness.sandbox.clients import AwsClients
 from tapharness.sandbox.endpoints import EndpointMap
@@ -79,12 +81,15 @@ from tapharness.sandbox.state import REGION, local_url
 from tapharness.sandbox.ttl import TtlSweeper
 
 log = logging.getLogger("tapharness.sandbox.server")
-# Connections the gateway serves at once. A keep-alive connection holds its thread while it is
-# open, so this bounds the clients served side by side (more wait for a free thread, and with
-# 128 clients against 64 threads they timed out); the threads mostly wait on sockets and function
-# workers, not on the interpreter.
-GATEWAY_WORKERS = 256
+# Connections the gateway serves at once. A keep-alive connection, and a WebSocket connection,
+# holds its thread while it is open, so this bounds the clients served side by side (more wait
+# for a free thread, and with 128 clients against 64 threads they timed out); the threads mostly
+# wait on sockets and function workers, not on the interpreter.
+GATEWAY_WORKERS = 1024
 _ORIGINAL_CREATE_ESM = LambdaBackend.create_event_source_mapping
+_EXECUTE_API_HOST = re.compile(r"[a-z0-9]+\.execute-api\.[a-z0-9-]+\.amazonaws\.com")
+# The names functions reach the gateway's HTTPS port by (the worker's resolver matches the pattern).
+EXECUTE_API_HOSTS = "*.execute-api.*.amazonaws.com"
 
 
 def configure_moto(port: int) -> None:
@@ -237,12 +242,29 @@ class _GatewayHandler(BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
     def _handle(self) -> None:
+        if self.command == "GET" and (self.headers.get("Upgrade") or "").lower() == "websocket":
+            self._upgrade()
+            return
         request = self._request()
         if request.path.startswith("/_sandbox/"):
             response = self.server.sandbox.control(request)
         else:
             response = self.server.sandbox.front_door.handle(request)
         self._reply(response)
+
+    def _upgrade(self) -> None:
+        """A WebSocket connection: the thread serves it until it closes; a refusal is answered over HTTP."""
+        parts = urlsplit(self.path)
+        request = HttpRequest(self.command, unquote(parts.path), parts.query, list(self.headers.items()), b"",
+                              self.client_address[0])
+        self.close_connection = True
+        try:
+            response = self.server.sandbox.front_door.upgrade(request, self.connection)
+        except Exception:  # a sandbox fault refuses the upgrade as API Gateway's own errors do
+            log.exception("gateway: WebSocket upgrade of %s failed", self.path)
+            response = HttpResponse.json(500, {"message": "Internal server error"})
+        if response is not None:
+            self._reply(response)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
@@ -268,6 +290,40 @@ class _GatewayServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _TlsGatewayServer(_GatewayServer):
+    """The gateway over HTTPS for the names functions call it by on AWS: an API's
+    ``<api>.execute-api.<region>.amazonaws.com`` (the @connections management API, say). Each name
+    gets a certificate from the sandbox's CA when a client first asks for it (SNI)."""
+
+    def __init__(self, port: int, sandbox: Sandbox, ca: Any) -> None:
+        self.ca = ca
+        self._contexts: dict[str, ssl.SSLContext] = {}
+        self._issuing = threading.Lock()
+        self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.tls.load_cert_chain(*ca.issue(["gateway.sandbox.test"]))
+        self.tls.sni_callback = self._for_name
+        super().__init__(port, sandbox)
+
+    def _for_name(self, sock: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> None:
+        if not name or not _EXECUTE_API_HOST.fullmatch(name):
+            return
+        with self._issuing:
+            context = self._contexts.get(name)
+            if context is None:
+                context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                context.load_cert_chain(*self.ca.issue([name]))
+                self._contexts[name] = context
+        sock.context = context
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # The TLS handshake runs in the connection's own thread: a stalled client never blocks accept().
+        try:
+            request = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        super().finish_request(request, client_address)
 
 
 @dataclass
@@ -328,19 +384,30 @@ class Sandbox:
         self.alarms = AlarmEvaluator(self._publish_alarm, float(os.environ.get("TAPSTACK_ALARM_TICK_S", "10")),
                                      metrics.Sampler())
         self.alarms.start()
-        self.front_door = FrontDoor(self.clients, self.guard, invoker=lambda_service)
+        backends = HttpBackends(lambda: self.endpoints(DEFAULT_ACCOUNT_ID, self.region),
+                                str(self.backing.ca.bundle_file) if self.backing is not None else None)
+        self.front_door = FrontDoor(self.clients, self.guard, invoker=lambda_service, backends=backends)
         self.gateway = _GatewayServer(self.gateway_port, self)
         self.gateway_port = self.gateway.server_address[1]
         threading.Thread(target=self.gateway.serve_forever, kwargs={"poll_interval": 0.1}, name="gateway",
                          daemon=True).start()
+        self.tls_gateway: _TlsGatewayServer | None = None
+        if self.backing is not None:
+            self.tls_gateway = _TlsGatewayServer(0, self, self.backing.ca)
+            self.endpoints.add(EXECUTE_API_HOSTS, f"127.0.0.1:{self.tls_gateway.server_address[1]}",
+                               network.Target("internet", EXECUTE_API_HOSTS, 443))
+            threading.Thread(target=self.tls_gateway.serve_forever, kwargs={"poll_interval": 0.1},
+                             name="gateway-tls", daemon=True).start()
         if self.run_pollers:
             self.pollers.start()
         if self.run_scheduler:
             self.scheduler.start()
 
     def stop(self) -> None:
-        self.gateway.shutdown()
-        self.gateway.server_close()
+        for gateway in filter(None, (self.gateway, self.tls_gateway)):
+            gateway.shutdown()
+            gateway.server_close()
+        self.front_door.websockets.close()
         self.scheduler.stop()
         self.ttl.stop()
         self.alarms.stop()
@@ -445,6 +512,14 @@ class Sandbox:
                                                             f"{{error: {{request, code, count, share}}}}: {exc!r}"})
             return HttpResponse.json(200, {"crashed": dict(self.runner.crashed), "delayed": dict(self.runner.delayed),
                                            "injected": dict(self.moto.gate.injected)})
+        if parts == ["websockets"]:
+            doors = self.front_door.websockets
+            if request.method == "POST":
+                try:
+                    doors.limits = replace(doors.limits, **{k: float(v) for k, v in json.loads(request.body or b"{}").items()})
+                except (ValueError, TypeError) as exc:
+                    return HttpResponse.json(400, {"error": f"expected {{idle_s, max_s}}: {exc}"})
+            return HttpResponse.json(200, doors.status())
         if parts == ["clock"]:
             if request.method == "POST":
                 try:

@@ -15,6 +15,7 @@ topic), for the S3 and SNS deliveries moto makes, EventBridge targets and API Ga
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 from tapharness.sandbox.clients import AwsClients, Credentials
 from tapharness.sandbox.iam.authorizer import (
@@ -24,6 +25,21 @@ from tapharness.sandbox.iam.authorizer import (
     describe_denial,
 )
 from tapharness.sandbox.iam.catalog import Need
+from tapharness.sandbox.iam.wire import signature
+
+
+@dataclass(frozen=True)
+class CallerVerdict:
+    """Whether a request signed for ``execute-api`` may do an action: ``outcome`` is ``allowed``,
+    ``unsigned`` (or signed for another service), ``unknown`` (a key no principal holds) or
+    ``denied`` (``denial`` is AWS's AccessDenied message)."""
+
+    outcome: str
+    denial: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome == "allowed"
 
 
 class AssumeRoleRefused(PermissionError):
@@ -79,6 +95,23 @@ class ServiceGuard:
             if not decision.allowed:
                 return describe_denial(principal, Verdict(need, decision))
         return None
+
+    def execute_api_caller(self, headers: dict[str, str], query: str, action: str, resource: str,
+                           region: str) -> CallerVerdict:
+        """An API Gateway request with IAM authorization (a route, a method, ``@connections``): the
+        caller must sign for ``execute-api`` and be allowed ``action`` on ``resource`` by its identity
+        policies. ``headers`` lower-cased. Signatures are read, not recomputed (docs/emulation-gaps.md)."""
+        signed = signature(headers, query)
+        if signed is None or signed.signer != "execute-api":
+            return CallerVerdict("unsigned")
+        principal = self.authorizer.principal_for_key(signed.access_key)
+        if principal is None:
+            return CallerVerdict("unknown")
+        need = Need(action, resource)
+        (decision,) = self.authorizer.decide(principal, [need], f"execute-api.{action.split(':')[1]}", region)
+        if decision.allowed:
+            return CallerVerdict("allowed")
+        return CallerVerdict("denied", describe_denial(principal, Verdict(need, decision)))
 
     def may_deliver(self, service: str, target_arn: str, source_arn: str, account: str) -> bool:
         """Whether ``service`` may deliver to a queue, topic or function (and use the queue's key)."""

@@ -9,11 +9,14 @@
 - GetRouteResponses and UpdateRouteResponse (moto answered 500).
 
 State lives on moto's own models (a deployment table per API, the deployment on its stage), so
-a reset clears it with them. The WebSocket data plane is not here: see the gateway.
+a reset clears it with them. A deployment keeps a copy of the API's routes and integrations as
+they were: a stage without ``autoDeploy`` serves that copy (``websocket``, the data plane), so a
+change takes effect with the next deployment, as on AWS.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import string
@@ -70,6 +73,8 @@ def create_deployment(self: ApiGatewayV2Response) -> Any:
     if params.get("description"):
         deployment["description"] = params["description"]
     _deployments(api)[deployment["deploymentId"]] = deployment
+    api.__dict__.setdefault("_sandbox_snapshots", {})[deployment["deploymentId"]] = (
+        copy.deepcopy(api.routes), copy.deepcopy(api.integrations))
     if stage is not None:
         stage.config["deploymentId"] = deployment["deploymentId"]
         stage.updated = datetime.now()
