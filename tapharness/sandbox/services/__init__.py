@@ -22,6 +22,7 @@ pollers are ``tapharness.sandbox.pollers``.
 - ``lambda_``: GetRuntimeManagementConfig, DeadLetterConfig and LoggingConfig, the execution role's checks;
 - ``logs``: query definitions, Logs Insights queries, embedded metric format, log group keys;
 - ``rds``: the default CA, Performance Insights, ScalingConfigurationInfo;
+- ``rekognition``: DetectLabels from the image (read with the caller's permissions), AWS's errors;
 - ``s3``: Intelligent-Tiering, event notifications, bucket policies;
 - ``sagemaker``: InvokeEndpoint;
 - ``sns``: GetDataProtectionPolicy, topic attributes, deliveries under IAM;
@@ -37,7 +38,7 @@ from types import ModuleType
 SERVICES = (
     "core", "apigateway", "apigatewayv2", "applicationautoscaling", "athena", "cloudwatch", "dynamodb", "ec2", "elasticache",
     "kinesis",
-    "kms", "lambda_", "logs", "rds", "s3", "sagemaker", "sns", "sqs", "stepfunctions",
+    "kms", "lambda_", "logs", "rds", "rekognition", "s3", "sagemaker", "sns", "sqs", "stepfunctions",
 )
 
 
