@@ -27,8 +27,9 @@ import io
 import json
 from typing import Any
 
-from moto.core.exceptions import JsonRESTError, RESTError
+from moto.core.exceptions import JsonRESTError
 from moto.rekognition.responses import RekognitionResponse
+from moto.s3.exceptions import S3ClientError
 from moto.s3.models import s3_backends
 from PIL import Image, ImageStat, UnidentifiedImageError
 
@@ -93,7 +94,7 @@ def _image_bytes(self: RekognitionResponse, image: dict[str, Any]) -> bytes:
         raise unreadable
     try:
         found = s3_backends[self.current_account]["global"].get_object(bucket, key, version_id=version)
-    except RESTError:  # moto's missing bucket, key or version: all one answer to the caller
+    except S3ClientError:  # moto's missing bucket, key or version: all one answer to the caller
         raise unreadable from None
     if found is None:
         raise unreadable
