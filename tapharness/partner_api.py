@@ -16,6 +16,7 @@ import random
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -52,8 +53,10 @@ class Received:
 
 class PartnerApi:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, seed: int = 0,
-                 tls: tuple[Path, Path] | None = None) -> None:
-        """``tls``: (certificate, key) files to serve HTTPS with instead of HTTP."""
+                 tls: tuple[Path, Path] | None = None, confirm: Callable[[str], None] | None = None) -> None:
+        """``tls``: (certificate, key) files to serve HTTPS with instead of HTTP. ``confirm``: how the
+        stand-in visits an SNS ``SubscribeURL``: given, it confirms each SubscriptionConfirmation it
+        is sent, as a partner that auto-confirms does."""
         self._lock = threading.Lock()
         self._random = random.Random(seed)
         self.received: list[Received] = []
@@ -62,6 +65,8 @@ class PartnerApi:
         self._fail_next = 0
         self._status = 503
         self._latency_s = 0.0
+        self._confirm = confirm
+        self._confirms = True
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -74,6 +79,10 @@ class PartnerApi:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 status = api._answer(self.path, dict(self.headers), raw)
+                if status == 200 and self.headers.get("x-amz-sns-message-type") == "SubscriptionConfirmation" \
+                        and api._confirm is not None and api._confirms:
+                    url = json.loads(raw).get("SubscribeURL", "")
+                    threading.Thread(target=api._confirm, args=(url,), name="partner-confirm", daemon=True).start()
                 body = json.dumps({"status": "ok" if status < 300 else "error"}).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -101,10 +110,12 @@ class PartnerApi:
         return f"{'https' if self._server.tls else 'http'}://{host}:{port}"
 
     def behave(self, *, failure_rate: float = 0.0, fail_next: int = 0, status: int = 503,
-               latency_s: float = 0.0) -> None:
-        """Replace the behaviour: `failure_rate` of calls (and the next `fail_next`) answer `status`."""
+               latency_s: float = 0.0, confirms: bool = True) -> None:
+        """Replace the behaviour: `failure_rate` of calls (and the next `fail_next`) answer `status`;
+        `confirms`: whether SNS subscription confirmations are confirmed."""
         with self._lock:
             self._failure_rate, self._fail_next, self._status, self._latency_s = failure_rate, fail_next, status, latency_s
+            self._confirms = confirms
 
     def _answer(self, path: str, headers: dict[str, str], raw: bytes) -> int:
         with self._lock:

@@ -41,11 +41,9 @@ import json
 import logging
 import re
 import socket
-import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -64,6 +62,7 @@ from tapharness.sandbox.httpapi import HttpApiDoor
 from tapharness.sandbox.web import (
     HttpRequest,
     HttpResponse,
+    Outbound,
     match_resource,
     path_specificity,
 )
@@ -107,9 +106,8 @@ class HttpBackends:
                              "te", "trailer", "proxy-authorization", "authorization", "x-amz-date",
                              "x-amz-security-token", "x-amz-content-sha256"})
 
-    def __init__(self, hosts: Callable[[], dict[str, str]] | None = None, ca_file: str | None = None) -> None:
-        self.hosts = hosts or dict
-        self.ca_file = ca_file
+    def __init__(self, outbound: Outbound | None = None) -> None:
+        self.outbound = outbound or Outbound()
 
     def forward(self, request: HttpRequest, integration: dict[str, Any], path_params: dict[str, str]) -> HttpResponse:
         mappings = integration.get("requestParameters") or {}
@@ -130,7 +128,7 @@ class HttpBackends:
         path = parts.path or "/"
         query = "&".join(q for q in (parts.query, request.query) if q)
         timeout = min(float(integration.get("timeoutInMillis") or 29_000), 29_000) / 1000
-        connection = self._connection(parts.scheme, parts.hostname, parts.port, timeout)
+        connection = self.outbound.connection(parts.scheme, parts.hostname, parts.port, timeout)
         try:
             connection.request(integration.get("httpMethod") if integration.get("httpMethod") not in (None, "ANY")
                                else request.method, path + (f"?{query}" if query else ""), body=request.body or None,
@@ -146,27 +144,6 @@ class HttpBackends:
             connection.close()
         passed = [(k, v) for k, v in answer.getheaders() if k.lower() not in self._HOP_BY_HOP]
         return HttpResponse(answer.status, body, passed)
-
-    def _connection(self, scheme: str, host: str, port: int | None, timeout: float) -> http.client.HTTPConnection:
-        mapped = self.hosts().get(host)
-        address, local_port = (mapped.rsplit(":", 1)[0], int(mapped.rsplit(":", 1)[1])) if mapped else (host, port)
-        if scheme == "http":
-            return http.client.HTTPConnection(address, local_port or 80, timeout=timeout)
-        context = ssl.create_default_context(cafile=self.ca_file)
-        return _NamedHttpsConnection(host, address, local_port or 443, context, timeout)
-
-
-class _NamedHttpsConnection(http.client.HTTPSConnection):
-    """HTTPS to ``address`` (the sandbox's stand-in) verified, and introduced by SNI, as ``name``."""
-
-    def __init__(self, name: str, address: str, port: int, context: ssl.SSLContext, timeout: float) -> None:
-        super().__init__(name, port, timeout=timeout, context=context)
-        self._address = address
-
-    def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
-
 
 def _mapped_value(source: str, request: HttpRequest, path_params: dict[str, str]) -> str | None:
     """The value of a request parameter mapping's source: ``method.request.<where>.<name>`` or ``'static'``."""

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -61,7 +61,15 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
 from tapharness.partner_api import PartnerApi
-from tapharness.sandbox import clock, globaltables, metrics, models, network, patches
+from tapharness.sandbox import (
+    clock,
+    globaltables,
+    metrics,
+    models,
+    network,
+    patches,
+    snshttp,
+)
 from tapharness.sandbox.adapter import EndpointSpec
 from tapharness.sandbox.alarms import AlarmEvaluator
 from tapharness.sandbox.apigw import FrontDoor, HttpBackends, HttpRequest, HttpResponse
@@ -79,6 +87,7 @@ from tapharness.sandbox.pollers import POLLER_ERRORS, PollerManager, PollerSetti
 from tapharness.sandbox.scheduler import Scheduler
 from tapharness.sandbox.state import REGION, local_url
 from tapharness.sandbox.ttl import TtlSweeper
+from tapharness.sandbox.web import Outbound
 
 log = logging.getLogger("tapharness.sandbox.server")
 # Connections the gateway serves at once. A keep-alive connection, and a WebSocket connection,
@@ -384,9 +393,10 @@ class Sandbox:
         self.alarms = AlarmEvaluator(self._publish_alarm, float(os.environ.get("TAPSTACK_ALARM_TICK_S", "10")),
                                      metrics.Sampler())
         self.alarms.start()
-        backends = HttpBackends(lambda: self.endpoints(DEFAULT_ACCOUNT_ID, self.region),
-                                str(self.backing.ca.bundle_file) if self.backing is not None else None)
-        self.front_door = FrontDoor(self.clients, self.guard, invoker=lambda_service, backends=backends)
+        outbound = Outbound(lambda: self.endpoints(DEFAULT_ACCOUNT_ID, self.region),
+                            str(self.backing.ca.bundle_file) if self.backing is not None else None)
+        snshttp.DELIVERIES.send = outbound.post
+        self.front_door = FrontDoor(self.clients, self.guard, invoker=lambda_service, backends=HttpBackends(outbound))
         self.gateway = _GatewayServer(self.gateway_port, self)
         self.gateway_port = self.gateway.server_address[1]
         threading.Thread(target=self.gateway.serve_forever, kwargs={"poll_interval": 0.1}, name="gateway",
@@ -408,6 +418,7 @@ class Sandbox:
             gateway.shutdown()
             gateway.server_close()
         self.front_door.websockets.close()
+        snshttp.DELIVERIES.stop()
         self.scheduler.stop()
         self.ttl.stop()
         self.alarms.stop()
@@ -578,7 +589,7 @@ class Sandbox:
                     self._start_partner(name)
                 self.partners[name].behave(**behaviour)
             except (ValueError, TypeError) as exc:
-                return HttpResponse.json(400, {"error": f"expected {{failure_rate, fail_next, status, latency_s}}: {exc}"})
+                return HttpResponse.json(400, {"error": f"expected {{failure_rate, fail_next, status, latency_s, confirms}}: {exc}"})
         partner = self.partners.get(name)
         if partner is None:
             return HttpResponse.json(404, {"error": f"no partner API {name!r}"})
@@ -594,14 +605,28 @@ class Sandbox:
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name):
             raise ValueError(f"a partner's name is a DNS label, not {name!r}")
         if self.backing is None:
-            self.partners[name] = PartnerApi().start()
+            self.partners[name] = PartnerApi(confirm=self._confirm_subscription).start()
             self.partner_urls[name] = self.partners[name].url
             return
         host = f"{name}.partner.sandbox.test"
-        self.partners[name] = PartnerApi(tls=self.backing.ca.issue([host])).start()
+        self.partners[name] = PartnerApi(tls=self.backing.ca.issue([host]), confirm=self._confirm_subscription).start()
         port = self.partners[name].url.rsplit(":", 1)[1]
         self.endpoints.add(host, f"127.0.0.1:{port}", network.Target("internet", host, 443))
         self.partner_urls[name] = f"https://{host}"
+
+
+    def _confirm_subscription(self, subscribe_url: str) -> None:
+        """What GET ``SubscribeURL`` does on AWS, for a stand-in that confirms an SNS subscription:
+        ConfirmSubscription with the URL's topic and token."""
+        parts = urlsplit(subscribe_url)
+        query = dict(parse_qsl(parts.query))
+        host = (parts.hostname or "").split(".")  # sns.<region>.amazonaws.com
+        region = host[1] if len(host) > 2 and host[0] == "sns" else self.region
+        try:
+            AwsClients(self.endpoint_url, region).client("sns").confirm_subscription(
+                TopicArn=query.get("TopicArn", ""), Token=query.get("Token", ""))
+        except POLLER_ERRORS as exc:
+            log.warning("partner: confirming %s failed: %s", subscribe_url, exc)
 
 
 def serve(sandbox: Sandbox, ready_file: Path | None = None) -> None:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 
 @dataclass
@@ -61,3 +66,50 @@ def path_specificity(template: str) -> tuple[int, int]:
     literal = sum(1 for p in parts if not p.startswith("{"))
     greedy = sum(1 for p in parts if p.endswith("+}"))
     return (-greedy, literal)
+
+
+class Outbound:
+    """Connections the sandbox itself opens to the names a stack gives it (an HTTP_PROXY backend, an
+    SNS subscription's endpoint): ``hosts()`` maps a name the sandbox serves (a partner's stand-in)
+    to its local ``address:port``; HTTPS is verified against ``ca_file`` under the name."""
+
+    def __init__(self, hosts: Callable[[], dict[str, str]] | None = None, ca_file: str | None = None) -> None:
+        self.hosts = hosts or dict
+        self.ca_file = ca_file
+
+    def connection(self, scheme: str, host: str, port: int | None, timeout: float) -> http.client.HTTPConnection:
+        mapped = self.hosts().get(host)
+        address, local_port = (mapped.rsplit(":", 1)[0], int(mapped.rsplit(":", 1)[1])) if mapped else (host, port)
+        if scheme == "http":
+            return http.client.HTTPConnection(address, local_port or 80, timeout=timeout)
+        context = ssl.create_default_context(cafile=self.ca_file)
+        return _NamedHttpsConnection(host, address, local_port or 443, context, timeout)
+
+    def post(self, url: str, headers: dict[str, str], body: bytes, timeout: float) -> int | None:
+        """POST ``body``; the answer's status, None when the endpoint could not be reached in time."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return None
+        connection = self.connection(parts.scheme, parts.hostname, parts.port, timeout)
+        try:
+            connection.request("POST", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), body=body,
+                               headers=headers)
+            answer = connection.getresponse()
+            answer.read()
+            return answer.status
+        except (OSError, http.client.HTTPException):
+            return None
+        finally:
+            connection.close()
+
+
+class _NamedHttpsConnection(http.client.HTTPSConnection):
+    """HTTPS to ``address`` (the sandbox's stand-in) verified, and introduced by SNI, as ``name``."""
+
+    def __init__(self, name: str, address: str, port: int, context: ssl.SSLContext, timeout: float) -> None:
+        super().__init__(name, port, timeout=timeout, context=context)
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]

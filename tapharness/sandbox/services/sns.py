@@ -1,16 +1,24 @@
-"""SNS: GetDataProtectionPolicy, the topic attributes moto leaves out of GetTopicAttributes, and
-under IAM (``patches.GUARD``) deliveries checked against the target's policy."""
+"""SNS: GetDataProtectionPolicy, the topic attributes moto leaves out of GetTopicAttributes, under
+IAM (``patches.GUARD``) deliveries checked against the target's policy, and HTTP/S subscriptions
+confirmed and delivered as SNS does (``tapharness.sandbox.snshttp``)."""
 
 from __future__ import annotations
 
+import base64
+import json
+import uuid
 from typing import Any
+from urllib.parse import quote
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 from moto.core.responses import ActionResult
 from moto.core.utils import camelcase_to_underscores
-from moto.sns.models import Subscription
+from moto.sns.exceptions import SNSInvalidParameter, SNSNotFoundError
+from moto.sns.models import SNSBackend, Subscription
 from moto.sns.responses import SNSResponse
 
-from tapharness.sandbox import patches
+from tapharness.sandbox import patches, snshttp
 from tapharness.sandbox.patches import patch
 
 # --- SNS -----------------------------------------------------------------------------
@@ -52,7 +60,101 @@ _SUBSCRIPTION_PUBLISH = Subscription.publish
 @patch(Subscription, "publish")
 def _subscription_publish(self: Subscription, message: str, message_id: str, *args: Any, **kwargs: Any) -> None:
     """SNS delivery: dropped (as AWS drops it after its retries) when the target's policy refuses."""
+    if self.protocol in ("http", "https"):
+        _http_publish(self, message, message_id, *args, **kwargs)
+        return
     if patches.GUARD is not None and self.protocol in ("sqs", "lambda") and not patches.GUARD.may_deliver(
             "sns.amazonaws.com", self.endpoint, self.topic.arn, self.account_id):
         return
     _SUBSCRIPTION_PUBLISH(self, message, message_id, *args, **kwargs)
+
+
+# --- HTTP/S subscriptions (``tapharness.sandbox.snshttp``) -------------------------------
+
+_SUBSCRIBE = SNSBackend.subscribe
+
+
+@patch(SNSBackend, "subscribe")
+def subscribe(self: SNSBackend, topic_arn: str, endpoint: str, protocol: str) -> Subscription:
+    """A new HTTP/S subscription waits for its endpoint's confirmation, which SNS asks for at once."""
+    known = self._find_subscription(topic_arn, endpoint, protocol)
+    subscription = _SUBSCRIBE(self, topic_arn, endpoint, protocol)
+    if known is None and protocol in ("http", "https"):
+        subscription.attributes["PendingConfirmation"] = "true"
+        subscription.attributes["ConfirmationWasAuthenticated"] = "false"
+        subscription.__dict__["_sandbox_token"] = token = snshttp.new_token()
+        snshttp.DELIVERIES.submit(_confirmation(subscription, token))
+    return subscription
+
+
+def _confirmation(subscription: Subscription, token: str) -> snshttp.Delivery:
+    topic = subscription.topic
+    region = topic.arn.split(":")[3]
+    message = (f"You have chosen to subscribe to the topic {topic.arn}.\n"
+               "To confirm the subscription, visit the SubscribeURL included in this message.")
+    subscribe_url = (f"https://sns.{region}.amazonaws.com/?Action=ConfirmSubscription&TopicArn={quote(topic.arn)}"
+                     f"&Token={token}")
+    message_id = str(uuid.uuid4())
+    body = _signed(subscription, {"Type": "SubscriptionConfirmation", "MessageId": message_id, "Token": token,
+                                  "TopicArn": topic.arn, "Message": message, "SubscribeURL": subscribe_url},
+                   ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"))
+    headers = {"x-amz-sns-message-type": "SubscriptionConfirmation", "x-amz-sns-message-id": message_id,
+               "x-amz-sns-topic-arn": topic.arn, "Content-Type": "text/plain; charset=UTF-8",
+               "User-Agent": snshttp.USER_AGENT}
+    policy = snshttp.delivery_policy(subscription.attributes.get("DeliveryPolicy"), topic.delivery_policy)
+    return snshttp.Delivery(subscription.endpoint, headers, json.dumps(body).encode(), topic.arn,
+                            subscription.account_id, region, snshttp.retry_delays(policy["retry"]), counted=False)
+
+
+def _signed(subscription: Subscription, fields: dict[str, Any], signed_fields: tuple[str, ...]) -> dict[str, Any]:
+    """``fields`` with a timestamp and a signature over ``signed_fields`` by the key whose certificate
+    moto serves at ``SigningCertURL`` (SignatureVersion 2, SHA256)."""
+    template = subscription.get_post_data("", fields["MessageId"], None)
+    fields = {**fields, "Timestamp": template["Timestamp"]}
+    text = "".join(f"{name}\n{fields[name]}\n" for name in signed_fields if name in fields)
+    signature = subscription.private_key().sign(text.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return {**fields, "SignatureVersion": "2", "Signature": base64.b64encode(signature).decode(),
+            "SigningCertURL": template["SigningCertURL"]}
+
+
+@patch(SNSResponse, "confirm_subscription")
+def confirm_subscription(self: SNSResponse) -> ActionResult:
+    """ConfirmSubscription: the pending subscription whose token this is becomes confirmed."""
+    topic_arn, token = self._get_param("TopicArn"), self._get_param("Token")
+    if topic_arn not in self.backend.topics:
+        raise SNSNotFoundError("Topic does not exist")
+    for subscription in self.backend.subscriptions.values():
+        if subscription.topic_arn == topic_arn and subscription.__dict__.get("_sandbox_token") == token:
+            subscription.confirmed = True
+            subscription.attributes["PendingConfirmation"] = "false"
+            return ActionResult({"SubscriptionArn": subscription.arn})
+    raise SNSInvalidParameter("Invalid token")
+
+
+def _http_publish(self: Subscription, message: str, message_id: str, subject: str | None = None,
+                  message_attributes: dict[str, Any] | None = None, group_id: str | None = None,
+                  deduplication_id: str | None = None, message_structure: str | None = None) -> None:
+    """An HTTP/S notification, posted after Publish answers (``snshttp``); none before confirmation."""
+    if self.attributes.get("PendingConfirmation") == "true":
+        return
+    if self._filter_policy_matcher is not None and not self._filter_policy_matcher.matches(message_attributes, message):
+        return
+    if message_structure == "json":
+        message = self._parse_message_structure(message, self.protocol)
+    topic = self.topic
+    region = topic.arn.split(":")[3]
+    policy = snshttp.delivery_policy(self.attributes.get("DeliveryPolicy"), topic.delivery_policy)
+    headers = {"x-amz-sns-message-type": "Notification", "x-amz-sns-message-id": message_id,
+               "x-amz-sns-topic-arn": topic.arn, "x-amz-sns-subscription-arn": self.arn,
+               "Content-Type": str(policy["request"].get("headerContentType") or "text/plain; charset=UTF-8"),
+               "User-Agent": snshttp.USER_AGENT}
+    if str(self.attributes.get("RawMessageDelivery")).lower() == "true":
+        headers["x-amz-sns-rawdelivery"] = "true"
+        body = message.encode()
+    else:
+        post = self.get_post_data(message, message_id, subject, message_attributes=message_attributes)
+        post["UnsubscribeURL"] = (f"https://sns.{region}.amazonaws.com/?Action=Unsubscribe"
+                                  f"&SubscriptionArn={quote(self.arn)}")
+        body = json.dumps(post).encode()
+    snshttp.DELIVERIES.submit(snshttp.Delivery(self.endpoint, headers, body, topic.arn, self.account_id, region,
+                                               snshttp.retry_delays(policy["retry"])))
