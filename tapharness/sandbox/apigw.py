@@ -47,7 +47,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import jsonschema
 from botocore.exceptions import ClientError
@@ -92,58 +92,65 @@ def local_invoke_url(invoke_url: str, gateway_url: str) -> str:
 
 class HttpBackends:
     """``HTTP_PROXY`` integrations: the request passed through to the integration's URI and the
-    backend's answer passed back, as API Gateway does ("Set up HTTP proxy integrations"). The URI's
-    ``{name}`` parts come from the integration's ``integration.request.path.<name>`` mappings (a
-    method path parameter or a quoted static value); headers and query string go through, with
-    ``integration.request.header.<name>`` mappings added. Backends are reached by the names the
-    stack gives them: ``hosts`` maps a name the sandbox serves (a partner's stand-in) to its local
-    address, and TLS is verified against ``ca_file`` under the name. Timeouts as the integration's
-    (29 s at most) answer 504 ``{"message": "Endpoint request timed out"}``; a backend that cannot
-    be reached answers 502 ``{"message": "Internal server error"}`` (chosen: AWS's documentation
-    does not say)."""
+    backend's answer passed back, as API Gateway does ("Set up HTTP proxy integrations"): every
+    header but the hop-by-hop ones, ``Host`` the backend's name, the query string. The
+    integration's ``integration.request.{path,header,querystring}.<name>`` mappings (from a method
+    request parameter or a quoted static value) fill the URI's ``{name}`` parts and add headers and
+    query parameters; a mapping the sandbox does not serve (``context.*``, stage variables) answers
+    500 and says so in the log. Backends are reached by the names the stack gives them
+    (``web.Outbound``). No answer within the integration's timeout (29 s at most) is 504
+    ``{"message": "Endpoint request timed out"}``; a backend that cannot be reached is 504, the
+    status of INTEGRATION_FAILURE ("Gateway response types for API Gateway")."""
 
     _HOP_BY_HOP = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "upgrade", "content-length",
-                             "te", "trailer", "proxy-authorization", "authorization", "x-amz-date",
-                             "x-amz-security-token", "x-amz-content-sha256"})
+                             "te", "trailer", "proxy-authorization"})
 
     def __init__(self, outbound: Outbound | None = None) -> None:
         self.outbound = outbound or Outbound()
 
     def forward(self, request: HttpRequest, integration: dict[str, Any], path_params: dict[str, str]) -> HttpResponse:
-        mappings = integration.get("requestParameters") or {}
         uri = integration.get("uri") or ""
         headers = {k: v for k, v in request.headers if k.lower() not in self._HOP_BY_HOP}
-        for target, source in mappings.items():
+        query = parse_qsl(request.query, keep_blank_values=True)
+        for target, source in (integration.get("requestParameters") or {}).items():
             value = _mapped_value(source, request, path_params)
-            if value is None:
-                continue
-            if target.startswith("integration.request.path."):
-                uri = uri.replace("{" + target.removeprefix("integration.request.path.") + "}", quote(value, safe="/"))
-            elif target.startswith("integration.request.header."):
-                headers[target.removeprefix("integration.request.header.")] = value
+            place, _, name = target.removeprefix("integration.request.").partition(".")
+            if value is None or place not in ("path", "header", "querystring"):
+                log.warning("front door: the sandbox does not map %s = %s", target, source)
+                return HttpResponse.json(500, {"message": "Internal server error"})
+            if place == "path":
+                uri = uri.replace("{" + name + "}", quote(value, safe="/"))
+            elif place == "header":
+                headers[name] = value
+            else:
+                query.append((name, value))
         parts = urlsplit(uri)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            log.warning("front door: HTTP_PROXY integration to %r is not an HTTP URL", uri)
+        if parts.scheme not in ("http", "https") or not parts.hostname or "{" in uri or "$" in uri:
+            log.warning("front door: HTTP_PROXY integration to %r is not an HTTP URL the sandbox can call", uri)
             return HttpResponse.json(500, {"message": "Internal server error"})
+        headers["Host"] = parts.netloc  # the backend's own name, whatever address the sandbox reaches it at
         path = parts.path or "/"
-        query = "&".join(q for q in (parts.query, request.query) if q)
+        query_string = "&".join(q for q in (parts.query, urlencode(query)) if q)
         timeout = min(float(integration.get("timeoutInMillis") or 29_000), 29_000) / 1000
         connection = self.outbound.connection(parts.scheme, parts.hostname, parts.port, timeout)
+        method = integration.get("httpMethod")
         try:
-            connection.request(integration.get("httpMethod") if integration.get("httpMethod") not in (None, "ANY")
-                               else request.method, path + (f"?{query}" if query else ""), body=request.body or None,
+            connection.request(method if method not in (None, "ANY") else request.method,
+                               path + (f"?{query_string}" if query_string else ""), body=request.body or None,
                                headers=headers)
             answer = connection.getresponse()
             body = answer.read()
         except TimeoutError:
             return HttpResponse.json(504, {"message": "Endpoint request timed out"})
         except (OSError, http.client.HTTPException) as exc:
+            # INTEGRATION_FAILURE's status (Developer Guide, "Gateway response types for API Gateway").
             log.warning("front door: HTTP_PROXY to %s failed: %s", uri, exc)
-            return HttpResponse.json(502, {"message": "Internal server error"})
+            return HttpResponse.json(504, {"message": "Internal server error"})
         finally:
             connection.close()
         passed = [(k, v) for k, v in answer.getheaders() if k.lower() not in self._HOP_BY_HOP]
         return HttpResponse(answer.status, body, passed)
+
 
 def _mapped_value(source: str, request: HttpRequest, path_params: dict[str, str]) -> str | None:
     """The value of a request parameter mapping's source: ``method.request.<where>.<name>`` or ``'static'``."""

@@ -267,6 +267,9 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         request = HttpRequest(self.command, unquote(parts.path), parts.query, list(self.headers.items()), b"",
                               self.client_address[0])
         self.close_connection = True
+        if isinstance(self.connection, ssl.SSLSocket):  # one TLS object must not be read and written at once
+            self._reply(HttpResponse.json(400, {"message": "the sandbox serves WebSocket connections on its plain port"}))
+            return
         try:
             response = self.server.sandbox.front_door.upgrade(request, self.connection)
         except Exception:  # a sandbox fault refuses the upgrade as API Gateway's own errors do
@@ -328,11 +331,16 @@ class _TlsGatewayServer(_GatewayServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # The TLS handshake runs in the connection's own thread: a stalled client never blocks accept().
+        request.settimeout(30)
         try:
-            request = self.tls.wrap_socket(request, server_side=True)
+            wrapped = self.tls.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
             return
-        super().finish_request(request, client_address)
+        wrapped.settimeout(None)
+        try:
+            super().finish_request(wrapped, client_address)
+        finally:
+            wrapped.close()  # the server closes the plain socket it was given, which TLS took over
 
 
 @dataclass
@@ -529,7 +537,7 @@ class Sandbox:
                 try:
                     doors.limits = replace(doors.limits, **{k: float(v) for k, v in json.loads(request.body or b"{}").items()})
                 except (ValueError, TypeError) as exc:
-                    return HttpResponse.json(400, {"error": f"expected {{idle_s, max_s}}: {exc}"})
+                    return HttpResponse.json(400, {"error": f"expected {{idle_s, max_s, integration_s}}: {exc}"})
             return HttpResponse.json(200, doors.status())
         if parts == ["clock"]:
             if request.method == "POST":

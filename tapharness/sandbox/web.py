@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from tapharness.sandbox._bootstrap import lookup
+
 
 @dataclass
 class HttpRequest:
@@ -78,7 +80,7 @@ class Outbound:
         self.ca_file = ca_file
 
     def connection(self, scheme: str, host: str, port: int | None, timeout: float) -> http.client.HTTPConnection:
-        mapped = self.hosts().get(host)
+        mapped = lookup(self.hosts(), host)
         address, local_port = (mapped.rsplit(":", 1)[0], int(mapped.rsplit(":", 1)[1])) if mapped else (host, port)
         if scheme == "http":
             return http.client.HTTPConnection(address, local_port or 80, timeout=timeout)

@@ -98,7 +98,7 @@ def test_an_allowed_caller_reaches_the_backend_with_the_path_and_headers_mapped(
     (seen,) = [r for r in received(sandbox, proxy_api.partner) if r["body"] == order]
     assert seen["path"] == "/restaurants/r-42/orders?channel=app"
     assert seen["headers"]["X-Partner-Key"] == "sandbox-key"
-    assert "Authorization" not in seen["headers"]  # the caller's signature is API Gateway's, not the backend's
+    assert seen["headers"]["Host"] == f"{proxy_api.partner}.partner.sandbox.test"  # the backend's own name
 
 
 def test_the_backends_error_status_comes_back_to_the_caller(sandbox: Any, proxy_api: ProxyApi) -> None:
@@ -152,3 +152,31 @@ def test_a_backend_slower_than_the_integration_timeout_is_504(aws: Callable[[str
     finally:
         sandbox.control("POST", f"partners/{proxy_api.partner}", {})
     assert (status, answer) == (504, {"message": "Endpoint request timed out"})
+
+
+def test_a_backend_that_cannot_be_reached_is_504(aws: Callable[[str], Any], sandbox: Any) -> None:
+    gateway = aws("apigateway")
+    api_id = gateway.create_rest_api(name=unique("gone"))["id"]
+    root = next(r["id"] for r in gateway.get_resources(restApiId=api_id)["items"] if r["path"] == "/")
+    gateway.put_method(restApiId=api_id, resourceId=root, httpMethod="POST", authorizationType="NONE")
+    gateway.put_integration(restApiId=api_id, resourceId=root, httpMethod="POST", type="HTTP_PROXY",
+                            integrationHttpMethod="POST", uri="http://127.0.0.1:9/closed")
+    gateway.create_deployment(restApiId=api_id, stageName="dev")
+    status, _, answer = send(f"{sandbox.gateway_url}/restapis/{api_id}/dev/", b"{}")
+    assert (status, answer) == (504, {"message": "Internal server error"})
+
+
+def test_a_mapping_the_sandbox_does_not_serve_is_500_not_a_silent_skip(aws: Callable[[str], Any], sandbox: Any,
+                                                                       proxy_api: ProxyApi) -> None:
+    gateway = aws("apigateway")
+    api_id = gateway.create_rest_api(name=unique("ctx"))["id"]
+    root = next(r["id"] for r in gateway.get_resources(restApiId=api_id)["items"] if r["path"] == "/")
+    gateway.put_method(restApiId=api_id, resourceId=root, httpMethod="POST", authorizationType="NONE")
+    partner_url = sandbox.control("GET", f"partners/{proxy_api.partner}")["url"]
+    gateway.put_integration(restApiId=api_id, resourceId=root, httpMethod="POST", type="HTTP_PROXY",
+                            integrationHttpMethod="POST", uri=f"{partner_url}/ctx",
+                            requestParameters={"integration.request.header.X-Request": "context.requestId"})
+    gateway.create_deployment(restApiId=api_id, stageName="dev")
+    status, _, answer = send(f"{sandbox.gateway_url}/restapis/{api_id}/dev/", b'{"mapped": "context"}')
+    assert (status, answer) == (500, {"message": "Internal server error"})
+    assert not any(r["body"] == {"mapped": "context"} for r in received(sandbox, proxy_api.partner))

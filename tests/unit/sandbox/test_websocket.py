@@ -4,6 +4,7 @@ route responses, AWS's limits and the @connections management API, with real Web
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -31,8 +32,15 @@ def lambda_handler(event, context):
     ctx = event["requestContext"]
     record(event)
     route = ctx["routeKey"]
-    if route == "$connect" and (event.get("queryStringParameters") or {}).get("deny"):
+    query = event.get("queryStringParameters") or {}
+    if route == "$connect" and query.get("deny"):
         return {"statusCode": 401, "body": "not you"}
+    if route == "$connect" and query.get("protocol"):
+        return {"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": query["protocol"]}}
+    if route == "slow":
+        import time
+        time.sleep(3)
+        return {"statusCode": 200, "body": "too late"}
     if route == "fail":
         raise RuntimeError("asked to fail")
     if route == "echo":
@@ -79,11 +87,13 @@ def make_api(aws: Callable[[str], Any], role_arn: str, sandbox: Any, recorder: R
     return WsApi(api_id, url, management, function)
 
 
-def add_route(aws: Callable[[str], Any], api_id: str, integration_id: str, key: str, two_way: bool) -> None:
+def add_route(aws: Callable[[str], Any], api_id: str, integration_id: str, key: str, two_way: bool,
+              route_response: bool = True) -> None:
+    """A route; a two-way one has a selection expression and (unless ``route_response`` is False) a route response."""
     v2 = aws("apigatewayv2")
     route = v2.create_route(ApiId=api_id, RouteKey=key, Target=f"integrations/{integration_id}",
                             **({"RouteResponseSelectionExpression": "$default"} if two_way else {}))
-    if two_way:
+    if two_way and route_response:
         v2.create_route_response(ApiId=api_id, RouteId=route["RouteId"], RouteResponseKey="$default")
 
 
@@ -94,8 +104,12 @@ def module_recorder(aws: Callable[[str], Any]) -> Recorder:
 
 @pytest.fixture(scope="module")
 def api(aws: Callable[[str], Any], role_arn: str, sandbox: Any, module_recorder: Recorder) -> WsApi:
-    return make_api(aws, role_arn, sandbox, module_recorder, {
-        "$connect": False, "$disconnect": False, "$default": False, "echo": True, "fail": True, "push": False})
+    made = make_api(aws, role_arn, sandbox, module_recorder, {
+        "$connect": False, "$disconnect": False, "$default": False, "echo": True, "fail": True, "push": False,
+        "slow": True})
+    integration = aws("apigatewayv2").get_integrations(ApiId=made.api_id)["Items"][0]["IntegrationId"]
+    add_route(aws, made.api_id, integration, "half", two_way=True, route_response=False)
+    return made
 
 
 @pytest.fixture
@@ -148,6 +162,8 @@ def test_connect_is_invoked_with_the_handshakes_headers_and_query_string(
     assert (context["routeKey"], context["eventType"], context["stage"], context["apiId"]) == (
         "$connect", "CONNECT", "live", api.api_id)
     assert context["domainName"] == f"{api.api_id}.execute-api.us-east-1.amazonaws.com"
+    assert event["headers"]["Host"] == context["domainName"]
+    assert event["headers"]["X-Forwarded-For"] == "127.0.0.1" and event["headers"]["X-Forwarded-Proto"] == "https"
     assert event["queryStringParameters"] == {"marker": "hello", "role": "customer"}
     assert event["headers"]["X-App-Version"] == "7" and event["multiValueHeaders"]["X-App-Version"] == ["7"]
 
@@ -157,6 +173,34 @@ def test_a_non_2xx_answer_of_connect_refuses_the_upgrade_with_that_status(
     with pytest.raises(InvalidStatus) as refused:
         socket_to("?deny=1")
     assert refused.value.response.status_code == 401
+
+
+def test_the_headers_connect_answers_reach_the_client_with_the_handshake(
+        socket_to: Callable[..., ClientConnection]) -> None:
+    ws = socket_to("?protocol=orders.v1", subprotocols=["orders.v1"])
+    assert ws.subprotocol == "orders.v1"
+
+
+def test_a_route_with_a_selection_expression_but_no_route_response_sends_nothing_back(
+        socket_to: Callable[..., ClientConnection], module_recorder: Recorder) -> None:
+    ws = socket_to()
+    half = json.dumps({"action": "half", "n": "one-way after all"})
+    ws.send(half)
+    events(module_recorder, lambda e: e.get("body") == half, "the half route's invocation")
+    ws.send(json.dumps({"action": "echo", "n": 2}))
+    assert json.loads(ws.recv(timeout=30))["route"] == "echo"  # the first answer is echo's: half sent none
+
+
+def test_an_integration_slower_than_its_timeout_is_answered_endpoint_request_timed_out(
+        sandbox: Any, socket_to: Callable[..., ClientConnection]) -> None:
+    sandbox.control("POST", "websockets", {"integration_s": 1.0})
+    try:
+        ws = socket_to()
+        ws.send(json.dumps({"action": "slow"}))
+        answer = json.loads(ws.recv(timeout=30))
+    finally:
+        sandbox.control("POST", "websockets", {"integration_s": 29})
+    assert answer["message"] == "Endpoint request timed out"
 
 
 def test_a_message_goes_to_the_route_its_action_names_and_a_two_way_route_answers(
@@ -254,7 +298,8 @@ def test_a_post_to_a_connection_reaches_its_socket_and_get_describes_it(
 def test_a_message_over_32_kb_is_posted_whole_in_frames_of_32_kb(
         socket_to: Callable[..., ClientConnection], module_recorder: Recorder, api: WsApi,
         manager: dict[str, str]) -> None:
-    ws = socket_to("?marker=large")
+    # A client that takes frames of 32 KB at most: a larger one would close the connection with 1009.
+    ws = socket_to("?marker=large", max_size=(200_000, 32 * 1024))
     connection_id = connection_of(module_recorder, "large")
     payload = ("x" * 100_000).encode()
     assert signed(f"{api.management}/@connections/{connection_id}", "POST", manager, payload)[0] == 200
@@ -279,8 +324,9 @@ def test_a_caller_not_allowed_to_manage_connections_is_403_and_nothing_is_sent(
     ws = socket_to("?marker=guarded")
     connection_id = connection_of(module_recorder, "guarded")
     stranger = role_credentials(aws, [{"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": "*"}])
-    status, headers, _ = signed(f"{api.management}/@connections/{connection_id}", "POST", stranger, b"sneaky")
-    assert (status, headers.get("x-amzn-ErrorType")) == (403, "ForbiddenException")
+    status, headers, body = signed(f"{api.management}/@connections/{connection_id}", "POST", stranger, b"sneaky")
+    assert (status, headers.get("x-amzn-ErrorType")) == (403, "AccessDeniedException")
+    assert b"is not authorized to perform: execute-api:ManageConnections" in body
     with pytest.raises(TimeoutError):
         ws.recv(timeout=1)
 
@@ -309,6 +355,19 @@ def test_a_binary_frame_closes_the_connection_with_1003(socket_to: Callable[...,
     with pytest.raises(ConnectionClosed) as closed:
         ws.recv(timeout=30)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
+
+
+def test_pings_do_not_keep_an_idle_connection_open(sandbox: Any, socket_to: Callable[..., ClientConnection]) -> None:
+    sandbox.control("POST", "websockets", {"idle_s": 2})
+    try:
+        ws = socket_to()
+        with pytest.raises(ConnectionClosed) as closed:
+            for _ in range(12):
+                ws.ping().wait(timeout=5)
+                time.sleep(0.5)
+    finally:
+        sandbox.control("POST", "websockets", {"idle_s": 600})
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
 
 
 def test_an_idle_connection_is_closed_with_1001(sandbox: Any, socket_to: Callable[..., ClientConnection]) -> None:
