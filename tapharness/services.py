@@ -138,8 +138,11 @@ def _redis_ping(port: int, password: str, ca_file: Path | None) -> bool:
         return False
 
 
-def start_redis(password: str | None = None, tls: bool = False) -> RedisServer:
-    """redis-server with requirepass (and TLS only, no plain port, when `tls`)."""
+def start_redis(password: str | None = None, tls: bool = False, cluster: bool = False) -> RedisServer:
+    """redis-server with requirepass (and TLS only, no plain port, when `tls`). With `cluster`, a Redis
+    Cluster of one node that owns every slot: commands on keys of different slots fail (CROSSSLOT)
+    as on a cluster-mode ElastiCache group, and CLUSTER SLOTS names the node by the hostname set
+    with ``cluster-announce-hostname``."""
     binary = find_binary("redis-server")
     if binary is None:
         raise ServiceUnavailable("redis-server is not installed (apt-get install -y redis-server)")
@@ -160,6 +163,12 @@ def start_redis(password: str | None = None, tls: bool = False) -> RedisServer:
         ]
     else:
         args += ["--port", str(port)]
+    if cluster:
+        args += ["--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf"),
+                 "--cluster-preferred-endpoint-type", "hostname", "--cluster-announce-hostname", "localhost",
+                 "--masterauth", password]
+        if tls:
+            args += ["--tls-cluster", "yes"]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
     def stop() -> None:
@@ -178,10 +187,28 @@ def start_redis(password: str | None = None, tls: bool = False) -> RedisServer:
             if time.monotonic() > deadline:
                 raise ServiceFailed(f"redis-server never answered PING: {_tail(workdir / 'redis.log')}")
             time.sleep(0.05)
+        if cluster:
+            _own_every_slot(port, password, ca_file, deadline, workdir / "redis.log")
     except BaseException:
         stop()
         raise
     return RedisServer("127.0.0.1", port, password, tls, ca_file, stop)
+
+
+def _own_every_slot(port: int, password: str, ca_file: Path | None, deadline: float, log_file: Path) -> None:
+    """Give the one node all 16,384 slots and wait for the cluster to say it is ok."""
+    import redis  # the harness's venv has it; the other launchers need nothing beyond the standard library
+
+    client = redis.Redis(host="127.0.0.1", port=port, password=password, ssl=ca_file is not None,
+                         ssl_cert_reqs="none", socket_timeout=5)
+    try:
+        client.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+        while "cluster_state:ok" not in str(client.execute_command("CLUSTER", "INFO")):
+            if time.monotonic() > deadline:
+                raise ServiceFailed(f"the Redis cluster never reached state ok: {_tail(log_file)}")
+            time.sleep(0.05)
+    finally:
+        client.close()
 
 
 def _postgres_runner(workdir: Path) -> Callable[..., subprocess.CompletedProcess[bytes]]:

@@ -9,6 +9,11 @@ Started with ``tapharness.services`` (Redis TLS-only, PostgreSQL with TLS offere
   (``CONFIG SET tls-cert-file``), so hostname checks pass for the names the handlers use.
   PostgreSQL keeps its self-signed certificate (the handlers encrypt without verifying, as
   with Aurora's RDS CA).
+- Cluster mode: a second Redis runs as a Redis Cluster of one node owning every slot, behind the
+  replication groups in cluster mode (``endpoints.cluster_mode_groups``): commands on keys of
+  different slots fail with CROSSSLOT as on ElastiCache, and CLUSTER SLOTS names the node by the
+  group's first node endpoint on port 6379, which workers map to it, so a cluster client's
+  connections take the same paths (and TLS checks) as its first one.
 - Auth: ``configure()`` takes the credentials the stack gave the resources themselves, as AWS
   does: the replication group's ``AuthToken`` becomes Redis ``requirepass``; each PostgreSQL
   DB cluster's (or instance's) master user, password and database are created or updated in
@@ -34,7 +39,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 
 from tapharness import services
 from tapharness.sandbox.clients import AwsClients
-from tapharness.sandbox.endpoints import redis_hostnames
+from tapharness.sandbox.endpoints import cluster_mode_groups, redis_hostnames
 
 
 def _name(common_name: str) -> x509.Name:
@@ -131,6 +136,7 @@ class BackingServices:
         self.directory = directory
         self.ca = LocalCA(directory / "tls")
         self.redis: services.RedisServer | None = None
+        self.redis_cluster: services.RedisServer | None = None
         self.postgres: services.PostgresServer | None = None
         self.redis_password = ""
         self.postgres_admin_password = ""
@@ -139,6 +145,7 @@ class BackingServices:
     def start(self) -> None:
         self.redis = services.start_redis(tls=True)
         self.redis_password = self.redis.password
+        self.redis_cluster = services.start_redis(password=self.redis_password, tls=True, cluster=True)
         self.postgres = services.start_postgres(ssl_enabled=True)
         self.postgres_admin_password = self.postgres.password
         self.db_credentials = {"user": self.postgres.user, "password": self.postgres.password,
@@ -146,10 +153,10 @@ class BackingServices:
         self.reissue_redis_certificate([])
 
     def stop(self) -> None:
-        for server in (self.redis, self.postgres):
+        for server in (self.redis, self.redis_cluster, self.postgres):
             if server is not None:
                 server.stop()
-        self.redis = self.postgres = None
+        self.redis = self.redis_cluster = self.postgres = None
 
     @property
     def worker_env(self) -> dict[str, str]:
@@ -158,28 +165,39 @@ class BackingServices:
         # names (an API's @connections) through an SDK client needs both.
         return {"SSL_CERT_FILE": str(self.ca.bundle_file), "AWS_CA_BUNDLE": str(self.ca.bundle_file)}
 
-    def _redis_admin(self) -> redis.Redis:
-        assert self.redis is not None
-        return redis.Redis(host="127.0.0.1", port=self.redis.port, password=self.redis_password, ssl=True,
+    def _redis_admin(self, server: services.RedisServer) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=server.port, password=self.redis_password, ssl=True,
                            ssl_cert_reqs="none", ssl_check_hostname=False, socket_timeout=5)
+
+    def _redis_admins(self) -> list[redis.Redis]:
+        """Clients of both Redis servers (plain and cluster), as their administrator."""
+        return [self._redis_admin(server) for server in (self.redis, self.redis_cluster) if server is not None]
 
     def reissue_redis_certificate(self, hostnames: list[str]) -> None:
         """Serve a certificate from the sandbox CA valid for localhost and the given endpoint names."""
         cert, key = self.ca.issue(["localhost", "127.0.0.1", *sorted(hostnames)])
-        admin = self._redis_admin()
-        admin.execute_command("CONFIG", "SET", "tls-cert-file", str(cert), "tls-key-file", str(key),
-                              "tls-ca-cert-file", str(self.ca.ca_file))
-        admin.close()
+        for admin in self._redis_admins():
+            admin.execute_command("CONFIG", "SET", "tls-cert-file", str(cert), "tls-key-file", str(key),
+                                  "tls-ca-cert-file", str(self.ca.ca_file))
+            admin.close()
 
     def configure(self, clients: AwsClients) -> dict[str, Any]:
         """Match the servers to the deployed stack: endpoint names, auth token, master users."""
         credentials = read_stack_credentials(DEFAULT_ACCOUNT_ID, clients.region)
-        hostnames = sorted(redis_hostnames(clients.client("elasticache")))
+        elasticache = clients.client("elasticache")
+        hostnames = sorted(redis_hostnames(elasticache))
         self.reissue_redis_certificate(hostnames)
-        if credentials.redis_auth_token:
-            admin = self._redis_admin()
-            admin.config_set("requirepass", credentials.redis_auth_token)
+        announced = sorted(set(cluster_mode_groups(elasticache).values()))
+        if announced and self.redis_cluster is not None:  # CLUSTER SLOTS names the node as ElastiCache would
+            admin = self._redis_admin(self.redis_cluster)
+            admin.config_set("cluster-announce-hostname", announced[0])
+            admin.config_set("cluster-announce-tls-port", 6379)
             admin.close()
+        if credentials.redis_auth_token:
+            for admin in self._redis_admins():
+                admin.config_set("requirepass", credentials.redis_auth_token)
+                admin.config_set("masterauth", credentials.redis_auth_token)
+                admin.close()
             self.redis_password = credentials.redis_auth_token
         for database in credentials.databases:
             self._configure_postgres(database["username"], database["password"], database["dbname"])
@@ -220,6 +238,9 @@ class BackingServices:
         return {
             "redis": {"host": "127.0.0.1", "port": self.redis.port, "tls": True, "ca_file": str(self.ca.ca_file),
                       "password": self.redis_password},
+            # A Redis Cluster of one node owning every slot, behind the replication groups in cluster mode.
+            "redis_cluster": {"host": "127.0.0.1", "port": self.redis_cluster.port if self.redis_cluster else None,
+                              "tls": True, "ca_file": str(self.ca.ca_file), "password": self.redis_password},
             "postgres": {"host": "127.0.0.1", "port": self.postgres.port, "ssl": True, **self.db_credentials},
             "ca_bundle": str(self.ca.bundle_file),
         }

@@ -1,4 +1,5 @@
-"""The stack's ElastiCache and Aurora endpoint names, mapped to the sandbox's local Redis and PostgreSQL.
+"""The stack's ElastiCache and Aurora endpoint names, mapped to the sandbox's local Redis and PostgreSQL
+(a replication group in cluster mode to the Redis Cluster, any other to the plain Redis).
 
 moto keeps ElastiCache replication groups and Aurora clusters as metadata only, with
 endpoint names such as ``master.<group>.<id>.use1.cache.amazonaws.com`` and
@@ -14,6 +15,8 @@ import threading
 import time
 from dataclasses import replace
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from tapharness.sandbox import network
 from tapharness.sandbox.clients import AwsClients
@@ -50,6 +53,41 @@ def redis_targets(elasticache: Any) -> dict[str, Target]:
         for address in filter(None, addresses):
             targets.setdefault(address, replace(behind, name=address))
     return targets
+
+
+def cluster_mode_groups(elasticache: Any) -> dict[str, str]:
+    """Replication groups in cluster mode, by every endpoint address of theirs, with the hostname the
+    node announces in CLUSTER SLOTS (its first node's endpoint, else the configuration endpoint).
+
+    Cluster mode is what ``ClusterEnabled`` says, or what the group's parameter group says
+    (``cluster-enabled yes``, as in ``default.redis7.cluster.on``), which moto does not read."""
+    groups: dict[str, str] = {}
+    clusters = elasticache.describe_cache_clusters(ShowCacheNodeInfo=True)["CacheClusters"]
+    for group in elasticache.describe_replication_groups()["ReplicationGroups"]:
+        members = [c for c in clusters if c.get("ReplicationGroupId") == group["ReplicationGroupId"]]
+        parameter_groups = {(c.get("CacheParameterGroup") or {}).get("CacheParameterGroupName", "") for c in members}
+        if not (group.get("ClusterEnabled") or any(_cluster_enabled(elasticache, name) for name in parameter_groups if name)):
+            continue
+        configuration = (group.get("ConfigurationEndpoint") or {}).get("Address", "")
+        nodes = [n["Endpoint"]["Address"] for c in members for n in c.get("CacheNodes") or [] if n.get("Endpoint")]
+        announced = min(nodes) if nodes else configuration
+        addresses = [configuration, *nodes]
+        for node_group in group.get("NodeGroups") or []:
+            addresses.append((node_group.get("PrimaryEndpoint") or {}).get("Address", ""))
+            addresses.append((node_group.get("ReaderEndpoint") or {}).get("Address", ""))
+            addresses += [(m.get("ReadEndpoint") or {}).get("Address", "") for m in node_group.get("NodeGroupMembers") or []]
+        groups.update({address: announced for address in addresses if address})
+    return groups
+
+
+def _cluster_enabled(elasticache: Any, parameter_group: str) -> bool:
+    if parameter_group.endswith(".cluster.on"):
+        return True
+    try:
+        parameters = elasticache.describe_cache_parameters(CacheParameterGroupName=parameter_group)["Parameters"]
+    except ClientError:  # a default group moto does not model: its name said it all
+        return False
+    return any(p.get("ParameterName") == "cluster-enabled" and p.get("ParameterValue") == "yes" for p in parameters)
 
 
 def postgres_targets(rds: Any) -> dict[str, Target]:
@@ -92,9 +130,10 @@ class EndpointMap:
     itself (a partner's stand-in) under the public name the stack is given."""
 
     def __init__(self, clients: AwsClients, redis_port: int | None, postgres_port: int | None,
-                 ttl: float = 30.0) -> None:
+                 ttl: float = 30.0, redis_cluster_port: int | None = None) -> None:
         self.clients = clients
         self.redis_port = redis_port
+        self.redis_cluster_port = redis_cluster_port
         self.postgres_port = postgres_port
         self.ttl = ttl
         self._static: dict[str, tuple[str, Target]] = {}
@@ -110,8 +149,11 @@ class EndpointMap:
         mapping = {name: address for name, (address, _) in self._static.items()}
         targets = {name: target for name, (_, target) in self._static.items()}
         if self.redis_port:
-            for name, target in redis_targets(self.clients.client("elasticache")).items():
-                mapping[name], targets[name] = f"127.0.0.1:{self.redis_port}", target
+            elasticache = self.clients.client("elasticache")
+            clustered = cluster_mode_groups(elasticache) if self.redis_cluster_port else {}
+            for name, target in redis_targets(elasticache).items():
+                port = self.redis_cluster_port if name in clustered else self.redis_port
+                mapping[name], targets[name] = f"127.0.0.1:{port}", target
         if self.postgres_port:
             for name, target in postgres_targets(self.clients.client("rds")).items():
                 mapping[name], targets[name] = f"127.0.0.1:{self.postgres_port}", target

@@ -384,7 +384,8 @@ class Sandbox:
         self.replication = globaltables.start(DEFAULT_ACCOUNT_ID)
         self.partners: dict[str, PartnerApi] = {}
         self.partner_urls: dict[str, str] = {}
-        self.endpoints = EndpointMap(self.clients, self.redis_port, self.postgres_port)
+        self.endpoints = EndpointMap(self.clients, self.redis_port, self.postgres_port,
+                                     redis_cluster_port=self.backing.info()["redis_cluster"]["port"] if self.backing else None)
         self.networks: dict[str, network.NetworkView] = {}
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         (self.cache_dir / NETWORK_LOG).unlink(missing_ok=True)  # the report is this run's

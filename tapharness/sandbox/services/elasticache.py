@@ -141,6 +141,9 @@ def _member_cluster(self: ElastiCacheBackend, group: Any, cluster_id: str) -> Ca
     cluster.at_rest_encryption_enabled = group.at_rest_encryption_enabled
     cluster.auth_token_enabled = group.auth_token_enabled
     cluster.security_groups = [{"SecurityGroupId": sg, "Status": "active"} for sg in group.security_group_ids or []]
+    if getattr(group, "cache_parameter_group_name", None):  # AWS lists it; cluster mode can be read from it
+        cluster.cache_parameter_group = {"CacheParameterGroupName": group.cache_parameter_group_name,
+                                         "ParameterApplyStatus": "in-sync", "CacheNodeIdsToReboot": []}
     return cluster
 
 
