@@ -164,7 +164,10 @@ def start_redis(password: str | None = None, tls: bool = False, cluster: bool = 
     else:
         args += ["--port", str(port)]
     if cluster:
+        # The cluster bus on a port of its own: by default it is the client port + 10,000, which a
+        # free port above 55,535 cannot have.
         args += ["--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf"),
+                 "--cluster-port", str(free_port()),
                  "--cluster-preferred-endpoint-type", "hostname", "--cluster-announce-hostname", "localhost",
                  "--masterauth", password]
         if tls:
