@@ -1,6 +1,12 @@
-"""Athena queries that run: CREATE TABLE AS SELECT executed by DuckDB over the sandbox's S3.
+"""Athena queries that run: SELECT and CREATE TABLE AS SELECT executed by DuckDB over the sandbox's S3.
 
-moto records a StartQueryExecution and reports it SUCCEEDED without running it. Here a CTAS
+moto records a StartQueryExecution and reports it SUCCEEDED without running it. Here a SELECT (or
+WITH ... SELECT) runs over the tables it names (``"db"."t"``, ``db.t``, or ``t`` of the
+QueryExecutionContext's database) as a CTAS's SELECT does below; its rows are what
+GetQueryResults pages through (a header row first, values as text, types in ResultSetMetadata)
+and are written as Athena writes them to the result location (the request's, else the
+workgroup's: ``<location>/<execution id>.csv``, header row, every value quoted) with the caller's
+``s3:PutObject``; without a result location it fails as Athena does. A CTAS
 (``CREATE TABLE "db"."t" WITH (format = 'PARQUET', external_location = 's3://…',
 partitioned_by = ARRAY[…]) AS SELECT …``) runs as Athena runs it:
 
@@ -47,7 +53,12 @@ _CTAS = re.compile(
     r"^\s*CREATE\s+TABLE\s+(?:\"?(?P<db>\w+)\"?\.)?\"?(?P<table>\w+)\"?\s+WITH\s*\((?P<props>.*?)\)\s*AS\s+(?P<select>SELECT\b.*)$",
     re.IGNORECASE | re.DOTALL)
 _PROPERTY = re.compile(r"(\w+)\s*=\s*('(?:[^']|'')*'|ARRAY\s*\[[^\]]*\])", re.IGNORECASE)
-_TABLE_REF = re.compile(r"\"(?P<db>\w+)\"\s*\.\s*\"(?P<table>\w+)\"")
+_SELECT = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
+_CTE_NAME = re.compile(r"(?:\bWITH|,)\s+(\w+)\s+AS\s*\(", re.IGNORECASE)
+# A table after FROM or JOIN: "db"."t", db.t, or t (of the query's database); not a subquery or CTE name.
+_FROM_TABLE = re.compile(
+    r"(?P<lead>\b(?:FROM|JOIN)\s+)(?:\"(?P<db>\w+)\"\s*\.\s*\"(?P<table>\w+)\"|(?:(?P<udb>\w+)\.)?(?P<utable>\w+)\b)",
+    re.IGNORECASE)
 _EQUALS = re.compile(r"\b(\w+)\s*=\s*'([^']*)'")
 _S3 = re.compile(r"^s3://([^/]+)/?(.*)$")
 _TYPES = {"string": "VARCHAR", "double": "DOUBLE", "float": "FLOAT", "bigint": "BIGINT", "int": "INTEGER",
@@ -67,6 +78,9 @@ class Run:
     scanned_bytes: int = 0
     submitted: float = field(default_factory=time.time)
     completed: float | None = None
+    output_location: str | None = None  # a SELECT's result file
+    columns: list[tuple[str, str]] = field(default_factory=list)  # (name, Athena type)
+    rows: list[list[str | None]] = field(default_factory=list)
 
 
 def _s3_location(url: str) -> tuple[str, str]:
@@ -157,8 +171,11 @@ class AthenaEngine:
             return self.tokens.get(token) if token else None
 
     def start(self, execution_id: str, token: str | None, query: str, database: str | None, account: str,
-              region: str, cutoff_bytes: int | None, allows: Allows) -> None:
+              region: str, cutoff_bytes: int | None, allows: Allows, output: str | None = None) -> None:
+        """Run ``query`` on a thread; ``output`` is the result location (the request's or its workgroup's)."""
         run = Run()
+        if output:
+            run.output_location = f"{output.rstrip('/')}/{execution_id}.csv"
         with self.lock:
             self.runs[execution_id] = run
             if token:
@@ -170,7 +187,10 @@ class AthenaEngine:
              cutoff_bytes: int | None, allows: Allows) -> None:
         run.state = "RUNNING"
         try:
-            run.scanned_bytes = self._ctas(query, database, account, region, cutoff_bytes, allows)
+            if _SELECT.match(query):
+                run.scanned_bytes = self._select(run, query, database, account, region, cutoff_bytes, allows)
+            else:
+                run.scanned_bytes = self._ctas(query, database, account, region, cutoff_bytes, allows)
             run.state = "SUCCEEDED"
         except QueryFailed as exc:
             run.state, run.reason = "FAILED", str(exc)
@@ -182,7 +202,7 @@ class AthenaEngine:
               allows: Allows) -> int:
         match = _CTAS.match(query.strip().rstrip(";"))
         if not match:
-            raise QueryFailed("NOT_SUPPORTED: the sandbox runs CREATE TABLE AS SELECT statements only "
+            raise QueryFailed("NOT_SUPPORTED: the sandbox runs SELECT and CREATE TABLE AS SELECT statements only "
                               "(see the emulation gaps)")
         target_db = (match.group("db") or default_db or "").lower()
         target = match.group("table").lower()
@@ -205,18 +225,8 @@ class AthenaEngine:
             raise QueryFailed(f"HIVE_PATH_ALREADY_EXISTS: Target directory for table '{target_db}.{target}' "
                               f"already exists: {location}")
         select = match.group("select")
-        wanted = {k.lower(): v for k, v in _EQUALS.findall(select)}
         with tempfile.TemporaryDirectory(prefix="athena-") as work, duckdb.connect() as con:
-            scanned = 0
-            for n, ref in enumerate({(m.group("db").lower(), m.group("table").lower())
-                                     for m in _TABLE_REF.finditer(select)}):
-                source = self._source(glue, ref, account, region, allows)
-                view = f"source_{n}"
-                scanned += self._materialise(con, s3, source, view, Path(work) / view, wanted, allows)
-                select = re.sub(rf"\"{ref[0]}\"\s*\.\s*\"{ref[1]}\"", view, select, flags=re.IGNORECASE)
-            if cutoff_bytes is not None and scanned > cutoff_bytes:
-                raise QueryFailed(f"Query exhausted resources: bytes scanned limit was exceeded "
-                                  f"({scanned} bytes > BytesScannedCutoffPerQuery {cutoff_bytes})")
+            select, scanned = self._sources(con, select, default_db, account, region, cutoff_bytes, allows, Path(work))
             result = con.sql(select)
             columns = [(name, str(kind)) for name, kind in zip(result.columns, result.types)]
             if partitioned_by and [c for c, _ in columns[-len(partitioned_by):]] != partitioned_by:
@@ -235,6 +245,57 @@ class AthenaEngine:
                 s3.put_object(out_bucket, key, path.read_bytes())
         self._register(glue, target_db, target, location, columns, partitioned_by, written, out_dir,
                        account, region, allows)
+        return scanned
+
+    def _sources(self, con: Any, select: str, default_db: str | None, account: str, region: str,
+                 cutoff_bytes: int | None, allows: Allows, work: Path) -> tuple[str, int]:
+        """``select`` with every table it names (``"db"."t"``, ``db.t``, or ``t`` of the query's database
+        after FROM or JOIN) made a DuckDB view over the objects the query reads; and the bytes read."""
+        glue = glue_backends[account][region]
+        s3 = s3_backends[account]["global"]
+        wanted = {k.lower(): v for k, v in _EQUALS.findall(select)}
+        found: dict[tuple[str, str], str] = {}
+        named = {name.lower() for name in _CTE_NAME.findall(select)}
+
+        def view_of(match: re.Match[str]) -> str:
+            if not match.group("db") and not match.group("udb") and match.group("utable").lower() in named:
+                return match.group(0)  # a WITH query's own name
+            database = (match.group("db") or match.group("udb") or default_db or "").lower()
+            table = (match.group("table") or match.group("utable")).lower()
+            if not database:
+                raise QueryFailed(f"SCHEMA_NOT_FOUND: no database for table {table} (QueryExecutionContext)")
+            return match.group("lead") + found.setdefault((database, table), f"source_{len(found)}")
+
+        rewritten = _FROM_TABLE.sub(view_of, select)
+        scanned = 0
+        for ref, view in found.items():
+            source = self._source(glue, ref, account, region, allows)
+            scanned += self._materialise(con, s3, source, view, work / view, wanted, allows)
+        if cutoff_bytes is not None and scanned > cutoff_bytes:
+            raise QueryFailed(f"Query exhausted resources: bytes scanned limit was exceeded "
+                              f"({scanned} bytes > BytesScannedCutoffPerQuery {cutoff_bytes})")
+        return rewritten, scanned
+
+    def _select(self, run: Run, query: str, default_db: str | None, account: str, region: str,
+                cutoff_bytes: int | None, allows: Allows) -> int:
+        """A SELECT: its rows kept for GetQueryResults and written, as Athena writes them, to the
+        result location (a CSV with a header row, every value quoted) with the caller's s3:PutObject."""
+        if run.output_location is None:
+            raise QueryFailed("InvalidRequestException: No output location provided. An output location is required "
+                              "either through the Workgroup result configuration setting or as an API input.")
+        with tempfile.TemporaryDirectory(prefix="athena-") as work, duckdb.connect() as con:
+            select, scanned = self._sources(con, query.strip().rstrip(";"), default_db, account, region, cutoff_bytes,
+                                            allows, Path(work))
+            result = con.sql(select)
+            columns = [(name, _athena_type(str(kind))) for name, kind in zip(result.columns, result.types)]
+            rows = [[_text(value) for value in row] for row in result.fetchall()]
+        bucket, key = _s3_location(run.output_location)
+        if not allows("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}"):
+            raise QueryFailed(f"Access denied when writing output to url: {run.output_location}")
+        lines = [",".join(_quoted(name) for name, _ in columns)]
+        lines += [",".join("" if value is None else _quoted(value) for value in row) for row in rows]
+        s3_backends[account]["global"].put_object(bucket, key, ("\n".join(lines) + "\n").encode())
+        run.columns, run.rows = columns, rows
         return scanned
 
     @staticmethod
@@ -320,6 +381,29 @@ class AthenaEngine:
             {"Values": [part.split("=", 1)[1] for part in directory.split("/")],
              "StorageDescriptor": {"Location": location.rstrip("/") + f"/{directory}/", **parquet}}
             for directory in directories])
+
+
+# DuckDB type -> the type Athena's ResultSetMetadata names.
+_ATHENA_TYPES = {"VARCHAR": "varchar", "BIGINT": "bigint", "INTEGER": "integer", "DOUBLE": "double",
+                 "FLOAT": "float", "BOOLEAN": "boolean", "TIMESTAMP": "timestamp", "DATE": "date",
+                 "HUGEINT": "decimal", "SMALLINT": "smallint", "TINYINT": "tinyint"}
+
+
+def _athena_type(duck: str) -> str:
+    return _ATHENA_TYPES.get(duck.split("(")[0], "decimal" if duck.startswith("DECIMAL") else "varchar")
+
+
+def _text(value: Any) -> str | None:
+    """A value as Athena's results carry it: text (true/false, ISO-like timestamps), None for NULL."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
 
 
 ENGINE = AthenaEngine()

@@ -7,8 +7,15 @@ The patches (``update_table``, ``describe``, ``stream_add``) are registered in `
 name, keys, indexes and stream in the other region, listed with ``ReplicaStatus: ACTIVE`` under
 ``Replicas`` by ``DescribeTable`` in every member's region (the other members). A write to any
 member reaches the others asynchronously, after ``delay_s`` (default 0.5 s; AWS typically
-replicates in under a second to a few seconds), last writer wins; each replicated batch records
+replicates in under a second to a few seconds); each replicated batch records
 ``AWS/DynamoDB ReplicationLatency`` (TableName, ReceivingRegion) in the writer's region, in ms.
+
+Conflicts are resolved as global tables with multi-Region eventual consistency resolve them, "last
+writer wins" (Developer Guide, "How DynamoDB global tables work"): every member keeps, per item, the
+time and region of the write it holds (its own or a replicated one, deletes included); a replicated
+write older than that is discarded, so members that took conflicting writes while apart converge on
+the latest one whatever order the writes arrive in (equal times: the later region name wins). A
+local write racing a replicated one for the same item within the same instant is not serialised.
 
 Failure injection for tests (``GET/POST /_sandbox/replication``): pausing replication to a region
 holds its writes back (they flow once resumed), so a replica falls behind as in a regional
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import logging
 import threading
 import time
@@ -66,6 +74,9 @@ class Replicator:
         self._wake = threading.Condition()
         self._stopped = False
         self.replicated = 0
+        self.discarded = 0  # replicated writes older than the member's own (last writer wins)
+        # (region, table, item key) -> (time, region) of the write the member holds
+        self._stamps: dict[tuple[str, str, str], tuple[float, str]] = {}
         self._thread = threading.Thread(target=self._run, name="dynamodb-replication", daemon=True)
 
     # --- membership ---------------------------------------------------------------------
@@ -129,6 +140,7 @@ class Replicator:
             return
         now = time.time()
         with self._wake:
+            self._stamps[(table.region_name, table.name, _item_key(item))] = (now, table.region_name)
             for region in sorted(members - {table.region_name}):
                 change = _Change(now + self.delay_s, next(self._order), now, table.region_name, region, table.name,
                                  new.to_json()["Attributes"] if new is not None else None,
@@ -154,7 +166,7 @@ class Replicator:
     def status(self) -> dict[str, Any]:
         with self._wake:
             return {"delay_s": self.delay_s, "paused": sorted(self.paused), "pending": len(self._queue),
-                    "held": len(self._held), "replicated": self.replicated}
+                    "held": len(self._held), "replicated": self.replicated, "discarded": self.discarded}
 
     def start(self) -> None:
         self._thread.start()
@@ -187,6 +199,13 @@ class Replicator:
             target = self._table(change.target, change.table)
             if target is None:
                 continue
+            stamp_key = (change.target, change.table, _key_text(change.key))
+            with self._wake:
+                held = self._stamps.get(stamp_key)
+                if held is not None and held > (change.written, change.source):
+                    self.discarded += 1  # the member holds a later write: this one lost
+                    continue
+                self._stamps[stamp_key] = (change.written, change.source)
             self._write(target, change.new, change.key)
             latency.setdefault((change.source, change.table, change.target), []).append(
                 (time.time() - change.written) * 1000)
@@ -205,6 +224,15 @@ class Replicator:
                 table.delete_item(key[0], key[1])
         finally:
             _APPLYING.active = False
+
+
+def _key_text(key: tuple[Any, Any]) -> str:
+    """An item's primary key as text (moto's key types are not hashable)."""
+    return json.dumps([part.to_json() if part is not None else None for part in key], sort_keys=True)
+
+
+def _item_key(item: Item) -> str:
+    return _key_text((item.hash_key, item.range_key))
 
 
 _REPLICATOR: Replicator | None = None

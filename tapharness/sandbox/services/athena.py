@@ -1,7 +1,8 @@
 """Athena: the sandbox's changes to moto's Athena API.
 
 Queries run in ``tapharness.sandbox.athena`` (the DuckDB engine over the sandbox's S3, which
-stays its own module); these shims start them there and report their state, times and bytes,
+stays its own module); these shims start them there and report their state, times, bytes and a
+SELECT's rows (GetQueryResults),
 with the caller's permissions (``patches.GUARD``) for what a CTAS reads and writes (and the KMS
 permissions S3 checks for encrypted objects), as a forward access session. Also the
 workgroup calls the provider makes: ListTagsForResource of an untagged workgroup, UpdateWorkGroup.
@@ -27,6 +28,7 @@ from tapharness.sandbox.patches import patch
 
 _START_QUERY = AthenaResponse.start_query_execution
 _GET_QUERY = AthenaResponse.get_query_execution
+_GET_RESULTS = AthenaResponse.get_query_results
 _MOTO_RUNS = re.compile(r"^\s*(CREATE|DROP)\s+(DATABASE|SCHEMA)\b", re.IGNORECASE)
 
 
@@ -72,10 +74,15 @@ def start_query_execution(self: AthenaResponse) -> Any:
         return answer
     execution_id = json.loads(answer)["QueryExecutionId"]
     workgroup = self.athena_backend.work_groups.get(self._get_param("WorkGroup") or "primary")
-    cutoff = workgroup.configuration.get("BytesScannedCutoffPerQuery") if workgroup else None
+    configuration = workgroup.configuration if workgroup else {}
+    cutoff = configuration.get("BytesScannedCutoffPerQuery")
+    # The request's result location, unless the workgroup enforces its own (Athena, "Specifying a query result location").
+    given = (self._get_param("ResultConfiguration") or {}).get("OutputLocation")
+    default = (configuration.get("ResultConfiguration") or {}).get("OutputLocation")
+    output = default if configuration.get("EnforceWorkGroupConfiguration") and default else (given or default)
     athena.ENGINE.start(execution_id, token, query,
                         (self._get_param("QueryExecutionContext") or {}).get("Database"), self.current_account,
-                        self.region, int(cutoff) if cutoff else None, _caller_allows(self))
+                        self.region, int(cutoff) if cutoff else None, _caller_allows(self), output)
     return answer
 
 
@@ -96,7 +103,40 @@ def get_query_execution(self: AthenaResponse) -> str:
         elapsed = int(((run.completed or time.time()) - run.submitted) * 1000)
         execution["Statistics"]["TotalExecutionTimeInMillis"] = elapsed
         execution["Statistics"]["EngineExecutionTimeInMillis"] = elapsed
+        if run.output_location:
+            execution["ResultConfiguration"] = {**(execution.get("ResultConfiguration") or {}),
+                                                "OutputLocation": run.output_location}
     return json.dumps(answer)
+
+
+@patch(AthenaResponse, "get_query_results")
+def get_query_results(self: AthenaResponse) -> Any:
+    """The rows of a SELECT the engine ran, a page at a time (MaxResults up to 1,000, NextToken): the
+    header row first, as Athena gives it; a query not finished is InvalidRequestException."""
+    execution_id = self._get_param("QueryExecutionId")
+    run = athena.ENGINE.runs.get(execution_id)
+    if run is None:
+        return _GET_RESULTS(self)
+    if run.state != "SUCCEEDED":
+        return 400, {}, json.dumps({"__type": "InvalidRequestException",
+                                    "Message": f"Query has not yet finished. Current state: {run.state}"})
+    limit = min(int(self._get_param("MaxResults") or 1000), 1000)
+    start = int(self._get_param("NextToken") or 0)
+    table = [[name for name, _ in run.columns], *run.rows] if run.columns else []
+    page = table[start:start + limit]
+    answer: dict[str, Any] = {
+        "UpdateCount": 0,
+        "ResultSet": {
+            "Rows": [{"Data": [{} if value is None else {"VarCharValue": value} for value in row]} for row in page],
+            "ResultSetMetadata": {"ColumnInfo": [
+                {"CatalogName": "hive", "SchemaName": "", "TableName": "", "Name": name, "Label": name, "Type": kind,
+                 "Precision": 0, "Scale": 0, "Nullable": "UNKNOWN", "CaseSensitive": kind == "varchar"}
+                for name, kind in run.columns]},
+        },
+    }
+    if start + limit < len(table):
+        answer["NextToken"] = str(start + limit)
+    return 200, {}, json.dumps(answer)
 
 
 @patch(AthenaResponse, "list_tags_for_resource")

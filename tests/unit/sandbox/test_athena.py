@@ -138,7 +138,7 @@ def test_a_day_without_objects_archives_nothing_and_succeeds(aws: Any, lake: dic
 
 
 def test_a_statement_the_sandbox_does_not_run_fails_instead_of_pretending(aws: Any, lake: dict[str, Any]) -> None:
-    execution = run(aws, lake, f'SELECT count(*) FROM "{lake["database"]}"."raw"')
+    execution = run(aws, lake, f"INSERT INTO \"{lake['database']}\".\"raw\" VALUES ('e9', 'c9', 1, 'x', '2026', '12', '01')")
     assert execution["Status"]["State"] == "FAILED"
     assert "NOT_SUPPORTED" in execution["Status"]["StateChangeReason"]
 
@@ -178,3 +178,65 @@ def test_a_ctas_over_objects_under_a_customer_key_needs_the_callers_kms_decrypt(
     through_athena = {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": key,
                       "Condition": {"ForAnyValue:StringEquals": {"aws:CalledVia": ["athena.amazonaws.com"]}}}
     assert ctas_as(through_athena)["Status"]["State"] == "SUCCEEDED"
+
+
+# --- SELECT -----------------------------------------------------------------------------------
+
+def results(aws: Any, query_id: str, **page: Any) -> dict[str, Any]:
+    return aws("athena").get_query_results(QueryExecutionId=query_id, **page)
+
+
+def values(answer: dict[str, Any]) -> list[list[str | None]]:
+    return [[cell.get("VarCharValue") for cell in row["Data"]] for row in answer["ResultSet"]["Rows"]]
+
+
+def test_a_select_returns_its_rows_after_a_header_row_reading_only_its_partitions(
+        aws: Any, lake: dict[str, Any]) -> None:
+    execution = run(aws, lake, f"""SELECT content_id, count(DISTINCT event_id) AS views, max(position_seconds) AS furthest
+FROM "{lake['database']}"."raw" WHERE year = '2026' AND month = '12' AND day = '01'
+GROUP BY content_id ORDER BY content_id""")
+    assert execution["Status"]["State"] == "SUCCEEDED"
+    assert execution["Statistics"]["DataScannedInBytes"] == lake["day_one_bytes"]
+    answer = results(aws, execution["QueryExecutionId"])
+    assert values(answer) == [["content_id", "views", "furthest"], ["c1", "1", "10.0"], ["c2", "1", "20.0"]]
+    assert [(c["Name"], c["Type"]) for c in answer["ResultSet"]["ResultSetMetadata"]["ColumnInfo"]] == [
+        ("content_id", "varchar"), ("views", "bigint"), ("furthest", "double")]
+
+
+def test_a_selects_results_are_written_to_the_workgroups_location_as_athena_writes_them(
+        aws: Any, lake: dict[str, Any]) -> None:
+    execution = run(aws, lake, f"SELECT event_id, content_id FROM {lake['database']}.raw WHERE day = '02'")
+    location = execution["ResultConfiguration"]["OutputLocation"]
+    assert location == f"s3://{lake['bucket']}/results/{execution['QueryExecutionId']}.csv"
+    body = aws("s3").get_object(Bucket=lake["bucket"], Key=location.split("/", 3)[3])["Body"].read().decode()
+    assert body == '"event_id","content_id"\n"e3","c1"\n'
+
+
+def test_a_select_names_tables_of_its_context_database_and_its_own_with_queries(aws: Any, lake: dict[str, Any]) -> None:
+    query_id = aws("athena").start_query_execution(
+        QueryString="WITH latest AS (SELECT event_id, max(received_at) AS at FROM raw GROUP BY event_id) "
+                    "SELECT count(*) AS events FROM latest",
+        WorkGroup=lake["workgroup"], QueryExecutionContext={"Database": lake["database"]})["QueryExecutionId"]
+    deadline = time.monotonic() + 30
+    while aws("athena").get_query_execution(QueryExecutionId=query_id)["QueryExecution"]["Status"]["State"] in (
+            "QUEUED", "RUNNING"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert values(results(aws, query_id)) == [["events"], ["3"]]
+
+
+def test_results_come_a_page_at_a_time(aws: Any, lake: dict[str, Any]) -> None:
+    execution = run(aws, lake, f"SELECT event_id FROM {lake['database']}.raw ORDER BY received_at")
+    first = results(aws, execution["QueryExecutionId"], MaxResults=2)
+    rest = results(aws, execution["QueryExecutionId"], MaxResults=2, NextToken=first["NextToken"])
+    last = results(aws, execution["QueryExecutionId"], MaxResults=2, NextToken=rest["NextToken"])
+    assert values(first) + values(rest) + values(last) == [["event_id"], ["e1"], ["e1"], ["e2"], ["e3"]]
+    assert "NextToken" not in last
+
+
+def test_a_select_without_a_result_location_fails_as_on_athena(aws: Any, lake: dict[str, Any]) -> None:
+    bare = unique("bare")
+    aws("athena").create_work_group(Name=bare, Configuration={})
+    execution = run(aws, {**lake, "workgroup": bare}, f"SELECT 1 AS one FROM {lake['database']}.raw")
+    assert execution["Status"]["State"] == "FAILED"
+    assert "No output location provided" in execution["Status"]["StateChangeReason"]

@@ -84,6 +84,35 @@ def test_a_paused_region_falls_behind_and_catches_up_when_resumed(sandbox: Any, 
     assert _eventually(lambda: replica.get_item(TableName=table, Key={"pk": {"S": "c"}}).get("Item"))
 
 
+def test_conflicting_writes_made_apart_converge_on_the_last_writer_in_every_region(sandbox: Any, table: str) -> None:
+    primary, replica = _client(sandbox, "us-east-1"), _client(sandbox, "eu-west-1")
+    _control(sandbox, region="eu-west-1", paused=True)  # us-east-1's write waits; eu-west-1's flows at once
+    primary.put_item(TableName=table, Item={"pk": {"S": "conflict"}, "winner": {"S": "us-east-1 (earlier)"}})
+    time.sleep(0.05)
+    replica.put_item(TableName=table, Item={"pk": {"S": "conflict"}, "winner": {"S": "eu-west-1 (later)"}})
+    assert _eventually(lambda: primary.get_item(TableName=table, Key={"pk": {"S": "conflict"}})["Item"]["winner"]["S"]
+                       == "eu-west-1 (later)")
+    _control(sandbox, region="eu-west-1", paused=False)  # the older write arrives last, and loses
+    assert _eventually(lambda: _control(sandbox)["held"] == 0 and _control(sandbox)["pending"] == 0)
+    time.sleep(0.5)
+    for client in (primary, replica):
+        assert client.get_item(TableName=table, Key={"pk": {"S": "conflict"}})["Item"]["winner"]["S"] == "eu-west-1 (later)"
+
+
+def test_a_delete_is_a_write_that_wins_or_loses_by_its_time_too(sandbox: Any, table: str) -> None:
+    primary, replica = _client(sandbox, "us-east-1"), _client(sandbox, "eu-west-1")
+    primary.put_item(TableName=table, Item={"pk": {"S": "gone"}})
+    assert _eventually(lambda: replica.get_item(TableName=table, Key={"pk": {"S": "gone"}}).get("Item"))
+    _control(sandbox, region="eu-west-1", paused=True)
+    primary.put_item(TableName=table, Item={"pk": {"S": "gone"}, "note": {"S": "updated first"}})
+    time.sleep(0.05)
+    replica.delete_item(TableName=table, Key={"pk": {"S": "gone"}})  # the last write: a delete
+    _control(sandbox, region="eu-west-1", paused=False)
+    assert _eventually(lambda: "Item" not in primary.get_item(TableName=table, Key={"pk": {"S": "gone"}}))
+    time.sleep(0.5)
+    assert "Item" not in replica.get_item(TableName=table, Key={"pk": {"S": "gone"}})
+
+
 def test_replication_latency_is_published_for_the_receiving_region(sandbox: Any, table: str) -> None:
     _client(sandbox, "us-east-1").put_item(TableName=table, Item={"pk": {"S": "d"}})
     cloudwatch = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=sandbox.endpoint_url,
