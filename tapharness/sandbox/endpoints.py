@@ -91,7 +91,7 @@ def _cluster_enabled(elasticache: Any, parameter_group: str) -> bool:
 
 
 def postgres_targets(rds: Any) -> dict[str, Target]:
-    """Every endpoint address of every DB cluster and instance, with its subnets and security groups."""
+    """Every endpoint address of every PostgreSQL DB cluster and instance, with its subnets and security groups."""
     subnet_groups = {g["DBSubnetGroupName"]: g for g in rds.describe_db_subnet_groups()["DBSubnetGroups"]}
 
     def target(name: str, port: Any, subnet_group: Any, groups: list[dict[str, Any]]) -> Target:
@@ -102,16 +102,25 @@ def postgres_targets(rds: Any) -> dict[str, Target]:
 
     targets: dict[str, Target] = {}
     for cluster in rds.describe_db_clusters()["DBClusters"]:
+        if not _postgres(cluster.get("Engine")):
+            continue
         for address in filter(None, [cluster.get("Endpoint"), cluster.get("ReaderEndpoint"),
                                      *(cluster.get("CustomEndpoints") or [])]):
             targets[address] = target(address, cluster.get("Port"), cluster.get("DBSubnetGroup"),
                                       cluster.get("VpcSecurityGroups", []))
     for instance in rds.describe_db_instances()["DBInstances"]:
+        if not _postgres(instance.get("Engine")):
+            continue
         endpoint = instance.get("Endpoint") or {}
         if endpoint.get("Address"):
             targets[endpoint["Address"]] = target(endpoint["Address"], endpoint.get("Port"), instance.get("DBSubnetGroup"),
                                                   instance.get("VpcSecurityGroups", []))
     return targets
+
+
+def _postgres(engine: str | None) -> bool:
+    """Whether PostgreSQL plays this engine (not Neptune, a graph, nor MySQL)."""
+    return (engine or "") in ("postgres", "aurora-postgresql")
 
 
 def redis_hostnames(elasticache: Any) -> set[str]:
