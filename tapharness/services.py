@@ -214,6 +214,60 @@ def _own_every_slot(port: int, password: str, ca_file: Path | None, deadline: fl
         client.close()
 
 
+@dataclass
+class GremlinServer:
+    host: str
+    port: int
+    stop: Callable[[], None] = field(repr=False)
+
+
+def start_gremlin(lib: Path, config: Path) -> GremlinServer:
+    """Apache TinkerPop's Gremlin Server (TinkerGraph in memory) on a free port: its jars in ``lib``
+    (the toolchain resolves them), its YAML, graph properties and init script in ``config``."""
+    java = find_binary("java")
+    if java is None:
+        raise ServiceUnavailable("java is not installed (apt-get install -y openjdk-17-jre-headless)")
+    if not any(lib.glob("gremlin-server-*.jar")):
+        raise ServiceUnavailable(f"Gremlin Server's jars are not in {lib}: run `make setup`")
+    workdir = Path(tempfile.mkdtemp(prefix="tap-gremlin-"))
+    port = free_port()
+    for name in ("tinkergraph.properties", "init.groovy"):
+        shutil.copy(config / name, workdir / name)
+    settings = (config / "gremlin-server.yaml").read_text().replace("port: 8182", f"port: {port}")
+    (workdir / "gremlin-server.yaml").write_text(settings)
+    log = workdir / "gremlin.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([java, "-Xms64m", "-Xmx512m", "-cp", f"{lib}/*",
+                                    "org.apache.tinkerpop.gremlin.server.GremlinServer", "gremlin-server.yaml"],
+                                   cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop() -> None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    try:
+        deadline = time.monotonic() + 60  # the JVM and the Groovy engine take ~6 s here
+        while True:
+            if process.poll() is not None:
+                raise ServiceFailed(f"Gremlin Server exited with {process.returncode}: {_tail(log)}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise ServiceFailed(f"Gremlin Server not listening on {port} after 60 s: {_tail(log)}") from None
+                time.sleep(0.1)
+    except BaseException:
+        stop()
+        raise
+    return GremlinServer("127.0.0.1", port, stop)
+
+
 def _postgres_runner(workdir: Path) -> Callable[..., subprocess.CompletedProcess[bytes]]:
     """initdb and postgres refuse to run as root: run them as the `postgres` account then."""
     if os.geteuid() != 0:

@@ -385,6 +385,39 @@ def setup_servers() -> None:
             subprocess.run(["service", service, "stop"], capture_output=True, check=False)
 
 
+# --- Gremlin Server, the sandbox's Neptune -------------------------------------------------
+
+GREMLIN_SOURCE = ROOT / "tools" / "gremlin-server"
+
+
+def gremlin_lib() -> Path:
+    """The directory of Gremlin Server's jars for the pom in ``tools/gremlin-server`` (by its hash)."""
+    return CACHE / f"gremlin-server-{_hash_files([GREMLIN_SOURCE / 'pom.xml'])}" / "lib"
+
+
+def setup_gremlin() -> None:
+    """Gremlin Server's jars, resolved by Maven from the pom once (Java and Maven from Debian's
+    packages when missing); the sandbox starts it when a stack has a Neptune cluster."""
+    lib = gremlin_lib()
+    if (lib.parent / "complete").exists():
+        return
+    missing = [pkg for pkg, present in (("openjdk-17-jre-headless", shutil.which("java")),
+                                         ("maven", shutil.which("mvn"))) if not present]
+    if missing:
+        if not shutil.which("apt-get") or os.geteuid() != 0:
+            raise SystemExit(f"missing {', '.join(missing)}: install them (Debian packages) and run setup again")
+        log = CACHE / "logs" / "apt.log"
+        _run_logged(["apt-get", "update"], log, "apt-get update")
+        _run_logged(["apt-get", "install", "-y", "--no-install-recommends", *missing], log,
+                    f"apt-get install {' '.join(missing)}", env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    shutil.rmtree(lib.parent, ignore_errors=True)
+    _run_logged(["mvn", "-B", "-q", "-f", str(GREMLIN_SOURCE / "pom.xml"), "dependency:copy-dependencies",
+                 f"-DoutputDirectory={lib}", "-DincludeScope=runtime"], CACHE / "logs" / "gremlin-server.log",
+                "mvn dependency:copy-dependencies (Gremlin Server)")
+    (lib.parent / "complete").write_text(f"{len(list(lib.glob('*.jar')))} jars\n")
+    _say(f"Gremlin Server: {lib}")
+
+
 # --- entry points ---------------------------------------------------------------------
 
 
@@ -408,6 +441,7 @@ def setup() -> None:
     setup_providers()
     cli_config()
     setup_servers()
+    setup_gremlin()
     setup_venvs()
     for lib in [ROOT / "lib", *sorted(p.parent.parent for p in ROOT.glob("stacks/*/lib/layer/requirements.txt"))]:
         build_layer(lib)

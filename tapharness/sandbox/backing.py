@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from tapharness import services
+from tapharness import services, toolchain
 from tapharness.sandbox.clients import AwsClients
 from tapharness.sandbox.endpoints import cluster_mode_groups, redis_hostnames
 
@@ -88,7 +88,9 @@ class LocalCA:
                 alternatives.append(x509.DNSName(name))
         now = datetime.datetime.now(datetime.UTC)
         cert = (
-            x509.CertificateBuilder().subject_name(_name(names[0])).issuer_name(self.cert.subject)
+            # The names are the SANs; a common name holds 64 characters at most (Neptune's names are longer).
+            x509.CertificateBuilder().subject_name(_name(names[0] if len(names[0]) <= 64 else "tapstack sandbox server"))
+            .issuer_name(self.cert.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=30))
             .add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
@@ -138,6 +140,7 @@ class BackingServices:
         self.redis: services.RedisServer | None = None
         self.redis_cluster: services.RedisServer | None = None
         self.postgres: services.PostgresServer | None = None
+        self.gremlin: services.GremlinServer | None = None
         self.redis_password = ""
         self.postgres_admin_password = ""
         self.db_credentials: dict[str, str] = {}
@@ -152,11 +155,17 @@ class BackingServices:
                                "database": self.postgres.database}
         self.reissue_redis_certificate([])
 
+    def start_gremlin(self) -> services.GremlinServer:
+        """The Gremlin Server behind the stack's Neptune clusters, started the first time one is seen."""
+        if self.gremlin is None:
+            self.gremlin = services.start_gremlin(toolchain.gremlin_lib(), toolchain.GREMLIN_SOURCE)
+        return self.gremlin
+
     def stop(self) -> None:
-        for server in (self.redis, self.redis_cluster, self.postgres):
+        for server in (self.redis, self.redis_cluster, self.postgres, self.gremlin):
             if server is not None:
                 server.stop()
-        self.redis = self.redis_cluster = self.postgres = None
+        self.redis = self.redis_cluster = self.postgres = self.gremlin = None
 
     @property
     def worker_env(self) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""The stack's ElastiCache and Aurora endpoint names, mapped to the sandbox's local Redis and PostgreSQL
-(a replication group in cluster mode to the Redis Cluster, any other to the plain Redis).
+"""The stack's ElastiCache, Aurora and Neptune endpoint names, mapped to the sandbox's local Redis,
+PostgreSQL and Neptune gate (a replication group in cluster mode to the Redis Cluster, any other to
+the plain Redis).
 
 moto keeps ElastiCache replication groups and Aurora clusters as metadata only, with
 endpoint names such as ``master.<group>.<id>.use1.cache.amazonaws.com`` and
@@ -92,6 +93,16 @@ def _cluster_enabled(elasticache: Any, parameter_group: str) -> bool:
 
 def postgres_targets(rds: Any) -> dict[str, Target]:
     """Every endpoint address of every PostgreSQL DB cluster and instance, with its subnets and security groups."""
+    return db_targets(rds, _postgres)
+
+
+def neptune_targets(rds: Any) -> dict[str, Target]:
+    """Every endpoint address of every Neptune cluster and instance, with its subnets and security groups."""
+    return db_targets(rds, lambda engine: engine == "neptune")
+
+
+def db_targets(rds: Any, engine_wanted: Any) -> dict[str, Target]:
+    """Every endpoint address of the DB clusters and instances whose engine ``engine_wanted(engine)`` takes."""
     subnet_groups = {g["DBSubnetGroupName"]: g for g in rds.describe_db_subnet_groups()["DBSubnetGroups"]}
 
     def target(name: str, port: Any, subnet_group: Any, groups: list[dict[str, Any]]) -> Target:
@@ -102,14 +113,14 @@ def postgres_targets(rds: Any) -> dict[str, Target]:
 
     targets: dict[str, Target] = {}
     for cluster in rds.describe_db_clusters()["DBClusters"]:
-        if not _postgres(cluster.get("Engine")):
+        if not engine_wanted(cluster.get("Engine")):
             continue
         for address in filter(None, [cluster.get("Endpoint"), cluster.get("ReaderEndpoint"),
                                      *(cluster.get("CustomEndpoints") or [])]):
             targets[address] = target(address, cluster.get("Port"), cluster.get("DBSubnetGroup"),
                                       cluster.get("VpcSecurityGroups", []))
     for instance in rds.describe_db_instances()["DBInstances"]:
-        if not _postgres(instance.get("Engine")):
+        if not engine_wanted(instance.get("Engine")):
             continue
         endpoint = instance.get("Endpoint") or {}
         if endpoint.get("Address"):
@@ -144,6 +155,7 @@ class EndpointMap:
         self.redis_port = redis_port
         self.redis_cluster_port = redis_cluster_port
         self.postgres_port = postgres_port
+        self.neptune_port: int | None = None  # the Neptune gate's, once a stack has a Neptune cluster
         self.ttl = ttl
         self._static: dict[str, tuple[str, Target]] = {}
         self._cached: tuple[float, dict[str, str], dict[str, Target]] | None = None
@@ -152,6 +164,11 @@ class EndpointMap:
 
     def add(self, name: str, address: str, target: Target) -> None:
         self._static[name] = (address, target)
+        self._cached = None
+
+    def serve_neptune(self, port: int) -> None:
+        """Neptune's endpoint names lead to ``port`` (the sandbox's Neptune gate) from now on."""
+        self.neptune_port = port
         self._cached = None
 
     def current(self) -> tuple[dict[str, str], dict[str, Target]]:
@@ -166,6 +183,9 @@ class EndpointMap:
         if self.postgres_port:
             for name, target in postgres_targets(self.clients.client("rds")).items():
                 mapping[name], targets[name] = f"127.0.0.1:{self.postgres_port}", target
+        if self.neptune_port:
+            for name, target in neptune_targets(self.clients.client("rds")).items():
+                mapping[name], targets[name] = f"127.0.0.1:{self.neptune_port}", target
         return mapping, targets
 
     def _fresh(self) -> tuple[float, dict[str, str], dict[str, Target]]:

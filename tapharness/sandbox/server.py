@@ -21,7 +21,8 @@
    AWS error such as throttling), ``GET|POST /_sandbox/partners/<name>`` (HTTPS stand-ins of a stack's partners, ``partner_api``),
    ``GET|POST /_sandbox/replication`` (global tables: ``{region, paused, delay_s}``, see
    ``globaltables``), ``GET|POST /_sandbox/clock`` (move the services' clock forward, ``clock``),
-   ``GET|POST /_sandbox/websockets`` (open WebSocket connections; POST shortens the idle and
+   ``GET|POST /_sandbox/services`` also starts the Neptune stand-in (``neptune``) once a stack has a
+   Neptune cluster; ``GET|POST /_sandbox/websockets`` (open WebSocket connections; POST shortens the idle and
    connection-duration limits, ``{idle_s, max_s}``, ``websocket``), ``GET|POST /_sandbox/alarms`` (each metric alarm's state, values, changes and actions; POST
    evaluates now, ``alarms``), ``GET|POST /_sandbox/services``
    (POST: match Redis/PostgreSQL to the deployed stack), ``POST /_sandbox/rules/<name>/fire``.
@@ -66,6 +67,7 @@ from tapharness.sandbox import (
     globaltables,
     metrics,
     models,
+    neptune,
     network,
     patches,
     snshttp,
@@ -256,7 +258,11 @@ class _GatewayHandler(BaseHTTPRequestHandler):
             return
         request = self._request()
         if request.path.startswith("/_sandbox/"):
-            response = self.server.sandbox.control(request)
+            try:
+                response = self.server.sandbox.control(request)
+            except Exception as exc:  # a fault of the sandbox's own is an answer, never a dropped connection
+                log.exception("gateway: control %s %s failed", request.method, request.path)
+                response = HttpResponse.json(500, {"error": f"{type(exc).__name__}: {exc}"})
         else:
             response = self.server.sandbox.front_door.handle(request)
         self._reply(response)
@@ -384,6 +390,7 @@ class Sandbox:
         self.replication = globaltables.start(DEFAULT_ACCOUNT_ID)
         self.partners: dict[str, PartnerApi] = {}
         self.partner_urls: dict[str, str] = {}
+        self.neptune_gate: neptune.NeptuneGate | None = None
         self.endpoints = EndpointMap(self.clients, self.redis_port, self.postgres_port,
                                      redis_cluster_port=self.backing.info()["redis_cluster"]["port"] if self.backing else None)
         self.networks: dict[str, network.NetworkView] = {}
@@ -428,6 +435,8 @@ class Sandbox:
             gateway.server_close()
         self.front_door.websockets.close()
         snshttp.DELIVERIES.stop()
+        if self.neptune_gate is not None:
+            self.neptune_gate.stop()
         self.scheduler.stop()
         self.ttl.stop()
         self.alarms.stop()
@@ -575,8 +584,9 @@ class Sandbox:
             return HttpResponse.json(200, build_report(self.authorizer))
         if parts == ["services"] and self.backing is not None:
             if request.method == "POST":
-                return HttpResponse.json(200, self.backing.configure(self.clients))
-            return HttpResponse.json(200, self.backing.info())
+                configured = self.backing.configure(self.clients)
+                return HttpResponse.json(200, {**configured, "neptune": self._configure_neptune()})
+            return HttpResponse.json(200, {**self.backing.info(), "neptune": self._neptune_info()})
         if request.method == "POST" and len(parts) == 3 and parts[0] == "rules" and parts[2] == "fire":
             try:
                 return HttpResponse.json(200, {"fired": self.scheduler.fire(parts[1])})
@@ -623,6 +633,26 @@ class Sandbox:
         self.endpoints.add(host, f"127.0.0.1:{port}", network.Target("internet", host, 443))
         self.partner_urls[name] = f"https://{host}"
 
+
+    def _configure_neptune(self) -> dict[str, Any] | None:
+        """The stack's Neptune clusters served: the Gremlin Server and the gate started the first time
+        one is seen, and the gate told every cluster's names (``neptune``)."""
+        assert self.backing is not None
+        clusters = neptune.neptune_clusters(self.clients.client("rds"), DEFAULT_ACCOUNT_ID)
+        if not clusters:
+            return self._neptune_info()
+        if self.neptune_gate is None:
+            gremlin = self.backing.start_gremlin()
+            self.neptune_gate = neptune.NeptuneGate(gremlin.port, self.guard, self.backing.ca.issue)
+            self.endpoints.serve_neptune(self.neptune_gate.port)
+        self.neptune_gate.update(clusters)
+        return self._neptune_info()
+
+    def _neptune_info(self) -> dict[str, Any] | None:
+        if self.neptune_gate is None or self.backing is None or self.backing.gremlin is None:
+            return None
+        return {"gate_port": self.neptune_gate.port, "gremlin_port": self.backing.gremlin.port,
+                "endpoints": sorted(self.neptune_gate.clusters), "refused": self.neptune_gate.refused}
 
     def _confirm_subscription(self, subscribe_url: str) -> None:
         """What GET ``SubscribeURL`` does on AWS, for a stand-in that confirms an SNS subscription:

@@ -98,17 +98,22 @@ class ServiceGuard:
 
     def execute_api_caller(self, headers: dict[str, str], query: str, action: str, resource: str,
                            region: str) -> CallerVerdict:
-        """An API Gateway request with IAM authorization (a route, a method, ``@connections``): the
-        caller must sign for ``execute-api`` and be allowed ``action`` on ``resource`` by its identity
-        policies. ``headers`` lower-cased. Signatures are read, not recomputed (docs/emulation-gaps.md)."""
+        """An API Gateway request with IAM authorization (a route, a method, ``@connections``)."""
+        return self.signed_caller(headers, query, "execute-api", action, resource, region)
+
+    def signed_caller(self, headers: dict[str, str], query: str, signer: str, action: str, resource: str,
+                      region: str) -> CallerVerdict:
+        """A request a data plane authorizes with IAM (API Gateway, Neptune): the caller must sign for
+        ``signer`` and be allowed ``action`` on ``resource`` by its identity policies. ``headers``
+        lower-cased. Signatures are read, not recomputed (docs/emulation-gaps.md)."""
         signed = signature(headers, query)
-        if signed is None or signed.signer != "execute-api":
+        if signed is None or signed.signer != signer:
             return CallerVerdict("unsigned")
         principal = self.authorizer.principal_for_key(signed.access_key)
         if principal is None:
             return CallerVerdict("unknown")
         need = Need(action, resource)
-        (decision,) = self.authorizer.decide(principal, [need], f"execute-api.{action.split(':')[1]}", region)
+        (decision,) = self.authorizer.decide(principal, [need], action.replace(":", "."), region)
         if decision.allowed:
             return CallerVerdict("allowed")
         return CallerVerdict("denied", describe_denial(principal, Verdict(need, decision)))

@@ -1,11 +1,27 @@
-"""Neptune through the RDS API: IAM database authentication kept as Neptune keeps it, Neptune's
-endpoint names, its engine versions, and its endpoints never taken for PostgreSQL's."""
+"""Neptune: through the RDS API, IAM database authentication kept as Neptune keeps it, Neptune's
+endpoint names, its engine versions, its endpoints never taken for PostgreSQL's; behind them, a
+Gremlin Server reached over TLS only by callers IAM lets connect."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import socket
+import ssl
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from gremlin_python.driver.aiohttp.transport import AiohttpTransport
+from gremlin_python.driver.driver_remote_connection import DriverRemoteConnection
+from gremlin_python.process.anonymous_traversal import traversal
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from tapharness.sandbox import _bootstrap
 from tapharness.sandbox.clients import AwsClients
 from tapharness.sandbox.endpoints import postgres_targets
 
@@ -53,3 +69,82 @@ def test_a_neptune_cluster_is_not_taken_for_a_postgresql_one(aws: Callable[[str]
     names = set(postgres_targets(AwsClients(aws("rds").meta.endpoint_url, "us-east-1").client("rds")))
     assert any(name.startswith(f"{relational.lower()}.cluster-") for name in names)
     assert not any(name.startswith(f"{graph.lower()}.") for name in names)
+
+
+# --- the graph behind the endpoints ---------------------------------------------------------
+
+@dataclass
+class Graph:
+    endpoint: str
+    resource_id: str
+    ca_bundle: str
+
+
+@pytest.fixture(scope="module")
+def graph(aws: Callable[[str], Any], sandbox: Any) -> Iterator[Graph]:
+    """A Neptune cluster with IAM authentication, served by the sandbox's gate; its endpoint name
+    resolves to the gate in this process as it does in a function worker."""
+    cluster = aws("neptune").create_db_cluster(DBClusterIdentifier=unique("players")[:40], Engine="neptune",
+                                               StorageEncrypted=True, EnableIAMDatabaseAuthentication=True)["DBCluster"]
+    served = sandbox.control("POST", "services")
+    original = socket.getaddrinfo
+    _bootstrap.install_host_map({cluster["Endpoint"]: f"127.0.0.1:{served['neptune']['gate_port']}"})
+    yield Graph(cluster["Endpoint"], cluster["DbClusterResourceId"], served["ca_bundle"])
+    socket.getaddrinfo = original
+
+
+def credentials(aws: Callable[[str], Any], statements: list[dict[str, Any]]) -> dict[str, str]:
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}]})
+    arn = aws("iam").create_role(RoleName=unique("graphrole"), AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    if statements:
+        aws("iam").put_role_policy(RoleName=arn.split("/")[-1], PolicyName="p",
+                                   PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}))
+    return aws("sts").assume_role(RoleArn=arn, RoleSessionName="graph")["Credentials"]
+
+
+def signed_headers(graph: Graph, keys: dict[str, str]) -> dict[str, str]:
+    """The WebSocket handshake's SigV4 headers for neptune-db, as Neptune's IAM clients sign it."""
+    request = AWSRequest(method="GET", url=f"https://{graph.endpoint}:8182/gremlin")
+    SigV4Auth(Credentials(keys["AccessKeyId"], keys["SecretAccessKey"], keys["SessionToken"]), "neptune-db",
+              "us-east-1").add_auth(request)
+    return {k: v for k, v in request.headers.items() if k.lower() != "host"}
+
+
+def connector(aws: Callable[[str], Any], graph: Graph) -> dict[str, str]:
+    return credentials(aws, [{"Effect": "Allow", "Action": "neptune-db:connect",
+                              "Resource": f"arn:aws:neptune-db:us-east-1:123456789012:{graph.resource_id}/*"}])
+
+
+def test_a_caller_allowed_to_connect_runs_gremlin_on_the_graph_over_tls(aws: Callable[[str], Any], graph: Graph) -> None:
+    remote = DriverRemoteConnection(
+        f"wss://{graph.endpoint}:8182/gremlin", "g", headers=signed_headers(graph, connector(aws, graph)),
+        transport_factory=lambda: AiohttpTransport(ssl_options=ssl.create_default_context(cafile=graph.ca_bundle)))
+    try:
+        g = traversal().with_remote(remote)
+        g.add_v("player").property("player_id", "p-42").iterate()
+        assert g.V().has("player", "player_id", "p-42").count().next() == 1
+    finally:
+        remote.close()
+
+
+def handshake_status(graph: Graph, headers: dict[str, str]) -> int:
+    """The status the gate answers a WebSocket handshake with (101 when it lets it through)."""
+    sock = socket.create_connection((graph.endpoint, 8182), timeout=10)
+    context = ssl.create_default_context(cafile=graph.ca_bundle)
+    try:
+        with connect(f"wss://{graph.endpoint}:8182/gremlin", sock=sock, ssl=context, additional_headers=headers,
+                     open_timeout=10):
+            return 101
+    except InvalidStatus as refused:
+        return refused.response.status_code
+
+
+def test_an_unsigned_handshake_is_refused_before_the_graph(graph: Graph) -> None:
+    assert handshake_status(graph, {}) == 403
+
+
+def test_a_caller_no_policy_allows_to_connect_is_refused(aws: Callable[[str], Any], graph: Graph) -> None:
+    stranger = credentials(aws, [{"Effect": "Allow", "Action": "neptune-db:ReadDataViaQuery", "Resource": "*"}])
+    assert handshake_status(graph, signed_headers(graph, stranger)) == 403
+    assert handshake_status(graph, signed_headers(graph, connector(aws, graph))) == 101
