@@ -158,18 +158,19 @@ class EndpointMap:
         self.neptune_port: int | None = None  # the Neptune gate's, once a stack has a Neptune cluster
         self.ttl = ttl
         self._static: dict[str, tuple[str, Target]] = {}
-        self._cached: tuple[float, dict[str, str], dict[str, Target]] | None = None
+        self._static_version = 0  # bumped by every add(): a map read before it is old
+        self._cached: tuple[float, dict[str, str], dict[str, Target], int] | None = None
         self._generation = network.generation()
         self._refreshing = threading.Lock()
 
     def add(self, name: str, address: str, target: Target) -> None:
         self._static[name] = (address, target)
-        self._cached = None
+        self._static_version += 1
 
     def serve_neptune(self, port: int) -> None:
         """Neptune's endpoint names lead to ``port`` (the sandbox's Neptune gate) from now on."""
         self.neptune_port = port
-        self._cached = None
+        self._static_version += 1
 
     def current(self) -> tuple[dict[str, str], dict[str, Target]]:
         mapping = {name: address for name, (address, _) in self._static.items()}
@@ -188,18 +189,23 @@ class EndpointMap:
                 mapping[name], targets[name] = f"127.0.0.1:{self.neptune_port}", target
         return mapping, targets
 
-    def _fresh(self) -> tuple[float, dict[str, str], dict[str, Target]]:
+    def _fresh(self) -> tuple[float, dict[str, str], dict[str, Target], int]:
         cached = self._cached
-        if cached and time.monotonic() - cached[0] < self.ttl and self._generation == network.generation():
+        if (cached and time.monotonic() - cached[0] < self.ttl and self._generation == network.generation()
+                and cached[3] == self._static_version):
             return cached
-        # With a map in hand, don't wait for another caller's refresh; with none, wait for it.
-        if not self._refreshing.acquire(blocking=cached is None):
+        # With a map in hand, don't wait for another caller's refresh; with none, or with one older than
+        # a name the sandbox added (a partner's stand-in: its first caller must find it), wait for it.
+        stale_names = cached is not None and cached[3] != self._static_version
+        if not self._refreshing.acquire(blocking=cached is None or stale_names):
             return cached  # type: ignore[return-value]
         try:
-            if self._cached is not cached and self._cached is not None:  # refreshed while this caller waited
-                return self._cached
+            latest = self._cached
+            if latest is not cached and latest is not None and latest[3] == self._static_version:
+                return latest  # refreshed while this caller waited
             self._generation = network.generation()
-            self._cached = (time.monotonic(), *self.current())
+            version = self._static_version  # read before the map: an add() during the read makes it old again
+            self._cached = (time.monotonic(), *self.current(), version)
             return self._cached
         finally:
             self._refreshing.release()
