@@ -132,8 +132,12 @@ class HttpBackends:
         path = parts.path or "/"
         query_string = "&".join(q for q in (parts.query, urlencode(query)) if q)
         timeout = min(float(integration.get("timeoutInMillis") or 29_000), 29_000) / 1000
-        connection = self.outbound.connection(parts.scheme, parts.hostname, parts.port, timeout)
         method = integration.get("httpMethod")
+        try:
+            connection = self.outbound.connection(parts.scheme, parts.hostname, parts.port, timeout)
+        except OSError as exc:
+            log.warning("front door: HTTP_PROXY to %s: %s", uri, exc)
+            return HttpResponse.json(504, {"message": "Internal server error"})
         try:
             connection.request(method if method not in (None, "ANY") else request.method,
                                path + (f"?{query_string}" if query_string else ""), body=request.body or None,

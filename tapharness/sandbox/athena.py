@@ -33,6 +33,7 @@ SUCCEEDED; the emulation gaps list this.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tempfile
 import threading
@@ -45,6 +46,8 @@ from typing import Any
 import duckdb
 from moto.glue import glue_backends
 from moto.s3.models import s3_backends
+
+log = logging.getLogger("tapharness.sandbox.athena")
 
 # (action, resource ARN) → allowed? for the caller whose keys signed StartQueryExecution.
 Allows = Callable[[str, str], bool]
@@ -196,6 +199,9 @@ class AthenaEngine:
             run.state, run.reason = "FAILED", str(exc)
         except duckdb.Error as exc:
             run.state, run.reason = "FAILED", f"SYNTAX_ERROR or GENERIC_INTERNAL_ERROR: {exc}"
+        except Exception as exc:  # a sandbox fault (a missing bucket, say) still ends the query, never RUNNING forever
+            log.exception("athena: query failed inside the sandbox")
+            run.state, run.reason = "FAILED", f"GENERIC_INTERNAL_ERROR: {type(exc).__name__}: {exc}"
         run.completed = time.time()
 
     def _ctas(self, query: str, default_db: str | None, account: str, region: str, cutoff_bytes: int | None,
@@ -253,11 +259,13 @@ class AthenaEngine:
         after FROM or JOIN) made a DuckDB view over the objects the query reads; and the bytes read."""
         glue = glue_backends[account][region]
         s3 = s3_backends[account]["global"]
-        wanted = {k.lower(): v for k, v in _EQUALS.findall(select)}
         found: dict[tuple[str, str], str] = {}
         named = {name.lower() for name in _CTE_NAME.findall(select)}
+        masked = _mask_literals(select)
 
         def view_of(match: re.Match[str]) -> str:
+            if not _introduces_table(masked, match):
+                return match.group(0)  # EXTRACT(x FROM y), IS DISTINCT FROM, UNNEST, a word inside a literal
             if not match.group("db") and not match.group("udb") and match.group("utable").lower() in named:
                 return match.group(0)  # a WITH query's own name
             database = (match.group("db") or match.group("udb") or default_db or "").lower()
@@ -267,6 +275,11 @@ class AthenaEngine:
             return match.group("lead") + found.setdefault((database, table), f"source_{len(found)}")
 
         rewritten = _FROM_TABLE.sub(view_of, select)
+        # Partitions are pruned only by what surely holds for every row read: `col = 'value'` terms of a
+        # query over one table with no OR or NOT; any other query reads every partition (and filters
+        # in SQL), never fewer rows than Athena would return.
+        simple = len(found) == 1 and not re.search(r"\b(OR|NOT)\b", masked, re.IGNORECASE)
+        wanted = {k.lower(): v for k, v in _EQUALS.findall(select)} if simple else {}
         scanned = 0
         for ref, view in found.items():
             source = self._source(glue, ref, account, region, allows)
@@ -387,6 +400,40 @@ class AthenaEngine:
 _ATHENA_TYPES = {"VARCHAR": "varchar", "BIGINT": "bigint", "INTEGER": "integer", "DOUBLE": "double",
                  "FLOAT": "float", "BOOLEAN": "boolean", "TIMESTAMP": "timestamp", "DATE": "date",
                  "HUGEINT": "decimal", "SMALLINT": "smallint", "TINYINT": "tinyint"}
+
+
+_KEYWORDS_AFTER_FROM = frozenset({"unnest", "lateral", "select", "values", "table"})
+_FUNCTION_CALL = re.compile(r"(\w+)\s*$")
+
+
+def _mask_literals(sql: str) -> str:
+    """``sql`` with every string literal's content blanked (same length), so words in it are not SQL."""
+    return re.sub(r"'(?:[^']|'')*'", lambda m: "'" + " " * (len(m.group(0)) - 2) + "'", sql)
+
+
+def _introduces_table(masked: str, match: re.Match[str]) -> bool:
+    """Whether this FROM or JOIN names a table: not inside a literal, not ``IS DISTINCT FROM``, not
+    the FROM of a function's arguments (``EXTRACT(year FROM ts)``, ``substring(s FROM 2)``), not UNNEST."""
+    start = match.start()
+    if masked[start:match.end()] != match.string[start:match.end()]:
+        return False
+    if re.search(r"\bDISTINCT\s*$", masked[:start], re.IGNORECASE):
+        return False
+    if (match.group("utable") or "").lower() in _KEYWORDS_AFTER_FROM:
+        return False
+    depth, position = 0, start - 1
+    while position >= 0:  # the innermost open parenthesis before the FROM
+        char = masked[position]
+        if char == ")":
+            depth += 1
+        elif char == "(":
+            if depth == 0:  # a subquery's FROM names a table; a function's argument list's does not
+                if re.match(r"\s*(SELECT|WITH)\b", masked[position + 1:], re.IGNORECASE):
+                    return True
+                return _FUNCTION_CALL.search(masked[:position]) is None
+            depth -= 1
+        position -= 1
+    return True
 
 
 def _athena_type(duck: str) -> str:

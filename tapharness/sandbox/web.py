@@ -80,7 +80,12 @@ class Outbound:
         self.ca_file = ca_file
 
     def connection(self, scheme: str, host: str, port: int | None, timeout: float) -> http.client.HTTPConnection:
+        """A connection to ``host`` as the sandbox reaches it. A name the sandbox does not serve is
+        unreachable (``OSError`` on connect): the sandbox never calls the internet on a stack's behalf,
+        so a stack's real webhook or backend URL gets nothing; loopback addresses are reached as given."""
         mapped = lookup(self.hosts(), host)
+        if mapped is None and host not in ("127.0.0.1", "localhost"):
+            raise ConnectionRefusedError(f"{host} is not a name the sandbox serves (it calls nothing outside itself)")
         address, local_port = (mapped.rsplit(":", 1)[0], int(mapped.rsplit(":", 1)[1])) if mapped else (host, port)
         if scheme == "http":
             return http.client.HTTPConnection(address, local_port or 80, timeout=timeout)
@@ -92,7 +97,10 @@ class Outbound:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return None
-        connection = self.connection(parts.scheme, parts.hostname, parts.port, timeout)
+        try:
+            connection = self.connection(parts.scheme, parts.hostname, parts.port, timeout)
+        except OSError:
+            return None
         try:
             connection.request("POST", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), body=body,
                                headers=headers)

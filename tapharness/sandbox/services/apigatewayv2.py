@@ -78,7 +78,7 @@ def create_deployment(self: ApiGatewayV2Response) -> Any:
     if stage is not None:
         stage.config["deploymentId"] = deployment["deploymentId"]
         stage.updated = datetime.now()
-    return 201, {}, json.dumps(deployment)
+    return json.dumps(deployment), {"status": 201}
 
 
 def _deployment(self: ApiGatewayV2Response) -> tuple[Api, dict[str, Any]]:
@@ -92,13 +92,13 @@ def _deployment(self: ApiGatewayV2Response) -> tuple[Api, dict[str, Any]]:
 
 @patch(ApiGatewayV2Response, "get_deployment")
 def get_deployment(self: ApiGatewayV2Response) -> Any:
-    return 200, {}, json.dumps(_deployment(self)[1])
+    return json.dumps(_deployment(self)[1]), {"status": 200}
 
 
 @patch(ApiGatewayV2Response, "get_deployments")
 def get_deployments(self: ApiGatewayV2Response) -> Any:
     api = self.apigatewayv2_backend.get_api(_segments(self)[1])
-    return 200, {}, json.dumps({"items": list(_deployments(api).values())})
+    return json.dumps({"items": list(_deployments(api).values())}), {"status": 200}
 
 
 @patch(ApiGatewayV2Response, "update_deployment")
@@ -107,7 +107,7 @@ def update_deployment(self: ApiGatewayV2Response) -> Any:
     description = json.loads(self.body or "{}").get("description")
     if description is not None:
         deployment["description"] = description
-    return 200, {}, json.dumps(deployment)
+    return json.dumps(deployment), {"status": 200}
 
 
 @patch(ApiGatewayV2Response, "delete_deployment")
@@ -117,7 +117,7 @@ def delete_deployment(self: ApiGatewayV2Response) -> Any:
     if in_use:  # AWS keeps a stage's active deployment
         raise BadRequestException(f"Active stages pointing to this deployment must be moved or deleted: {in_use}")
     del _deployments(api)[deployment["deploymentId"]]
-    return 204, {}, ""
+    return "", {"status": 204}
 
 
 patch.url(apigatewayv2_urls, "{0}/v2/apis/(?P<api_id>[^/]+)/deployments$", ApiGatewayV2Response.dispatch)
@@ -154,7 +154,7 @@ def update_stage(self: ApiGatewayV2Response) -> Any:
     if "deploymentId" in params:
         stage.config["deploymentId"] = params["deploymentId"]
     stage.updated = datetime.now()
-    return 200, {}, json.dumps(stage.to_json())
+    return json.dumps(stage.to_json()), {"status": 200}
 
 
 # --- Route responses -------------------------------------------------------------------------
@@ -163,7 +163,7 @@ def update_stage(self: ApiGatewayV2Response) -> Any:
 def get_route_responses(self: ApiGatewayV2Response) -> Any:
     segments = _segments(self)
     route = self.apigatewayv2_backend.get_route(segments[1], segments[3])
-    return 200, {}, json.dumps({"items": [r.to_json() for r in route.route_responses.values()]})
+    return json.dumps({"items": [r.to_json() for r in route.route_responses.values()]}), {"status": 200}
 
 
 @patch(ApiGatewayV2Response, "update_route_response")
@@ -176,4 +176,4 @@ def update_route_response(self: ApiGatewayV2Response) -> Any:
                              ("modelSelectionExpression", "model_selection_expression")):
         if field in params:
             setattr(route_response, attribute, params[field])
-    return 200, {}, json.dumps(route_response.to_json())
+    return json.dumps(route_response.to_json()), {"status": 200}

@@ -66,20 +66,24 @@ def start_query_execution(self: AthenaResponse) -> Any:
     known = athena.ENGINE.known_token(token)
     if known is not None:
         return json.dumps({"QueryExecutionId": known})
-    answer = _START_QUERY(self)
-    if not isinstance(answer, str):
-        return answer
     query = self._get_param("QueryString") or ""
-    if _MOTO_RUNS.match(query):
-        return answer
-    execution_id = json.loads(answer)["QueryExecutionId"]
     workgroup = self.athena_backend.work_groups.get(self._get_param("WorkGroup") or "primary")
     configuration = workgroup.configuration if workgroup else {}
-    cutoff = configuration.get("BytesScannedCutoffPerQuery")
     # The request's result location, unless the workgroup enforces its own (Athena, "Specifying a query result location").
     given = (self._get_param("ResultConfiguration") or {}).get("OutputLocation")
     default = (configuration.get("ResultConfiguration") or {}).get("OutputLocation")
     output = default if configuration.get("EnforceWorkGroupConfiguration") and default else (given or default)
+    if output is None and not _MOTO_RUNS.match(query):  # refused by StartQueryExecution itself, as Athena does
+        return json.dumps({"__type": "InvalidRequestException", "Message": (
+            "No output location provided. An output location is required either through the Workgroup result "
+            "configuration setting or as an API input.")}), {"status": 400}
+    answer = _START_QUERY(self)
+    if not isinstance(answer, str):
+        return answer
+    if _MOTO_RUNS.match(query):
+        return answer
+    execution_id = json.loads(answer)["QueryExecutionId"]
+    cutoff = configuration.get("BytesScannedCutoffPerQuery")
     athena.ENGINE.start(execution_id, token, query,
                         (self._get_param("QueryExecutionContext") or {}).get("Database"), self.current_account,
                         self.region, int(cutoff) if cutoff else None, _caller_allows(self), output)
@@ -118,10 +122,21 @@ def get_query_results(self: AthenaResponse) -> Any:
     if run is None:
         return _GET_RESULTS(self)
     if run.state != "SUCCEEDED":
-        return 400, {}, json.dumps({"__type": "InvalidRequestException",
-                                    "Message": f"Query has not yet finished. Current state: {run.state}"})
-    limit = min(int(self._get_param("MaxResults") or 1000), 1000)
-    start = int(self._get_param("NextToken") or 0)
+        message = (f"Query did not finish successfully. Final query state: {run.state}"
+                   if run.state in ("FAILED", "CANCELLED") else f"Query has not yet finished. Current state: {run.state}")
+        return json.dumps({"__type": "InvalidRequestException", "Message": message}), {"status": 400}
+    invalid = {"__type": "InvalidRequestException"}
+    limit = int(self._get_param("MaxResults") or 1000)
+    if not 1 <= limit <= 1000:
+        return json.dumps({**invalid, "Message": f"MaxResults must be between 1 and 1000, not {limit}"}), {"status": 400}
+    token = str(self._get_param("NextToken") or "0")
+    if not token.isdigit():
+        return json.dumps({**invalid, "Message": "The NextToken provided is not valid"}), {"status": 400}
+    start = int(token)
+    bucket, key = athena._s3_location(run.output_location or "s3://-/")
+    if not _caller_allows(self)("s3:GetObject", f"arn:aws:s3:::{bucket}/{key}"):  # Athena reads the result as the caller
+        return json.dumps({"__type": "AccessDeniedException",
+                                    "Message": f"Access denied when reading the query result at {run.output_location}"}), {"status": 400}
     table = [[name for name, _ in run.columns], *run.rows] if run.columns else []
     page = table[start:start + limit]
     answer: dict[str, Any] = {
@@ -136,7 +151,7 @@ def get_query_results(self: AthenaResponse) -> Any:
     }
     if start + limit < len(table):
         answer["NextToken"] = str(start + limit)
-    return 200, {}, json.dumps(answer)
+    return json.dumps(answer), {"status": 200}
 
 
 @patch(AthenaResponse, "list_tags_for_resource")

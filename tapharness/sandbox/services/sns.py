@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -107,14 +108,60 @@ def _confirmation(subscription: Subscription, token: str) -> snshttp.Delivery:
 
 
 def _signed(subscription: Subscription, fields: dict[str, Any], signed_fields: tuple[str, ...]) -> dict[str, Any]:
-    """``fields`` with a timestamp and a signature over ``signed_fields`` by the key whose certificate
-    moto serves at ``SigningCertURL`` (SignatureVersion 2, SHA256)."""
-    template = subscription.get_post_data("", fields["MessageId"], None)
-    fields = {**fields, "Timestamp": template["Timestamp"]}
+    """``fields`` with a timestamp and a signature over ``signed_fields`` present (in AWS's order:
+    "Verifying the signatures of Amazon SNS messages") by the subscription's key, whose certificate
+    moto serves at ``SigningCertURL`` (SignatureVersion 2, SHA256; one certificate per subscription)."""
+    certificate_url = subscription.__dict__.get("_sandbox_signing_cert_url")
+    if certificate_url is None:  # moto makes and keeps a certificate per call: once per subscription here
+        certificate_url = subscription.get_post_data("", fields["MessageId"], None)["SigningCertURL"]
+        subscription.__dict__["_sandbox_signing_cert_url"] = certificate_url
+    fields = {**fields, "Timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"}
     text = "".join(f"{name}\n{fields[name]}\n" for name in signed_fields if name in fields)
     signature = subscription.private_key().sign(text.encode(), padding.PKCS1v15(), hashes.SHA256())
     return {**fields, "SignatureVersion": "2", "Signature": base64.b64encode(signature).decode(),
-            "SigningCertURL": template["SigningCertURL"]}
+            "SigningCertURL": certificate_url}
+
+
+_SUBSCRIBE_RESPONSE = SNSResponse.subscribe
+_LIST_SUBSCRIPTIONS = SNSResponse.list_subscriptions
+_LIST_SUBSCRIPTIONS_BY_TOPIC = SNSResponse.list_subscriptions_by_topic
+
+
+def _pending(subscription: Any) -> bool:
+    return getattr(subscription, "attributes", {}).get("PendingConfirmation") == "true"
+
+
+@patch(SNSResponse, "subscribe")
+def subscribe_response(self: SNSResponse) -> ActionResult:
+    """Subscribe answers "pending confirmation" for a subscription that awaits its endpoint's
+    confirmation, unless ReturnSubscriptionArn is true (SNS API Reference, Subscribe)."""
+    answer = _SUBSCRIBE_RESPONSE(self)
+    arn = answer.result["SubscriptionArn"]  # type: ignore[index]
+    subscription = self.backend.subscriptions.get(arn)
+    if subscription is not None and _pending(subscription) and str(
+            self._get_param("ReturnSubscriptionArn")).lower() != "true":
+        return ActionResult({"SubscriptionArn": "pending confirmation"})
+    return answer
+
+
+def _listed(answer: ActionResult) -> ActionResult:
+    """A pending subscription is listed with SubscriptionArn "PendingConfirmation", as SNS lists it."""
+    result = dict(answer.result)  # type: ignore[call-overload]
+    result["Subscriptions"] = [
+        {"SubscriptionArn": "PendingConfirmation" if _pending(s) else s.arn, "Owner": s.owner,
+         "Protocol": s.protocol, "Endpoint": s.endpoint, "TopicArn": s.topic_arn}
+        for s in result["Subscriptions"]]
+    return ActionResult(result)
+
+
+@patch(SNSResponse, "list_subscriptions")
+def list_subscriptions(self: SNSResponse) -> ActionResult:
+    return _listed(_LIST_SUBSCRIPTIONS(self))
+
+
+@patch(SNSResponse, "list_subscriptions_by_topic")
+def list_subscriptions_by_topic(self: SNSResponse) -> ActionResult:
+    return _listed(_LIST_SUBSCRIPTIONS_BY_TOPIC(self))
 
 
 @patch(SNSResponse, "confirm_subscription")
@@ -152,9 +199,15 @@ def _http_publish(self: Subscription, message: str, message_id: str, subject: st
         headers["x-amz-sns-rawdelivery"] = "true"
         body = message.encode()
     else:
-        post = self.get_post_data(message, message_id, subject, message_attributes=message_attributes)
+        fields: dict[str, Any] = {"Type": "Notification", "MessageId": message_id, "TopicArn": topic.arn,
+                                  "Message": message}
+        if subject:
+            fields["Subject"] = subject
+        post = _signed(self, fields, ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"))
         post["UnsubscribeURL"] = (f"https://sns.{region}.amazonaws.com/?Action=Unsubscribe"
                                   f"&SubscriptionArn={quote(self.arn)}")
+        if message_attributes:
+            post["MessageAttributes"] = message_attributes
         body = json.dumps(post).encode()
     snshttp.DELIVERIES.submit(snshttp.Delivery(self.endpoint, headers, body, topic.arn, self.account_id, region,
                                                snshttp.retry_delays(policy["retry"])))

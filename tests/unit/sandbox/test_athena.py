@@ -12,6 +12,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from botocore.exceptions import ClientError
 
 from .helpers import unique
 
@@ -234,9 +235,30 @@ def test_results_come_a_page_at_a_time(aws: Any, lake: dict[str, Any]) -> None:
     assert "NextToken" not in last
 
 
-def test_a_select_without_a_result_location_fails_as_on_athena(aws: Any, lake: dict[str, Any]) -> None:
+def test_a_query_without_a_result_location_is_refused_by_start_query_execution(aws: Any, lake: dict[str, Any]) -> None:
     bare = unique("bare")
     aws("athena").create_work_group(Name=bare, Configuration={})
-    execution = run(aws, {**lake, "workgroup": bare}, f"SELECT 1 AS one FROM {lake['database']}.raw")
-    assert execution["Status"]["State"] == "FAILED"
-    assert "No output location provided" in execution["Status"]["StateChangeReason"]
+    with pytest.raises(ClientError) as refused:
+        aws("athena").start_query_execution(QueryString=f"SELECT 1 AS one FROM {lake['database']}.raw", WorkGroup=bare)
+    assert refused.value.response["Error"]["Code"] == "InvalidRequestException"
+    assert "No output location provided" in refused.value.response["Error"]["Message"]
+
+
+def test_an_or_of_partitions_reads_both_and_returns_every_row(aws: Any, lake: dict[str, Any]) -> None:
+    execution = run(aws, lake, f"SELECT event_id FROM {lake['database']}.raw WHERE day = '01' OR day = '02' "
+                               "ORDER BY event_id, received_at")
+    assert values(results(aws, execution["QueryExecutionId"]))[1:] == [["e1"], ["e1"], ["e2"], ["e3"]]
+
+
+def test_from_inside_a_function_or_a_literal_is_not_a_table(aws: Any, lake: dict[str, Any]) -> None:
+    execution = run(aws, lake, f"SELECT 'taken from here' AS note, substring(event_id FROM 2) AS n "
+                               f"FROM {lake['database']}.raw WHERE day = '02'")
+    assert execution["Status"]["State"] == "SUCCEEDED", execution["Status"].get("StateChangeReason")
+    assert values(results(aws, execution["QueryExecutionId"]))[1:] == [["taken from here", "3"]]
+
+
+def test_more_than_a_thousand_results_a_page_is_an_invalid_request(aws: Any, lake: dict[str, Any]) -> None:
+    execution = run(aws, lake, f"SELECT event_id FROM {lake['database']}.raw")
+    with pytest.raises(ClientError) as refused:
+        results(aws, execution["QueryExecutionId"], MaxResults=1001)
+    assert refused.value.response["Error"]["Code"] == "InvalidRequestException"

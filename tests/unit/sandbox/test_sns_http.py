@@ -3,14 +3,22 @@ body, headers and message attributes, filter policies, raw delivery and the deli
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from moto import mock_aws
+from moto.sns.models import sns_backends
 
+from tapharness.sandbox.services import sns as sns_shims
 from tapharness.sandbox.snshttp import delivery_policy, retry_delays
+from tapharness.sandbox.web import Outbound
 
 from .helpers import unique
 
@@ -167,3 +175,40 @@ def test_publish_answers_at_once_whatever_the_endpoint(aws: Callable[[str], Any]
     started = time.monotonic()
     assert sns.publish(TopicArn=topic, Message="into the void")["MessageId"]
     assert time.monotonic() - started < 5
+
+
+def test_a_pending_subscription_is_pending_confirmation_until_its_endpoint_confirms(
+        aws: Callable[[str], Any], sandbox: Any) -> None:
+    sns = aws("sns")
+    name = unique("slow").lower().replace("_", "-")
+    url = sandbox.control("POST", f"partners/{name}", {"confirms": False})["url"]
+    topic = sns.create_topic(Name=unique("pending"))["TopicArn"]
+    assert sns.subscribe(TopicArn=topic, Protocol="https", Endpoint=f"{url}/sns")["SubscriptionArn"] == \
+        "pending confirmation"
+    (listed,) = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+    assert listed["SubscriptionArn"] == "PendingConfirmation"
+
+
+def test_a_notification_is_signed_over_its_subject_too() -> None:
+    with mock_aws():
+        sns = sns_backends["123456789012"]["us-east-1"]
+        topic = sns.create_topic("signed")
+        subscription = sns.subscribe(topic.arn, "https://receiver.partner.sandbox.test/sns", "https")
+        body = sns_shims._signed(subscription, {"Type": "Notification", "MessageId": "m-1", "TopicArn": topic.arn,
+                                                "Message": "signed", "Subject": "Order 8"},
+                                 ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"))
+        text = "".join(f"{name}\n{body[name]}\n" for name in ("Message", "MessageId", "Subject", "Timestamp",
+                                                               "TopicArn", "Type"))
+        subscription.private_key().public_key().verify(base64.b64decode(body["Signature"]), text.encode(),
+                                                       padding.PKCS1v15(), hashes.SHA256())
+        without_subject = text.replace("Subject\nOrder 8\n", "")
+        with pytest.raises(InvalidSignature):
+            subscription.private_key().public_key().verify(base64.b64decode(body["Signature"]),
+                                                           without_subject.encode(), padding.PKCS1v15(), hashes.SHA256())
+
+
+def test_the_sandbox_never_posts_to_a_name_it_does_not_serve() -> None:
+    outbound = Outbound(hosts=dict)
+    with pytest.raises(ConnectionRefusedError):
+        outbound.connection("https", "hooks.example.com", 443, 1.0)
+    assert outbound.post("https://hooks.example.com/sns", {}, b"{}", 1.0) is None
