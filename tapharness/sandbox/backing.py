@@ -146,14 +146,19 @@ class BackingServices:
         self.db_credentials: dict[str, str] = {}
 
     def start(self) -> None:
-        self.redis = services.start_redis(tls=True)
-        self.redis_password = self.redis.password
-        self.redis_cluster = services.start_redis(password=self.redis_password, tls=True, cluster=True)
-        self.postgres = services.start_postgres(ssl_enabled=True)
-        self.postgres_admin_password = self.postgres.password
-        self.db_credentials = {"user": self.postgres.user, "password": self.postgres.password,
-                               "database": self.postgres.database}
-        self.reissue_redis_certificate([])
+        """Start the servers; one that fails to start stops those already started (no orphans)."""
+        try:
+            self.redis = services.start_redis(tls=True)
+            self.redis_password = self.redis.password
+            self.redis_cluster = services.start_redis(password=self.redis_password, tls=True, cluster=True)
+            self.postgres = services.start_postgres(ssl_enabled=True)
+            self.postgres_admin_password = self.postgres.password
+            self.db_credentials = {"user": self.postgres.user, "password": self.postgres.password,
+                                   "database": self.postgres.database}
+            self.reissue_redis_certificate([])
+        except BaseException:
+            self.stop()
+            raise
 
     def start_gremlin(self) -> services.GremlinServer:
         """The Gremlin Server behind the stack's Neptune clusters, started the first time one is seen."""

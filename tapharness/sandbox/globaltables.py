@@ -210,9 +210,19 @@ class Replicator:
             latency.setdefault((change.source, change.table, change.target), []).append(
                 (time.time() - change.written) * 1000)
             self.replicated += 1
+        self._prune()
         for (source, table, target), values in latency.items():  # stamped on the sandbox's clock, as every metric
             metrics.put(self.account_id, source, "AWS/DynamoDB", {"TableName": table, "ReceivingRegion": target},
                         {"ReplicationLatency": (sum(values) / len(values), "Milliseconds")})
+
+    def _prune(self) -> None:
+        """Forget the times of writes older than every change still queued or held: a change compares
+        only against a time at least as old as itself, and a forgotten older time loses to it anyway."""
+        with self._wake:
+            if len(self._stamps) < 10_000:
+                return
+            oldest = min((c.written for c in (*self._queue, *self._held)), default=time.time())
+            self._stamps = {key: held for key, held in self._stamps.items() if held[0] >= oldest}
 
     @staticmethod
     def _write(table: Table, new: dict[str, Any] | None, key: tuple[Any, Any] | None) -> None:

@@ -28,11 +28,14 @@ import socket
 import ssl
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from socketserver import BaseRequestHandler, ThreadingTCPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+from tapharness.sandbox import network
 
 if TYPE_CHECKING:
     from tapharness.sandbox.iam.sessions import ServiceGuard
@@ -85,15 +88,20 @@ class NeptuneGate(ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, upstream_port: int, guard: ServiceGuard | None, issue: Any) -> None:
-        """``issue(names) -> (certificate file, key file)``: the sandbox CA's."""
+    def __init__(self, upstream_port: int, guard: ServiceGuard | None, issue: Any,
+                 read_clusters: Callable[[], dict[str, GraphCluster]]) -> None:
+        """``issue(names) -> (certificate file, key file)``: the sandbox CA's; ``read_clusters()``: the
+        Neptune clusters as the RDS API describes them now (``neptune_clusters``)."""
         super().__init__(("127.0.0.1", 0), _Handler)
         self.upstream_port = upstream_port
         self.guard = guard
         self.issue = issue
+        self.read_clusters = read_clusters
         self.clusters: dict[str, GraphCluster] = {}
         self.tls: ssl.SSLContext | None = None
         self.refused = 0
+        self._generation: int | None = None
+        self._reading = threading.Lock()
         threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2}, name="neptune-gate",
                          daemon=True).start()
 
@@ -101,22 +109,28 @@ class NeptuneGate(ThreadingTCPServer):
     def port(self) -> int:
         return int(self.server_address[1])
 
-    def update(self, clusters: dict[str, GraphCluster]) -> None:
-        """The clusters the gate serves now, with a certificate for all their names."""
-        if not clusters:
-            return
-        if set(clusters) != set(self.clusters) or self.tls is None:
-            cert, key = self.issue(sorted(clusters))
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(cert, key)
-            self.tls = context
-        self.clusters = dict(clusters)
+    def refresh(self) -> None:
+        """The clusters as they are now, read again after any change the sandbox served to RDS or the
+        network (a later apply turning IAM authentication on, a cluster added or deleted), with a
+        certificate for all their names."""
+        with self._reading:
+            if self._generation == network.generation() and self.tls is not None:
+                return
+            self._generation = network.generation()
+            clusters = self.read_clusters()
+            if clusters and (set(clusters) != set(self.clusters) or self.tls is None):
+                cert, key = self.issue(sorted(clusters))
+                context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                context.load_cert_chain(cert, key)
+                self.tls = context
+            self.clusters = clusters
 
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
 
     def serve(self, raw: socket.socket) -> None:
+        self.refresh()
         if self.tls is None:
             return
         raw.settimeout(30)

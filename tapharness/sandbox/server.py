@@ -638,14 +638,17 @@ class Sandbox:
         """The stack's Neptune clusters served: the Gremlin Server and the gate started the first time
         one is seen, and the gate told every cluster's names (``neptune``)."""
         assert self.backing is not None
-        clusters = neptune.neptune_clusters(self.clients.client("rds"), DEFAULT_ACCOUNT_ID)
-        if not clusters:
-            return self._neptune_info()
+
+        def read_clusters() -> dict[str, neptune.GraphCluster]:
+            return neptune.neptune_clusters(self.clients.client("rds"), DEFAULT_ACCOUNT_ID)
+
         if self.neptune_gate is None:
+            if not read_clusters():
+                return self._neptune_info()
             gremlin = self.backing.start_gremlin()
-            self.neptune_gate = neptune.NeptuneGate(gremlin.port, self.guard, self.backing.ca.issue)
+            self.neptune_gate = neptune.NeptuneGate(gremlin.port, self.guard, self.backing.ca.issue, read_clusters)
             self.endpoints.serve_neptune(self.neptune_gate.port)
-        self.neptune_gate.update(clusters)
+        self.neptune_gate.refresh()
         return self._neptune_info()
 
     def _neptune_info(self) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from moto.core.responses import ActionResult
-from moto.rds.models import DBCluster, RDSBackend
+from moto.rds.models import DBCluster, DBInstance, RDSBackend
 from moto.rds.responses import RDSResponse
 
 from tapharness.sandbox.patches import patch
@@ -111,8 +111,17 @@ def _cluster_reader_endpoint(self: DBCluster) -> str:
     return _neptune_name(name) if self.engine == "neptune" else name
 
 
+_INSTANCE_ADDRESS = DBInstance.address
+
+
+def _instance_address(self: DBInstance) -> str:
+    name = _INSTANCE_ADDRESS.fget(self)
+    return _neptune_name(name) if self.engine == "neptune" else name
+
+
 patch.replace(DBCluster, "endpoint", property(_cluster_endpoint))
 patch.replace(DBCluster, "reader_endpoint", property(_cluster_reader_endpoint))
+patch.replace(DBInstance, "address", property(_instance_address))
 
 
 @patch(RDSResponse, "describe_db_engine_versions")

@@ -98,6 +98,9 @@ def _image_bytes(self: RekognitionResponse, image: dict[str, Any]) -> bytes:
         raise unreadable from None
     if found is None:
         raise unreadable
+    bucket_region = getattr(s3_backends[self.current_account]["global"].get_bucket(bucket), "region_name", self.region)
+    if bucket_region != self.region:  # "The region for the S3 bucket ... must match the region you use for Rekognition"
+        raise unreadable
     if found.size > MAX_S3_BYTES:
         raise _refuse("ImageTooLargeException", "Image size is too large.")
     return bytes(found.value)

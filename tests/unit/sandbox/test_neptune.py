@@ -148,3 +148,42 @@ def test_a_caller_no_policy_allows_to_connect_is_refused(aws: Callable[[str], An
     stranger = credentials(aws, [{"Effect": "Allow", "Action": "neptune-db:ReadDataViaQuery", "Resource": "*"}])
     assert handshake_status(graph, signed_headers(graph, stranger)) == 403
     assert handshake_status(graph, signed_headers(graph, connector(aws, graph))) == 101
+
+
+def test_authentication_turned_on_by_a_later_change_is_enforced_at_once(aws: Callable[[str], Any], sandbox: Any,
+                                                                        graph: Graph) -> None:
+    cluster = aws("neptune").create_db_cluster(DBClusterIdentifier=unique("open")[:40], Engine="neptune")["DBCluster"]
+    gate = sandbox.control("GET", "services")["neptune"]["gate_port"]
+    original = socket.getaddrinfo
+    _bootstrap.install_host_map({cluster["Endpoint"]: f"127.0.0.1:{gate}"})
+    try:
+        opened = Graph(cluster["Endpoint"], cluster["DbClusterResourceId"], graph.ca_bundle)
+        assert handshake_status(opened, {}) == 101  # no IAM authentication: anyone connects
+        aws("neptune").modify_db_cluster(DBClusterIdentifier=cluster["DBClusterIdentifier"],
+                                         EnableIAMDatabaseAuthentication=True, ApplyImmediately=True)
+        assert handshake_status(opened, {}) == 403
+    finally:
+        socket.getaddrinfo = original
+
+
+def test_a_property_added_twice_keeps_both_values_as_neptunes_set_cardinality_does(
+        aws: Callable[[str], Any], graph: Graph) -> None:
+    remote = DriverRemoteConnection(
+        f"wss://{graph.endpoint}:8182/gremlin", "g", headers=signed_headers(graph, connector(aws, graph)),
+        transport_factory=lambda: AiohttpTransport(ssl_options=ssl.create_default_context(cafile=graph.ca_bundle)))
+    try:
+        g = traversal().with_remote(remote)
+        g.add_v("player").property("player_id", "p-set").property("badge", "gold").iterate()
+        g.V().has("player", "player_id", "p-set").property("badge", "silver").iterate()
+        assert sorted(g.V().has("player", "player_id", "p-set").values("badge").to_list()) == ["gold", "silver"]
+    finally:
+        remote.close()
+
+
+def test_a_neptune_instances_endpoint_is_a_neptune_name(aws: Callable[[str], Any]) -> None:
+    cluster = unique("graph")[:40]
+    aws("neptune").create_db_cluster(DBClusterIdentifier=cluster, Engine="neptune")
+    instance = aws("neptune").create_db_instance(DBInstanceIdentifier=unique("node")[:40], DBInstanceClass="db.r6g.large",
+                                                Engine="neptune", DBClusterIdentifier=cluster)["DBInstance"]
+    described = aws("neptune").describe_db_instances(DBInstanceIdentifier=instance["DBInstanceIdentifier"])
+    assert described["DBInstances"][0]["Endpoint"]["Address"].endswith(".us-east-1.neptune.amazonaws.com")

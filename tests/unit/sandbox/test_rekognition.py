@@ -130,3 +130,10 @@ def test_reading_an_sse_kms_object_needs_decrypt_on_its_key_too(
     with_key = role_client(aws, sandbox, [DETECT, read, {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": key_arn}])
     answer = with_key.detect_labels(Image={"S3Object": {"Bucket": bucket, "Name": key}})
     assert [label["Name"] for label in answer["Labels"]] == ["Green"]
+
+
+def test_an_object_in_a_bucket_of_another_region_is_an_invalid_s3_object(aws: Callable[[str], Any]) -> None:
+    elsewhere = unique("photos-west").lower().replace("_", "-")
+    aws("s3").create_bucket(Bucket=elsewhere, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    aws("s3").put_object(Bucket=elsewhere, Key="photo.png", Body=picture((140, 70, 20)))
+    assert refusal(lambda: labels_of(aws, elsewhere, "photo.png")) == "InvalidS3ObjectException"
