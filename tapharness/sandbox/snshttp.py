@@ -70,21 +70,43 @@ def retry_delays(policy: dict[str, Any]) -> list[float]:
 
 
 def delivery_policy(subscription_policy: str | None, topic_policy: str | None) -> dict[str, Any]:
-    """The effective HTTP/S delivery policy: the subscription's, else the topic's ``http`` defaults."""
-    for raw, path in ((subscription_policy, ("healthyRetryPolicy",)), (topic_policy, ("http", "defaultHealthyRetryPolicy"))):
-        try:
-            document = json.loads(raw) if raw else None
-        except ValueError:
-            document = None
-        if not isinstance(document, dict):
-            continue
-        retry = document
-        for key in path:
-            retry = retry.get(key) if isinstance(retry, dict) else None
-        request = document.get("requestPolicy") or (document.get("http") or {}).get("defaultRequestPolicy") or {}
-        if isinstance(retry, dict) or request:
-            return {"retry": retry if isinstance(retry, dict) else {}, "request": request}
-    return {"retry": {}, "request": {}}
+    """The effective HTTP/S delivery policy, part by part: the subscription's retry and request
+    policies where it sets them (unless the topic's ``disableSubscriptionOverrides``), else the
+    topic's ``http`` defaults, else AWS's."""
+    subscription, topic = _document(subscription_policy), _document(topic_policy).get("http") or {}
+    overridable = not topic.get("disableSubscriptionOverrides")
+    retry = (subscription.get("healthyRetryPolicy") if overridable else None) or topic.get("defaultHealthyRetryPolicy")
+    request = (subscription.get("requestPolicy") if overridable else None) or topic.get("defaultRequestPolicy")
+    return {"retry": retry if isinstance(retry, dict) else {}, "request": request if isinstance(request, dict) else {}}
+
+
+def _document(raw: str | None) -> dict[str, Any]:
+    try:
+        document = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def policy_problem(retry: dict[str, Any]) -> str | None:
+    """Why SNS would refuse a ``healthyRetryPolicy`` ("Creating an HTTP/S delivery policy": delays
+    of 1 to 3,600 s, minimum not above maximum, at most 100 retries, phases within the total, and the
+    whole policy's retry time 3,600 s at most); None when it is valid."""
+    merged = {**DEFAULT_POLICY, **{k: v for k, v in retry.items() if v is not None}}
+    try:
+        low, high, total = int(merged["minDelayTarget"]), int(merged["maxDelayTarget"]), int(merged["numRetries"])
+        phases = [int(merged[k]) for k in ("numNoDelayRetries", "numMinDelayRetries", "numMaxDelayRetries")]
+    except (TypeError, ValueError):
+        return "delay targets and retry counts must be whole numbers"
+    if not 1 <= low <= high <= 3600:
+        return "minDelayTarget and maxDelayTarget must be between 1 and 3600, the minimum not above the maximum"
+    if not 0 <= total <= 100 or any(n < 0 for n in phases) or sum(phases) > total:
+        return "numRetries must be between 0 and 100 and hold the immediate, minimum and maximum delay phases"
+    if str(merged["backoffFunction"]) not in ("linear", "arithmetic", "geometric", "exponential"):
+        return f"backoffFunction {merged['backoffFunction']!r} is not linear, arithmetic, geometric or exponential"
+    if sum(retry_delays(retry)) > 3600:
+        return "the policy's total retry time must not exceed 3600 seconds"
+    return None
 
 
 @dataclass(order=True)

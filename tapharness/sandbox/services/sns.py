@@ -73,6 +73,22 @@ def _subscription_publish(self: Subscription, message: str, message_id: str, *ar
 # --- HTTP/S subscriptions (``tapharness.sandbox.snshttp``) -------------------------------
 
 _SUBSCRIBE = SNSBackend.subscribe
+_SET_SUBSCRIPTION_ATTRIBUTES = SNSBackend.set_subscription_attributes
+
+
+@patch(SNSBackend, "set_subscription_attributes")
+def set_subscription_attributes(self: SNSBackend, arn: str, name: str, value: Any) -> None:
+    """A DeliveryPolicy SNS would refuse is refused (moto took any)."""
+    if name == "DeliveryPolicy" and value:
+        try:
+            document = json.loads(value)
+        except ValueError:
+            raise SNSInvalidParameter("Invalid parameter: Attributes Reason: DeliveryPolicy: not JSON") from None
+        retry = document.get("healthyRetryPolicy") if isinstance(document, dict) else None
+        problem = snshttp.policy_problem(retry) if isinstance(retry, dict) else None
+        if problem:
+            raise SNSInvalidParameter(f"Invalid parameter: Attributes Reason: DeliveryPolicy: {problem}")
+    _SET_SUBSCRIPTION_ATTRIBUTES(self, arn, name, value)
 
 
 @patch(SNSBackend, "subscribe")

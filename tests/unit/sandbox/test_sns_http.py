@@ -212,3 +212,23 @@ def test_the_sandbox_never_posts_to_a_name_it_does_not_serve() -> None:
     with pytest.raises(ConnectionRefusedError):
         outbound.connection("https", "hooks.example.com", 443, 1.0)
     assert outbound.post("https://hooks.example.com/sns", {}, b"{}", 1.0) is None
+
+
+@pytest.mark.parametrize("retry", [{"minDelayTarget": 30, "maxDelayTarget": 10},
+                                   {"numRetries": 101},
+                                   {"numRetries": 50, "minDelayTarget": 100, "maxDelayTarget": 100}],
+                         ids=["minimum above maximum", "over 100 retries", "over an hour of retries"])
+def test_a_delivery_policy_sns_would_refuse_is_refused(aws: Callable[[str], Any], retry: dict[str, int]) -> None:
+    sns = aws("sns")
+    topic = sns.create_topic(Name=unique("policy"))["TopicArn"]
+    with pytest.raises(sns.exceptions.InvalidParameterException):
+        sns.subscribe(TopicArn=topic, Protocol="https", Endpoint="https://nobody.partner.sandbox.test/sns",
+                      Attributes={"DeliveryPolicy": json.dumps({"healthyRetryPolicy": retry})})
+
+
+def test_a_topic_that_disables_overrides_keeps_its_own_retries() -> None:
+    topic = json.dumps({"http": {"defaultHealthyRetryPolicy": {"numRetries": 2}, "disableSubscriptionOverrides": True}})
+    subscription = json.dumps({"healthyRetryPolicy": {"numRetries": 9}})
+    assert delivery_policy(subscription, topic)["retry"] == {"numRetries": 2}
+    assert delivery_policy(json.dumps({"requestPolicy": {"headerContentType": "application/json"}}), json.dumps(
+        {"http": {"defaultHealthyRetryPolicy": {"numRetries": 4}}}))["retry"] == {"numRetries": 4}
