@@ -516,8 +516,11 @@ def test_denied_json_call_parses_as_the_service_s_own_error(aws, sandbox, role):
 
 def test_a_query_execution_is_authorised_against_the_workgroup_it_ran_in(aws, sandbox, role):
     mine, other = unique("analytics"), unique("reporting")
-    for workgroup in (mine, other):
-        aws("athena").create_work_group(Name=workgroup, Configuration={})
+    results = unique("results").lower()
+    aws("s3").create_bucket(Bucket=results)
+    for workgroup in (mine, other):  # Athena refuses a query with nowhere to write its result
+        aws("athena").create_work_group(Name=workgroup, Configuration={
+            "ResultConfiguration": {"OutputLocation": f"s3://{results}/{workgroup}/"}})
     queries = {wg: aws("athena").start_query_execution(QueryString="SELECT 1", WorkGroup=wg)["QueryExecutionId"]
                for wg in (mine, other)}
     role_arn = role({"Effect": "Allow", "Action": "athena:GetQueryExecution",
