@@ -151,7 +151,15 @@ def _pending(subscription: Any) -> bool:
 def subscribe_response(self: SNSResponse) -> ActionResult:
     """Subscribe answers "pending confirmation" for a subscription that awaits its endpoint's
     confirmation, unless ReturnSubscriptionArn is true (SNS API Reference, Subscribe)."""
-    answer = _SUBSCRIBE_RESPONSE(self)
+    topic, endpoint, protocol = self._get_param("TopicArn"), self._get_param("Endpoint"), self._get_param("Protocol")
+    existed = topic in self.backend.topics and self.backend._find_subscription(topic, endpoint, protocol) is not None
+    try:
+        answer = _SUBSCRIBE_RESPONSE(self)
+    except SNSInvalidParameter:  # an attribute SNS refuses: the subscription is not made (moto kept it)
+        made = None if existed else self.backend._find_subscription(topic, endpoint, protocol)
+        if made is not None:
+            del self.backend.subscriptions[made.arn]
+        raise
     arn = answer.result["SubscriptionArn"]  # type: ignore[index]
     subscription = self.backend.subscriptions.get(arn)
     if subscription is not None and _pending(subscription) and str(

@@ -224,6 +224,7 @@ def test_a_delivery_policy_sns_would_refuse_is_refused(aws: Callable[[str], Any]
     with pytest.raises(sns.exceptions.InvalidParameterException):
         sns.subscribe(TopicArn=topic, Protocol="https", Endpoint="https://nobody.partner.sandbox.test/sns",
                       Attributes={"DeliveryPolicy": json.dumps({"healthyRetryPolicy": retry})})
+    assert sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] == []  # nothing was subscribed
 
 
 def test_a_topic_that_disables_overrides_keeps_its_own_retries() -> None:
