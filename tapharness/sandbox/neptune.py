@@ -113,17 +113,27 @@ class NeptuneGate(ThreadingTCPServer):
         """The clusters as they are now, read again after any change the sandbox served to RDS or the
         network (a later apply turning IAM authentication on, a cluster added or deleted), with a
         certificate for all their names."""
-        with self._reading:
-            if self._generation == network.generation() and self.tls is not None:
+        if self._generation == network.generation() and self.tls is not None:
+            return
+        # With a view in hand, a connection does not wait for another's read; without one, it does.
+        if not self._reading.acquire(blocking=self.tls is None):
+            return
+        try:
+            generation = network.generation()
+            try:
+                clusters = self.read_clusters()
+            except Exception:  # the RDS API failed (an injected fault, say): keep the view, try again next time
+                log.exception("neptune gate: reading the clusters failed")
                 return
-            self._generation = network.generation()
-            clusters = self.read_clusters()
+            self._generation = generation
             if clusters and (set(clusters) != set(self.clusters) or self.tls is None):
                 cert, key = self.issue(sorted(clusters))
                 context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
                 context.load_cert_chain(cert, key)
                 self.tls = context
             self.clusters = clusters
+        finally:
+            self._reading.release()
 
     def stop(self) -> None:
         self.shutdown()
@@ -168,6 +178,7 @@ class NeptuneGate(ThreadingTCPServer):
         host = headers.get("host", "").rsplit(":", 1)[0].lower()
         cluster = self.clusters.get(host)
         if cluster is None:
+            log.info("neptune gate: refused %s: no Neptune cluster answers to it", host or "a request without Host")
             return _forbidden(f"no Neptune cluster answers to {host or 'this request'}")
         if not cluster.iam_auth or self.guard is None:
             return None

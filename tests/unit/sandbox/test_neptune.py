@@ -130,11 +130,11 @@ def test_a_caller_allowed_to_connect_runs_gremlin_on_the_graph_over_tls(aws: Cal
 
 def handshake_status(graph: Graph, headers: dict[str, str]) -> int:
     """The status the gate answers a WebSocket handshake with (101 when it lets it through)."""
-    sock = socket.create_connection((graph.endpoint, 8182), timeout=10)
+    sock = socket.create_connection((graph.endpoint, 8182), timeout=30)
     context = ssl.create_default_context(cafile=graph.ca_bundle)
     try:
         with connect(f"wss://{graph.endpoint}:8182/gremlin", sock=sock, ssl=context, additional_headers=headers,
-                     open_timeout=10):
+                     open_timeout=30):
             return 101
     except InvalidStatus as refused:
         return refused.response.status_code
