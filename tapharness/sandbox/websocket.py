@@ -399,6 +399,7 @@ class WebSocketDoor:
             if name.lower() not in _HANDSHAKE_HEADERS:
                 handshake.headers[name] = value
         self._metric(target, {"ConnectCount": 1})
+        connection.last_active = time.time()  # the idle clock starts with the connection, not before $connect ran
         # Writes are bounded (a client that stops reading fails its connection, not its senders);
         # the reader waits with select, never with the socket's timeout.
         sock.settimeout(WRITE_TIMEOUT_S)

@@ -35,6 +35,9 @@ def lambda_handler(event, context):
     query = event.get("queryStringParameters") or {}
     if route == "$connect" and query.get("deny"):
         return {"statusCode": 401, "body": "not you"}
+    if route == "$connect" and query.get("slow"):
+        import time
+        time.sleep(1.5)
     if route == "$connect" and query.get("protocol"):
         return {"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": query["protocol"]}}
     if route == "slow":
@@ -368,6 +371,17 @@ def test_pings_do_not_keep_an_idle_connection_open(sandbox: Any, socket_to: Call
     finally:
         sandbox.control("POST", "websockets", {"idle_s": 600})
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+
+
+def test_the_idle_clock_starts_when_the_connection_opens_not_before_connect_ran(
+        sandbox: Any, socket_to: Callable[..., ClientConnection]) -> None:
+    sandbox.control("POST", "websockets", {"idle_s": 1.0})
+    try:
+        ws = socket_to("?slow=1")  # $connect takes 1.5 s, longer than the idle limit
+        ws.send(json.dumps({"action": "echo", "n": "right after connecting"}))
+        assert json.loads(ws.recv(timeout=30))["route"] == "echo"
+    finally:
+        sandbox.control("POST", "websockets", {"idle_s": 600})
 
 
 def test_an_idle_connection_is_closed_with_1001(sandbox: Any, socket_to: Callable[..., ClientConnection]) -> None:
