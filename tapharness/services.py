@@ -90,8 +90,23 @@ def make_certificate(directory: Path, common_name: str = "localhost") -> tuple[P
     return cert, key
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, what: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
+def _stopper(process: subprocess.Popen[bytes], workdir: Path) -> Callable[[], None]:
+    """``stop()`` of a server: end the process (killed after 10 s) and remove its directory."""
+    def stop() -> None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    return stop
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, what: str,
+                   timeout: float = READY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ServiceFailed(f"{what} exited with {process.returncode}: {_tail(log)}")
@@ -101,7 +116,7 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, what:
         except OSError:
             time.sleep(0.05)
     process.kill()
-    raise ServiceFailed(f"{what} not accepting connections on {port} after {READY_TIMEOUT_S}s: {_tail(log)}")
+    raise ServiceFailed(f"{what} not accepting connections on {port} after {timeout}s: {_tail(log)}")
 
 
 def _tail(log: Path) -> str:
@@ -174,14 +189,7 @@ def start_redis(password: str | None = None, tls: bool = False, cluster: bool = 
             args += ["--tls-cluster", "yes"]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
-    def stop() -> None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
+    stop = _stopper(process, workdir)
 
     try:
         _wait_for_port(port, process, workdir / "redis.log", "redis-server")
@@ -241,27 +249,10 @@ def start_gremlin(lib: Path, config: Path) -> GremlinServer:
                                     "org.apache.tinkerpop.gremlin.server.GremlinServer", "gremlin-server.yaml"],
                                    cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
 
-    def stop() -> None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
+    stop = _stopper(process, workdir)
 
     try:
-        deadline = time.monotonic() + 60  # the JVM and the Groovy engine take ~6 s here
-        while True:
-            if process.poll() is not None:
-                raise ServiceFailed(f"Gremlin Server exited with {process.returncode}: {_tail(log)}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise ServiceFailed(f"Gremlin Server not listening on {port} after 60 s: {_tail(log)}") from None
-                time.sleep(0.1)
+        _wait_for_port(port, process, log, "Gremlin Server", timeout=60)  # the JVM and Groovy take seconds
     except BaseException:
         stop()
         raise

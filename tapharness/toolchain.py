@@ -367,18 +367,23 @@ def _postgres_bin() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
+def _apt_install(packages: list[str]) -> None:
+    """Debian's packages the project needs and the machine lacks (root and apt-get required)."""
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        raise SystemExit(f"missing {', '.join(packages)}: install them (Debian packages) and run setup again")
+    log = CACHE / "logs" / "apt.log"
+    _run_logged(["apt-get", "update"], log, "apt-get update")
+    _run_logged(["apt-get", "install", "-y", "--no-install-recommends", *packages], log,
+                f"apt-get install {' '.join(packages)}", env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
 def setup_servers() -> None:
     """redis-server and PostgreSQL from Debian's packages, installed when missing."""
     missing = [pkg for pkg, present in (("redis-server", shutil.which("redis-server")),
                                          ("postgresql", _postgres_bin())) if not present]
     if not missing:
         return
-    if not shutil.which("apt-get") or os.geteuid() != 0:
-        raise SystemExit(f"missing {', '.join(missing)}: install them (Debian packages) and run setup again")
-    log = CACHE / "logs" / "apt.log"
-    _run_logged(["apt-get", "update"], log, "apt-get update")
-    _run_logged(["apt-get", "install", "-y", "--no-install-recommends", *missing], log,
-                f"apt-get install {' '.join(missing)}", env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    _apt_install(missing)
     # Debian starts the services it installs; the project runs its own instances on free ports.
     for service in ("redis-server", "postgresql"):
         if shutil.which("service"):
@@ -404,12 +409,7 @@ def setup_gremlin() -> None:
     missing = [pkg for pkg, present in (("openjdk-17-jre-headless", shutil.which("java")),
                                          ("maven", shutil.which("mvn"))) if not present]
     if missing:
-        if not shutil.which("apt-get") or os.geteuid() != 0:
-            raise SystemExit(f"missing {', '.join(missing)}: install them (Debian packages) and run setup again")
-        log = CACHE / "logs" / "apt.log"
-        _run_logged(["apt-get", "update"], log, "apt-get update")
-        _run_logged(["apt-get", "install", "-y", "--no-install-recommends", *missing], log,
-                    f"apt-get install {' '.join(missing)}", env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        _apt_install(missing)
     shutil.rmtree(lib.parent, ignore_errors=True)
     _run_logged(["mvn", "-B", "-q", "-f", str(GREMLIN_SOURCE / "pom.xml"), "dependency:copy-dependencies",
                  f"-DoutputDirectory={lib}", "-DincludeScope=runtime"], CACHE / "logs" / "gremlin-server.log",

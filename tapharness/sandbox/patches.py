@@ -49,6 +49,34 @@ F = TypeVar("F", bound=Callable[..., Any])
 GUARD: ServiceGuard | None = None
 
 
+def caller_allows(response: Any, service: str, label: str) -> Callable[[str, str], bool]:
+    """``allows(action, resource)``: whether the principal that signed ``response``'s request may do an
+    action through ``service`` with its own credentials (a forward access session: ``via_service``),
+    S3 actions with the KMS permissions S3 checks for an SSE-KMS object (``kms_on_behalf``); IAM off,
+    or the harness's own key: everything. Athena's CTAS and SELECT, Rekognition's image reads."""
+    from tapharness.sandbox.iam import wire
+    from tapharness.sandbox.iam.authorizer import kms_on_behalf, via_service
+    from tapharness.sandbox.iam.catalog import Need
+
+    signed = wire.signature({k.lower(): v for k, v in response.headers.items()}, "")
+    principal = GUARD.authorizer.principal_for_key(signed.access_key) if GUARD and signed else None
+    if GUARD is None or signed is None or principal is None:
+        return lambda action, resource: True
+    guard, via = GUARD, via_service(service)
+
+    def allows(action: str, resource: str) -> bool:
+        needs = [Need(action, resource, dict(via))]
+        if action.startswith("s3:"):
+            bucket, _, key = resource.split(":::", 1)[1].partition("/")
+            call = wire.ApiCall("s3", "s3", "GetObject" if action.startswith("s3:GetObject") else action.split(":", 1)[1],
+                                response.region, signed.access_key, {"Bucket": bucket, "Key": key})
+            needs += [Need(n.action, n.resource, {**n.context, **via})
+                      for n in kms_on_behalf(call, needs, principal.account)]
+        return all(d.allowed for d in guard.authorizer.decide(principal, needs, label, response.region))
+
+    return allows
+
+
 class Registry:
     """What the service modules set on moto: (owner, attribute) -> value, and URLs to add."""
 

@@ -19,9 +19,6 @@ from moto.athena.responses import AthenaResponse
 from moto.core.responses import BaseResponse
 
 from tapharness.sandbox import athena, patches
-from tapharness.sandbox.iam import wire
-from tapharness.sandbox.iam.authorizer import kms_on_behalf, via_service
-from tapharness.sandbox.iam.catalog import Need
 from tapharness.sandbox.patches import patch
 
 # --- Athena ---------------------------------------------------------------------------
@@ -32,31 +29,9 @@ _GET_RESULTS = AthenaResponse.get_query_results
 _MOTO_RUNS = re.compile(r"^\s*(CREATE|DROP)\s+(DATABASE|SCHEMA)\b", re.IGNORECASE)
 
 
-# Athena reads and writes S3 and Glue with the caller's own credentials, in a forward access session
-# (``via_service``); S3 then checks the caller's KMS permissions for an SSE-KMS object or bucket as
-# for any caller (``kms_on_behalf``).
-_VIA_ATHENA = via_service("athena")
-
-
 def _caller_allows(self: BaseResponse) -> athena.Allows:
-    """Whether the principal that signed this request may do an action through Athena (IAM off: everything)."""
-    signed = wire.signature({k.lower(): v for k, v in self.headers.items()}, "")
-    guard = patches.GUARD
-    principal = guard.authorizer.principal_for_key(signed.access_key) if guard and signed else None
-    if guard is None or signed is None or principal is None:
-        return lambda action, resource: True
-
-    def allows(action: str, resource: str) -> bool:
-        needs = [Need(action, resource, dict(_VIA_ATHENA))]
-        if action.startswith("s3:"):
-            bucket, _, key = resource.split(":::", 1)[1].partition("/")
-            call = wire.ApiCall("s3", "s3", action.split(":", 1)[1], self.region, signed.access_key,
-                                {"Bucket": bucket, "Key": key})
-            needs += [Need(n.action, n.resource, {**n.context, **_VIA_ATHENA})
-                      for n in kms_on_behalf(call, needs, principal.account)]
-        return all(d.allowed for d in guard.authorizer.decide(principal, needs, "athena.ctas", self.region))
-
-    return allows
+    """Athena reads and writes S3 and Glue with the caller's own credentials (``patches.caller_allows``)."""
+    return patches.caller_allows(self, "athena", "athena.ctas")
 
 
 @patch(AthenaResponse, "start_query_execution")

@@ -34,15 +34,11 @@ from moto.s3.models import s3_backends
 from PIL import Image, ImageStat, UnidentifiedImageError
 
 from tapharness.sandbox import patches
-from tapharness.sandbox.iam import wire
-from tapharness.sandbox.iam.authorizer import kms_on_behalf, via_service
-from tapharness.sandbox.iam.catalog import Need
 from tapharness.sandbox.patches import patch
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_S3_BYTES = 15 * 1024 * 1024
 _FORMATS = frozenset({"JPEG", "PNG"})
-_VIA_REKOGNITION = via_service("rekognition")
 # Named colours (CSS names Rekognition's dominant colours use), by RGB.
 _COLOURS = {
     "Black": (0, 0, 0), "White": (255, 255, 255), "Gray": (128, 128, 128), "Silver": (192, 192, 192),
@@ -62,17 +58,8 @@ def _refuse(code: str, message: str) -> RekognitionError:
 
 def _caller_may_read(self: RekognitionResponse, bucket: str, key: str, version: str | None) -> bool:
     """s3:GetObject (and the object's key's kms:Decrypt) for the principal that signed the call, through Rekognition."""
-    guard = patches.GUARD
-    signed = wire.signature({k.lower(): v for k, v in self.headers.items()}, "")
-    principal = guard.authorizer.principal_for_key(signed.access_key) if guard and signed else None
-    if guard is None or signed is None or principal is None:
-        return True
-    action = "s3:GetObjectVersion" if version else "s3:GetObject"
-    needs = [Need(action, f"arn:aws:s3:::{bucket}/{key}", dict(_VIA_REKOGNITION))]
-    call = wire.ApiCall("s3", "s3", "GetObject", self.region, signed.access_key, {"Bucket": bucket, "Key": key})
-    needs += [Need(n.action, n.resource, {**n.context, **_VIA_REKOGNITION})
-              for n in kms_on_behalf(call, needs, principal.account)]
-    return all(d.allowed for d in guard.authorizer.decide(principal, needs, "rekognition.DetectLabels", self.region))
+    allows = patches.caller_allows(self, "rekognition", "rekognition.DetectLabels")
+    return allows("s3:GetObjectVersion" if version else "s3:GetObject", f"arn:aws:s3:::{bucket}/{key}")
 
 
 def _image_bytes(self: RekognitionResponse, image: dict[str, Any]) -> bytes:

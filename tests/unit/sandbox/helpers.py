@@ -25,6 +25,18 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+def role_credentials(aws: Callable[[str], Any], statements: list[dict[str, Any]],
+                     name: str = "caller") -> dict[str, str]:
+    """The keys of a new role the account may assume, allowed ``statements`` (none: nothing)."""
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}]})
+    arn = aws("iam").create_role(RoleName=unique(name), AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    if statements:
+        aws("iam").put_role_policy(RoleName=arn.split("/")[-1], PolicyName="p",
+                                   PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}))
+    return aws("sts").assume_role(RoleArn=arn, RoleSessionName=name)["Credentials"]
+
+
 class Recorder:
     """Collects the JSON messages test handlers send, in arrival order."""
 

@@ -4,7 +4,6 @@ Gremlin Server reached over TLS only by callers IAM lets connect."""
 
 from __future__ import annotations
 
-import json
 import socket
 import ssl
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from tapharness.sandbox import _bootstrap
 from tapharness.sandbox.clients import AwsClients
 from tapharness.sandbox.endpoints import postgres_targets
 
-from .helpers import unique
+from .helpers import role_credentials, unique
 
 
 def test_a_neptune_cluster_is_created_with_iam_database_authentication(aws: Callable[[str], Any]) -> None:
@@ -93,16 +92,6 @@ def graph(aws: Callable[[str], Any], sandbox: Any) -> Iterator[Graph]:
     socket.getaddrinfo = original
 
 
-def credentials(aws: Callable[[str], Any], statements: list[dict[str, Any]]) -> dict[str, str]:
-    trust = json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}]})
-    arn = aws("iam").create_role(RoleName=unique("graphrole"), AssumeRolePolicyDocument=trust)["Role"]["Arn"]
-    if statements:
-        aws("iam").put_role_policy(RoleName=arn.split("/")[-1], PolicyName="p",
-                                   PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}))
-    return aws("sts").assume_role(RoleArn=arn, RoleSessionName="graph")["Credentials"]
-
-
 def signed_headers(graph: Graph, keys: dict[str, str]) -> dict[str, str]:
     """The WebSocket handshake's SigV4 headers for neptune-db, as Neptune's IAM clients sign it."""
     request = AWSRequest(method="GET", url=f"https://{graph.endpoint}:8182/gremlin")
@@ -112,7 +101,7 @@ def signed_headers(graph: Graph, keys: dict[str, str]) -> dict[str, str]:
 
 
 def connector(aws: Callable[[str], Any], graph: Graph) -> dict[str, str]:
-    return credentials(aws, [{"Effect": "Allow", "Action": "neptune-db:connect",
+    return role_credentials(aws, [{"Effect": "Allow", "Action": "neptune-db:connect",
                               "Resource": f"arn:aws:neptune-db:us-east-1:123456789012:{graph.resource_id}/*"}])
 
 
@@ -145,7 +134,7 @@ def test_an_unsigned_handshake_is_refused_before_the_graph(graph: Graph) -> None
 
 
 def test_a_caller_no_policy_allows_to_connect_is_refused(aws: Callable[[str], Any], graph: Graph) -> None:
-    stranger = credentials(aws, [{"Effect": "Allow", "Action": "neptune-db:ReadDataViaQuery", "Resource": "*"}])
+    stranger = role_credentials(aws, [{"Effect": "Allow", "Action": "neptune-db:ReadDataViaQuery", "Resource": "*"}])
     assert handshake_status(graph, signed_headers(graph, stranger)) == 403
     assert handshake_status(graph, signed_headers(graph, connector(aws, graph))) == 101
 

@@ -14,7 +14,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from .helpers import unique
+from .helpers import role_credentials, unique
 
 ACCOUNT = "123456789012"
 
@@ -26,16 +26,6 @@ class ProxyApi:
     partner: str  # the stand-in's name
     caller: dict[str, str]  # credentials allowed execute-api:Invoke on POST /pos/*
     stranger: dict[str, str]  # credentials allowed nothing
-
-
-def credentials(aws: Callable[[str], Any], statements: list[dict[str, Any]]) -> dict[str, str]:
-    trust = json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "sts:AssumeRole"}]})
-    arn = aws("iam").create_role(RoleName=unique("caller"), AssumeRolePolicyDocument=trust)["Role"]["Arn"]
-    if statements:
-        aws("iam").put_role_policy(RoleName=arn.split("/")[-1], PolicyName="p",
-                                   PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}))
-    return aws("sts").assume_role(RoleArn=arn, RoleSessionName="caller")["Credentials"]
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +54,9 @@ def proxy_api(aws: Callable[[str], Any], sandbox: Any) -> ProxyApi:
                             integrationHttpMethod="ANY", uri=f"{partner_url}/{{proxy}}",
                             requestParameters={"integration.request.path.proxy": "method.request.path.proxy"})
     gateway.create_deployment(restApiId=api_id, stageName="dev")
-    caller = credentials(aws, [{"Effect": "Allow", "Action": "execute-api:Invoke",
+    caller = role_credentials(aws, [{"Effect": "Allow", "Action": "execute-api:Invoke",
                                 "Resource": f"arn:aws:execute-api:us-east-1:{ACCOUNT}:{api_id}/dev/POST/pos/*"}])
-    return ProxyApi(api_id, f"{sandbox.gateway_url}/restapis/{api_id}/dev", partner, caller, credentials(aws, []))
+    return ProxyApi(api_id, f"{sandbox.gateway_url}/restapis/{api_id}/dev", partner, caller, role_credentials(aws, []))
 
 
 def send(url: str, body: bytes, signer: dict[str, str] | None = None, service: str = "execute-api",

@@ -22,7 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 from tapharness.sandbox.apigw import local_invoke_url
 from tapharness.sandbox.websocket import choose_route, selection_value
 
-from .helpers import Recorder, unique, zip_sources
+from .helpers import Recorder, role_credentials, unique, zip_sources
 
 ACCOUNT = "123456789012"
 
@@ -260,16 +260,6 @@ def manager(aws: Callable[[str], Any], api: WsApi) -> dict[str, str]:
     """Credentials of a role allowed execute-api:ManageConnections on the API's live stage only."""
     return role_credentials(aws, [{"Effect": "Allow", "Action": "execute-api:ManageConnections",
                                    "Resource": f"arn:aws:execute-api:us-east-1:{ACCOUNT}:{api.api_id}/live/*/@connections/*"}])
-
-
-def role_credentials(aws: Callable[[str], Any], statements: list[dict[str, Any]]) -> dict[str, str]:
-    trust = json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "sts:AssumeRole"}]})
-    arn = aws("iam").create_role(RoleName=unique("wsrole"), AssumeRolePolicyDocument=trust)["Role"]["Arn"]
-    if statements:
-        aws("iam").put_role_policy(RoleName=arn.split("/")[-1], PolicyName="p",
-                                   PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}))
-    return aws("sts").assume_role(RoleArn=arn, RoleSessionName="ws")["Credentials"]
 
 
 def signed(url: str, method: str, credentials: dict[str, str], body: bytes = b"") -> tuple[int, dict[str, str], Any]:
